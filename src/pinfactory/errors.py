@@ -1,0 +1,122 @@
+"""The one exception tree of pinfactory.
+
+Every error a caller can cause or meet derives from :class:`PinfactoryError`.
+The gateway maps them to OpenAI-shaped error objects in one place
+(``gateway/errors.py``); nothing else catches broadly.
+"""
+
+from __future__ import annotations
+
+
+class PinfactoryError(Exception):
+    """Base of every pinfactory error.
+
+    ``status`` is the HTTP status the gateway answers with, ``code`` the
+    OpenAI-style error code, ``param`` the request field at fault if any.
+    """
+
+    status: int = 500
+    code: str = "internal_error"
+    type: str = "server_error"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class TeamFileError(PinfactoryError):
+    """A team file that cannot be loaded: names the file, line and field."""
+
+    code = "team_file_invalid"
+
+
+class RequestError(PinfactoryError):
+    """The caller's request is malformed or asks for something not allowed."""
+
+    status = 400
+    code = "invalid_request"
+    type = "invalid_request_error"
+
+
+class PayloadTooLarge(RequestError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnknownModel(RequestError):
+    status = 404
+    code = "model_not_found"
+
+
+class AuthError(PinfactoryError):
+    status = 401
+    code = "invalid_api_key"
+    type = "authentication_error"
+
+
+class ForbiddenError(PinfactoryError):
+    status = 403
+    code = "forbidden"
+    type = "permission_error"
+
+
+class QuotaExceeded(PinfactoryError):
+    """A unit's budget or quota does not allow the request."""
+
+    status = 429
+    code = "quota_exceeded"
+    type = "rate_limit_error"
+
+
+class MemberError(PinfactoryError):
+    """A member failed to answer: upstream refused, broke or sent garbage."""
+
+    status = 502
+    code = "member_failed"
+    type = "upstream_error"
+
+    def __init__(self, member: str, message: str, *, status: int = 502) -> None:
+        super().__init__(f"member '{member}': {message}")
+        self.member = member
+        self.status = status
+
+
+class MemberTimeout(MemberError):
+    code = "member_timeout"
+
+    def __init__(self, member: str, message: str) -> None:
+        super().__init__(member, message, status=504)
+
+
+class ClientGone(MemberError):
+    """The client went away mid-stream; recorded as status 499."""
+
+    code = "client_closed_request"
+
+    def __init__(self, member: str, message: str) -> None:
+        super().__init__(member, message, status=499)
+
+
+class RoutingError(PinfactoryError):
+    """A router could not be built or loaded (bad config, missing file)."""
+
+    code = "routing_failed"
+
+
+class LedgerError(PinfactoryError):
+    """The ledger cannot record or read: the request is not acknowledged."""
+
+    code = "ledger_failed"
+
+
+class NotFound(PinfactoryError):
+    status = 404
+    code = "not_found"
+    type = "invalid_request_error"
+
+
+class Conflict(PinfactoryError):
+    status = 409
+    code = "conflict"
+    type = "invalid_request_error"

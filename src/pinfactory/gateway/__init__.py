@@ -1,0 +1,5 @@
+"""The OpenAI-compatible HTTP gateway."""
+
+from pinfactory.gateway.app import create_app
+
+__all__ = ["create_app"]

@@ -1,0 +1,197 @@
+"""The HTTP gateway: OpenAI-compatible chat completions in front of a team.
+
+Starlette, not FastAPI: the request schema is validated by pydantic in
+``schema.py`` and the handlers are few, so the thinner framework keeps the
+per-request overhead low. The gateway holds no routing logic: it
+authenticates, parses, hands the request to the pipeline and formats what
+comes back. Every request, refused or answered, reaches the ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request as HTTPRequest
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from pinfactory.errors import PayloadTooLarge, PinfactoryError
+from pinfactory.gateway.auth import Caller, Keyring
+from pinfactory.gateway.errors import error_response, unexpected
+from pinfactory.gateway.schema import chunk_body, completion_body, final_chunk, parse_request
+from pinfactory.ledger import Ledger
+from pinfactory.pipeline import Answer, Pipeline, open_pipeline
+from pinfactory.request import Request, new_request_id
+from pinfactory.routing import Decision
+from pinfactory.team import Team
+
+
+class Gateway:
+    """The handlers, bound to one pipeline (set when the app starts)."""
+
+    def __init__(self, team: Team) -> None:
+        self.team = team
+        self.keyring = Keyring(team.spec.keys)
+        self.max_body = team.spec.gateway.max_body_bytes
+        self.pipeline: Pipeline | None = None
+
+    @property
+    def ready(self) -> Pipeline:
+        if self.pipeline is None:
+            raise PinfactoryError("gateway is starting")
+        return self.pipeline
+
+    async def chat_completions(self, http: HTTPRequest) -> Response:
+        started = time.perf_counter()
+        request_id = http.headers.get("x-request-id") or new_request_id()
+        pipeline = self.ready
+        caller: Caller | None = None
+        try:
+            caller = self.keyring.identify(http.headers.get("authorization"))
+            body = await read_body(http, self.max_body)
+            request, wire = parse_request(
+                body,
+                unit=caller.unit,
+                user=caller.user,
+                headers=dict(http.headers),
+                request_id=request_id,
+            )
+        except PinfactoryError as exc:
+            unit = caller.unit if caller else "-"
+            await pipeline.record_failure(None, exc, started, request_id=request_id, unit=unit)
+            return error_response(exc, request_id)
+        if request.stream:
+            include_usage = bool(wire.stream_options and wire.stream_options.include_usage)
+            return await self._stream(pipeline, request, started, include_usage)
+        try:
+            answer = await pipeline.complete(request, started)
+        except PinfactoryError as exc:
+            return error_response(exc, request_id)
+        except Exception as exc:
+            error = unexpected(exc, request_id)
+            await pipeline.record_failure(request, error, started)
+            return error_response(error, request_id)
+        return JSONResponse(completion_body(answer), headers=answer_headers(answer))
+
+    async def _stream(
+        self, pipeline: Pipeline, request: Request, started: float, include_usage: bool
+    ) -> Response:
+        """Start the stream only once the member has begun answering.
+
+        Routing errors and members that fail before their first token get a
+        proper 4xx/5xx error response instead of a broken event stream.
+        """
+        events = pipeline.stream(request, started)
+        try:
+            decision = await anext(events)
+            first = await anext(events)
+        except PinfactoryError as exc:
+            return error_response(exc, request.request_id)
+        assert isinstance(decision, Decision)
+
+        async def sse() -> AsyncIterator[bytes]:
+            yield _sse(chunk_body(request, decision.member, {"role": "assistant", "content": ""}))
+            pending: list[str | Answer | Decision] = [first]
+            try:
+                while True:
+                    event = pending.pop() if pending else await anext(events)
+                    if isinstance(event, str):
+                        yield _sse(chunk_body(request, decision.member, {"content": event}))
+                    elif isinstance(event, Answer):
+                        yield _sse(final_chunk(event, include_usage))
+            except StopAsyncIteration:
+                yield b"data: [DONE]\n\n"
+            except PinfactoryError as exc:
+                body = {"error": {"message": exc.message, "type": exc.type, "code": exc.code}}
+                yield _sse(body)
+
+        headers = {"x-pinfactory-member": decision.member, "x-request-id": request.request_id}
+        return StreamingResponse(sse(), media_type="text/event-stream", headers=headers)
+
+    async def models(self, http: HTTPRequest) -> Response:
+        self.keyring.identify(http.headers.get("authorization"))
+        pipeline = self.ready
+        data: list[dict[str, Any]] = [
+            {"id": "auto", "object": "model", "created": 0, "owned_by": "pinfactory"}
+        ]
+        for member in pipeline.members.values():
+            data.append(
+                {
+                    "id": member.name,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": "pinfactory",
+                    "pinfactory": {
+                        "kind": member.kind,
+                        "tier": member.tier,
+                        "tags": list(member.tags),
+                        "price": member.price.model_dump(mode="json"),
+                    },
+                }
+            )
+        return JSONResponse({"object": "list", "data": data})
+
+    async def healthz(self, _: HTTPRequest) -> Response:
+        pipeline = self.ready
+        return JSONResponse(
+            {"status": "ok", "team": self.team.name, "members": list(pipeline.members)}
+        )
+
+
+def answer_headers(answer: Answer) -> dict[str, str]:
+    return {
+        "x-pinfactory-member": answer.decision.member,
+        "x-pinfactory-cost-usd": format(answer.cost_usd, "f"),
+        "x-request-id": answer.request.request_id,
+    }
+
+
+async def read_body(http: HTTPRequest, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes ``limit`` bytes."""
+    declared = http.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
+    chunks, size = [], 0
+    async for chunk in http.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _sse(body: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
+
+
+def create_app(team: Team, *, ledger: Ledger | None = None) -> Starlette:
+    """The gateway for one team; members and the ledger open in the lifespan."""
+    gateway = Gateway(team)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with open_pipeline(team, ledger=ledger) as pipeline:
+            gateway.pipeline = pipeline
+            yield
+            gateway.pipeline = None
+
+    async def on_error(http: HTTPRequest, exc: Exception) -> Response:
+        assert isinstance(exc, PinfactoryError)
+        return error_response(exc, http.headers.get("x-request-id", ""))
+
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
+            Route("/v1/models", gateway.models, methods=["GET"]),
+            Route("/healthz", gateway.healthz, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+        exception_handlers={PinfactoryError: on_error},
+    )
+    app.state.gateway = gateway
+    return app

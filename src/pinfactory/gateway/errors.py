@@ -1,0 +1,31 @@
+"""The one place where pinfactory errors become OpenAI-shaped HTTP errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from starlette.responses import Response
+
+from pinfactory.errors import MemberError, PinfactoryError
+from pinfactory.gateway.schema import error_body
+
+log = logging.getLogger("pinfactory.gateway")
+
+
+def error_response(error: PinfactoryError, request_id: str = "") -> Response:
+    headers = {"x-request-id": request_id} if request_id else {}
+    if isinstance(error, MemberError):
+        headers["x-pinfactory-member"] = error.member
+    if error.status >= 500:
+        log.warning("request %s failed: %s", request_id, error.message)
+    body = error_body(error.message, type_=error.type, code=error.code, param=error.param)
+    return Response(
+        json.dumps(body), status_code=error.status, headers=headers, media_type="application/json"
+    )
+
+
+def unexpected(exc: BaseException, request_id: str) -> PinfactoryError:
+    """An error nobody anticipated: logged with its traceback, answered without it."""
+    log.exception("request %s: unexpected %s", request_id, type(exc).__name__, exc_info=exc)
+    return PinfactoryError(f"internal error ({type(exc).__name__}); request id {request_id}")

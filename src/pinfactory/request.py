@@ -1,0 +1,81 @@
+"""The request as it flows through the pipeline, apart from any wire format."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+Role = Literal["system", "user", "assistant", "tool", "developer"]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A passage the caller sends along to ground the answer against."""
+
+    text: str
+    title: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One chat request plus who sent it.
+
+    ``model`` is ``"auto"`` (the router decides) or the name of a member.
+    ``unit`` and ``user`` come from the caller's API key, never the body.
+    """
+
+    messages: tuple[Message, ...]
+    model: str = "auto"
+    temperature: float | None = None
+    max_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+    stream: bool = False
+    documents: tuple[Document, ...] = ()
+    tools: tuple[Mapping[str, Any], ...] = ()
+    unit: str = "default"
+    user: str = ""
+    tags: tuple[str, ...] = ()
+    headers: Mapping[str, str] = field(default_factory=dict)
+    request_id: str = field(default_factory=lambda: new_request_id())
+
+    @classmethod
+    def from_text(cls, text: str, **kwargs: Any) -> Request:
+        """A single-turn request; handy for the CLI, the lab and tests."""
+        return cls(messages=(Message("user", text),), **kwargs)
+
+    @property
+    def text(self) -> str:
+        """The last user message: what routers and verifiers look at."""
+        for message in reversed(self.messages):
+            if message.role == "user":
+                return message.content
+        return self.messages[-1].content if self.messages else ""
+
+    @property
+    def turns(self) -> int:
+        return sum(1 for m in self.messages if m.role == "user")
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(estimate_tokens(m.content) for m in self.messages)
+
+    def pinned(self, model: str) -> Request:
+        return replace(self, model=model)
+
+
+def new_request_id() -> str:
+    return "req_" + uuid.uuid4().hex[:24]
+
+
+def estimate_tokens(text: str) -> int:
+    """Token count estimate (about four characters a token) for members without a tokenizer."""
+    return max(1, math.ceil(len(text) / 4)) if text else 0

@@ -1,0 +1,76 @@
+"""The one interface every router implements, and the decision it returns."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from pinfactory.request import Request
+
+if TYPE_CHECKING:
+    from pinfactory.team import Team
+
+MemberTable = dict[str, tuple[str, Decimal]]
+"""Each available member's tier and the estimated cost of a typical call."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Which member answers, and why.
+
+    ``scores`` holds one number per candidate member (higher is better for
+    that router); ``reason`` is for people; ``fallback`` is true when no
+    route claimed the request and the declared fallback took it.
+    """
+
+    member: str
+    reason: str
+    router: str
+    scores: Mapping[str, float] = field(default_factory=dict)
+    confidence: float = 1.0
+    estimated_cost_usd: Decimal = Decimal(0)
+    tier: str | None = None
+    fallback: bool = False
+    rule: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "member": self.member,
+            "reason": self.reason,
+            "router": self.router,
+            "scores": dict(self.scores),
+            "confidence": self.confidence,
+            "estimated_cost_usd": float(self.estimated_cost_usd),
+            "tier": self.tier,
+            "fallback": self.fallback,
+            "rule": self.rule,
+        }
+
+
+@runtime_checkable
+class Router(Protocol):
+    """Decides which member answers a request.
+
+    Follows the scikit-learn habit: the constructor stores configuration,
+    ``fit`` (where the router learns) returns ``self``, learned state ends in
+    ``_``, and ``save``/``load`` persist it.
+    """
+
+    kind: str
+
+    def decide(self, request: Request) -> Decision: ...
+
+
+@runtime_checkable
+class TrainableRouter(Router, Protocol):
+    def fit(self, texts: Sequence[str], quality: Any, cost: Any = None) -> TrainableRouter: ...
+
+    def save(self, path: Path) -> None: ...
+
+
+def member_table(team: Team, input_tokens: int = 64, output_tokens: int = 256) -> MemberTable:
+    """Each enabled member's tier and the cost of a typical call."""
+    return {m.name: (m.tier, m.price.estimate(input_tokens, output_tokens)) for m in team.members}

@@ -1,0 +1,262 @@
+"""The team file: schema, loading and precise errors.
+
+A team file is YAML. It declares the members, the routing policy, the API
+keys (key -> business unit) and where the ledger lives. Every mistake is
+reported when the file loads, with the file, the line, the field and what
+is allowed; nothing fails later, halfway through a request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pinfactory.errors import TeamFileError
+from pinfactory.members.base import Price
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
+DEFAULT_LEDGER = "pinfactory-ledger.db"
+_ENV_REF = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MemberSpec(_Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    kind: str
+    tier: str = "default"
+    price: Price = Price()
+    tags: list[str] = []
+    timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    requires_env: list[str] = Field(
+        default=[], description="the member is enabled only when all these variables are set"
+    )
+    settings: dict[str, Any] = {}
+
+    def enabled(self, environ: Mapping[str, str]) -> bool:
+        return all(environ.get(name) for name in self.requires_env)
+
+
+class KeySpec(_Strict):
+    """An API key and who holds it. Give ``key_sha256`` to keep keys out of the file."""
+
+    key: str | None = Field(default=None, min_length=8)
+    key_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    unit: str = Field(pattern=NAME_PATTERN)
+    user: str = ""
+    admin: bool = False
+
+    @model_validator(mode="after")
+    def _one_key(self) -> KeySpec:
+        if (self.key is None) == (self.key_sha256 is None):
+            raise ValueError("give exactly one of 'key' or 'key_sha256'")
+        return self
+
+    @property
+    def digest(self) -> str:
+        return self.key_sha256 or hash_key(self.key or "")
+
+
+class LedgerSpec(_Strict):
+    path: str | None = Field(default=None, description="SQLite file; default pinfactory-ledger.db")
+    dsn: str | None = Field(default=None, description="PostgreSQL DSN; overrides path")
+    durability: Literal["full", "group"] = "full"
+
+
+class GatewaySpec(_Strict):
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+    max_messages: int = Field(default=256, gt=0)
+
+
+class RoutingSpec(BaseModel):
+    """Routing policy; ``kind`` picks the router, the other fields are its own."""
+
+    model_config = ConfigDict(extra="allow")
+
+    kind: str = "rules"
+    fallback: str = Field(pattern=NAME_PATTERN)
+
+
+class TeamSpec(_Strict):
+    name: str = "team"
+    members: list[MemberSpec] = Field(min_length=1)
+    routing: RoutingSpec
+    keys: list[KeySpec] = []
+    ledger: LedgerSpec = LedgerSpec()
+    gateway: GatewaySpec = GatewaySpec()
+
+    @field_validator("members")
+    @classmethod
+    def _unique_names(cls, members: list[MemberSpec]) -> list[MemberSpec]:
+        seen: set[str] = set()
+        for spec in members:
+            if spec.name in seen:
+                raise ValueError(f"member name '{spec.name}' is used twice")
+            seen.add(spec.name)
+        return members
+
+
+class Team:
+    """A loaded, validated team: the spec plus what the environment enables."""
+
+    def __init__(self, spec: TeamSpec, source: str, environ: Mapping[str, str]) -> None:
+        self.spec = spec
+        self.source = source
+        self.members = [m for m in spec.members if m.enabled(environ)]
+        self.disabled = [m.name for m in spec.members if not m.enabled(environ)]
+        self.ledger_location = (
+            spec.ledger.dsn
+            or spec.ledger.path
+            or environ.get("PINFACTORY_LEDGER")
+            or DEFAULT_LEDGER
+        )
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def member_names(self) -> list[str]:
+        return [m.name for m in self.members]
+
+    def member(self, name: str) -> MemberSpec:
+        for spec in self.members:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def default_team_path() -> Path:
+    return Path(str(resources.files("pinfactory") / "data" / "default-team.yaml"))
+
+
+def load_team(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Team:
+    """Load and validate a team file (the packaged default team when ``path`` is None)."""
+    environ = os.environ if environ is None else environ
+    source = Path(path) if path is not None else default_team_path()
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TeamFileError(f"{source}: cannot read team file: {exc.strerror or exc}") from exc
+    return parse_team(text, str(source), environ)
+
+
+def parse_team(text: str, source: str, environ: Mapping[str, str]) -> Team:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise TeamFileError(f"{source}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise TeamFileError(f"{source}: a team file is a YAML mapping with 'members' and 'routing'")
+    data = _interpolate(raw, environ)
+    try:
+        spec = TeamSpec.model_validate(data)
+    except ValidationError as exc:
+        raise TeamFileError(_describe(exc, source, node)) from exc
+    team = Team(spec, source, environ)
+    _check_members(team, node)
+    _check_routing(team, node)
+    return team
+
+
+def _check_members(team: Team, node: yaml.Node | None) -> None:
+    from pinfactory.members import member_class
+
+    for index, spec in enumerate(team.spec.members):
+        where = ("members", index)
+        try:
+            cls = member_class(spec.kind)
+        except TeamFileError as exc:
+            raise TeamFileError(_at(team.source, node, (*where, "kind"), exc.message)) from exc
+        if spec.name not in team.member_names:
+            continue
+        try:
+            cls.Settings.model_validate(spec.settings)
+        except ValidationError as exc:
+            raise TeamFileError(_describe(exc, team.source, node, (*where, "settings"))) from exc
+
+
+def _check_routing(team: Team, node: yaml.Node | None) -> None:
+    from pinfactory.routing import build_router
+
+    if team.spec.routing.fallback not in team.member_names:
+        problem = (
+            f"fallback member '{team.spec.routing.fallback}' is not an enabled member; "
+            f"enabled: {', '.join(team.member_names)}"
+        )
+        raise TeamFileError(_at(team.source, node, ("routing", "fallback"), problem))
+    try:
+        build_router(team)
+    except ValidationError as exc:
+        raise TeamFileError(_describe(exc, team.source, node, ("routing",))) from exc
+    except TeamFileError as exc:
+        raise TeamFileError(f"{team.source}: routing: {exc.message}") from exc
+
+
+def _interpolate(value: Any, environ: Mapping[str, str]) -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in strings."""
+    if isinstance(value, str):
+        return _ENV_REF.sub(lambda m: environ.get(m.group(1)) or (m.group(2) or ""), value)
+    if isinstance(value, list):
+        return [_interpolate(v, environ) for v in value]
+    if isinstance(value, dict):
+        return {k: _interpolate(v, environ) for k, v in value.items()}
+    return value
+
+
+def _describe(
+    exc: ValidationError, source: str, node: yaml.Node | None, prefix: Sequence[Any] = ()
+) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = (*prefix, *error["loc"])
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown field; check the spelling against the team file reference"
+        elif error["type"] == "missing":
+            message = "required field is missing"
+        lines.append(_at(source, node, loc, message))
+    return "\n".join(lines)
+
+
+def _at(source: str, node: yaml.Node | None, loc: Sequence[Any], message: str) -> str:
+    line = _line_of(node, loc)
+    field = ".".join(str(part) for part in loc) or "(top level)"
+    where = f"{source}:{line}" if line else source
+    return f"{where}: {field}: {message}"
+
+
+def _line_of(node: yaml.Node | None, loc: Iterable[Any]) -> int | None:
+    """The 1-based line of the deepest node the location reaches."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if k.value == part), None)
+            key = next((k for k, _ in node.value if k.value == part), None)
+            if match is None:
+                break
+            line = (key or match).start_mark.line + 1
+            node = match
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                break
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line

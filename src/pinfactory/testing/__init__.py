@@ -1,0 +1,1 @@
+"""Small real parts for tests and benchmarks, shipped with the package."""

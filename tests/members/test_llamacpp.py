@@ -1,0 +1,53 @@
+"""The real local model: Gemma 3 270M through llama-cpp-python."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from pinfactory.members import Completion
+from pinfactory.members.llamacpp import LlamaCppMember, LlamaCppSettings, to_prompt
+from pinfactory.request import Message, Request
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def gemma() -> AsyncIterator[LlamaCppMember]:
+    member = LlamaCppMember("local", LlamaCppSettings(max_tokens=24))
+    await member.open()
+    yield member
+    await member.close()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_answers_a_simple_fact(gemma: LlamaCppMember) -> None:
+    completion = await gemma.complete(Request.from_text("What is the capital of France?"))
+    assert "Paris" in completion.text
+    assert "\n\n" not in completion.text
+    assert completion.usage.input_tokens > 10
+    assert 0 < completion.usage.output_tokens <= 24
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_streams_the_same_answer(gemma: LlamaCppMember) -> None:
+    request = Request.from_text("What is the capital of France?")
+    events = [e async for e in gemma.stream(request)]
+    final = events[-1]
+    assert isinstance(final, Completion)
+    assert "".join(e for e in events if isinstance(e, str)).strip() == final.text
+    assert final.text == (await gemma.complete(request)).text
+
+
+def test_prompt_is_a_transcript_for_a_base_model() -> None:
+    request = Request(
+        messages=(
+            Message("system", "Be terse."),
+            Message("user", "Hi?"),
+            Message("assistant", "Hello."),
+            Message("user", "Capital of Spain?"),
+        )
+    )
+    prompt = to_prompt(request)
+    assert prompt.startswith("Be terse.\n\n")
+    assert prompt.endswith("Q: Hi?\nA: Hello.\n\nQ: Capital of Spain?\nA:")
