@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from pinfactory.request import Request
 
 if TYPE_CHECKING:
+    from pinfactory.routing.table import RoutingTable
     from pinfactory.team import Team
 
 MemberTable = dict[str, tuple[str, Decimal]]
@@ -66,7 +67,9 @@ class Router(Protocol):
 
 @runtime_checkable
 class TrainableRouter(Router, Protocol):
-    def fit(self, texts: Sequence[str], quality: Any, cost: Any = None) -> TrainableRouter: ...
+    """A router that learns from a :class:`~pinfactory.routing.table.RoutingTable`."""
+
+    def fit(self, table: RoutingTable) -> TrainableRouter: ...
 
     def save(self, path: Path) -> None: ...
 

@@ -1,0 +1,41 @@
+"""The one interface every verifier implements, and the verdict it returns."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from pinfactory.members.base import Completion
+from pinfactory.request import Document, Request
+
+Label = Literal["supported", "unsupported", "contradicted", "unverified"]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing a verifier noticed, e.g. a claim no passage supports."""
+
+    kind: str
+    message: str
+    claim: str = ""
+    passage: str = ""
+    score: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """How far an answer can be trusted: a confidence in [0, 1] and why."""
+
+    confidence: float
+    label: Label
+    verifier: str
+    findings: tuple[Finding, ...] = field(default_factory=tuple)
+
+
+class Verifier(Protocol):
+    name: str
+
+    def check(
+        self, request: Request, completion: Completion, evidence: Sequence[Document]
+    ) -> Verdict: ...
