@@ -165,7 +165,9 @@ def normalise(question: str) -> str:
 # --- 2. tokens -------------------------------------------------------------
 
 _TOKEN = re.compile(
-    r"(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d|,\d)|(?:\d+(?:\.\d+)?|\.\d+)(?:e[-+]?\d+)?)"
+    r"(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d|,\d))"  # 2,340 and 1,234.5
+    r"|(?P<bad>\d+(?:,\d+)+(?:\.\d+)?)"  # 1,234,56 and 12,34: misplaced separators
+    r"|(?P<plain>(?:\d+(?:\.\d+)?|\.\d+)(?:e[-+]?\d+)?)"  # 2340, 3.5, .5, 1e5
     r"|(?P<op>[-+*/^%()])"
     r"|(?P<word>[a-z_]+)"
     r"|(?P<space>\s+)"
@@ -187,7 +189,7 @@ _CANNOT_END = (
 
 @dataclass(frozen=True, slots=True)
 class _Token:
-    kind: str  # "num", "op", "word" or "noise"
+    kind: str  # "num", "bad" (a malformed number), "op", "word" or "noise"
     text: str
 
     @property
@@ -199,10 +201,11 @@ def _tokenize(text: str) -> list[_Token]:
     tokens: list[_Token] = []
     for match in _TOKEN.finditer(text):
         kind, value = match.lastgroup or "other", match.group()
+        kind = "num" if kind == "plain" else kind
         if kind == "space" or value in _FILLERS:
             continue
-        if kind == "num":
-            tokens.append(_Token("num", value.replace(",", "")))
+        if kind in ("num", "bad"):
+            tokens.append(_Token(kind, value.replace(",", "") if kind == "num" else value))
         elif kind == "op" or (kind == "word" and value in _KEYWORDS):
             tokens.append(_Token("word" if kind == "word" else "op", value))
         else:
@@ -225,7 +228,7 @@ def _candidates(tokens: list[_Token]) -> list[list[_Token]]:
             start += 1
         while end > start and run[end - 1].text in _CANNOT_END:
             end -= 1
-        if any(token.kind == "num" for token in run[start:end]):
+        if any(token.kind in ("num", "bad") for token in run[start:end]):
             trimmed.append(run[start:end])
     return trimmed
 
@@ -236,6 +239,7 @@ def _candidates(tokens: list[_Token]) -> list[list[_Token]]:
 @dataclass(frozen=True, slots=True)
 class _Num:
     value: Decimal
+    text: str = ""  # as written, when plain decimal notation would not show it well (1e-400)
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,7 +368,9 @@ class _Parser:
             raise _ParseError("expected a number, found the end")
         self._pos += 1
         if token.kind == "num":
-            return _Num(Decimal(token.text))
+            return _Num(Decimal(token.text), token.text if "e" in token.text else "")
+        if token.kind == "bad":
+            raise _ParseError(f"'{token.text}' is not a number (misplaced thousands separators)")
         match token.text:
             case "(":
                 node = self._expr()
@@ -422,9 +428,9 @@ def _is_operation(node: _Node) -> bool:
 def _render(node: _Node) -> tuple[str, int]:
     """(text, precedence) of ``node`` with only the parentheses it needs."""
     match node:
-        case _Num(value):
-            return _plain(value), _ATOM
-        case _Percent(_Num(value)):
+        case _Num(value, text):
+            return text or _plain(value), _ATOM
+        case _Percent(_Num(value, "")):
             with localcontext(_CONTEXT):
                 return _plain(value / 100), _ATOM
         case _Percent(operand):
@@ -455,7 +461,7 @@ def _wrap(node: _Node, precedence: int, *, strict: bool) -> str:
 
 def _value(node: _Node) -> Decimal:
     match node:
-        case _Num(value):
+        case _Num(value, _):
             return _bounded(value)
         case _Neg(operand):
             return -_value(operand)

@@ -37,7 +37,7 @@ _NUMBER_AFTER_ORDER = re.compile(
     r"\border\b(?:\s+(?:number|num|no\.?|id))?\s*(?:[:#]\s*)?(\d+)\b", re.IGNORECASE
 )
 _HASH_NUMBER = re.compile(r"#\s*(\d+)\b")
-_MENTIONS_ORDER = re.compile(r"\border", re.IGNORECASE)
+_MENTIONS_ORDER = re.compile(r"\borders?\b", re.IGNORECASE)
 _NUMBER = re.compile(r"(?<![\d.,])\d+(?![\d.,]?\d)")
 
 
