@@ -54,7 +54,8 @@ def _normalise(vectors: Any) -> Vectors:
     array = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(array, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return array / norms
+    normalised: Vectors = array / norms
+    return normalised
 
 
 class StaticEncoder:
@@ -113,7 +114,8 @@ ENCODERS = {"minilm-static": StaticEncoder, "minilm": MiniLMEncoder}
 def get_encoder(name: str = "minilm-static") -> Encoder:
     """One shared encoder per name for the whole process."""
     try:
-        return ENCODERS[name]()  # type: ignore[abstract]
+        encoder: Encoder = ENCODERS[name]()
+        return encoder
     except KeyError:
         raise ValueError(f"unknown encoder '{name}'; allowed: {', '.join(ENCODERS)}") from None
 
@@ -136,7 +138,8 @@ class CachedEncoder:
             digest.update(b"\0")
         path = cache_dir() / "vectors" / f"{digest.hexdigest()[:32]}.npy"
         if path.exists():
-            return np.load(path)
+            cached: Vectors = np.load(path)
+            return cached
         vectors = self.encoder.encode(texts)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")

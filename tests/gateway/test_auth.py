@@ -37,10 +37,10 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]
 
 
 def ask(url: str, key: str) -> str:
-    client = OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
-    reply = client.chat.completions.create(
-        model="auto", messages=[{"role": "user", "content": "2+2"}]
-    )
+    with OpenAI(base_url=url + "/v1", api_key=key, max_retries=0) as client:
+        reply = client.chat.completions.create(
+            model="auto", messages=[{"role": "user", "content": "2+2"}]
+        )
     return str((reply.model_extra or {})["pinfactory"]["unit"])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -13,8 +14,9 @@ from tests.conftest import ledger_rows
 
 
 @pytest.fixture(scope="module")
-def client(gateway_url: str) -> OpenAI:
-    return OpenAI(base_url=gateway_url + "/v1", api_key="unused", max_retries=0)
+def client(gateway_url: str) -> Iterator[OpenAI]:
+    with OpenAI(base_url=gateway_url + "/v1", api_key="unused", max_retries=0) as client:
+        yield client
 
 
 def test_auto_routes_arithmetic_to_the_calculator(client: OpenAI) -> None:

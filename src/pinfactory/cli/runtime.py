@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from decimal import Decimal
 from typing import Annotated, Any
 
 import typer
@@ -82,32 +83,31 @@ def demo(team: TeamOption = None) -> None:
     from pinfactory.gateway.server import serve_in_thread
 
     loaded = team_from(team)
-    table = Table(title=f"team '{loaded.name}' through the OpenAI SDK")
-    for column in ("question", "answer", "member", "reason", "cost (USD)", "ms"):
-        table.add_column(column, overflow="fold")
-    with console.status("starting the gateway and loading the local model..."):
-        server = serve_in_thread(create_app(loaded))
-        base_url = server.__enter__()
-    try:
-        client = OpenAI(base_url=base_url + "/v1", api_key="demo")
+    spend: dict[str, Decimal] = {}
+    console.print(f"starting the gateway on team '{loaded.name}' (the local model loads first)...")
+    with (
+        serve_in_thread(create_app(loaded)) as base_url,
+        OpenAI(base_url=base_url + "/v1", api_key="demo") as client,
+    ):
+        console.print(f"asking through the OpenAI SDK at {base_url}/v1\n")
         for question in SAMPLE_QUESTIONS:
-            with console.status(f"asking: {question}"):
-                raw = client.chat.completions.with_raw_response.create(
-                    model="auto", messages=[{"role": "user", "content": question}]
-                )
+            raw = client.chat.completions.with_raw_response.create(
+                model="auto", messages=[{"role": "user", "content": question}]
+            )
             reply = raw.parse()
             meta = (reply.model_extra or {})["pinfactory"]
-            table.add_row(
-                question,
-                (reply.choices[0].message.content or "").strip()[:80],
-                raw.headers["x-pinfactory-member"],
-                meta["reason"],
-                raw.headers["x-pinfactory-cost-usd"],
-                f"{meta['latency_ms']:.0f}",
+            member, cost = raw.headers["x-pinfactory-member"], raw.headers["x-pinfactory-cost-usd"]
+            spend[member] = spend.get(member, Decimal(0)) + Decimal(cost)
+            console.print(f"[bold]{question}[/]", highlight=False)
+            console.print(
+                f"  -> {(reply.choices[0].message.content or '').strip()}", highlight=False
             )
-    finally:
-        server.__exit__(None, None, None)
+            where = f"[cyan]{member}[/] | {meta['reason']} | ${cost}"
+            console.print(f"     {where} | {meta['latency_ms']:.0f} ms", highlight=False)
+    table = Table(title="spend by member")
+    table.add_column("member")
+    table.add_column("cost (USD)", justify="right")
+    for member, cost in spend.items():
+        table.add_row(member, format(cost, "f"))
     console.print(table)
-    console.print(
-        f"every request is in the ledger: {loaded.ledger_location} (see `pinfactory costs`)"
-    )
+    console.print(f"every request is in the ledger {loaded.ledger_location}: `pinfactory costs`")

@@ -12,7 +12,7 @@ import json
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pinfactory.errors import LedgerError, RequestError
 from pinfactory.ledger.base import LedgerEntry, SpendRow, from_nano, to_nano
@@ -147,40 +147,11 @@ class SQLiteLedger:
         return [_entry(row) for row in rows]
 
 
-def _entry(row: tuple[object, ...]) -> LedgerEntry:
-    (
-        rid,
-        t,
-        unit,
-        user,
-        model,
-        member,
-        router,
-        reason,
-        tin,
-        tout,
-        nusd,
-        ms,
-        status,
-        error,
-        stream,
-        tags,
-    ) = row
+def _entry(row: tuple[Any, ...]) -> LedgerEntry:
+    values = dict(zip(COLUMNS.split(", "), row, strict=True))
     return LedgerEntry(
-        request_id=str(rid),
-        time=float(t),
-        unit=str(unit),
-        user=str(user),
-        model=str(model),  # type: ignore[arg-type]
-        member=member,
-        router=router,
-        reason=reason,
-        input_tokens=int(tin),  # type: ignore[arg-type, call-overload]
-        output_tokens=int(tout),
-        cost_usd=from_nano(int(nusd)),
-        latency_ms=float(ms),  # type: ignore[arg-type, call-overload]
-        status=int(status),
-        error=error,
-        stream=bool(stream),
-        tags=tuple(json.loads(str(tags))),  # type: ignore[arg-type, call-overload]
+        **{k: v for k, v in values.items() if k not in ("cost_nusd", "stream", "tags")},
+        cost_usd=from_nano(int(values["cost_nusd"])),
+        stream=bool(values["stream"]),
+        tags=tuple(json.loads(values["tags"])),
     )
