@@ -9,11 +9,11 @@ import httpx
 import openai
 import pytest
 from openai import OpenAI
-from tests.conftest import ledger_rows
 
 from pinfactory.gateway import create_app
 from pinfactory.gateway.server import serve_in_thread
 from pinfactory.team import hash_key, parse_team
+from tests.conftest import ledger_rows
 
 TEAM = f"""\
 name: keyed

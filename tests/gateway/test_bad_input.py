@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from tests.conftest import ledger_rows
 
 HELLO = [{"role": "user", "content": "hello"}]

@@ -10,6 +10,7 @@ import httpx
 import openai
 import pytest
 from openai import OpenAI
+
 from tests.conftest import ledger_rows
 
 
