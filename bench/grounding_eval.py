@@ -44,7 +44,9 @@ FIVE_SENTENCES = (
 )
 
 
-def evaluate(checker: GroundingChecker) -> dict[str, list[tuple[int, dict[str, float], float, bool, float]]]:
+def evaluate(
+    checker: GroundingChecker,
+) -> dict[str, list[tuple[int, dict[str, float], float, bool, float]]]:
     results = {}
     for name in FILES:
         rows = [json.loads(line) for line in (DATA / name).read_text().splitlines()]
@@ -103,7 +105,7 @@ def main() -> None:
         "p95_ms": round(sorted(r[4] for r in everything)[int(0.95 * len(everything))], 3),
         "five_sentences_five_passages_p50_ms": round(statistics.median(timings), 3),
         "per_file": per_file,
-        "checker": "GroundingChecker (lexical coverage + word order + static MiniLM, no remote model)",
+        "checker": "GroundingChecker: coverage, word order, static MiniLM; no remote model",
     }
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -12,9 +12,7 @@ from rich.table import Table
 from pinfactory.cli.common import JsonOption, clear_errors, console, err_console
 
 docs = typer.Typer(help="Ingest and search the document store.", no_args_is_help=True)
-StoreOption = Annotated[
-    Path, typer.Option("--store", help="SQLite document store")
-]
+StoreOption = Annotated[Path, typer.Option("--store", help="SQLite document store")]
 DEFAULT_STORE = Path("pinfactory-docs.db")
 
 

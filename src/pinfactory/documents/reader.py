@@ -65,7 +65,25 @@ def _markdown(text: str) -> tuple[str, str]:
 
 
 class _TextOfHtml(HTMLParser):
-    BLOCKS = frozenset("p div br li h1 h2 h3 h4 h5 h6 tr section article header footer".split())
+    BLOCKS = frozenset(
+        [
+            "p",
+            "div",
+            "br",
+            "li",
+            "h1",
+            "h2",
+            "h3",
+            "h4",
+            "h5",
+            "h6",
+            "tr",
+            "section",
+            "article",
+            "header",
+            "footer",
+        ]
+    )
     SKIP = frozenset(("script", "style", "noscript", "template"))
 
     def __init__(self) -> None:
@@ -75,7 +93,7 @@ class _TextOfHtml(HTMLParser):
         self._skip = 0
         self._in_title = False
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:  # noqa: ARG002
         if tag in self.SKIP:
             self._skip += 1
         elif tag == "title":

@@ -67,7 +67,7 @@ class IngestReport:
 
 
 def chunk_text(text: str, chunk_words: int = 80, overlap: int = 1) -> list[str]:
-    """Whole-sentence chunks of about ``chunk_words`` words, overlapping by ``overlap`` sentences."""
+    """Whole-sentence chunks of about ``chunk_words`` words, ``overlap`` sentences shared."""
     sentences = split_sentences(text)
     chunks: list[str] = []
     current: list[str] = []
@@ -203,8 +203,7 @@ class DocumentStore:
         fused[bm25 <= 0] -= 0.5 / RRF_K  # no shared term: rank below every lexical match
         best = np.argsort(-fused, kind="stable")[:top_k]
         return [
-            Hit(*self._rows[i], float(fused[i]), float(similarity[i]), float(bm25[i]))
-            for i in best
+            Hit(*self._rows[i], float(fused[i]), float(similarity[i]), float(bm25[i])) for i in best
         ]
 
     def _ensure_index(self) -> None:

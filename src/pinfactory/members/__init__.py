@@ -15,6 +15,6 @@ __all__ = [
     "member_class",
     "openai_http",
     "orders",
-    "retrieval",
     "register",
+    "retrieval",
 ]

@@ -36,7 +36,8 @@ class RetrievalSettings(BaseModel):
         default=None, description="SQLite store from `pinfactory docs add`; default: sources"
     )
     sources: list[str] = Field(
-        default=[], description="files or folders ingested in memory at open (default: the demo docs)"
+        default=[],
+        description="files or folders ingested in memory at open (default: the demo docs)",
     )
     top_k: int = Field(default=4, ge=1, le=50)
     min_score: float = Field(default=0.45, ge=0, le=1)
@@ -149,7 +150,8 @@ def compose(
     for _, rank, _ in chosen:
         numbers.setdefault(rank, len(numbers) + 1)
     passages = tuple(
-        Document(hits[rank].text, hits[rank].title) for rank in sorted(numbers, key=numbers.get)  # type: ignore[arg-type]
+        Document(hits[rank].text, hits[rank].title)
+        for rank in sorted(numbers, key=numbers.get)  # type: ignore[arg-type]
     )
     text = " ".join(_cite(sentence, numbers[rank]) for _, rank, sentence in chosen)
     return text, passages

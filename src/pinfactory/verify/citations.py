@@ -24,7 +24,10 @@ class CitationVerifier:
         self.checker = checker or GroundingChecker()
 
     def check(
-        self, request: Request, completion: Completion, evidence: Sequence[Document]
+        self,
+        request: Request,  # noqa: ARG002 (the Verifier protocol)
+        completion: Completion,
+        evidence: Sequence[Document],
     ) -> Verdict:
         findings = self.findings(completion.text, evidence)
         claims = len(split_claims(completion.text))
@@ -42,7 +45,9 @@ class CitationVerifier:
         threshold = self.checker.settings.supported_at
         for claim in split_claims(answer):
             if not claim.citations:
-                found.append(Finding("citation_missing", "the sentence cites no passage", claim.text))
+                found.append(
+                    Finding("citation_missing", "the sentence cites no passage", claim.text)
+                )
                 continue
             for number in claim.citations:
                 if not 1 <= number <= len(evidence):
@@ -61,8 +66,8 @@ class CitationVerifier:
                 elsewhere = [
                     i + 1
                     for i, other in enumerate(evidence)
-                    if i != number - 1 and self.checker.assess(claim.text, [other]).label
-                    == "supported"
+                    if i != number - 1
+                    and self.checker.assess(claim.text, [other]).label == "supported"
                 ]
                 hint = f"; passage {elsewhere[0]} does" if elsewhere else ""
                 found.append(

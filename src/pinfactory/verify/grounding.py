@@ -261,9 +261,7 @@ class GroundingChecker:
             ):
                 which = "the claim" if said.negated else "the passage"
                 return "contradicted", f"negation: only {which} says 'not'"
-        missing_hard = [
-            t for t in weights if t not in covered and weights[t] >= NUMBER_WEIGHT
-        ]
+        missing_hard = [t for t in weights if t not in covered and weights[t] >= NUMBER_WEIGHT]
         if score >= self.settings.supported_at and not missing_hard:
             return "supported", f"{coverage:.0%} of the claim is in the passage"
         if missing_hard:

@@ -59,7 +59,7 @@ class VerifyStage:
         return request
 
     def assess(self, request: Request, completion: Completion) -> tuple[Verdict, float] | None:
-        """The combined verdict and calibrated confidence, or None when there is nothing to check."""
+        """The verdict and calibrated confidence; None when there is nothing to check."""
         evidence = evidence_of(request, completion)
         if completion.refused or (self.spec.only_with_evidence and not evidence):
             return None
@@ -75,9 +75,7 @@ class VerifyStage:
         combined = Verdict(round(confidence, 4), report.label, "grounding", tuple(findings))
         return combined, confidence
 
-    async def review(
-        self, answer: Answer, members: Mapping[str, Member], call: Call
-    ) -> Answer:
+    async def review(self, answer: Answer, members: Mapping[str, Member], call: Call) -> Answer:
         """Verify an answer; escalate, hold or caveat it when confidence is too low."""
         request, completion = answer.request, answer.completion
         extra: dict[str, Any] = {}
@@ -122,7 +120,9 @@ class VerifyStage:
         target = _target(spec.escalate_to, members, exclude=answer.decision.member)
         if spec.on_low_confidence == "escalate" and target is not None:
             completion = await call(target, answer.request)
-            escalation = Escalation("tier", reason, target.name, verdict.confidence, verdict.findings)
+            escalation = Escalation(
+                "tier", reason, target.name, verdict.confidence, verdict.findings
+            )
             answer.completion = replace(
                 completion, cost_usd=completion.cost_usd + answer.completion.cost_usd
             )
