@@ -203,7 +203,15 @@ class DocumentStore:
         fused[bm25 <= 0] -= 0.5 / RRF_K  # no shared term: rank below every lexical match
         best = np.argsort(-fused, kind="stable")[:top_k]
         return [
-            Hit(*self._rows[i], float(fused[i]), float(similarity[i]), float(bm25[i])) for i in best
+            Hit(
+                self._rows[i][0],
+                self._rows[i][1],
+                self._rows[i][2],
+                float(fused[i]),
+                float(similarity[i]),
+                float(bm25[i]),
+            )
+            for i in best
         ]
 
     def _ensure_index(self) -> None:

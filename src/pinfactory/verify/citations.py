@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from pinfactory.members.base import Completion
 from pinfactory.request import Document, Request
-from pinfactory.verify.base import Finding, Verdict
+from pinfactory.verify.base import Finding, Label, Verdict
 from pinfactory.verify.claims import split_claims
 from pinfactory.verify.grounding import GroundingChecker
 
@@ -35,7 +35,7 @@ class CitationVerifier:
             return Verdict(0.5, "unverified", self.name)
         bad = {f.claim for f in findings}
         confidence = 1.0 - len(bad) / claims
-        label = "supported" if not findings else "unsupported"
+        label: Label = "supported" if not findings else "unsupported"
         if any(f.kind == "citation_wrong" for f in findings):
             label = "contradicted"
         return Verdict(round(confidence, 4), label, self.name, tuple(findings))

@@ -20,7 +20,7 @@ from typing import Literal
 from pinfactory.embeddings import Encoder, get_encoder
 from pinfactory.members.base import Member
 from pinfactory.request import Request
-from pinfactory.verify.base import Finding, Verdict
+from pinfactory.verify.base import Finding, Label, Verdict
 from pinfactory.verify.claims import STOPWORDS, normalise_number, strip_citations
 
 Comparison = Literal["numbers", "short", "prose", "empty"]
@@ -104,7 +104,7 @@ async def self_consistency(
                 score=round(score, 4),
             ),
         )
-    label = "supported" if score >= threshold else "unsupported"
+    label: Label = "supported" if score >= threshold else "unsupported"
     return Verdict(round(score, 4), label, "self_consistency", findings)
 
 

@@ -131,17 +131,17 @@ class GroundingChecker:
         if not claims:
             return GroundingReport(0.5, "unverified", (), {"claims": 0.0})
         if not passages:
-            checks = tuple(
+            missing = tuple(
                 ClaimCheck(c.text, "unsupported", 0.0, "", -1, "no evidence", 0.0, 0.0)
                 for c in claims
             )
-            return GroundingReport(0.0, "unsupported", checks, {"claims": float(len(claims))})
+            return GroundingReport(0.0, "unsupported", missing, {"claims": float(len(claims))})
         vectors = self.encoder.encode([c.text for c in claims] + [p.text for p in passages])
         claim_vectors, passage_vectors = vectors[: len(claims)], vectors[len(claims) :]
         echo = tokens(question).content | tokens(question).entities if question else frozenset()
         passage_tokens = [tokens(p.text) for p in passages]
         everywhere = _union(passage_tokens)
-        checks = []
+        checks: list[ClaimCheck] = []
         for claim, is_polar, vector in zip(claims, polar, claim_vectors, strict=True):
             similarities = passage_vectors @ vector
             checks.append(
@@ -271,7 +271,7 @@ class GroundingChecker:
 
 def evidence_passages(evidence: Sequence[Document | str]) -> list[Passage]:
     """Every evidence document cut into sentences."""
-    passages = []
+    passages: list[Passage] = []
     for index, item in enumerate(evidence):
         text, title = (item, "") if isinstance(item, str) else (item.text, item.title)
         passages.extend(Passage(s, index, title) for s in split_sentences(text))

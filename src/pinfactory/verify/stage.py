@@ -66,7 +66,7 @@ class VerifyStage:
         report = self.grounding.assess(completion.text, evidence, question=request.text)
         verdict = verdict_from(report, "grounding")
         findings = list(verdict.findings)
-        if "citations" in self.spec.verifiers and getattr(completion, "passages", ()):
+        if "citations" in self.spec.verifiers and getattr(completion, "passages", None):
             findings.extend(self.citations.findings(completion.text, evidence))
         if report.label == "unverified":
             confidence = 0.5
