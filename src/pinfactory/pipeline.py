@@ -21,6 +21,7 @@ from pinfactory.members import Completion, Member, member_class
 from pinfactory.request import Request
 from pinfactory.routing import Decision, Router, build_router
 from pinfactory.team import Team
+from pinfactory.verify.stage import VerifyStage
 
 
 @dataclass(slots=True)
@@ -66,6 +67,8 @@ class Pipeline:
         self.router = router
         self.ledger = ledger
         self._tasks: set[asyncio.Task[None]] = set()
+        spec = team.spec.verification
+        self.verification = VerifyStage(spec) if spec is not None else None
 
     def decide(self, request: Request) -> Decision:
         """Which member answers: the router for ``auto``, else the pinned member."""
@@ -91,10 +94,13 @@ class Pipeline:
         try:
             decision = self.decide(request)
             completion = await self._call(self.members[decision.member], request)
+            answer = Answer(request, decision, completion, _ms_since(started))
+            if self.verification is not None:  # verify: check, then escalate / hold / caveat
+                answer = await self.verification.review(answer, self.members, self._call)
+                answer.latency_ms = _ms_since(started)
         except PinfactoryError as exc:
             await self.record_failure(request, exc, started)
             raise
-        answer = Answer(request, decision, completion, _ms_since(started))
         await self.record(answer)
         return answer
 
@@ -136,6 +142,8 @@ class Pipeline:
         task.add_done_callback(self._tasks.discard)
 
     async def _call(self, member: Member, request: Request) -> Completion:
+        if self.verification is not None:  # guards: size, injection, PII before remote members
+            request = self.verification.guard_input(member, request)
         try:
             return await member.complete(request)
         except TimeoutError as exc:

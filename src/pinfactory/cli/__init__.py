@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from pinfactory.cli import costs, runtime, team
+from pinfactory.cli import costs, runtime, team, verify
 
 app = typer.Typer(
     name="pinfactory",
@@ -15,6 +15,7 @@ app = typer.Typer(
 )
 runtime.register(app)
 costs.register(app)
+verify.register(app)
 app.add_typer(team.app, name="team")
 
 

@@ -1,0 +1,89 @@
+"""One calibrated confidence per answer: logistic calibration of the checkers' signals.
+
+The grounding report's features (weakest and mean claim score, weakest
+coverage, similarity, counts of unsupported and contradicted claims) go
+through a logistic regression fitted on labelled answers; the packaged
+coefficients were fitted on HaluEval qa_one-turn by ``bench/grounding_eval.py
+--fit`` and are evaluated (with their expected calibration error) on
+qa_multi-turn, which they never saw.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FEATURES = (
+    "min_score",
+    "mean_score",
+    "min_coverage",
+    "mean_similarity",
+    "unsupported",
+    "contradicted",
+)
+
+
+class Calibrator:
+    """Logistic calibration: features -> probability that the answer is grounded."""
+
+    def __init__(self, features: Sequence[str] = FEATURES, c: float = 1.0) -> None:
+        self.features = tuple(features)
+        self.c = c
+
+    def _matrix(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
+        return np.array([[float(r.get(f, 0.0)) for f in self.features] for r in rows])
+
+    def fit(self, rows: Sequence[Mapping[str, float]], labels: Sequence[int]) -> Calibrator:
+        from sklearn.linear_model import LogisticRegression
+
+        model = LogisticRegression(C=self.c, max_iter=1000).fit(self._matrix(rows), labels)
+        self.coef_ = [float(v) for v in model.coef_[0]]
+        self.intercept_ = float(model.intercept_[0])
+        return self
+
+    def predict(self, row: Mapping[str, float]) -> float:
+        """Probability in [0, 1]; an answer with no claims to check gets 0.5."""
+        if not row or row.get("claims", 1.0) == 0:
+            return 0.5
+        z = self.intercept_ + sum(
+            w * float(row.get(f, 0.0)) for w, f in zip(self.coef_, self.features, strict=True)
+        )
+        return 1.0 / (1.0 + math.exp(-z))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"features": list(self.features), "coef": self.coef_, "intercept": self.intercept_}
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Calibrator:
+        """The packaged calibration unless ``path`` names another."""
+        source = path or Path(str(resources.files("pinfactory") / "data" / "calibration.json"))
+        data = json.loads(source.read_text())
+        calibrator = cls(data["features"])
+        calibrator.coef_ = [float(v) for v in data["coef"]]
+        calibrator.intercept_ = float(data["intercept"])
+        return calibrator
+
+
+def expected_calibration_error(
+    probabilities: Sequence[float], labels: Sequence[int], bins: int = 10
+) -> float:
+    """ECE: the bin-weighted gap between confidence and accuracy (equal-width bins)."""
+    p = np.asarray(probabilities, dtype=float)
+    y = np.asarray(labels, dtype=float)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    error = 0.0
+    for b in range(bins):
+        mask = index == b
+        if mask.any():
+            error += mask.mean() * abs(p[mask].mean() - y[mask].mean())
+    return float(error)

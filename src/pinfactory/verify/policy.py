@@ -1,0 +1,84 @@
+"""The ``verification`` block of a team file, and the escalation it can produce.
+
+```yaml
+verification:
+  verifiers: [grounding, citations]   # which checks run
+  only_with_evidence: true            # skip answers with no documents/passages to check
+  min_confidence: 0.6                 # below this the answer escalates
+  on_low_confidence: caveat           # escalate | review | caveat
+  escalate_to: tier:frontier          # for `escalate`: a member or tier:<name>
+  cross_check: null                   # a second member to compare answers with
+  guards: {redact_input_pii: true, redact_output_pii: false, screen_injection: true}
+  units: {sales: {redact_output_pii: true}}   # per-unit guard overrides
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pinfactory.verify.base import Finding
+from pinfactory.verify.guards import GuardSpec
+
+VerifierName = Literal["grounding", "citations"]
+
+
+class VerificationSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    verifiers: list[VerifierName] = ["grounding"]
+    only_with_evidence: bool = True
+    min_confidence: float = Field(default=0.6, ge=0, le=1)
+    on_low_confidence: Literal["escalate", "review", "caveat"] = "caveat"
+    escalate_to: str | None = Field(default=None, description="member name or tier:<name>")
+    cross_check: str | None = Field(default=None, description="a member to compare answers with")
+    guards: GuardSpec = GuardSpec()
+    units: dict[str, dict[str, Any]] = {}
+
+    def guards_for(self, unit: str) -> GuardSpec:
+        """The unit's guards: the team's, with the unit's overrides on top."""
+        override = self.units.get(unit)
+        if not override:
+            return self.guards
+        return GuardSpec.model_validate({**self.guards.model_dump(), **override})
+
+
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    """An answer that could not be trusted as it was.
+
+    ``kind`` is ``tier`` (asked a stronger member: ``target`` names it),
+    ``review`` (held for the human review queue: ``target`` is ``review``, the
+    withheld answer is in ``answer``) or ``caveat`` (answered with a warning).
+    ``evidence`` holds the findings that caused it.
+    """
+
+    kind: Literal["tier", "review", "caveat"]
+    reason: str
+    target: str
+    confidence: float
+    evidence: tuple[Finding, ...] = field(default_factory=tuple)
+    answer: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "reason": self.reason,
+            "target": self.target,
+            "confidence": round(self.confidence, 4),
+            "evidence": [finding_json(f) for f in self.evidence],
+            "answer": self.answer,
+        }
+
+
+def finding_json(finding: Finding) -> dict[str, Any]:
+    return {
+        "kind": finding.kind,
+        "message": finding.message,
+        "claim": finding.claim,
+        "passage": finding.passage,
+        "score": finding.score,
+    }

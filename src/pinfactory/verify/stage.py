@@ -1,0 +1,180 @@
+"""The verify stage of the pipeline: guards in, check, escalate, guards out.
+
+The pipeline calls :meth:`VerifyStage.guard_input` before a member answers
+and :meth:`VerifyStage.review` after; everything verification does lives
+here, so the pipeline's own code stays route -> call -> record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from pinfactory.members.base import Completion, Member
+from pinfactory.request import Document, Request
+from pinfactory.verify.base import Finding, Verdict
+from pinfactory.verify.citations import CitationVerifier
+from pinfactory.verify.confidence import Calibrator
+from pinfactory.verify.consistency import compare
+from pinfactory.verify.grounding import GroundingChecker, verdict_from
+from pinfactory.verify.guards import check_size, redact, redact_request, screen_documents
+from pinfactory.verify.policy import Escalation, VerificationSpec, finding_json
+
+if TYPE_CHECKING:
+    from pinfactory.pipeline import Answer
+
+CAVEAT = "Caution: parts of this answer could not be verified against the sources."
+HELD = "This answer could not be verified and has been sent for human review."
+Call = Callable[[Member, Request], Awaitable[Completion]]
+
+
+def evidence_of(request: Request, completion: Completion) -> tuple[Document, ...]:
+    """What an answer can be checked against: the passages it cites, else the request's."""
+    passages: tuple[Document, ...] = getattr(completion, "passages", ())
+    return passages or request.documents
+
+
+class VerifyStage:
+    def __init__(self, spec: VerificationSpec, calibrator: Calibrator | None = None) -> None:
+        self.spec = spec
+        self.grounding = GroundingChecker()
+        self.citations = CitationVerifier(self.grounding)
+        self._calibrator = calibrator
+
+    @property
+    def calibrator(self) -> Calibrator:
+        if self._calibrator is None:
+            self._calibrator = Calibrator.load()
+        return self._calibrator
+
+    def guard_input(self, member: Member, request: Request) -> Request:
+        """Size limits, injection screening of documents, PII redaction for remote members."""
+        guards = self.spec.guards_for(request.unit)
+        check_size(request, guards)
+        if guards.screen_injection and request.documents:
+            request = replace(request, documents=screen_documents(request.documents).documents)
+        if guards.redact_input_pii and _is_remote(member):
+            request, _ = redact_request(request)
+        return request
+
+    def assess(self, request: Request, completion: Completion) -> tuple[Verdict, float] | None:
+        """The verdict and calibrated confidence; None when there is nothing to check."""
+        evidence = evidence_of(request, completion)
+        if completion.refused or (self.spec.only_with_evidence and not evidence):
+            return None
+        report = self.grounding.assess(completion.text, evidence, question=request.text)
+        verdict = verdict_from(report, "grounding")
+        findings = list(verdict.findings)
+        if "citations" in self.spec.verifiers and getattr(completion, "passages", None):
+            findings.extend(self.citations.findings(completion.text, evidence))
+        if report.label == "unverified":
+            confidence = 0.5
+        else:
+            confidence = self.calibrator.predict(report.features)
+        combined = Verdict(round(confidence, 4), report.label, "grounding", tuple(findings))
+        return combined, confidence
+
+    async def review(self, answer: Answer, members: Mapping[str, Member], call: Call) -> Answer:
+        """Verify an answer; escalate, hold or caveat it when confidence is too low."""
+        request, completion = answer.request, answer.completion
+        extra: dict[str, Any] = {}
+        assessed = self.assess(request, completion)
+        if self.spec.cross_check and self.spec.cross_check in members:
+            other = members[self.spec.cross_check]
+            if other.name != answer.decision.member:
+                second = await call(other, request)
+                _, event = compare(answer.decision.member, completion.text, other.name, second.text)
+                if event is not None:
+                    extra["events"] = [event.to_json()]
+        if assessed is not None:
+            verdict, confidence = assessed
+            extra["verdict"] = _verdict_json(verdict)
+            extra["verification_confidence"] = round(confidence, 4)
+            if confidence < self.spec.min_confidence:
+                answer = await self._escalate(answer, verdict, members, call, extra)
+        guards = self.spec.guards_for(request.unit)
+        if guards.redact_output_pii:
+            redaction = redact(answer.completion.text)
+            if redaction.found:
+                answer.completion = replace(answer.completion, text=redaction.text)
+                extra["redacted"] = redaction.found
+        if passages := getattr(answer.completion, "passages", ()):
+            extra["sources"] = [{"n": i + 1, "title": p.title} for i, p in enumerate(passages)]
+        answer.extra.update(extra)
+        return answer
+
+    async def _escalate(
+        self,
+        answer: Answer,
+        verdict: Verdict,
+        members: Mapping[str, Member],
+        call: Call,
+        extra: dict[str, Any],
+    ) -> Answer:
+        spec = self.spec
+        reason = (
+            f"confidence {extra['verification_confidence']:.2f} is below "
+            f"{spec.min_confidence:.2f} ({verdict.label})"
+        )
+        target = _target(spec.escalate_to, members, exclude=answer.decision.member)
+        if spec.on_low_confidence == "escalate" and target is not None:
+            completion = await call(target, answer.request)
+            escalation = Escalation(
+                "tier", reason, target.name, verdict.confidence, verdict.findings
+            )
+            answer.completion = replace(
+                completion, cost_usd=completion.cost_usd + answer.completion.cost_usd
+            )
+            answer.decision = replace(
+                answer.decision,
+                member=target.name,
+                tier=target.tier,
+                reason=f"{answer.decision.reason}; escalated to '{target.name}': {reason}",
+            )
+            again = self.assess(answer.request, answer.completion)
+            if again is not None:
+                extra["verdict"] = _verdict_json(again[0])
+                extra["verification_confidence"] = round(again[1], 4)
+        elif spec.on_low_confidence == "review":
+            escalation = Escalation(
+                "review", reason, "review", verdict.confidence, verdict.findings,
+                answer=answer.completion.text,
+            )  # fmt: skip
+            answer.completion = replace(answer.completion, text=HELD, refused=True)
+        else:
+            escalation = Escalation("caveat", reason, "user", verdict.confidence, verdict.findings)
+            answer.completion = replace(
+                answer.completion, text=f"{answer.completion.text}\n\n{CAVEAT}"
+            )
+        extra["escalation"] = escalation.to_json()
+        return answer
+
+
+def _verdict_json(verdict: Verdict) -> dict[str, Any]:
+    return {
+        "label": verdict.label,
+        "verifier": verdict.verifier,
+        "findings": [finding_json(f) for f in verdict.findings],
+    }
+
+
+def _is_remote(member: Member) -> bool:
+    return member.kind == "openai_http" or "remote" in member.tags
+
+
+def _target(where: str | None, members: Mapping[str, Member], exclude: str) -> Member | None:
+    """The member ``where`` names (``name`` or ``tier:<tier>``, the cheapest of that tier)."""
+    if where is None:
+        return None
+    if where.startswith("tier:"):
+        tier = where.removeprefix("tier:")
+        found: Sequence[Member] = [
+            m for m in members.values() if m.tier == tier and m.name != exclude
+        ]
+        return min(found, key=lambda m: m.price.estimate(500), default=None)
+    member = members.get(where)
+    return member if member is not None and member.name != exclude else None
+
+
+__all__ = ["CAVEAT", "HELD", "Finding", "VerifyStage", "evidence_of"]
