@@ -107,7 +107,7 @@ def demo(team: TeamOption = None) -> None:
     table = Table(title="spend by member")
     table.add_column("member")
     table.add_column("cost (USD)", justify="right")
-    for member, cost in spend.items():
-        table.add_row(member, format(cost, "f"))
+    for name, total in spend.items():
+        table.add_row(name, format(total, "f"))
     console.print(table)
     console.print(f"every request is in the ledger {loaded.ledger_location}: `pinfactory costs`")
