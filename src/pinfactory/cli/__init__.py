@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from pinfactory.cli import costs, runtime, team
+from pinfactory.cli import audit, costs, review, runtime, team
 
 app = typer.Typer(
     name="pinfactory",
@@ -16,6 +16,8 @@ app = typer.Typer(
 runtime.register(app)
 costs.register(app)
 app.add_typer(team.app, name="team")
+app.add_typer(audit.app, name="audit")  # governance
+app.add_typer(review.app, name="review")  # governance
 
 
 def main() -> None:

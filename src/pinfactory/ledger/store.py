@@ -57,7 +57,7 @@ class Dialect:
     begin: str
     lock_head: str
     placeholder: str
-    errors: tuple[type[Exception], ...]
+    errors: tuple[type[BaseException], ...]
 
     def sql(self, text: str) -> str:
         return text if self.placeholder == "?" else text.replace("?", self.placeholder)
@@ -285,7 +285,7 @@ class SQLLedger:
                 f"'by' must be one of unit, user, member, tag; got '{by}'", param="by"
             )
         key = "tags" if by == "tag" else GROUPS[by]
-        where, params = "time >= ?", [since or 0.0]
+        where, params = "time >= ?", list[Any]([since or 0.0])
         if unit is not None:
             where, params = where + " AND unit = ?", [*params, unit]
         sql = (
@@ -409,7 +409,7 @@ class SQLLedger:
     async def reviews(
         self, status: str | None = None, unit: str | None = None, limit: int = 100
     ) -> list[Review]:
-        where, params = "1 = 1", []
+        where, params = "1 = 1", list[Any]()
         if status is not None:
             where, params = where + " AND status = ?", [*params, status]
         if unit is not None:

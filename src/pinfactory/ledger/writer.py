@@ -49,13 +49,14 @@ class BatchWriter:
         self,
         connect: Callable[[], Connection],
         begin: str,
-        database_errors: tuple[type[Exception], ...],
+        database_errors: tuple[type[BaseException], ...],
         durability: Durability = "full",
         max_batch: int = 512,
     ) -> None:
         self._connect = connect
         self._begin = begin
         self._errors = database_errors
+        self._op_errors: tuple[type[BaseException], ...] = (PinfactoryError, *database_errors)
         self.durability = durability
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[tuple[Operation, Future[Any]] | None] = queue.SimpleQueue()
@@ -135,7 +136,7 @@ class BatchWriter:
                 try:
                     outcomes.append((True, op(cur)))
                     cur.execute("RELEASE SAVEPOINT op")
-                except (PinfactoryError, *self._errors) as exc:
+                except self._op_errors as exc:
                     cur.execute("ROLLBACK TO SAVEPOINT op")
                     cur.execute("RELEASE SAVEPOINT op")
                     outcomes.append((False, self._ledger_error(exc)))
@@ -154,7 +155,7 @@ class BatchWriter:
                 future.set_exception(value)
 
     def _rollback(self, cur: Any) -> None:
-        with contextlib.suppress(self._errors):
+        with contextlib.suppress(*self._errors):
             cur.execute("ROLLBACK")
 
     def _ledger_error(self, exc: BaseException) -> BaseException:
