@@ -30,6 +30,7 @@ class Explanation:
 def explain(request_id: str, records: Sequence[AuditRecord]) -> Explanation:
     """Read one request's entries (in chain order) for responsibility."""
     story = Explanation(request_id)
+    rank = -1
     for record in records:
         data = payload(record)
         story.steps.append((record, data))
@@ -37,9 +38,14 @@ def explain(request_id: str, records: Sequence[AuditRecord]) -> Explanation:
         if note:
             story.failures.append(note)
         final = _final(record.kind, data)
-        if final:
-            story.final = final
+        if final and _rank(record.kind) >= rank:
+            story.final, rank = final, _rank(record.kind)
     return story
+
+
+def _rank(kind: str) -> int:
+    """A reviewer's decision outranks the member's response, whatever the chain order."""
+    return {"response": 0, "review.approved": 1, "review.overridden": 2}.get(kind, -1)
 
 
 def _final(kind: str, data: dict[str, Any]) -> str | None:
