@@ -17,6 +17,10 @@ from typing import Any
 
 from pinfactory.errors import ClientGone, MemberError, MemberTimeout, PinfactoryError, UnknownModel
 from pinfactory.ledger import Ledger, LedgerEntry, open_ledger
+from pinfactory.ledger.base import to_nano
+from pinfactory.ledger.events import answer_events, failure_events
+from pinfactory.ledger.quotas import Budgets
+from pinfactory.ledger.reviews import ReviewQueue
 from pinfactory.members import Completion, Member, member_class
 from pinfactory.request import Request
 from pinfactory.routing import Decision, Router, build_router
@@ -66,6 +70,8 @@ class Pipeline:
         self.members = dict(members)
         self.router = router
         self.ledger = ledger
+        self.budgets = Budgets(team, ledger)  # governance: unit budgets
+        self.reviews = ReviewQueue(ledger, team.spec.reviews)  # governance: review queue
         self._tasks: set[asyncio.Task[None]] = set()
         spec = team.spec.verification
         self.verification = VerifyStage(spec) if spec is not None else None
@@ -93,6 +99,7 @@ class Pipeline:
         started = time.perf_counter() if started is None else started
         try:
             decision = self.decide(request)
+            decision = await self.budgets.admit(request, decision)  # governance
             completion = await self._call(self.members[decision.member], request)
             answer = Answer(request, decision, completion, _ms_since(started))
             if self.verification is not None:  # verify: check, then escalate / hold / caveat
@@ -101,6 +108,7 @@ class Pipeline:
         except PinfactoryError as exc:
             await self.record_failure(request, exc, started)
             raise
+        answer = await self.reviews.hold(answer)  # governance: escalations to a person
         await self.record(answer)
         return answer
 
@@ -115,6 +123,7 @@ class Pipeline:
         member_name = request.model
         try:
             decision = self.decide(request)
+            decision = await self.budgets.admit(request, decision)  # governance
             member_name = decision.member
             yield decision
             async for event in self.members[decision.member].stream(request):
@@ -151,6 +160,7 @@ class Pipeline:
 
     async def record(self, answer: Answer) -> None:
         usage = answer.completion.usage
+        await self.budgets.settle(answer.request.request_id, to_nano(answer.cost_usd))  # governance
         await self.ledger.record(
             LedgerEntry(
                 request_id=answer.request.request_id,
@@ -167,7 +177,8 @@ class Pipeline:
                 status=200,
                 stream=answer.request.stream,
                 tags=answer.request.tags,
-            )
+            ),
+            answer_events(answer),  # governance: the audit chain
         )
 
     async def record_failure(
@@ -175,9 +186,12 @@ class Pipeline:
     ) -> None:
         """Record a request that failed anywhere, even one that never parsed."""
         member = error.member if isinstance(error, MemberError) else None
+        request_id = request.request_id if request else who.get("request_id", "")
+        if request is not None:
+            await self.budgets.release(request.request_id)  # governance
         await self.ledger.record(
             LedgerEntry(
-                request_id=request.request_id if request else who.get("request_id", ""),
+                request_id=request_id,
                 unit=request.unit if request else who.get("unit", "-"),
                 user=request.user if request else who.get("user", ""),
                 model=request.model if request else who.get("model", "-"),
@@ -192,7 +206,8 @@ class Pipeline:
                 error=f"{error.code}: {error.message}",
                 stream=request.stream if request else False,
                 tags=request.tags if request else (),
-            )
+            ),
+            failure_events(request, error, request_id),  # governance: the audit chain
         )
 
 
@@ -215,7 +230,7 @@ def build_members(team: Team) -> dict[str, Member]:
 async def open_pipeline(team: Team, *, ledger: Ledger | None = None) -> AsyncIterator[Pipeline]:
     """Open every member and the ledger; close them all on the way out."""
     members = build_members(team)
-    ledger = ledger or open_ledger(team.ledger_location)
+    ledger = ledger or open_ledger(team.ledger_location, team.spec.ledger.durability)
     async with AsyncExitStack() as stack:
         await ledger.open()
         stack.push_async_callback(ledger.close)

@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -56,6 +57,7 @@ class KeySpec(_Strict):
     unit: str = Field(pattern=NAME_PATTERN)
     user: str = ""
     admin: bool = False
+    revoked: bool = Field(default=False, description="refuse this key (kept to say why)")
 
     @model_validator(mode="after")
     def _one_key(self) -> KeySpec:
@@ -72,6 +74,26 @@ class LedgerSpec(_Strict):
     path: str | None = Field(default=None, description="SQLite file; default pinfactory-ledger.db")
     dsn: str | None = Field(default=None, description="PostgreSQL DSN; overrides path")
     durability: Literal["full", "group"] = "full"
+
+
+# -- governance: budgets and the review queue (ledger/quotas.py, ledger/reviews.py) --
+class BudgetSpec(_Strict):
+    """A unit's spend limit per calendar day or month (UTC)."""
+
+    unit: str = Field(pattern=NAME_PATTERN)
+    period: Literal["day", "month"] = "month"
+    max_spend_usd: Decimal = Field(ge=0)
+    on_exhausted: Literal["refuse", "downgrade"] = "refuse"
+
+
+class ReviewSpec(_Strict):
+    """How a client meets an escalation to the human review queue."""
+
+    mode: Literal["wait", "poll"] = "poll"
+    timeout_s: float = Field(default=30.0, ge=0, le=3600)
+
+
+# -- end governance --
 
 
 class GatewaySpec(_Strict):
@@ -96,6 +118,8 @@ class TeamSpec(_Strict):
     ledger: LedgerSpec = LedgerSpec()
     gateway: GatewaySpec = GatewaySpec()
     verification: VerificationSpec | None = None  # off unless the team file turns it on
+    budgets: list[BudgetSpec] = []  # governance
+    reviews: ReviewSpec = ReviewSpec()  # governance
 
     @field_validator("members")
     @classmethod
@@ -106,6 +130,17 @@ class TeamSpec(_Strict):
                 raise ValueError(f"member name '{spec.name}' is used twice")
             seen.add(spec.name)
         return members
+
+    @model_validator(mode="after")
+    def _budget_units(self) -> TeamSpec:  # governance
+        units = {k.unit for k in self.keys} or {"default"}
+        for budget in self.budgets:
+            if budget.unit not in units:
+                raise ValueError(
+                    f"budget for unknown unit '{budget.unit}'; units with keys: "
+                    + ", ".join(sorted(units))
+                )
+        return self
 
 
 class Team:

@@ -15,7 +15,7 @@ from pinfactory.gateway.server import serve_in_thread
 from pinfactory.pipeline import open_pipeline
 from pinfactory.request import Document, Request
 from pinfactory.team import Team, default_team_path, load_team, parse_team
-from pinfactory.verify.stage import CAVEAT, HELD
+from pinfactory.verify.stage import CAVEAT
 
 DOCS_TEAM = default_team_path().parent / "docs-team.yaml"
 
@@ -103,7 +103,8 @@ def test_low_confidence_escalates_to_the_next_tier(tmp_path: Path) -> None:
 
 def test_low_confidence_goes_to_review_with_the_withheld_answer(tmp_path: Path) -> None:
     answer = run(policy_team(tmp_path / "l.db", "review"), QUESTION)
-    assert answer.completion.text == HELD
+    assert answer.extra["review"]["status"] == "pending"  # the queue holds it for a person
+    assert "waiting for human review" in answer.completion.text
     assert answer.extra["escalation"]["kind"] == "review"
     assert "84" in answer.extra["escalation"]["answer"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from pinfactory.cli import costs, runtime, team, verify
+from pinfactory.cli import audit, costs, review, runtime, team, verify
 
 app = typer.Typer(
     name="pinfactory",
@@ -17,6 +17,8 @@ runtime.register(app)
 costs.register(app)
 verify.register(app)
 app.add_typer(team.app, name="team")
+app.add_typer(audit.app, name="audit")  # governance
+app.add_typer(review.app, name="review")  # governance
 
 
 def main() -> None:

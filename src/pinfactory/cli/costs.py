@@ -1,8 +1,7 @@
-"""``pinfactory costs``: spend from the ledger."""
+"""``pinfactory costs``: spend from the ledger, by unit, user, member or tag."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Annotated
 
@@ -10,20 +9,13 @@ import typer
 from rich.table import Table
 
 from pinfactory.cli.common import JsonOption, TeamOption, clear_errors, console, team_from
-from pinfactory.ledger import SpendRow, open_ledger
+from pinfactory.cli.ledger import with_ledger
+from pinfactory.ledger import Ledger, SpendRow
+from pinfactory.ledger.reports import check_grouping, parse_since, spend_csv, spend_json
 
 
 def register(app: typer.Typer) -> None:
     app.command()(costs)
-
-
-async def _spend(location: str, groups: list[str]) -> dict[str, list[SpendRow]]:
-    ledger = open_ledger(location)
-    await ledger.open()
-    try:
-        return {by: await ledger.spend(by) for by in groups}
-    finally:
-        await ledger.close()
 
 
 def costs(
@@ -31,35 +23,31 @@ def costs(
     by: Annotated[
         str | None, typer.Option(help="unit, user, member or tag (default: unit and member)")
     ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="only requests from this date on (2026-05-01, UTC)")
+    ] = None,
+    unit: Annotated[str | None, typer.Option(help="only this unit's requests")] = None,
     as_json: JsonOption = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="print CSV (needs --by)")] = False,
 ) -> None:
-    """Spend, requests and errors by business unit and by member."""
+    """Spend, requests and errors by business unit, user, member or tag."""
     loaded = team_from(team)
-    groups = [by] if by else ["unit", "member"]
     with clear_errors():
-        spend = asyncio.run(_spend(loaded.ledger_location, groups))
-    if as_json:
-        print(
-            json.dumps(
-                {
-                    group: [
-                        {
-                            "key": r.key,
-                            "requests": r.requests,
-                            "errors": r.errors,
-                            "input_tokens": r.input_tokens,
-                            "output_tokens": r.output_tokens,
-                            "cost_usd": str(r.cost_usd),
-                        }
-                        for r in rows
-                    ]
-                    for group, rows in spend.items()
-                },
-                indent=2,
-            )
-        )
+        groups = [check_grouping(by)] if by else ["unit", "member"]
+        start = parse_since(since)
+
+    async def spend(ledger: Ledger) -> dict[str, list[SpendRow]]:
+        return {group: await ledger.spend(group, start, unit) for group in groups}
+
+    result = with_ledger(loaded, spend)
+    if as_csv:
+        for group, rows in result.items():
+            print(spend_csv(rows, group), end="")
         return
-    for group, rows in spend.items():
+    if as_json:
+        print(json.dumps({group: spend_json(rows) for group, rows in result.items()}, indent=2))
+        return
+    for group, rows in result.items():
         table = Table(title=f"spend by {group} ({loaded.ledger_location})")
         for column in (group, "requests", "errors", "tokens in", "tokens out", "cost (USD)"):
             table.add_column(column, justify="left" if column == group else "right")

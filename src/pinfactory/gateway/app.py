@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from pinfactory.errors import PayloadTooLarge, PinfactoryError
+from pinfactory.gateway.admin import admin_routes
 from pinfactory.gateway.auth import Caller, Keyring
 from pinfactory.gateway.errors import error_response, unexpected
 from pinfactory.gateway.schema import chunk_body, completion_body, final_chunk, parse_request
@@ -189,6 +190,7 @@ def create_app(team: Team, *, ledger: Ledger | None = None) -> Starlette:
             Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
             Route("/v1/models", gateway.models, methods=["GET"]),
             Route("/healthz", gateway.healthz, methods=["GET"]),
+            *admin_routes(gateway),  # governance: /admin/*, /v1/costs, /v1/reviews/{id}
         ],
         lifespan=lifespan,
         exception_handlers={PinfactoryError: on_error},

@@ -26,11 +26,14 @@ class Keyring:
     """
 
     def __init__(self, keys: list[KeySpec]) -> None:
-        self._by_digest = {spec.digest: Caller(spec.unit, spec.user, spec.admin) for spec in keys}
+        live = [spec for spec in keys if not spec.revoked]
+        self._by_digest = {spec.digest: Caller(spec.unit, spec.user, spec.admin) for spec in live}
+        self._revoked = {spec.digest for spec in keys if spec.revoked}
+        self.units = sorted({spec.unit for spec in keys})
 
     @property
     def open(self) -> bool:
-        return not self._by_digest
+        return not self._by_digest and not self._revoked
 
     def identify(self, authorization: str | None) -> Caller:
         if self.open:
@@ -40,7 +43,10 @@ class Keyring:
         scheme, _, key = authorization.partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
             raise AuthError("malformed Authorization header: expected 'Bearer <key>'")
-        caller = self._by_digest.get(hash_key(key.strip()))
+        digest = hash_key(key.strip())
+        if digest in self._revoked:
+            raise AuthError("API key revoked: ask an admin of this team for a new key")
+        caller = self._by_digest.get(digest)
         if caller is None:
             raise AuthError("invalid API key")
         return caller

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
 NANO = Decimal("1e-9")
 
@@ -51,8 +52,78 @@ class SpendRow:
     cost_usd: Decimal
 
 
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One step of a request's decision chain, before it is sealed into the chain.
+
+    ``kind`` names the step (``decision``, ``call``, ``verdict``, ``escalation``,
+    ``review.overridden``...), ``payload`` is JSON-able data about it.
+    """
+
+    kind: str
+    request_id: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    time: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """An entry of the audit chain as stored: ``body`` is the sealed canonical JSON."""
+
+    seq: int
+    request_id: str
+    kind: str
+    body: str
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    """The last sealed entry: where the next one links to."""
+
+    seq: int
+    hash: str
+
+
+ReviewStatus = Literal["pending", "approved", "overridden"]
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    """An escalated answer waiting for (or decided by) a person."""
+
+    id: str
+    request_id: str
+    unit: str
+    user: str
+    created: float
+    reason: str
+    evidence: Any
+    prompt: str
+    member: str
+    answer: str
+    verdict: Any = None
+    status: ReviewStatus = "pending"
+    reviewer: str | None = None
+    final_answer: str | None = None
+    note: str | None = None
+    decided: float | None = None
+
+    @property
+    def released_answer(self) -> str | None:
+        """What the client may see: nothing while pending, else the approved or new answer."""
+        if self.status == "approved":
+            return self.answer
+        return self.final_answer if self.status == "overridden" else None
+
+
 class Ledger(Protocol):
-    """Where every request is written; stores open in the app's lifespan."""
+    """Where every request, its audit chain, quota usage and reviews are written.
+
+    Stores open in the app's lifespan. Every write returns only once it is
+    committed (alone, or with a group of concurrent writes in one commit).
+    """
 
     location: str
 
@@ -60,11 +131,66 @@ class Ledger(Protocol):
 
     async def close(self) -> None: ...
 
-    async def record(self, entry: LedgerEntry) -> None:
-        """Durably write the entry; return only once it is committed."""
+    async def record(self, entry: LedgerEntry, events: Sequence[AuditEvent] = ()) -> None:
+        """Durably write the entry and seal its audit events into the chain, in one commit."""
 
-    async def spend(self, by: str, since: float | None = None) -> list[SpendRow]:
-        """Spend grouped by ``unit``, ``user``, ``member`` or ``tag``."""
+    async def append(self, events: Sequence[AuditEvent]) -> None:
+        """Seal events that belong to no new request row (e.g. a reviewer's action)."""
+
+    async def spend(
+        self, by: str, since: float | None = None, unit: str | None = None
+    ) -> list[SpendRow]:
+        """Spend grouped by ``unit``, ``user``, ``member`` or ``tag``; one unit's only if given."""
 
     async def entries(self, limit: int = 100) -> list[LedgerEntry]:
         """The most recent entries, newest first."""
+
+    async def units(self) -> list[str]:
+        """Every unit that has a request in the ledger."""
+
+    async def audit(
+        self, request_id: str | None = None, after: int = 0, limit: int = 1000
+    ) -> list[AuditRecord]:
+        """Chain entries in order: all of them (paged by ``after``) or one request's."""
+
+    async def head(self) -> ChainHead:
+        """The chain head as stored."""
+
+    async def try_consume(
+        self,
+        key: str,
+        window_start: float,
+        limit_calls: int | None,
+        limit_nusd: int | None,
+        calls: int,
+        nusd: int,
+    ) -> bool:
+        """Atomically add usage only if it stays within both limits (a QuotaCounter)."""
+
+    async def adjust(self, key: str, window_start: float, calls: int, nusd: int) -> None:
+        """Add (or with negative numbers, give back) usage without a limit check."""
+
+    async def usage(self, key: str, window_start: float) -> tuple[int, int]:
+        """(calls, nano-dollars) used by ``key`` in the window."""
+
+    async def add_review(self, review: Review, events: Sequence[AuditEvent] = ()) -> None: ...
+
+    async def decide_review(
+        self,
+        review_id: str,
+        status: ReviewStatus,
+        reviewer: str,
+        final_answer: str | None,
+        note: str | None,
+        events: Sequence[AuditEvent],
+    ) -> Review:
+        """Decide a pending review and seal the reviewer's action in the same commit.
+
+        Raises NotFound for an unknown id, Conflict for one already decided.
+        """
+
+    async def review(self, review_id: str) -> Review | None: ...
+
+    async def reviews(
+        self, status: str | None = None, unit: str | None = None, limit: int = 100
+    ) -> list[Review]: ...

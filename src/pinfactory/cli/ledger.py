@@ -1,0 +1,28 @@
+"""Opening a team's ledger for one CLI command."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from pinfactory.cli.common import clear_errors
+from pinfactory.ledger import Ledger, open_ledger
+from pinfactory.team import Team
+
+T = TypeVar("T")
+
+
+def with_ledger(team: Team, work: Callable[[Ledger], Awaitable[T]]) -> T:
+    """Run ``work`` on the team's ledger, opened and closed around it; errors exit 1."""
+
+    async def run() -> T:
+        ledger = open_ledger(team.ledger_location, team.spec.ledger.durability)
+        await ledger.open()
+        try:
+            return await work(ledger)
+        finally:
+            await ledger.close()
+
+    with clear_errors():
+        return asyncio.run(run())

@@ -1,0 +1,176 @@
+"""The audit chain: every entry sealed with the hash of the one before it.
+
+An entry's ``body`` is the canonical JSON (sorted keys, compact, UTF-8) of
+its sequence number, request id, kind, time and payload; its hash is
+``SHA-256(prev_hash + body)``. Editing a body breaks its own hash; deleting,
+inserting or reordering entries breaks the next entry's link; removing
+entries from the end disagrees with the stored chain head. :func:`verify`
+finds the first of these.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+import math
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from pinfactory.ledger.base import AuditEvent, AuditRecord, ChainHead, Ledger
+
+GENESIS = "0" * 64
+
+
+def canonical(value: Any) -> str:
+    """Sorted-key compact JSON: one byte string per value, whatever the dict order."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON data from what pipeline stages carry: dataclasses, pydantic, Decimal..."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, enum.Enum):
+        return jsonable(value.value)
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    to_json = getattr(value, "to_json", None)
+    if callable(to_json):
+        return jsonable(to_json())
+    model_dump = getattr(value, "model_dump", None)
+    if callable(model_dump):
+        return jsonable(model_dump(mode="json"))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if hasattr(value, "items"):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    return str(value)
+
+
+def link(prev_hash: str, body: str) -> str:
+    return hashlib.sha256((prev_hash + body).encode()).hexdigest()
+
+
+def seal(events: Sequence[AuditEvent], head: ChainHead) -> list[AuditRecord]:
+    """The records that append ``events`` after ``head``, in order."""
+    records = []
+    seq, prev = head.seq, head.hash
+    for event in events:
+        seq += 1
+        body = canonical(
+            {
+                "seq": seq,
+                "request_id": event.request_id,
+                "kind": event.kind,
+                "time": event.time,
+                "payload": jsonable(event.payload),
+            }
+        )
+        digest = link(prev, body)
+        records.append(AuditRecord(seq, event.request_id, event.kind, body, prev, digest))
+        prev = digest
+    return records
+
+
+def payload(record: AuditRecord) -> dict[str, Any]:
+    data = json.loads(record.body)["payload"]
+    return data if isinstance(data, dict) else {"value": data}
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    """What :func:`verify` found: entries checked and the first break, if any."""
+
+    checked: int
+    broken_seq: int | None = None
+    problem: str | None = None
+
+    @property
+    def intact(self) -> bool:
+        return self.problem is None
+
+
+class ChainWalk:
+    """Checks records fed in chain order; stops at the first break."""
+
+    def __init__(self) -> None:
+        self.checked = 0
+        self.last = ChainHead(0, GENESIS)
+        self.report: ChainReport | None = None
+
+    def feed(self, records: Iterable[AuditRecord]) -> bool:
+        """Check more records; False once the chain is broken."""
+        for record in records:
+            problem = self._problem(record)
+            if problem is not None:
+                self.report = ChainReport(self.checked, record.seq, problem)
+                return False
+            self.checked += 1
+            self.last = ChainHead(record.seq, record.hash)
+        return True
+
+    def _problem(self, record: AuditRecord) -> str | None:
+        where = f"entry {record.seq} ({record.kind} of {record.request_id or '-'})"
+        try:
+            body = json.loads(record.body)
+            sealed = (body["seq"], body["request_id"], body["kind"])
+        except (ValueError, KeyError, TypeError):
+            return f"{where}: body is not a sealed audit entry (edited)"
+        if sealed != (record.seq, record.request_id, record.kind):
+            return f"{where}: columns differ from the sealed body (edited or moved)"
+        if link(record.prev_hash, record.body) != record.hash:
+            return f"{where}: content does not match its hash (edited)"
+        if record.prev_hash != self.last.hash:
+            return (
+                f"{where}: does not link to entry {self.last.seq} before it "
+                "(an entry was deleted, inserted or reordered)"
+            )
+        if record.seq != self.last.seq + 1:
+            return f"{where}: sequence jumps from {self.last.seq} (an entry was deleted)"
+        return None
+
+    def finish(self, head: ChainHead) -> ChainReport:
+        if self.report is not None:
+            return self.report
+        if head != self.last:
+            return ChainReport(
+                self.checked,
+                self.last.seq + 1 if head.seq > self.last.seq else self.last.seq,
+                f"chain head is entry {head.seq} but the chain ends at entry {self.last.seq} "
+                "(entries removed from the end, or the head edited)",
+            )
+        return ChainReport(self.checked)
+
+
+async def verify(pages: AsyncIterator[Sequence[AuditRecord]], head: ChainHead) -> ChainReport:
+    """Walk the whole chain page by page; report the first broken entry."""
+    walk = ChainWalk()
+    async for page in pages:
+        if not walk.feed(page):
+            break
+    return walk.finish(head)
+
+
+async def verify_ledger(ledger: Ledger, page: int = 5000) -> ChainReport:
+    """Verify a ledger's whole chain against its stored head."""
+    head = await ledger.head()
+
+    async def pages() -> AsyncIterator[list[AuditRecord]]:
+        after = 0
+        while records := await ledger.audit(after=after, limit=page):
+            yield records
+            after = records[-1].seq
+
+    return await verify(pages(), head)

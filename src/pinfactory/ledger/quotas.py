@@ -1,0 +1,155 @@
+"""Unit budgets on the ledger's atomic quota counters.
+
+A budget reserves the decision's estimated cost *before* the member is
+called, with one atomic conditional add (:meth:`QuotaCounter.try_consume`),
+so concurrent requests can never spend past the limit together; once the
+answer is in, :meth:`Budgets.settle` books the difference between the
+estimate and the actual cost (or gives the reservation back on failure).
+Members priced per call are exact; token-priced members are reserved at
+their estimate.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from pinfactory.errors import QuotaExceeded
+from pinfactory.ledger.base import from_nano, to_nano
+from pinfactory.request import Request
+from pinfactory.routing.base import Decision
+from pinfactory.team import BudgetSpec, MemberSpec, Team
+
+
+class QuotaCounter(Protocol):
+    async def try_consume(
+        self,
+        key: str,
+        window_start: float,
+        limit_calls: int | None,
+        limit_nusd: int | None,
+        calls: int,
+        nusd: int,
+    ) -> bool:
+        """Atomically add (calls, nusd) to the usage of `key` in the window starting at
+        `window_start` (epoch seconds) only if the result stays within both limits
+        (None = no limit); return whether it was added."""
+
+    async def adjust(self, key: str, window_start: float, calls: int, nusd: int) -> None:
+        """Add usage without a limit check (negative gives usage back)."""
+
+
+def window_start(period: str, now: float | None = None) -> float:
+    """The start (epoch seconds, UTC) of the day or month containing ``now``."""
+    moment = dt.datetime.fromtimestamp(time.time() if now is None else now, dt.UTC)
+    start = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "month":
+        start = start.replace(day=1)
+    elif period != "day":
+        raise ValueError(f"period must be 'day' or 'month', got {period!r}")
+    return start.timestamp()
+
+
+def budget_key(spec: BudgetSpec) -> str:
+    return f"budget:{spec.unit}:{spec.period}"
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    key: str
+    window: float
+    nusd: int
+
+
+class Budgets:
+    """The team's unit budgets, enforced on a :class:`QuotaCounter`."""
+
+    def __init__(self, team: Team, counter: QuotaCounter) -> None:
+        self.team = team
+        self.counter = counter
+        self._by_unit: dict[str, list[BudgetSpec]] = {}
+        for spec in team.spec.budgets:
+            self._by_unit.setdefault(spec.unit, []).append(spec)
+        self._held: dict[str, list[Reservation]] = {}
+
+    async def admit(self, request: Request, decision: Decision) -> Decision:
+        """Reserve the decision's cost in every budget of the unit, or apply the policy.
+
+        ``refuse`` raises :class:`QuotaExceeded` naming the budget; ``downgrade``
+        tries cheaper members (cheapest first) that still fit, then refuses.
+        """
+        specs = self._by_unit.get(request.unit)
+        if not specs:
+            return decision
+        estimate = self._estimate(decision.member, request)
+        refused = await self._reserve(request.request_id, specs, estimate)
+        if refused is None:
+            return decision
+        if refused.on_exhausted == "downgrade":
+            for member, cost in self._cheaper(decision.member, request, estimate):
+                if await self._reserve(request.request_id, specs, cost) is None:
+                    return replace(
+                        decision,
+                        member=member.name,
+                        tier=member.tier,
+                        estimated_cost_usd=from_nano(cost),
+                        reason=f"budget '{_name(refused)}' exhausted: downgraded from "
+                        f"{decision.member} to {member.name} ({decision.reason})",
+                    )
+        raise QuotaExceeded(
+            f"budget '{_name(refused)}' exhausted: unit '{request.unit}' may spend "
+            f"${refused.max_spend_usd} per {refused.period}; this request needs about "
+            f"${from_nano(estimate)}",
+            param="budget",
+        )
+
+    async def settle(self, request_id: str, actual_nusd: int) -> None:
+        """Book the actual cost against what was reserved (0 gives it all back)."""
+        for held in self._held.pop(request_id, ()):
+            if actual_nusd != held.nusd:
+                await self.counter.adjust(held.key, held.window, 0, actual_nusd - held.nusd)
+
+    async def release(self, request_id: str) -> None:
+        """A request that failed: give its reservations back, and the call."""
+        for held in self._held.pop(request_id, ()):
+            await self.counter.adjust(held.key, held.window, -1, -held.nusd)
+
+    async def _reserve(
+        self, request_id: str, specs: Sequence[BudgetSpec], nusd: int
+    ) -> BudgetSpec | None:
+        """Reserve in all budgets or none; the budget that refused, if any."""
+        taken: list[Reservation] = []
+        for spec in specs:
+            key, window = budget_key(spec), window_start(spec.period)
+            limit = to_nano(spec.max_spend_usd)
+            if not await self.counter.try_consume(key, window, None, limit, 1, nusd):
+                for held in taken:
+                    await self.counter.adjust(held.key, held.window, -1, -held.nusd)
+                return spec
+            taken.append(Reservation(key, window, nusd))
+        self._held[request_id] = taken
+        return None
+
+    def _estimate(self, member: str, request: Request) -> int:
+        try:
+            spec = self.team.member(member)
+        except KeyError:
+            return 0
+        return to_nano(spec.price.estimate(request.prompt_tokens, request.max_tokens or 256))
+
+    def _cheaper(
+        self, current: str, request: Request, estimate: int
+    ) -> list[tuple[MemberSpec, int]]:
+        options: list[tuple[MemberSpec, int]] = []
+        for spec in self.team.members:
+            cost = self._estimate(spec.name, request)
+            if spec.name != current and cost < estimate:
+                options.append((spec, cost))
+        return sorted(options, key=lambda option: option[1])
+
+
+def _name(spec: BudgetSpec) -> str:
+    return f"{spec.unit}/{spec.period}"

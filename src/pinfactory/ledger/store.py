@@ -1,0 +1,489 @@
+"""The ledger over SQL: requests, the audit chain, quota counters and reviews.
+
+One implementation for SQLite and PostgreSQL; :class:`Dialect` holds what
+differs (schema types, placeholders, how to lock the chain head). Writes go
+through the :class:`~pinfactory.ledger.writer.BatchWriter`; reads run on a
+second connection on their own thread, so reports never wait behind commits.
+
+Appends to the chain serialise on the ``chain_head`` row: SQLite's
+``BEGIN IMMEDIATE`` holds the database write lock, PostgreSQL takes
+``SELECT ... FOR UPDATE`` on the row, so several processes sharing one
+ledger still build one unbroken chain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pinfactory.errors import Conflict, LedgerError, NotFound, RequestError
+from pinfactory.ledger.base import (
+    AuditEvent,
+    AuditRecord,
+    ChainHead,
+    LedgerEntry,
+    Review,
+    ReviewStatus,
+    SpendRow,
+    from_nano,
+    to_nano,
+)
+from pinfactory.ledger.chain import GENESIS, seal
+from pinfactory.ledger.writer import BatchWriter, Connection, Durability
+
+T = TypeVar("T")
+
+REQUEST_COLUMNS = (
+    'request_id, time, unit, "user", model, member, router, reason, input_tokens, '
+    "output_tokens, cost_nusd, latency_ms, status, error, stream, tags"
+)
+REVIEW_COLUMNS = (
+    'id, request_id, unit, "user", created, reason, evidence, prompt, member, answer, '
+    "verdict, status, reviewer, final_answer, note, decided"
+)
+GROUPS = {"unit": "unit", "user": '"user"', "member": "COALESCE(member, '-')"}
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """What differs between the SQL databases the ledger runs on."""
+
+    name: str
+    schema: str
+    begin: str
+    lock_head: str
+    placeholder: str
+    errors: tuple[type[BaseException], ...]
+
+    def sql(self, text: str) -> str:
+        return text if self.placeholder == "?" else text.replace("?", self.placeholder)
+
+
+def schema(serial: str, real: str, big: str) -> str:
+    return f"""
+CREATE TABLE IF NOT EXISTS requests (
+    seq {serial} PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    time {real} NOT NULL,
+    unit TEXT NOT NULL,
+    "user" TEXT NOT NULL,
+    model TEXT NOT NULL,
+    member TEXT,
+    router TEXT,
+    reason TEXT,
+    input_tokens {big} NOT NULL,
+    output_tokens {big} NOT NULL,
+    cost_nusd {big} NOT NULL,
+    latency_ms {real} NOT NULL,
+    status INTEGER NOT NULL,
+    error TEXT,
+    stream INTEGER NOT NULL,
+    tags TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS requests_time ON requests(time);
+CREATE TABLE IF NOT EXISTS audit (
+    seq {big} PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_request ON audit(request_id);
+CREATE TABLE IF NOT EXISTS chain_head (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq {big} NOT NULL,
+    hash TEXT NOT NULL
+);
+INSERT INTO chain_head (id, seq, hash) VALUES (1, 0, '{GENESIS}') ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS quota_usage (
+    key TEXT NOT NULL,
+    window_start {real} NOT NULL,
+    calls {big} NOT NULL,
+    nusd {big} NOT NULL,
+    PRIMARY KEY (key, window_start)
+);
+CREATE TABLE IF NOT EXISTS reviews (
+    id TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    unit TEXT NOT NULL,
+    "user" TEXT NOT NULL,
+    created {real} NOT NULL,
+    reason TEXT NOT NULL,
+    evidence TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    member TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    verdict TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reviewer TEXT,
+    final_answer TEXT,
+    note TEXT,
+    decided {real}
+);
+CREATE INDEX IF NOT EXISTS reviews_status ON reviews(status, created);
+"""
+
+
+class SQLLedger:
+    """A ledger on a SQL database; subclasses supply :meth:`_connect` and the dialect."""
+
+    dialect: Dialect
+
+    def __init__(self, location: str, durability: Durability = "full") -> None:
+        self.location = location
+        self.durability: Durability = durability
+        self._writer: BatchWriter | None = None
+        self._reader: ThreadPoolExecutor | None = None
+        self._read_db: Connection | None = None
+
+    def _connect(self) -> Connection:
+        raise NotImplementedError
+
+    def _create_schema(self, conn: Connection) -> None:
+        raise NotImplementedError
+
+    @property
+    def commits(self) -> int:
+        """Commits so far (group mode: fewer than writes)."""
+        return self._writer.commits if self._writer else 0
+
+    async def open(self) -> None:
+        if self._writer is not None:
+            return
+
+        def connect_writer() -> Connection:
+            conn = self._connect()
+            self._create_schema(conn)
+            return conn
+
+        writer = BatchWriter(
+            connect_writer, self.dialect.begin, self.dialect.errors, self.durability
+        )
+        await asyncio.to_thread(writer.start)
+        self._writer = writer
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="ledger-reader")
+        self._read_db = await self._read(lambda _: self._connect())
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            db, self._read_db = self._read_db, None
+            if db is not None:
+                await asyncio.get_running_loop().run_in_executor(self._reader, db.close)
+            self._reader.shutdown(wait=True)
+            self._reader = None
+        if self._writer is not None:
+            await asyncio.to_thread(self._writer.stop)
+            self._writer = None
+
+    async def _write(self, op: Callable[[Any], T]) -> T:
+        if self._writer is None:
+            raise LedgerError("ledger is not open")
+        return await self._writer.submit(op)
+
+    async def _read(self, fn: Callable[[Any], T]) -> T:
+        if self._reader is None:
+            raise LedgerError("ledger is not open")
+
+        def run() -> T:
+            try:
+                return fn(self._read_db.cursor() if self._read_db is not None else None)
+            except self.dialect.errors as exc:
+                raise LedgerError(f"cannot read ledger {self.location}: {exc}") from exc
+
+        return await asyncio.get_running_loop().run_in_executor(self._reader, run)
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> Callable[[Any], list[Any]]:
+        text = self.dialect.sql(sql)
+        return lambda cur: list(cur.execute(text, tuple(params)).fetchall())
+
+    # -- requests and the chain ---------------------------------------------------------------
+
+    async def record(self, entry: LedgerEntry, events: Sequence[AuditEvent] = ()) -> None:
+        row = (
+            entry.request_id,
+            entry.time,
+            entry.unit,
+            entry.user,
+            entry.model,
+            entry.member,
+            entry.router,
+            entry.reason,
+            entry.input_tokens,
+            entry.output_tokens,
+            to_nano(entry.cost_usd),
+            entry.latency_ms,
+            entry.status,
+            entry.error,
+            int(entry.stream),
+            json.dumps(list(entry.tags)),
+        )
+        insert = self.dialect.sql(f"INSERT INTO requests ({REQUEST_COLUMNS}) VALUES ({_marks(16)})")
+
+        def write(cur: Any) -> None:
+            cur.execute(insert, row)
+            self._seal(cur, events)
+
+        await self._write(write)
+
+    async def append(self, events: Sequence[AuditEvent]) -> None:
+        if events:
+            await self._write(lambda cur: self._seal(cur, events))
+
+    def _seal(self, cur: Any, events: Sequence[AuditEvent]) -> None:
+        if not events:
+            return
+        seq, digest = cur.execute(self.dialect.lock_head).fetchone()
+        records = seal(events, ChainHead(int(seq), str(digest)))
+        cur.executemany(
+            self.dialect.sql(
+                "INSERT INTO audit (seq, request_id, kind, body, prev_hash, hash) "
+                "VALUES (?, ?, ?, ?, ?, ?)"
+            ),
+            [(r.seq, r.request_id, r.kind, r.body, r.prev_hash, r.hash) for r in records],
+        )
+        last = records[-1]
+        cur.execute(
+            self.dialect.sql("UPDATE chain_head SET seq = ?, hash = ? WHERE id = 1"),
+            (last.seq, last.hash),
+        )
+
+    async def audit(
+        self, request_id: str | None = None, after: int = 0, limit: int = 1000
+    ) -> list[AuditRecord]:
+        columns = "seq, request_id, kind, body, prev_hash, hash"
+        if request_id is None:
+            fetch = self._rows(
+                f"SELECT {columns} FROM audit WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+            )
+        else:
+            fetch = self._rows(
+                f"SELECT {columns} FROM audit WHERE request_id = ? ORDER BY seq", (request_id,)
+            )
+        rows = await self._read(fetch)
+        return [
+            AuditRecord(int(s), str(r), str(k), str(b), str(p), str(h)) for s, r, k, b, p, h in rows
+        ]
+
+    async def head(self) -> ChainHead:
+        rows = await self._read(self._rows("SELECT seq, hash FROM chain_head WHERE id = 1"))
+        if not rows:
+            raise LedgerError(f"ledger {self.location}: the chain head row is missing (tampered)")
+        return ChainHead(int(rows[0][0]), str(rows[0][1]))
+
+    # -- reports ------------------------------------------------------------------------------
+
+    async def spend(
+        self, by: str, since: float | None = None, unit: str | None = None
+    ) -> list[SpendRow]:
+        if by != "tag" and by not in GROUPS:
+            raise RequestError(
+                f"'by' must be one of unit, user, member, tag; got '{by}'", param="by"
+            )
+        key = "tags" if by == "tag" else GROUPS[by]
+        where, params = "time >= ?", list[Any]([since or 0.0])
+        if unit is not None:
+            where, params = where + " AND unit = ?", [*params, unit]
+        sql = (
+            f"SELECT {key} AS k, COUNT(*), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), "
+            f"SUM(input_tokens), SUM(output_tokens), SUM(cost_nusd) FROM requests "
+            f"WHERE {where} GROUP BY {key}"
+        )
+        totals: dict[str, list[int]] = {}
+        for k, n, e, i, o, c in await self._read(self._rows(sql, params)):
+            keys = (json.loads(k) or ["-"]) if by == "tag" else [str(k)]
+            for name in keys:
+                row = totals.setdefault(str(name), [0, 0, 0, 0, 0])
+                for index, value in enumerate((n, e, i, o, c)):
+                    row[index] += int(value or 0)
+        rows = [SpendRow(k, n, e, i, o, from_nano(c)) for k, (n, e, i, o, c) in totals.items()]
+        return sorted(rows, key=lambda r: (-r.cost_usd, r.key))
+
+    async def entries(self, limit: int = 100) -> list[LedgerEntry]:
+        sql = f"SELECT {REQUEST_COLUMNS} FROM requests ORDER BY seq DESC LIMIT ?"
+        return [_entry(row) for row in await self._read(self._rows(sql, (limit,)))]
+
+    async def units(self) -> list[str]:
+        rows = await self._read(self._rows("SELECT DISTINCT unit FROM requests ORDER BY unit"))
+        return [str(r[0]) for r in rows]
+
+    # -- quota counters -----------------------------------------------------------------------
+
+    async def try_consume(
+        self,
+        key: str,
+        window_start: float,
+        limit_calls: int | None,
+        limit_nusd: int | None,
+        calls: int,
+        nusd: int,
+    ) -> bool:
+        if (limit_calls is not None and calls > limit_calls) or (
+            limit_nusd is not None and nusd > limit_nusd
+        ):
+            return False
+        lc = -1 if limit_calls is None else limit_calls
+        ln = -1 if limit_nusd is None else limit_nusd
+        sql = self.dialect.sql(
+            "INSERT INTO quota_usage (key, window_start, calls, nusd) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (key, window_start) DO UPDATE SET "
+            "calls = quota_usage.calls + excluded.calls, nusd = quota_usage.nusd + excluded.nusd "
+            "WHERE (? < 0 OR quota_usage.calls + excluded.calls <= ?) "
+            "AND (? < 0 OR quota_usage.nusd + excluded.nusd <= ?) RETURNING calls"
+        )
+        params = (key, window_start, calls, nusd, lc, lc, ln, ln)
+        return await self._write(lambda cur: cur.execute(sql, params).fetchone() is not None)
+
+    async def adjust(self, key: str, window_start: float, calls: int, nusd: int) -> None:
+        sql = self.dialect.sql(
+            "INSERT INTO quota_usage (key, window_start, calls, nusd) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (key, window_start) DO UPDATE SET "
+            "calls = quota_usage.calls + excluded.calls, nusd = quota_usage.nusd + excluded.nusd"
+        )
+        await self._write(lambda cur: cur.execute(sql, (key, window_start, calls, nusd)))
+
+    async def usage(self, key: str, window_start: float) -> tuple[int, int]:
+        rows = await self._read(
+            self._rows(
+                "SELECT calls, nusd FROM quota_usage WHERE key = ? AND window_start = ?",
+                (key, window_start),
+            )
+        )
+        return (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
+
+    # -- reviews ------------------------------------------------------------------------------
+
+    async def add_review(self, review: Review, events: Sequence[AuditEvent] = ()) -> None:
+        insert = self.dialect.sql(f"INSERT INTO reviews ({REVIEW_COLUMNS}) VALUES ({_marks(16)})")
+
+        def write(cur: Any) -> None:
+            cur.execute(insert, _review_row(review))
+            self._seal(cur, events)
+
+        await self._write(write)
+
+    async def decide_review(
+        self,
+        review_id: str,
+        status: ReviewStatus,
+        reviewer: str,
+        final_answer: str | None,
+        note: str | None,
+        events: Sequence[AuditEvent],
+    ) -> Review:
+        select = self.dialect.sql(f"SELECT {REVIEW_COLUMNS} FROM reviews WHERE id = ?")
+        update = self.dialect.sql(
+            "UPDATE reviews SET status = ?, reviewer = ?, final_answer = ?, note = ?, "
+            "decided = ? WHERE id = ? AND status = 'pending'"
+        )
+
+        def write(cur: Any) -> Review:
+            decided = events[0].time if events else 0.0
+            cur.execute(update, (status, reviewer, final_answer, note, decided, review_id))
+            changed = cur.rowcount
+            row = cur.execute(select, (review_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no review '{review_id}'", param="review_id")
+            review = _review(row)
+            if changed != 1:
+                raise Conflict(
+                    f"review '{review_id}' was already decided ({review.status} by "
+                    f"{review.reviewer or 'unknown'})",
+                    param="review_id",
+                )
+            self._seal(cur, events)
+            return review
+
+        return await self._write(write)
+
+    async def review(self, review_id: str) -> Review | None:
+        rows = await self._read(
+            self._rows(f"SELECT {REVIEW_COLUMNS} FROM reviews WHERE id = ?", (review_id,))
+        )
+        return _review(rows[0]) if rows else None
+
+    async def reviews(
+        self, status: str | None = None, unit: str | None = None, limit: int = 100
+    ) -> list[Review]:
+        where, params = "1 = 1", list[Any]()
+        if status is not None:
+            where, params = where + " AND status = ?", [*params, status]
+        if unit is not None:
+            where, params = where + " AND unit = ?", [*params, unit]
+        sql = f"SELECT {REVIEW_COLUMNS} FROM reviews WHERE {where} ORDER BY created LIMIT ?"
+        return [_review(row) for row in await self._read(self._rows(sql, [*params, limit]))]
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+def _review_row(r: Review) -> tuple[Any, ...]:
+    return (
+        r.id,
+        r.request_id,
+        r.unit,
+        r.user,
+        r.created,
+        r.reason,
+        json.dumps(r.evidence),
+        r.prompt,
+        r.member,
+        r.answer,
+        json.dumps(r.verdict),
+        r.status,
+        r.reviewer,
+        r.final_answer,
+        r.note,
+        r.decided,
+    )
+
+
+def _review(row: Sequence[Any]) -> Review:
+    (rid, req, unit, user, created, reason, evidence, prompt, member, answer, verdict) = row[:11]
+    status, reviewer, final_answer, note, decided = row[11:]
+    return Review(
+        id=str(rid),
+        request_id=str(req),
+        unit=str(unit),
+        user=str(user),
+        created=float(created),
+        reason=str(reason),
+        evidence=json.loads(evidence),
+        prompt=str(prompt),
+        member=str(member),
+        answer=str(answer),
+        verdict=json.loads(verdict),
+        status=status,
+        reviewer=reviewer,
+        final_answer=final_answer,
+        note=note,
+        decided=float(decided) if decided is not None else None,
+    )
+
+
+def _entry(row: Sequence[Any]) -> LedgerEntry:
+    (rid, t, unit, user, model, member, router, reason, tin, tout, nusd, ms) = row[:12]
+    status, error, stream, tags = row[12:]
+    return LedgerEntry(
+        request_id=str(rid),
+        time=float(t),
+        unit=str(unit),
+        user=str(user),
+        model=str(model),
+        member=member,
+        router=router,
+        reason=reason,
+        input_tokens=int(tin),
+        output_tokens=int(tout),
+        cost_usd=from_nano(int(nusd)),
+        latency_ms=float(ms),
+        status=int(status),
+        error=error,
+        stream=bool(stream),
+        tags=tuple(json.loads(str(tags))),
+    )

@@ -1,0 +1,166 @@
+"""The ledger's single writer: one thread, one connection, commits acknowledged after fsync.
+
+Every write is an *operation*, a function of a database cursor. With
+``durability: full`` each operation is its own transaction. With
+``durability: group`` the writer takes every operation that queued up while
+the previous commit was syncing and runs them in one transaction, each under
+its own savepoint (one failing operation does not undo the others), then
+commits once: one fsync for many requests. Either way an operation's future
+resolves only after its commit returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, Literal, Protocol, TypeVar
+
+from pinfactory.errors import LedgerError, PinfactoryError
+
+T = TypeVar("T")
+Durability = Literal["full", "group"]
+
+
+class Cursor(Protocol):
+    def execute(self, sql: str, params: Any = ..., /) -> Any: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class Connection(Protocol):
+    def cursor(self) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+Operation = Callable[[Any], Any]
+
+
+class BatchWriter:
+    """Runs write operations on one thread; see the module docstring."""
+
+    def __init__(
+        self,
+        connect: Callable[[], Connection],
+        begin: str,
+        database_errors: tuple[type[BaseException], ...],
+        durability: Durability = "full",
+        max_batch: int = 512,
+    ) -> None:
+        self._connect = connect
+        self._begin = begin
+        self._errors = database_errors
+        self._op_errors: tuple[type[BaseException], ...] = (PinfactoryError, *database_errors)
+        self.durability = durability
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[tuple[Operation, Future[Any]] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self.commits = 0
+
+    def start(self) -> None:
+        """Connect on the writer thread; raise here if the database cannot be opened."""
+        ready: Future[None] = Future()
+        self._thread = threading.Thread(target=self._run, args=(ready,), name="ledger-writer")
+        self._thread.daemon = True
+        self._thread.start()
+        ready.result()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    async def submit(self, op: Callable[[Any], T]) -> T:
+        if self._thread is None:
+            raise LedgerError("ledger is not open")
+        future: Future[T] = Future()
+        self._queue.put((op, future))
+        return await asyncio.wrap_future(future)
+
+    def _run(self, ready: Future[None]) -> None:
+        try:
+            conn = self._connect()
+        except BaseException as exc:
+            ready.set_exception(exc)
+            return
+        ready.set_result(None)
+        try:
+            while (item := self._queue.get()) is not None:
+                batch = [item]
+                stopping = False
+                if self.durability == "group":
+                    while len(batch) < self._max_batch:
+                        try:
+                            more = self._queue.get_nowait()
+                        except queue.Empty:
+                            break
+                        if more is None:
+                            stopping = True
+                            break
+                        batch.append(more)
+                    self._commit_group(conn, batch)
+                else:
+                    self._commit_one(conn, *item)
+                if stopping:
+                    break
+        finally:
+            conn.close()
+
+    def _commit_one(self, conn: Connection, op: Operation, future: Future[Any]) -> None:
+        cur = conn.cursor()
+        try:
+            cur.execute(self._begin)
+            result = op(cur)
+            cur.execute("COMMIT")
+        except BaseException as exc:
+            self._rollback(cur)
+            future.set_exception(self._ledger_error(exc))
+            return
+        self.commits += 1
+        future.set_result(result)
+
+    def _commit_group(self, conn: Connection, batch: list[tuple[Operation, Future[Any]]]) -> None:
+        cur = conn.cursor()
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            cur.execute(self._begin)
+            for op, _ in batch:
+                cur.execute("SAVEPOINT op")
+                try:
+                    outcomes.append((True, op(cur)))
+                    cur.execute("RELEASE SAVEPOINT op")
+                except self._op_errors as exc:
+                    cur.execute("ROLLBACK TO SAVEPOINT op")
+                    cur.execute("RELEASE SAVEPOINT op")
+                    outcomes.append((False, self._ledger_error(exc)))
+            cur.execute("COMMIT")
+        except BaseException as exc:
+            self._rollback(cur)
+            error = self._ledger_error(exc)
+            for _, future in batch:
+                future.set_exception(error)
+            return
+        self.commits += 1
+        for (ok, value), (_, future) in zip(outcomes, batch, strict=True):
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+    def _rollback(self, cur: Any) -> None:
+        with contextlib.suppress(*self._errors):
+            cur.execute("ROLLBACK")
+
+    def _ledger_error(self, exc: BaseException) -> BaseException:
+        if isinstance(exc, PinfactoryError):
+            return exc
+        if isinstance(exc, self._errors):
+            return LedgerError(f"ledger write failed: {exc}")
+        return exc
