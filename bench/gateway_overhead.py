@@ -259,7 +259,9 @@ end
 """
 
 
-def throughput_wrk(target: Target, concurrency: int, seconds: float, folder: Path) -> dict[str, Any]:
+def throughput_wrk(
+    target: Target, concurrency: int, seconds: float, folder: Path
+) -> dict[str, Any]:
     script = folder / f"wrk-{target.name}.lua"
     script.write_text(WRK_SCRIPT.format(body=json.dumps(target.body().decode()), key=KEY))
     out = subprocess.run(
@@ -414,7 +416,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def show(report: dict[str, Any]) -> None:
     print()
-    print(f"{'target':<12}{'p50 ms':>10}{'p99 ms':>10}{'added p50':>11}{'added p99':>11}{'req/s':>10}")
+    print(
+        f"{'target':<12}{'p50 ms':>10}{'p99 ms':>10}{'added p50':>11}{'added p99':>11}{'req/s':>10}"
+    )
     for name, result in report["results"].items():
         lat, tput = result["latency"], result["throughput"]
         extra = report.get(f"{name}_added", {"p50_ms": 0.0, "p99_ms": 0.0})

@@ -18,6 +18,8 @@ from typing import Any
 from pinfactory.errors import ClientGone, MemberError, MemberTimeout, PinfactoryError, UnknownModel
 from pinfactory.ledger import Ledger, LedgerEntry, open_ledger
 from pinfactory.members import Completion, Member, member_class
+from pinfactory.observe import Observers, Timeline, build_observers, stage
+from pinfactory.observe.timeline import stage_end, stage_start
 from pinfactory.request import Request
 from pinfactory.routing import Decision, Router, build_router
 from pinfactory.team import Team
@@ -59,12 +61,18 @@ class Pipeline:
     """Route, call and record one request. Holds no I/O of its own."""
 
     def __init__(
-        self, team: Team, members: Mapping[str, Member], router: Router, ledger: Ledger
+        self,
+        team: Team,
+        members: Mapping[str, Member],
+        router: Router,
+        ledger: Ledger,
+        observers: Observers | None = None,
     ) -> None:
         self.team = team
         self.members = dict(members)
         self.router = router
         self.ledger = ledger
+        self.observers = observers or Observers()
         self._tasks: set[asyncio.Task[None]] = set()
 
     def decide(self, request: Request) -> Decision:
@@ -88,9 +96,12 @@ class Pipeline:
 
     async def complete(self, request: Request, started: float | None = None) -> Answer:
         started = time.perf_counter() if started is None else started
+        Timeline.begin(started)
         try:
-            decision = self.decide(request)
-            completion = await self._call(self.members[decision.member], request)
+            with stage("route"):
+                decision = self.decide(request)
+            with stage("call"):
+                completion = await self._call(self.members[decision.member], request)
         except PinfactoryError as exc:
             await self.record_failure(request, exc, started)
             raise
@@ -106,15 +117,19 @@ class Pipeline:
         A stream the client abandons is still recorded (status 499).
         """
         started = time.perf_counter() if started is None else started
+        timeline = Timeline.begin(started)
         member_name = request.model
         try:
-            decision = self.decide(request)
+            with stage("route"):
+                decision = self.decide(request)
             member_name = decision.member
             yield decision
+            call = timeline.open("call")
             async for event in self.members[decision.member].stream(request):
                 if isinstance(event, str):
                     yield event
                 else:
+                    timeline.close(call)
                     answer = Answer(request, decision, event, _ms_since(started))
                     await self.record(answer)
                     yield answer
@@ -143,6 +158,7 @@ class Pipeline:
 
     async def record(self, answer: Answer) -> None:
         usage = answer.completion.usage
+        recording = stage_start("record")
         await self.ledger.record(
             LedgerEntry(
                 request_id=answer.request.request_id,
@@ -161,12 +177,15 @@ class Pipeline:
                 tags=answer.request.tags,
             )
         )
+        stage_end(recording)
+        self.observers.answered(answer)
 
     async def record_failure(
         self, request: Request | None, error: PinfactoryError, started: float, **who: str
     ) -> None:
         """Record a request that failed anywhere, even one that never parsed."""
         member = error.member if isinstance(error, MemberError) else None
+        recording = stage_start("record")
         await self.ledger.record(
             LedgerEntry(
                 request_id=request.request_id if request else who.get("request_id", ""),
@@ -186,6 +205,8 @@ class Pipeline:
                 tags=request.tags if request else (),
             )
         )
+        stage_end(recording)
+        self.observers.failed(request, error, started, **who)
 
 
 def build_members(team: Team) -> dict[str, Member]:
@@ -204,17 +225,22 @@ def build_members(team: Team) -> dict[str, Member]:
 
 
 @asynccontextmanager
-async def open_pipeline(team: Team, *, ledger: Ledger | None = None) -> AsyncIterator[Pipeline]:
-    """Open every member and the ledger; close them all on the way out."""
+async def open_pipeline(
+    team: Team, *, ledger: Ledger | None = None, observers: Observers | None = None
+) -> AsyncIterator[Pipeline]:
+    """Open every member, the ledger and the observers; close them all on the way out."""
     members = build_members(team)
     ledger = ledger or open_ledger(team.ledger_location)
+    observers = build_observers(team) if observers is None else observers
     async with AsyncExitStack() as stack:
+        observers.open()
+        stack.callback(observers.close)
         await ledger.open()
         stack.push_async_callback(ledger.close)
         for member in members.values():
             await member.open()
             stack.push_async_callback(member.close)
-        yield Pipeline(team, members, build_router(team), ledger)
+        yield Pipeline(team, members, build_router(team), ledger, observers)
 
 
 def _ms_since(started: float) -> float:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pinfactory.errors import TeamFileError
 from pinfactory.members.base import Price
+from pinfactory.observe.config import ObserveSpec
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
 DEFAULT_LEDGER = "pinfactory-ledger.db"
@@ -94,6 +95,7 @@ class TeamSpec(_Strict):
     keys: list[KeySpec] = []
     ledger: LedgerSpec = LedgerSpec()
     gateway: GatewaySpec = GatewaySpec()
+    observe: ObserveSpec = ObserveSpec()
 
     @field_validator("members")
     @classmethod
