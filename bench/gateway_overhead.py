@@ -87,23 +87,22 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 120.
 
 @contextmanager
 def process(args: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[None]:
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
-    try:
-        wait_ready(port, proc)
-        yield
-    except BaseException:
-        log.seek(0)
-        sys.stderr.write(log.read().decode(errors="replace")[-3000:])
-        raise
-    finally:
-        proc.terminate()
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+            wait_ready(port, proc)
+            yield
+        except BaseException:
+            log.seek(0)
+            sys.stderr.write(log.read().decode(errors="replace")[-3000:])
+            raise
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def python_env() -> dict[str, str]:
@@ -301,8 +300,8 @@ def throughput_wrk(
 
 ASYNC_CLIENT = r"""
 import asyncio, json, sys, time
-port, conc, seconds, raw = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4].encode()
-raw = raw.decode("unicode_escape").encode("latin-1")
+port, conc, seconds = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+raw = sys.argv[4].encode().decode("unicode_escape").encode("latin-1")
 async def worker(deadline, counts):
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     while time.monotonic() < deadline:

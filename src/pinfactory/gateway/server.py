@@ -60,7 +60,7 @@ def serve_forever(
     os.environ[TEAM_FILE_ENV] = str(team_path.resolve()) if team_path else ""
     target = f"{__name__}:app_from_environment"
     cfg = config(target, host, port, log_level="info", factory=True, workers=workers)
-    Multiprocess(cfg, target=uvicorn.Server(cfg).run, sockets=[cfg.bind_socket()]).run()
+    Multiprocess(cfg, sockets=[cfg.bind_socket()]).run()
 
 
 def free_port(host: str = "127.0.0.1") -> int:

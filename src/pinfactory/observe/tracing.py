@@ -281,7 +281,10 @@ def _verdict_attributes(verdict: Any) -> Attributes:
     """A verdict as attributes, whether a ``Verdict`` object or its JSON form; {} if absent."""
     if verdict is None:
         return {}
-    read = verdict.get if isinstance(verdict, Mapping) else lambda k: getattr(verdict, k, None)
+
+    def read(key: str) -> Any:
+        return verdict.get(key) if isinstance(verdict, Mapping) else getattr(verdict, key, None)
+
     attrs: Attributes = {}
     confidence, label, verifier = read("confidence"), read("label"), read("verifier")
     if isinstance(confidence, int | float):
