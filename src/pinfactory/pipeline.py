@@ -22,6 +22,8 @@ from pinfactory.ledger.events import answer_events, failure_events
 from pinfactory.ledger.quotas import Budgets
 from pinfactory.ledger.reviews import ReviewQueue
 from pinfactory.members import Completion, Member, member_class
+from pinfactory.observe import Observers, Timeline, build_observers, stage
+from pinfactory.observe.timeline import stage_end, stage_start
 from pinfactory.request import Request
 from pinfactory.routing import Decision, Router, build_router
 from pinfactory.team import Team
@@ -64,7 +66,12 @@ class Pipeline:
     """Route, call and record one request. Holds no I/O of its own."""
 
     def __init__(
-        self, team: Team, members: Mapping[str, Member], router: Router, ledger: Ledger
+        self,
+        team: Team,
+        members: Mapping[str, Member],
+        router: Router,
+        ledger: Ledger,
+        observers: Observers | None = None,
     ) -> None:
         self.team = team
         self.members = dict(members)
@@ -72,6 +79,7 @@ class Pipeline:
         self.ledger = ledger
         self.budgets = Budgets(team, ledger)  # governance: unit budgets
         self.reviews = ReviewQueue(ledger, team.spec.reviews)  # governance: review queue
+        self.observers = observers or Observers()
         self._tasks: set[asyncio.Task[None]] = set()
         spec = team.spec.verification
         self.verification = VerifyStage(spec) if spec is not None else None
@@ -97,13 +105,17 @@ class Pipeline:
 
     async def complete(self, request: Request, started: float | None = None) -> Answer:
         started = time.perf_counter() if started is None else started
+        Timeline.begin(started)
         try:
-            decision = self.decide(request)
-            decision = await self.budgets.admit(request, decision)  # governance
-            completion = await self._call(self.members[decision.member], request)
+            with stage("route"):
+                decision = self.decide(request)
+                decision = await self.budgets.admit(request, decision)  # governance
+            with stage("call"):
+                completion = await self._call(self.members[decision.member], request)
             answer = Answer(request, decision, completion, _ms_since(started))
             if self.verification is not None:  # verify: check, then escalate / hold / caveat
-                answer = await self.verification.review(answer, self.members, self._call)
+                with stage("verify"):
+                    answer = await self.verification.review(answer, self.members, self._call)
                 answer.latency_ms = _ms_since(started)
         except PinfactoryError as exc:
             await self.record_failure(request, exc, started)
@@ -120,16 +132,20 @@ class Pipeline:
         A stream the client abandons is still recorded (status 499).
         """
         started = time.perf_counter() if started is None else started
+        timeline = Timeline.begin(started)
         member_name = request.model
         try:
-            decision = self.decide(request)
-            decision = await self.budgets.admit(request, decision)  # governance
+            with stage("route"):
+                decision = self.decide(request)
+                decision = await self.budgets.admit(request, decision)  # governance
             member_name = decision.member
             yield decision
+            call = timeline.open("call")
             async for event in self.members[decision.member].stream(request):
                 if isinstance(event, str):
                     yield event
                 else:
+                    timeline.close(call)
                     answer = Answer(request, decision, event, _ms_since(started))
                     await self.record(answer)
                     yield answer
@@ -161,6 +177,7 @@ class Pipeline:
     async def record(self, answer: Answer) -> None:
         usage = answer.completion.usage
         await self.budgets.settle(answer.request.request_id, to_nano(answer.cost_usd))  # governance
+        recording = stage_start("record")
         await self.ledger.record(
             LedgerEntry(
                 request_id=answer.request.request_id,
@@ -180,6 +197,8 @@ class Pipeline:
             ),
             answer_events(answer),  # governance: the audit chain
         )
+        stage_end(recording)
+        self.observers.answered(answer)
 
     async def record_failure(
         self, request: Request | None, error: PinfactoryError, started: float, **who: str
@@ -189,6 +208,7 @@ class Pipeline:
         request_id = request.request_id if request else who.get("request_id", "")
         if request is not None:
             await self.budgets.release(request.request_id)  # governance
+        recording = stage_start("record")
         await self.ledger.record(
             LedgerEntry(
                 request_id=request_id,
@@ -209,6 +229,8 @@ class Pipeline:
             ),
             failure_events(request, error, request_id),  # governance: the audit chain
         )
+        stage_end(recording)
+        self.observers.failed(request, error, started, **who)
 
 
 def build_members(team: Team) -> dict[str, Member]:
@@ -227,17 +249,22 @@ def build_members(team: Team) -> dict[str, Member]:
 
 
 @asynccontextmanager
-async def open_pipeline(team: Team, *, ledger: Ledger | None = None) -> AsyncIterator[Pipeline]:
-    """Open every member and the ledger; close them all on the way out."""
+async def open_pipeline(
+    team: Team, *, ledger: Ledger | None = None, observers: Observers | None = None
+) -> AsyncIterator[Pipeline]:
+    """Open every member, the ledger and the observers; close them all on the way out."""
     members = build_members(team)
     ledger = ledger or open_ledger(team.ledger_location, team.spec.ledger.durability)
+    observers = build_observers(team) if observers is None else observers
     async with AsyncExitStack() as stack:
+        observers.open()
+        stack.callback(observers.close)
         await ledger.open()
         stack.push_async_callback(ledger.close)
         for member in members.values():
             await member.open()
             stack.push_async_callback(member.close)
-        yield Pipeline(team, members, build_router(team), ledger)
+        yield Pipeline(team, members, build_router(team), ledger, observers)
 
 
 def _ms_since(started: float) -> float:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pinfactory.errors import TeamFileError
 from pinfactory.members.base import Price
+from pinfactory.observe.config import ObserveSpec
 from pinfactory.verify.policy import VerificationSpec
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
@@ -120,6 +121,7 @@ class TeamSpec(_Strict):
     verification: VerificationSpec | None = None  # off unless the team file turns it on
     budgets: list[BudgetSpec] = []  # governance
     reviews: ReviewSpec = ReviewSpec()  # governance
+    observe: ObserveSpec = ObserveSpec()
 
     @field_validator("members")
     @classmethod

@@ -32,17 +32,18 @@ def serve(
     team: TeamOption = None,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8080,
+    workers: Annotated[int, typer.Option(min=1, help="gateway worker processes")] = 1,
 ) -> None:
     """Serve the team behind an OpenAI-compatible API."""
-    import uvicorn
-
-    from pinfactory.gateway import create_app
-    from pinfactory.gateway.server import config
+    from pinfactory.gateway.server import serve_forever
 
     loaded = team_from(team)
     where = f"http://{host}:{port}/v1"
-    console.print(f"pinfactory: team '{loaded.name}' on {where} (ledger {loaded.ledger_location})")
-    uvicorn.Server(config(create_app(loaded), host, port, log_level="info")).run()
+    console.print(
+        f"pinfactory: team '{loaded.name}' on {where} "
+        f"({workers} worker(s), ledger {loaded.ledger_location})"
+    )
+    serve_forever(loaded, team, host, port, workers=workers)
 
 
 def ask(

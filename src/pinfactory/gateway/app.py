@@ -26,6 +26,8 @@ from pinfactory.gateway.auth import Caller, Keyring
 from pinfactory.gateway.errors import error_response, unexpected
 from pinfactory.gateway.schema import chunk_body, completion_body, final_chunk, parse_request
 from pinfactory.ledger import Ledger
+from pinfactory.observe import Observers, build_observers
+from pinfactory.observe.metrics import Metrics, MetricsEndpoint
 from pinfactory.pipeline import Answer, Pipeline, open_pipeline
 from pinfactory.request import Request, new_request_id
 from pinfactory.routing import Decision
@@ -170,13 +172,17 @@ def _sse(body: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
 
 
-def create_app(team: Team, *, ledger: Ledger | None = None) -> Starlette:
-    """The gateway for one team; members and the ledger open in the lifespan."""
+def create_app(
+    team: Team, *, ledger: Ledger | None = None, observers: Observers | None = None
+) -> Starlette:
+    """The gateway for one team; members, the ledger and the observers open in the lifespan."""
     gateway = Gateway(team)
+    observers = build_observers(team) if observers is None else observers
+    metrics = observers.get(Metrics)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        async with open_pipeline(team, ledger=ledger) as pipeline:
+        async with open_pipeline(team, ledger=ledger, observers=observers) as pipeline:
             gateway.pipeline = pipeline
             yield
             gateway.pipeline = None
@@ -185,13 +191,17 @@ def create_app(team: Team, *, ledger: Ledger | None = None) -> Starlette:
         assert isinstance(exc, PinfactoryError)
         return error_response(exc, http.headers.get("x-request-id", ""))
 
+    routes = [
+        Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
+        Route("/v1/models", gateway.models, methods=["GET"]),
+        Route("/healthz", gateway.healthz, methods=["GET"]),
+        *admin_routes(gateway),  # governance: /admin/*, /v1/costs, /v1/reviews/{id}
+    ]
+    if metrics is not None:
+        endpoint = MetricsEndpoint(metrics, gateway.keyring, team.spec.observe.metrics)
+        routes.append(Route("/metrics", endpoint.handle, methods=["GET"]))
     app = Starlette(
-        routes=[
-            Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
-            Route("/v1/models", gateway.models, methods=["GET"]),
-            Route("/healthz", gateway.healthz, methods=["GET"]),
-            *admin_routes(gateway),  # governance: /admin/*, /v1/costs, /v1/reviews/{id}
-        ],
+        routes=routes,
         lifespan=lifespan,
         exception_handlers={PinfactoryError: on_error},
     )

@@ -1,15 +1,30 @@
-"""Serving the gateway: in the foreground, or on a thread for the demo and tests."""
+"""Serving the gateway: in the foreground, or on a thread for the demo and tests.
+
+With several workers, uvicorn starts each worker process from an import
+string; the worker loads the team file named in ``PINFACTORY_TEAM_FILE``
+(empty: the packaged default team), which the parent validated first.
+"""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from pinfactory.team import Team
+
+TEAM_FILE_ENV = "PINFACTORY_TEAM_FILE"
 
 
 def config(app: Any, host: str, port: int, **options: Any) -> uvicorn.Config:
@@ -23,6 +38,29 @@ def config(app: Any, host: str, port: int, **options: Any) -> uvicorn.Config:
         http="httptools",
         **options,
     )
+
+
+def app_from_environment() -> Starlette:
+    """The app factory each worker process calls."""
+    from pinfactory.gateway import create_app
+    from pinfactory.team import load_team
+
+    return create_app(load_team(os.environ.get(TEAM_FILE_ENV) or None))
+
+
+def serve_forever(
+    team: Team, team_path: Path | None, host: str, port: int, *, workers: int = 1
+) -> None:
+    """Serve in the foreground until interrupted; ``workers`` > 1 forks processes."""
+    if workers == 1:
+        from pinfactory.gateway import create_app
+
+        uvicorn.Server(config(create_app(team), host, port, log_level="info")).run()
+        return
+    os.environ[TEAM_FILE_ENV] = str(team_path.resolve()) if team_path else ""
+    target = f"{__name__}:app_from_environment"
+    cfg = config(target, host, port, log_level="info", factory=True, workers=workers)
+    Multiprocess(cfg, sockets=[cfg.bind_socket()]).run()
 
 
 def free_port(host: str = "127.0.0.1") -> int:

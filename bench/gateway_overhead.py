@@ -1,0 +1,452 @@
+"""How much latency the gateway adds over its upstream, and how much it can carry.
+
+Three processes on loopback: an instant OpenAI-compatible upstream
+(``pinfactory.testing.upstreams.instant_upstream`` under uvicorn), a pinfactory
+gateway whose team has one ``openai_http`` member pointing at it and, with
+``--with-litellm PATH``, LiteLLM's proxy in front of the same upstream.
+
+- Latency: one client sends sequential requests over one keep-alive
+  connection (a raw HTTP/1.1 client on a blocking socket, so the client adds
+  next to nothing); the figure is the gateway's p50/p99 minus the upstream's.
+- Throughput: ``wrk`` (C, one thread) at a fixed concurrency posting the same
+  JSON body; falls back to an asyncio client in a separate process when wrk is
+  not installed (``apt-get install -y wrk``).
+
+Prints the figures and writes ``bench/results/gateway_overhead.json``.
+
+    python bench/gateway_overhead.py [--workers 1] [--durability full|group]
+        [--with-litellm /tmp/litellm-venv/bin/litellm]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+PROMPT = "Say ok."
+KEY = "sk-bench-4f0c2a9e7d1b46c8a3e5f7091b2d4c6e"
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    port: int
+    model: str
+
+    def body(self) -> bytes:
+        message = {"role": "user", "content": PROMPT}
+        return json.dumps({"model": self.model, "messages": [message]}).encode()
+
+    def request(self) -> bytes:
+        body = self.body()
+        head = (
+            "POST /v1/chat/completions HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{self.port}\r\n"
+            "Content-Type: application/json\r\n"
+            f"Authorization: Bearer {KEY}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        return head.encode() + body
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process on port {port} exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listening on port {port} after {timeout_s:g}s")
+
+
+@contextmanager
+def process(args: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[None]:
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            wait_ready(port, proc)
+            yield
+        except BaseException:
+            log.seek(0)
+            sys.stderr.write(log.read().decode(errors="replace")[-3000:])
+            raise
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def python_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def upstream_args(port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "pinfactory.testing.upstreams:instant_upstream",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+
+
+def team_file(folder: Path, upstream_port: int, durability: str) -> Path:
+    path = folder / "bench-team.yaml"
+    path.write_text(
+        "name: bench\n"
+        "members:\n"
+        "  - name: upstream\n"
+        "    kind: openai_http\n"
+        f"    settings: {{base_url: 'http://127.0.0.1:{upstream_port}/v1', model: instant}}\n"
+        "routing: {kind: rules, fallback: upstream}\n"
+        f"ledger: {{path: '{folder / 'ledger.db'}', durability: {durability}}}\n"
+    )
+    return path
+
+
+def litellm_config(folder: Path, upstream_port: int) -> Path:
+    path = folder / "litellm.yaml"
+    path.write_text(
+        "model_list:\n"
+        "  - model_name: instant\n"
+        "    litellm_params:\n"
+        "      model: openai/instant\n"
+        f"      api_base: http://127.0.0.1:{upstream_port}/v1\n"
+        "      api_key: sk-unused\n"
+        "litellm_settings:\n"
+        "  telemetry: false\n"
+        "general_settings:\n"
+        f"  master_key: {KEY}\n"
+    )
+    return path
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection; reads responses by Content-Length."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buffer = b""
+
+    def exchange(self, raw: bytes) -> tuple[int, bytes]:
+        self.sock.sendall(raw)
+        while b"\r\n\r\n" not in self.buffer:
+            self._fill()
+        head, _, rest = self.buffer.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        headers = dict(line.split(b":", 1) for line in lines[1:])
+        length = {k.strip().lower(): v for k, v in headers.items()}.get(b"content-length")
+        if length is None:
+            raise RuntimeError("response has no Content-Length; this client reads no chunks")
+        size = int(length)
+        while len(rest) < size:
+            rest += self._recv()
+        self.buffer = rest[size:]
+        return status, rest[:size]
+
+    def _fill(self) -> None:
+        self.buffer += self._recv()
+
+    def _recv(self) -> bytes:
+        data = self.sock.recv(65536)
+        if not data:
+            raise RuntimeError("server closed the connection")
+        return data
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def check_answer(target: Target, status: int, body: bytes) -> None:
+    if status != 200:
+        raise RuntimeError(f"{target.name}: HTTP {status}: {body[:300]!r}")
+    reply = json.loads(body)
+    text = reply["choices"][0]["message"]["content"]
+    if text != "ok":
+        raise RuntimeError(f"{target.name}: unexpected answer {text!r}")
+
+
+def latency(target: Target, requests: int, warmup: int) -> dict[str, float]:
+    raw = target.request()
+    conn = Connection(target.port)
+    try:
+        check_answer(target, *conn.exchange(raw))
+        for _ in range(warmup):
+            conn.exchange(raw)
+        samples = []
+        for _ in range(requests):
+            t0 = time.perf_counter_ns()
+            status, body = conn.exchange(raw)
+            samples.append((time.perf_counter_ns() - t0) / 1e6)
+            if status != 200:
+                raise RuntimeError(f"{target.name}: HTTP {status}: {body[:300]!r}")
+    finally:
+        conn.close()
+    samples.sort()
+    return {
+        "requests": requests,
+        "p50_ms": round(percentile(samples, 50), 4),
+        "p90_ms": round(percentile(samples, 90), 4),
+        "p99_ms": round(percentile(samples, 99), 4),
+        "mean_ms": round(statistics.fmean(samples), 4),
+    }
+
+
+def percentile(sorted_samples: list[float], q: float) -> float:
+    index = (len(sorted_samples) - 1) * q / 100
+    low = int(index)
+    high = min(low + 1, len(sorted_samples) - 1)
+    return sorted_samples[low] + (sorted_samples[high] - sorted_samples[low]) * (index - low)
+
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = {body}
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {key}"
+done = function(summary, latency, requests)
+  io.write(string.format("BENCH non2xx=%d errors=%d\\n",
+    summary.errors.status, summary.errors.connect + summary.errors.read +
+    summary.errors.write + summary.errors.timeout))
+  io.write(string.format("BENCH p50_us=%d p99_us=%d\\n",
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def throughput_wrk(
+    target: Target, concurrency: int, seconds: float, folder: Path
+) -> dict[str, Any]:
+    script = folder / f"wrk-{target.name}.lua"
+    script.write_text(WRK_SCRIPT.format(body=json.dumps(target.body().decode()), key=KEY))
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{seconds:g}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{target.port}/v1/chat/completions",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 60,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"BENCH non2xx=(\d+) errors=(\d+)", out)
+    lat = re.search(r"BENCH p50_us=(\d+) p99_us=(\d+)", out)
+    assert bad is not None and lat is not None, out
+    return {
+        "tool": "wrk",
+        "concurrency": concurrency,
+        "seconds": seconds,
+        "requests": total,
+        "requests_per_s": round(rps, 1),
+        "non_2xx": int(bad.group(1)),
+        "socket_errors": int(bad.group(2)),
+        "p50_ms": int(lat.group(1)) / 1000,
+        "p99_ms": int(lat.group(2)) / 1000,
+    }
+
+
+ASYNC_CLIENT = r"""
+import asyncio, json, sys, time
+port, conc, seconds = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+raw = sys.argv[4].encode().decode("unicode_escape").encode("latin-1")
+async def worker(deadline, counts):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    while time.monotonic() < deadline:
+        writer.write(raw)
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)
+        counts[0 if status == 200 else 1] += 1
+    writer.close()
+async def main():
+    counts = [0, 0]
+    t0 = time.monotonic()
+    await asyncio.gather(*(worker(t0 + seconds, counts) for _ in range(conc)))
+    print(json.dumps({"ok": counts[0], "bad": counts[1], "elapsed": time.monotonic() - t0}))
+try:
+    import uvloop; uvloop.install()
+except ImportError:
+    pass
+asyncio.run(main())
+"""
+
+
+def throughput_asyncio(target: Target, concurrency: int, seconds: float) -> dict[str, Any]:
+    raw = target.request().decode("latin-1").encode("unicode_escape").decode()
+    out = subprocess.run(
+        [sys.executable, "-c", ASYNC_CLIENT, str(target.port), str(concurrency), str(seconds), raw],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 60,
+    ).stdout
+    result = json.loads(out)
+    total = result["ok"] + result["bad"]
+    return {
+        "tool": "asyncio",
+        "concurrency": concurrency,
+        "seconds": seconds,
+        "requests": total,
+        "requests_per_s": round(total / result["elapsed"], 1),
+        "non_2xx": result["bad"],
+        "socket_errors": 0,
+    }
+
+
+def measure(target: Target, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    print(f"  {target.name}: latency ({args.requests} sequential requests)...", flush=True)
+    result: dict[str, Any] = {"latency": latency(target, args.requests, args.warmup)}
+    print(f"  {target.name}: throughput ({args.concurrency} clients, {args.seconds:g}s)...")
+    if shutil.which("wrk") and not args.asyncio_client:
+        result["throughput"] = throughput_wrk(target, args.concurrency, args.seconds, folder)
+    else:
+        result["throughput"] = throughput_asyncio(target, args.concurrency, args.seconds)
+    return result
+
+
+def added(gateway: dict[str, Any], direct: dict[str, Any]) -> dict[str, float]:
+    g, d = gateway["latency"], direct["latency"]
+    return {
+        "p50_ms": round(g["p50_ms"] - d["p50_ms"], 4),
+        "p99_ms": round(g["p99_ms"] - d["p99_ms"], 4),
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    folder = Path(tempfile.mkdtemp(prefix="pinfactory-bench-"))
+    up_port, gw_port = free_port(), free_port()
+    env = python_env()
+    results: dict[str, Any] = {}
+    with process(upstream_args(up_port), up_port, env):
+        upstream = Target("upstream", up_port, "instant")
+        team = team_file(folder, up_port, args.durability)
+        serve = [sys.executable, "-m", "pinfactory", "serve", "--team", str(team)]
+        serve += ["--port", str(gw_port), "--workers", str(args.workers)]
+        print("direct to the instant upstream:")
+        results["upstream"] = measure(upstream, args, folder)
+        with process(serve, gw_port, env):
+            print(f"pinfactory ({args.workers} worker(s), ledger durability {args.durability}):")
+            results["pinfactory"] = measure(Target("pinfactory", gw_port, "auto"), args, folder)
+        if args.with_litellm:
+            lt_port = free_port()
+            cmd = [args.with_litellm, "--config", str(litellm_config(folder, up_port))]
+            cmd += ["--host", "127.0.0.1", "--port", str(lt_port)]
+            cmd += ["--num_workers", str(args.workers)]
+            lt_env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR")
+            with process(cmd, lt_port, lt_env):
+                print(f"litellm proxy ({args.workers} worker(s)):")
+                results["litellm"] = measure(Target("litellm", lt_port, "instant"), args, folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    report: dict[str, Any] = {
+        "benchmark": "gateway_overhead",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "settings": {
+            "workers": args.workers,
+            "durability": args.durability,
+            "requests": args.requests,
+            "concurrency": args.concurrency,
+            "seconds": args.seconds,
+        },
+        "results": results,
+        "pinfactory_added": added(results["pinfactory"], results["upstream"]),
+    }
+    if "litellm" in results:
+        report["litellm_added"] = added(results["litellm"], results["upstream"])
+        ours = results["pinfactory"]["throughput"]["requests_per_s"]
+        theirs = results["litellm"]["throughput"]["requests_per_s"]
+        report["throughput_ratio_vs_litellm"] = round(ours / theirs, 2)
+    return report
+
+
+def show(report: dict[str, Any]) -> None:
+    print()
+    print(
+        f"{'target':<12}{'p50 ms':>10}{'p99 ms':>10}{'added p50':>11}{'added p99':>11}{'req/s':>10}"
+    )
+    for name, result in report["results"].items():
+        lat, tput = result["latency"], result["throughput"]
+        extra = report.get(f"{name}_added", {"p50_ms": 0.0, "p99_ms": 0.0})
+        print(
+            f"{name:<12}{lat['p50_ms']:>10.3f}{lat['p99_ms']:>10.3f}"
+            f"{extra['p50_ms']:>11.3f}{extra['p99_ms']:>11.3f}{tput['requests_per_s']:>10.1f}"
+        )
+    if "throughput_ratio_vs_litellm" in report:
+        print(f"throughput, pinfactory / litellm: {report['throughput_ratio_vs_litellm']}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=2000, help="sequential requests")
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=10.0, help="throughput run length")
+    parser.add_argument("--workers", type=int, default=1, help="gateway worker processes")
+    parser.add_argument("--durability", choices=["full", "group"], default="full")
+    parser.add_argument("--with-litellm", metavar="PATH", help="LiteLLM's `litellm` script")
+    parser.add_argument("--asyncio-client", action="store_true", help="do not use wrk")
+    parser.add_argument("--out", type=Path, default=RESULTS / "gateway_overhead.json")
+    args = parser.parse_args()
+    report = run(args)
+    show(report)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""Prometheus metrics for a team, and the ``/metrics`` endpoint that serves them.
+
+Each :class:`Metrics` has its own ``CollectorRegistry``, so several gateways
+in one process (tests, the lab) never share or clash over counters. With
+several worker processes each worker counts its own requests; a scraper
+sees whichever worker answers (see docs/observe.md).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request as HTTPRequest
+from starlette.responses import Response
+
+from pinfactory.errors import AuthError, ForbiddenError, QuotaExceeded
+from pinfactory.observe import attributes as a
+from pinfactory.observe.base import Failure
+from pinfactory.observe.config import MetricsSpec
+from pinfactory.observe.timeline import Timeline
+from pinfactory.team import hash_key
+
+if TYPE_CHECKING:
+    from pinfactory.gateway.auth import Keyring
+    from pinfactory.pipeline import Answer
+
+LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+)  # fmt: skip
+NO_MEMBER = "-"
+
+
+class Metrics:
+    """Counters and histograms fed by the pipeline's observers hook."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        by_member = (a.LABEL_MEMBER, a.LABEL_UNIT)
+        r = self.registry
+        self.requests = Counter(
+            a.METRIC_REQUESTS, "Requests by member, unit and HTTP status",
+            (*by_member, a.LABEL_STATUS), registry=r,
+        )  # fmt: skip
+        self.errors = Counter(
+            a.METRIC_ERRORS, "Failed requests by member, unit and error code",
+            (*by_member, a.LABEL_CODE), registry=r,
+        )  # fmt: skip
+        self.cost = Counter(a.METRIC_COST_USD, "Spend in USD", by_member, registry=r)
+        self.tokens = Counter(
+            a.METRIC_TOKENS, "Tokens by member, unit and type (input, output)",
+            (*by_member, a.LABEL_TOKEN_TYPE), registry=r,
+        )  # fmt: skip
+        self.stage_seconds = Histogram(
+            a.METRIC_STAGE_SECONDS, "Time spent in each pipeline stage",
+            (a.LABEL_STAGE,), buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.request_seconds = Histogram(
+            a.METRIC_REQUEST_SECONDS, "Whole-request latency by member",
+            (a.LABEL_MEMBER,), buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.escalations = Counter(
+            a.METRIC_ESCALATIONS, "Answers escalated to a stronger tier or a person",
+            by_member, registry=r,
+        )  # fmt: skip
+        self.disagreements = Counter(
+            a.METRIC_DISAGREEMENTS, "Answers on which members or verifiers disagreed",
+            by_member, registry=r,
+        )  # fmt: skip
+        self.quota_refusals = Counter(
+            a.METRIC_QUOTA_REFUSALS, "Requests refused by a budget or quota",
+            (a.LABEL_UNIT,), registry=r,
+        )  # fmt: skip
+
+    def open(self) -> None:
+        """Nothing to acquire: the registry lives in memory."""
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def answered(self, answer: Answer, timeline: Timeline) -> None:
+        member, unit = answer.decision.member, answer.request.unit
+        usage = answer.completion.usage
+        self.requests.labels(member, unit, "200").inc()
+        self.cost.labels(member, unit).inc(float(answer.cost_usd))
+        self.tokens.labels(member, unit, "input").inc(usage.input_tokens)
+        self.tokens.labels(member, unit, "output").inc(usage.output_tokens)
+        self.request_seconds.labels(member).observe(answer.latency_ms / 1000.0)
+        self._stages(timeline)
+        if answer.extra.get(a.EXTRA_ESCALATION):
+            self.escalations.labels(member, unit).inc()
+        if _disagreed(answer.extra.get(a.EXTRA_DISAGREEMENT)):
+            self.disagreements.labels(member, unit).inc()
+
+    def failed(self, failure: Failure, timeline: Timeline) -> None:
+        member, error = failure.member or NO_MEMBER, failure.error
+        self.requests.labels(member, failure.unit, str(error.status)).inc()
+        self.errors.labels(member, failure.unit, error.code).inc()
+        if isinstance(error, QuotaExceeded):
+            self.quota_refusals.labels(failure.unit).inc()
+        self._stages(timeline)
+
+    def _stages(self, timeline: Timeline) -> None:
+        for span in timeline.stages:
+            if span.end_ns:
+                self.stage_seconds.labels(span.name).observe(timeline.duration_s(span))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def _disagreed(value: Any) -> bool:
+    """``disagreement`` may be a flag, a score, or a mapping with a ``disagreed`` flag."""
+    if isinstance(value, Mapping):
+        return bool(value.get("disagreed", True))
+    return bool(value)
+
+
+class MetricsEndpoint:
+    """``GET /metrics``: open when the team has no keys and no metrics token.
+
+    Otherwise the caller needs an admin key or the team's metrics token.
+    """
+
+    def __init__(self, metrics: Metrics, keyring: Keyring, spec: MetricsSpec) -> None:
+        self.metrics = metrics
+        self.keyring = keyring
+        self.token_digest = spec.token_sha256 or (hash_key(spec.token) if spec.token else None)
+
+    @property
+    def open(self) -> bool:
+        return self.keyring.open and self.token_digest is None
+
+    def authorize(self, authorization: str | None) -> None:
+        if self.open:
+            return
+        if self.token_digest and authorization:
+            scheme, _, key = authorization.partition(" ")
+            offered = hash_key(key.strip())
+            if scheme.lower() == "bearer" and hmac.compare_digest(offered, self.token_digest):
+                return
+        if self.keyring.open:
+            raise AuthError("metrics need the metrics token: send 'Authorization: Bearer <token>'")
+        caller = self.keyring.identify(authorization)
+        if not caller.admin:
+            raise ForbiddenError("metrics need an admin key or the metrics token")
+
+    async def handle(self, http: HTTPRequest) -> Response:
+        self.authorize(http.headers.get("authorization"))
+        return Response(self.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
