@@ -19,7 +19,8 @@ from pinfactory.errors import ClientGone, MemberError, MemberTimeout, Pinfactory
 from pinfactory.ledger import Ledger, LedgerEntry, open_ledger
 from pinfactory.members import Completion, Member, member_class
 from pinfactory.request import Request
-from pinfactory.routing import Decision, Router, build_router
+from pinfactory.routing import Decision, Router, TieredRouter, build_router
+from pinfactory.routing.quotas import QuotaGate, build_quota_gate
 from pinfactory.team import Team
 
 
@@ -59,12 +60,18 @@ class Pipeline:
     """Route, call and record one request. Holds no I/O of its own."""
 
     def __init__(
-        self, team: Team, members: Mapping[str, Member], router: Router, ledger: Ledger
+        self,
+        team: Team,
+        members: Mapping[str, Member],
+        router: Router,
+        ledger: Ledger,
+        quotas: QuotaGate | None = None,
     ) -> None:
         self.team = team
         self.members = dict(members)
         self.router = router
         self.ledger = ledger
+        self.quotas = quotas or build_quota_gate(team)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def decide(self, request: Request) -> Decision:
@@ -86,11 +93,26 @@ class Pipeline:
             estimated_cost_usd=member.price.estimate(request.prompt_tokens),
         )
 
+    # --- routing step: decide, then the quota check; cascades run their tiers ---
+    async def route(self, request: Request) -> Decision:
+        """The decision to carry out, after the unit's quotas had their say."""
+        return await self.quotas.admit(request, self.decide(request))
+
+    async def _answer(self, request: Request, decision: Decision) -> tuple[Decision, Completion]:
+        async def call(name: str) -> Completion:
+            return await self._call(self.members[name], request)
+
+        if decision.router != "pinned" and isinstance(self.router, TieredRouter):
+            return await self.router.answer(request, decision, call)
+        return decision, await call(decision.member)
+
+    # --- end of the routing step ---
+
     async def complete(self, request: Request, started: float | None = None) -> Answer:
         started = time.perf_counter() if started is None else started
         try:
-            decision = self.decide(request)
-            completion = await self._call(self.members[decision.member], request)
+            decision = await self.route(request)
+            decision, completion = await self._answer(request, decision)
         except PinfactoryError as exc:
             await self.record_failure(request, exc, started)
             raise
@@ -108,7 +130,7 @@ class Pipeline:
         started = time.perf_counter() if started is None else started
         member_name = request.model
         try:
-            decision = self.decide(request)
+            decision = await self.route(request)  # streams are not cascaded
             member_name = decision.member
             yield decision
             async for event in self.members[decision.member].stream(request):

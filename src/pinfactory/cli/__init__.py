@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from pinfactory.cli import costs, runtime, team
+from pinfactory.cli import costs, route, runtime, team
 
 app = typer.Typer(
     name="pinfactory",
@@ -15,6 +15,7 @@ app = typer.Typer(
 )
 runtime.register(app)
 costs.register(app)
+route.register(app)  # routing: route, rules test, router fit|eval
 app.add_typer(team.app, name="team")
 
 
