@@ -32,7 +32,7 @@ class GumbelRouter(CostAwareRouter):
         steps: int = 600,
         batch: int = 256,
         tau: float = 1.0,
-        lr: float = 3e-3,
+        lr: float = 1e-2,
         lam: float = 0.0,
         budget_usd: float | None = None,
         quality_target: float | None = None,
@@ -60,7 +60,9 @@ class GumbelRouter(CostAwareRouter):
         from torch.nn import functional
 
         self.cost_scale_ = float(max(self.mean_cost_.max(), 1e-12))
+        threads = torch.get_num_threads()
         with torch.random.fork_rng():
+            torch.set_num_threads(1)  # a tiny MLP: threads only add contention
             torch.manual_seed(self.seed)
             net = nn.Sequential(
                 nn.Linear(vectors.shape[1] + 1, self.hidden),
@@ -83,6 +85,7 @@ class GumbelRouter(CostAwareRouter):
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
+        torch.set_num_threads(threads)
         first, second = net[0], net[2]
         self.w1_ = first.weight.detach().numpy().T.copy()
         self.b1_ = first.bias.detach().numpy().copy()

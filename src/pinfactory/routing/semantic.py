@@ -197,8 +197,10 @@ class SemanticRouter:
             route = self.routes[i]
             target = self._resolve(route.member)
             limit = self._threshold(int(i))
-            if row[i] < limit or target is None:
+            if target is None:  # its member is not enabled: the next route may place it
                 continue
+            if row[i] < limit:
+                break
             margin = float(row[i] - row[order[1]]) if len(order) > 1 else 1.0
             return Decision(
                 member=target,
