@@ -25,7 +25,8 @@ from pinfactory.members import Completion, Member, member_class
 from pinfactory.observe import Observers, Timeline, build_observers, stage
 from pinfactory.observe.timeline import stage_end, stage_start
 from pinfactory.request import Request
-from pinfactory.routing import Decision, Router, build_router
+from pinfactory.routing import Decision, Router, TieredRouter, build_router
+from pinfactory.routing.quotas import QuotaGate, build_quota_gate
 from pinfactory.team import Team
 from pinfactory.verify.stage import VerifyStage
 
@@ -72,6 +73,7 @@ class Pipeline:
         router: Router,
         ledger: Ledger,
         observers: Observers | None = None,
+        quotas: QuotaGate | None = None,
     ) -> None:
         self.team = team
         self.members = dict(members)
@@ -80,6 +82,7 @@ class Pipeline:
         self.budgets = Budgets(team, ledger)  # governance: unit budgets
         self.reviews = ReviewQueue(ledger, team.spec.reviews)  # governance: review queue
         self.observers = observers or Observers()
+        self.quotas = quotas or build_quota_gate(team, counter=ledger)  # routing: quotas
         self._tasks: set[asyncio.Task[None]] = set()
         spec = team.spec.verification
         self.verification = VerifyStage(spec) if spec is not None else None
@@ -103,15 +106,30 @@ class Pipeline:
             estimated_cost_usd=member.price.estimate(request.prompt_tokens),
         )
 
+    # --- routing step: decide, then the quota check; cascades run their tiers ---
+    async def route(self, request: Request) -> Decision:
+        """The decision to carry out, after the unit's quotas had their say."""
+        decision = await self.quotas.admit(request, self.decide(request))
+        return await self.budgets.admit(request, decision)  # governance: unit budgets
+
+    async def _answer(self, request: Request, decision: Decision) -> tuple[Decision, Completion]:
+        async def call(name: str) -> Completion:
+            return await self._call(self.members[name], request)
+
+        if decision.router != "pinned" and isinstance(self.router, TieredRouter):
+            return await self.router.answer(request, decision, call)
+        return decision, await call(decision.member)
+
+    # --- end of the routing step ---
+
     async def complete(self, request: Request, started: float | None = None) -> Answer:
         started = time.perf_counter() if started is None else started
         Timeline.begin(started)
         try:
             with stage("route"):
-                decision = self.decide(request)
-                decision = await self.budgets.admit(request, decision)  # governance
+                decision = await self.route(request)
             with stage("call"):
-                completion = await self._call(self.members[decision.member], request)
+                decision, completion = await self._answer(request, decision)
             answer = Answer(request, decision, completion, _ms_since(started))
             if self.verification is not None:  # verify: check, then escalate / hold / caveat
                 with stage("verify"):
@@ -136,8 +154,7 @@ class Pipeline:
         member_name = request.model
         try:
             with stage("route"):
-                decision = self.decide(request)
-                decision = await self.budgets.admit(request, decision)  # governance
+                decision = await self.route(request)  # streams are not cascaded
             member_name = decision.member
             yield decision
             call = timeline.open("call")

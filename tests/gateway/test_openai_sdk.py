@@ -44,13 +44,13 @@ def test_order_questions_reach_the_orders_member(client: OpenAI) -> None:
     assert "shipped" in (reply.choices[0].message.content or "")
 
 
-def test_general_questions_fall_back_to_the_local_model(client: OpenAI) -> None:
+def test_general_questions_go_to_the_local_model(client: OpenAI) -> None:
     reply = client.chat.completions.create(
         model="auto", messages=[{"role": "user", "content": "What is the capital of France?"}]
     )
     meta = (reply.model_extra or {})["pinfactory"]
     assert meta["member"] == "local"
-    assert meta["fallback"] is True
+    assert "semantic route 'quick-facts'" in meta["reason"]  # the default team is hybrid
     assert "Paris" in (reply.choices[0].message.content or "")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from pinfactory.cli import audit, costs, review, runtime, team, verify
+from pinfactory.cli import audit, costs, review, route, runtime, team, verify
 
 app = typer.Typer(
     name="pinfactory",
@@ -16,6 +16,7 @@ app = typer.Typer(
 runtime.register(app)
 costs.register(app)
 verify.register(app)
+route.register(app)  # routing: route, rules test, router fit|eval
 app.add_typer(team.app, name="team")
 app.add_typer(audit.app, name="audit")  # governance
 app.add_typer(review.app, name="review")  # governance

@@ -5,9 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from pinfactory.errors import TeamFileError
-from pinfactory.routing.base import Decision, MemberTable, Router, member_table
+from pinfactory.errors import RoutingError, TeamFileError
+from pinfactory.routing.base import Decision, MemberTable, Router, TieredRouter, member_table
+from pinfactory.routing.cascade import Cascade
+from pinfactory.routing.classifier import ClassifierRouter
+from pinfactory.routing.gumbel import GumbelRouter
+from pinfactory.routing.hybrid import HybridRouter
+from pinfactory.routing.quality import QualityRouter
+from pinfactory.routing.quotas import build_quota_gate
 from pinfactory.routing.rules import RulesRouter
+from pinfactory.routing.semantic import SemanticRouter
 
 if TYPE_CHECKING:
     from pinfactory.team import Team
@@ -16,16 +23,37 @@ RouterFactory = Callable[[dict[str, Any], "Team"], Router]
 
 ROUTER_KINDS: dict[str, RouterFactory] = {
     "rules": RulesRouter.from_config,
+    "semantic": SemanticRouter.from_config,
+    "classifier": ClassifierRouter.from_config,
+    "quality": QualityRouter.from_config,
+    "gumbel": GumbelRouter.from_config,
+    "cascade": Cascade.from_config,
+    "hybrid": HybridRouter.from_config,
 }
+LEARNED_KINDS = {"classifier": ClassifierRouter, "quality": QualityRouter, "gumbel": GumbelRouter}
 
-__all__ = ["ROUTER_KINDS", "Decision", "MemberTable", "Router", "build_router", "member_table"]
+__all__ = [
+    "LEARNED_KINDS",
+    "ROUTER_KINDS",
+    "Decision",
+    "MemberTable",
+    "Router",
+    "TieredRouter",
+    "build_router",
+    "member_table",
+]
 
 
 def build_router(team: Team) -> Router:
     """Build the router a team file declares; errors name the kind and field."""
     config = team.spec.routing.model_dump()
+    config.pop("quotas", None)  # the quota step's, not the router's (see routing/quotas.py)
+    build_quota_gate(team)  # validates routing.quotas at load time
     factory = ROUTER_KINDS.get(config["kind"])
     if factory is None:
         allowed = ", ".join(sorted(ROUTER_KINDS))
         raise TeamFileError(f"unknown router kind '{config['kind']}'; allowed: {allowed}")
-    return factory(config, team)
+    try:
+        return factory(config, team)
+    except RoutingError as exc:
+        raise TeamFileError(exc.message) from exc

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from pinfactory.request import Request
 
 if TYPE_CHECKING:
+    from pinfactory.members.base import Completion
     from pinfactory.routing.table import RoutingTable
     from pinfactory.team import Team
 
@@ -24,7 +25,8 @@ class Decision:
 
     ``scores`` holds one number per candidate member (higher is better for
     that router); ``reason`` is for people; ``fallback`` is true when no
-    route claimed the request and the declared fallback took it.
+    route claimed the request and the declared fallback took it; ``trail``
+    lists, for a cascade, every tier tried and why it escalated.
     """
 
     member: str
@@ -36,6 +38,7 @@ class Decision:
     tier: str | None = None
     fallback: bool = False
     rule: str | None = None
+    trail: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -48,6 +51,7 @@ class Decision:
             "tier": self.tier,
             "fallback": self.fallback,
             "rule": self.rule,
+            "trail": list(self.trail),
         }
 
 
@@ -63,6 +67,24 @@ class Router(Protocol):
     kind: str
 
     def decide(self, request: Request) -> Decision: ...
+
+
+CallMember = Callable[[str], Awaitable["Completion"]]
+"""Calls one member by name on the request being answered."""
+
+
+@runtime_checkable
+class TieredRouter(Router, Protocol):
+    """A router that may try several members in turn (a cascade).
+
+    The pipeline calls :meth:`answer` instead of calling ``decision.member``
+    itself; the returned decision names the member whose answer was kept and
+    its ``trail`` records every tier tried.
+    """
+
+    async def answer(
+        self, request: Request, decision: Decision, call: CallMember
+    ) -> tuple[Decision, Completion]: ...
 
 
 @runtime_checkable

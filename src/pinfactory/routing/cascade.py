@@ -1,0 +1,290 @@
+"""Cascades: try the cheapest tier first, escalate while the answer looks weak.
+
+After each tier answers, a :class:`Scorer` gives a confidence in [0, 1];
+the cascade accepts the answer when the confidence reaches that tier's
+threshold and otherwise escalates to the next tier. The last tier's answer
+is always accepted. Thresholds are set by hand or calibrated on labelled
+data (:meth:`Cascade.calibrate`) to meet a quality target or a budget.
+
+```yaml
+routing:
+  kind: cascade
+  fallback: local
+  tiers: [local, tier:frontier]
+  scorer: answered            # or any importable 'module:callable'
+  thresholds: [0.5]           # one per tier but the last
+```
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Protocol, Self
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field
+
+from pinfactory.errors import RoutingError, TeamFileError
+from pinfactory.members.base import Completion
+from pinfactory.request import Request
+from pinfactory.routing.base import CallMember, Decision, MemberTable, member_table
+from pinfactory.routing.table import RoutingTable
+
+if TYPE_CHECKING:
+    from pinfactory.team import Team
+
+Floats = npt.NDArray[np.float64]
+
+
+class Scorer(Protocol):
+    """How far a tier's answer can be trusted: a confidence in [0, 1]."""
+
+    def __call__(self, request: Request, completion: Completion) -> float: ...
+
+
+def answered(request: Request, completion: Completion) -> float:  # noqa: ARG001
+    """The simplest acceptance check: a non-empty answer that does not refuse."""
+    return 0.0 if completion.refused or not completion.text.strip() else 1.0
+
+
+SCORERS: dict[str, Callable[[], Scorer]] = {"answered": lambda: answered}
+
+
+def scorer_named(name: str) -> Scorer:
+    """A registered scorer, or any importable ``module:callable``."""
+    if name in SCORERS:
+        return SCORERS[name]()
+    if ":" in name:
+        module_name, _, attr = name.partition(":")
+        try:
+            found: Any = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise TeamFileError(f"scorer '{name}' cannot be imported: {exc}") from exc
+        if callable(found):
+            return found  # type: ignore[no-any-return]
+    allowed = ", ".join(sorted(SCORERS))
+    raise TeamFileError(f"unknown scorer '{name}'; allowed: {allowed} or 'module:callable'")
+
+
+class CascadeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = "cascade"
+    fallback: str
+    tiers: list[str] = Field(min_length=1, description="members or 'tier:NAME', cheapest first")
+    scorer: str = "answered"
+    threshold: float = Field(default=0.5, ge=0, le=1)
+    thresholds: list[float] | None = None
+
+
+class Cascade:
+    """Ordered tiers with an accept-or-escalate check after each."""
+
+    kind = "cascade"
+
+    def __init__(
+        self,
+        tiers: Sequence[str],
+        scorer: Scorer,
+        *,
+        fallback: str | None = None,
+        threshold: float = 0.5,
+        thresholds: Sequence[float] | None = None,
+        members: MemberTable | None = None,
+        scorer_name: str = "scorer",
+    ) -> None:
+        self.tiers = list(tiers)
+        self.scorer = scorer
+        self.fallback = fallback
+        self.threshold = threshold
+        self.thresholds = list(thresholds) if thresholds is not None else None
+        self.members = members or {}
+        self.scorer_name = scorer_name
+        if self.thresholds is not None and len(self.thresholds) != len(self.tiers) - 1:
+            raise RoutingError(
+                f"cascade: {len(self.tiers)} tiers need {len(self.tiers) - 1} thresholds, "
+                f"got {len(self.thresholds)}"
+            )
+
+    # -- thresholds -------------------------------------------------------------
+
+    def limits(self) -> list[float]:
+        """The acceptance threshold of every tier but the last."""
+        fitted = getattr(self, "thresholds_", None)
+        if fitted is not None:
+            return list(fitted)
+        if self.thresholds is not None:
+            return list(self.thresholds)
+        return [self.threshold] * (len(self.tiers) - 1)
+
+    @staticmethod
+    def simulate(
+        table: RoutingTable, scores: Floats, thresholds: Sequence[float]
+    ) -> tuple[float, float, npt.NDArray[np.int64]]:
+        """Mean quality and cost of a cascade over ``table``'s members in order.
+
+        ``scores[i, t]`` is the scorer's confidence in tier ``t``'s answer to
+        prompt ``i``. Returns the quality, the cost (every tier tried is
+        paid) and the tier each prompt stopped at.
+        """
+        n, tiers = table.quality.shape
+        accept = np.ones((n, tiers), dtype=bool)
+        accept[:, :-1] = scores[:, :-1] >= np.asarray(thresholds)[None, :]
+        stop = accept.argmax(axis=1)
+        rows = np.arange(n)
+        paid = np.cumsum(table.cost, axis=1)[rows, stop]
+        return float(table.quality[rows, stop].mean()), float(paid.mean()), stop
+
+    def calibrate(
+        self,
+        table: RoutingTable,
+        scores: Floats,
+        *,
+        quality_target: float | None = None,
+        budget_usd: float | None = None,
+        grid: int = 21,
+    ) -> Self:
+        """Set ``thresholds_`` from a table whose members are the tiers in order.
+
+        With ``quality_target``: the cheapest thresholds whose quality meets
+        it (the most accurate ones if none does). With ``budget_usd``: the
+        most accurate thresholds within the budget (the cheapest if none is).
+        """
+        if list(table.members) != [t.removeprefix("tier:") for t in self.tiers]:
+            raise RoutingError(
+                f"cascade calibration: table members {table.members} are not the tiers "
+                f"{self.tiers} in order"
+            )
+        if quality_target is None and budget_usd is None:
+            raise RoutingError("cascade calibration needs quality_target or budget_usd")
+        candidates = [
+            np.unique(np.concatenate([np.quantile(scores[:, t], np.linspace(0, 1, grid)), [1.01]]))
+            for t in range(len(self.tiers) - 1)
+        ]
+        results = []
+        for combo in itertools.product(*candidates):
+            quality, cost, _ = self.simulate(table, scores, combo)
+            results.append((quality, cost, combo))
+        if quality_target is not None:
+            meeting = [r for r in results if r[0] >= quality_target]
+            best = min(meeting, key=lambda r: r[1]) if meeting else max(results)
+        else:
+            within = [r for r in results if r[1] <= (budget_usd or 0.0)]
+            best = max(within) if within else min(results, key=lambda r: r[1])
+        self.thresholds_ = [float(x) for x in best[2]]
+        self.calibrated_ = {"quality": best[0], "cost_usd": best[1]}
+        return self
+
+    # -- answering --------------------------------------------------------------
+
+    def plan(self) -> list[str]:
+        """The enabled members to try, cheapest tier first."""
+        chosen: list[str] = []
+        for tier in self.tiers:
+            member = self._resolve(tier)
+            if member is not None and member not in chosen:
+                chosen.append(member)
+        return chosen
+
+    def decide(self, request: Request) -> Decision:  # noqa: ARG002 (the plan is fixed)
+        plan = self.plan()
+        if not plan:
+            member = self.fallback or self.tiers[0]
+            return Decision(
+                member=member,
+                reason=f"cascade: no tier is enabled; fallback '{member}'",
+                router=self.kind,
+                scores={member: 1.0},
+                confidence=0.5,
+                estimated_cost_usd=self._cost(member),
+                tier=self._tier(member),
+                fallback=True,
+            )
+        limits = ", ".join(f"{x:.2f}" for x in self.limits()[: len(plan) - 1])
+        reason = f"cascade {' -> '.join(plan)}: start at '{plan[0]}'"
+        if len(plan) > 1:
+            reason += f"; escalate while {self.scorer_name} < {limits}"
+        return Decision(
+            member=plan[0],
+            reason=reason,
+            router=self.kind,
+            scores={m: float(len(plan) - i) for i, m in enumerate(plan)},
+            confidence=0.5,
+            estimated_cost_usd=self._cost(plan[0]),
+            tier=self._tier(plan[0]),
+        )
+
+    async def answer(
+        self, request: Request, decision: Decision, call: CallMember
+    ) -> tuple[Decision, Completion]:
+        """Run the tiers from ``decision.member`` on; every tier tried is in the trail."""
+        plan = self.plan()
+        start = plan.index(decision.member) if decision.member in plan else len(plan)
+        tiers = plan[start:] or [decision.member]
+        limits = self.limits()
+        trail: list[str] = list(decision.trail)
+        spent = Decimal(0)
+        completion: Completion | None = None
+        for step, member in enumerate(tiers):
+            completion = await call(member)
+            spent += completion.cost_usd
+            if step == len(tiers) - 1:
+                trail.append(f"{member}: accepted (last tier)")
+                break
+            confidence = float(self.scorer(request, completion))
+            limit = limits[min(start + step, len(limits) - 1)]
+            if confidence >= limit:
+                trail.append(
+                    f"{member}: accepted ({self.scorer_name} {confidence:.2f} >= {limit:.2f})"
+                )
+                break
+            trail.append(f"{member}: escalated ({self.scorer_name} {confidence:.2f} < {limit:.2f})")
+        assert completion is not None
+        final = replace(
+            decision,
+            member=member,
+            tier=self._tier(member),
+            reason=f"{decision.reason}; answered by '{member}' after {len(trail)} tier(s)",
+            estimated_cost_usd=spent,
+            trail=tuple(trail),
+        )
+        return final, replace(completion, cost_usd=spent)
+
+    def _resolve(self, target: str) -> str | None:
+        if not self.members:
+            return target.removeprefix("tier:")
+        if target.startswith("tier:"):
+            tier = target.removeprefix("tier:")
+            in_tier = [(cost, name) for name, (t, cost) in self.members.items() if t == tier]
+            return min(in_tier)[1] if in_tier else None
+        return target if target in self.members else None
+
+    def _cost(self, member: str) -> Decimal:
+        return self.members.get(member, ("", Decimal(0)))[1]
+
+    def _tier(self, member: str) -> str | None:
+        return self.members[member][0] if member in self.members else None
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], team: Team) -> Cascade:
+        parsed = CascadeConfig.model_validate(config)
+        declared = {m.name for m in team.spec.members}
+        for tier in parsed.tiers:
+            if not tier.startswith("tier:") and tier not in declared:
+                raise TeamFileError(
+                    f"cascade tier '{tier}' is not a member; members: {', '.join(sorted(declared))}"
+                )
+        return cls(
+            parsed.tiers,
+            scorer_named(parsed.scorer),
+            fallback=parsed.fallback,
+            threshold=parsed.threshold,
+            thresholds=parsed.thresholds,
+            members=member_table(team),
+            scorer_name=parsed.scorer,
+        )

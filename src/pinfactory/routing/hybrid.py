@@ -1,0 +1,122 @@
+"""Hybrid routing: rules first, then semantic or learned routing, then a cascade.
+
+Hand-written rules claim what they are sure of; a semantic (or learned)
+router places what no rule claims; when it abstains (no route above its
+threshold) the request falls through to a cascade if one is declared, else
+to the fallback member. The decision's reason tells which stage placed it.
+
+```yaml
+routing:
+  kind: hybrid
+  fallback: local
+  rules: [...]                          # as for kind: rules
+  semantic: {routes: [...]}             # as for kind: semantic (or `learned:`)
+  cascade: {tiers: [local, tier:frontier], scorer: answered}
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+from pinfactory.errors import TeamFileError
+from pinfactory.members.base import Completion
+from pinfactory.request import Request
+from pinfactory.routing.base import CallMember, Decision, Router
+from pinfactory.routing.cascade import Cascade
+from pinfactory.routing.rules import Rule, RulesRouter
+from pinfactory.routing.semantic import SemanticRouter
+
+if TYPE_CHECKING:
+    from pinfactory.team import Team
+
+
+class HybridConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = "hybrid"
+    fallback: str
+    rules: list[Rule] = []
+    semantic: dict[str, Any] | None = None
+    learned: dict[str, Any] | None = None
+    cascade: dict[str, Any] | None = None
+
+
+class HybridRouter:
+    kind = "hybrid"
+
+    def __init__(
+        self,
+        rules: RulesRouter,
+        *,
+        second: Router | None = None,
+        cascade: Cascade | None = None,
+    ) -> None:
+        self.rules = rules
+        self.second = second
+        self.cascade = cascade
+
+    @property
+    def fallback(self) -> str:
+        return self.rules.fallback
+
+    def decide(self, request: Request) -> Decision:
+        found = self.rules.match(request)
+        if found is not None:
+            return self.rules.decide(request)
+        why = "no rule matched"
+        if self.second is not None:
+            placed = self.second.decide(request)
+            if not placed.fallback:
+                return replace(placed, reason=f"{why}; {placed.reason}")
+            why = f"{why}; {placed.reason.split('; fallback')[0]}"
+        if self.cascade is not None and len(self.cascade.plan()) > 1:
+            planned = self.cascade.decide(request)
+            if not planned.fallback:
+                return replace(planned, reason=f"{why}; {planned.reason}")
+        fallback = self.rules.decide(request)
+        return replace(
+            fallback,
+            router=self.kind,
+            reason=f"{why}; fallback '{self.fallback}'",
+        )
+
+    async def answer(
+        self, request: Request, decision: Decision, call: CallMember
+    ) -> tuple[Decision, Completion]:
+        """Run the cascade when it placed the request; else call the member once."""
+        if self.cascade is not None and decision.router == Cascade.kind:
+            return await self.cascade.answer(request, decision, call)
+        return decision, await call(decision.member)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], team: Team) -> HybridRouter:
+        from pinfactory.routing import ROUTER_KINDS
+
+        parsed = HybridConfig.model_validate(config)
+        rules = RulesRouter.from_config(
+            {"kind": "rules", "fallback": parsed.fallback, "rules": config.get("rules", [])}, team
+        )
+        if parsed.semantic is not None and parsed.learned is not None:
+            raise TeamFileError("hybrid: give 'semantic' or 'learned', not both")
+        second: Router | None = None
+        if parsed.semantic is not None:
+            second = SemanticRouter.from_config(
+                {"kind": "semantic", "fallback": parsed.fallback, **parsed.semantic}, team
+            )
+        elif parsed.learned is not None:
+            kind = parsed.learned.get("kind")
+            if kind not in ("classifier", "quality", "gumbel"):
+                raise TeamFileError(
+                    f"hybrid.learned.kind '{kind}'; allowed: classifier, quality, gumbel"
+                )
+            second = ROUTER_KINDS[kind]({"fallback": parsed.fallback, **parsed.learned}, team)
+        cascade = None
+        if parsed.cascade is not None:
+            cascade = Cascade.from_config(
+                {"kind": "cascade", "fallback": parsed.fallback, **parsed.cascade}, team
+            )
+        return cls(rules, second=second, cascade=cascade)

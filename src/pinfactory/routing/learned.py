@@ -1,0 +1,320 @@
+"""What every learned router shares: embeddings, member costs, decisions, files.
+
+A learned router is trained from a :class:`RoutingTable` (prompts x members ->
+quality, cost) and scores each member for a prompt; :meth:`predict` is the
+vectorised form the lab replays thousands of prompts through. Subclasses
+implement ``_fit(vectors, table)`` and ``_member_scores(vectors, **knobs)``.
+
+A saved router is one file: a magic line, a JSON header line (kind, members,
+encoder, version, parameters), then the pickled learned state. The header is
+checked before anything is unpickled, so a file for another kind or other
+members fails with a clear :class:`RoutingError` naming the file. Only load
+router files you trust: the state is a pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from collections.abc import Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict
+
+from pinfactory.embeddings import CachedEncoder, Encoder, Vectors, get_encoder
+from pinfactory.errors import RoutingError, TeamFileError
+from pinfactory.request import Request
+from pinfactory.routing.base import Decision, MemberTable, member_table
+from pinfactory.routing.table import RoutingTable
+
+if TYPE_CHECKING:
+    from pinfactory.team import Team
+
+MAGIC = b"PINFACTORY-ROUTER\n"
+FORMAT_VERSION = 1
+Indices = npt.NDArray[np.int64]
+Floats = npt.NDArray[np.float64]
+
+
+class LearnedConfig(BaseModel):
+    """A learned router in a team file: the file ``pinfactory router fit`` wrote."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str
+    fallback: str
+    path: str
+    lam: float | None = None
+
+
+class LearnedRouter:
+    """Base of the learned routers; see the module docstring."""
+
+    kind: ClassVar[str] = "learned"
+
+    def __init__(self, *, encoder: str = "minilm-static", seed: int = 0) -> None:
+        self.encoder = encoder
+        self.seed = seed
+        self.team_members: MemberTable = {}
+
+    # -- learning ---------------------------------------------------------------
+
+    def fit(self, table: RoutingTable) -> Self:
+        """Learn from the table; returns ``self``."""
+        if len(table.members) < 2:
+            raise RoutingError(f"{table.name}: a learned router needs at least two members")
+        self.members_ = list(table.members)
+        self.mean_cost_ = table.cost.mean(axis=0)
+        self._fit(self.embed(table.prompts, cache=True), table)
+        return self
+
+    def _fit(self, vectors: Vectors, table: RoutingTable) -> None:
+        raise NotImplementedError
+
+    def _member_scores(self, vectors: Vectors, **knobs: Any) -> Floats:
+        """(n, members) scores; the router picks the highest of each row."""
+        raise NotImplementedError
+
+    def _explain(self, scores: Floats, choice: int, **knobs: Any) -> str:  # noqa: ARG002
+        return f"{self.kind} router: '{self.members_[choice]}' scores {scores[choice]:.3f}"
+
+    # -- answering --------------------------------------------------------------
+
+    def embed(self, prompts: Sequence[str], *, cache: bool = False) -> Vectors:
+        encoder: Encoder = get_encoder(self.encoder)
+        return (CachedEncoder(encoder) if cache else encoder).encode(list(prompts))
+
+    def scores(self, prompts: Sequence[str], **knobs: Any) -> Floats:
+        """Each member's score for each prompt, shape (n, members)."""
+        return self._member_scores(self.embed(prompts), **knobs)
+
+    def predict(self, prompts: Sequence[str], **knobs: Any) -> Indices:
+        """The chosen member's index (into ``members_``) for each prompt."""
+        return self.predict_vectors(self.embed(prompts), **knobs)
+
+    def predict_vectors(self, vectors: Vectors, **knobs: Any) -> Indices:
+        """As :meth:`predict`, from embeddings the caller already has."""
+        return np.asarray(self._member_scores(vectors, **knobs).argmax(axis=1), dtype=np.int64)
+
+    def bind(self, members: MemberTable) -> Self:
+        """Restrict decisions to the team's enabled members, priced by the team."""
+        self.team_members = dict(members)
+        return self
+
+    def decide(self, request: Request) -> Decision:
+        scores = self._member_scores(self.embed([request.text]))[0]
+        usable = np.array([self._usable(m) for m in self.members_])
+        if not usable.any():
+            raise RoutingError(f"{self.kind} router: none of its members is enabled in the team")
+        masked = np.where(usable, scores, -np.inf)
+        choice = int(masked.argmax())
+        member = self.members_[choice]
+        ranked = np.sort(scores[usable])[::-1]
+        margin = float(ranked[0] - ranked[1]) if len(ranked) > 1 else 1.0
+        reason = self._explain(scores, choice)
+        if not usable.all():
+            off = [m for m, ok in zip(self.members_, usable, strict=True) if not ok]
+            reason += f" (not enabled: {', '.join(off)})"
+        tier, cost = self.team_members.get(member, (None, Decimal(str(self.mean_cost_[choice]))))
+        return Decision(
+            member=member,
+            reason=reason,
+            router=self.kind,
+            scores={m: round(float(s), 6) for m, s in zip(self.members_, scores, strict=True)},
+            confidence=float(min(1.0, max(0.0, 0.5 + margin))),
+            estimated_cost_usd=cost,
+            tier=tier,
+        )
+
+    def _usable(self, member: str) -> bool:
+        return not self.team_members or member in self.team_members
+
+    # -- files ------------------------------------------------------------------
+
+    def header(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "members": self.members_,
+            "encoder": self.encoder,
+            "version": FORMAT_VERSION,
+            "params": self.get_params(),
+        }
+
+    def get_params(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if not k.endswith("_") and k != "team_members"}
+
+    def save(self, path: str | Path) -> None:
+        if not hasattr(self, "members_"):
+            raise RoutingError(f"{self.kind} router: fit it before saving")
+        state = {k: v for k, v in vars(self).items() if k.endswith("_")}
+        target = Path(path)
+        with target.open("wb") as handle:
+            handle.write(MAGIC)
+            handle.write(json.dumps(self.header()).encode() + b"\n")
+            pickle.dump(state, handle, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        source = Path(path)
+        header, state = read_router_file(source)
+        if header["kind"] != cls.kind:
+            raise RoutingError(
+                f"{source}: holds a '{header['kind']}' router, not a '{cls.kind}' router"
+            )
+        router = cls(**header["params"])
+        for key, value in state.items():
+            setattr(router, key, value)
+        return router
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], team: Team) -> Self:
+        """Load the router file a team names (relative to the team file) and
+        check it was trained for members this team declares."""
+        parsed = LearnedConfig.model_validate(config)
+        path = Path(parsed.path)
+        if not path.is_absolute():
+            path = Path(team.source).parent / path
+        try:
+            router = cls.load(path)
+        except RoutingError as exc:
+            raise TeamFileError(exc.message) from exc
+        declared = {m.name for m in team.spec.members}
+        unknown = [m for m in router.members_ if m not in declared]
+        if unknown:
+            raise TeamFileError(
+                f"{path}: router was trained for members {router.members_}; "
+                f"not in this team: {', '.join(unknown)} "
+                f"(team members: {', '.join(sorted(declared))})"
+            )
+        if parsed.lam is not None:
+            router.lam_ = parsed.lam
+        return router.bind(member_table(team))
+
+
+def read_router_file(source: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The header and learned state of a router file, or a clear RoutingError."""
+    try:
+        with source.open("rb") as handle:
+            if handle.readline() != MAGIC:
+                raise RoutingError(f"{source}: not a pinfactory router file (bad magic line)")
+            header = json.loads(handle.readline())
+            if header.get("version") != FORMAT_VERSION:
+                raise RoutingError(
+                    f"{source}: router file version {header.get('version')!r}; "
+                    f"this pinfactory reads version {FORMAT_VERSION}"
+                )
+            state = pickle.load(handle)
+    except OSError as exc:
+        raise RoutingError(f"{source}: cannot read router file: {exc.strerror or exc}") from exc
+    except (ValueError, EOFError, pickle.UnpicklingError, AttributeError, ImportError) as exc:
+        raise RoutingError(f"{source}: corrupt router file: {exc}") from exc
+    if not isinstance(header, dict) or not isinstance(state, dict) or "kind" not in header:
+        raise RoutingError(f"{source}: corrupt router file: header or state malformed")
+    return header, state
+
+
+def lambda_grid(mean_cost: Floats, points: int = 161) -> Floats:
+    """Cost weights from 0 to where the cheapest member always wins."""
+    scale = 1.0 / max(float(np.max(mean_cost)), 1e-12)
+    return np.concatenate([[0.0], np.logspace(-3, 2, points - 1) * scale])
+
+
+class CostAwareRouter(LearnedRouter):
+    """A learned router whose choice trades quality against cost by ``lam``.
+
+    ``lam`` is in quality per USD: the router maximises predicted quality
+    minus ``lam`` times the member's mean cost per query. Give ``budget_usd``
+    (mean USD a query) or ``quality_target`` instead and :meth:`fit` holds
+    out ``holdout`` of the table to calibrate ``lam_`` to it, then refits on
+    everything. ``predict(prompts, lam=...)`` overrides it per call.
+    """
+
+    def __init__(
+        self,
+        *,
+        lam: float = 0.0,
+        budget_usd: float | None = None,
+        quality_target: float | None = None,
+        holdout: float = 0.25,
+        encoder: str = "minilm-static",
+        seed: int = 0,
+    ) -> None:
+        super().__init__(encoder=encoder, seed=seed)
+        self.lam = lam
+        self.budget_usd = budget_usd
+        self.quality_target = quality_target
+        self.holdout = holdout
+
+    def fit(self, table: RoutingTable) -> Self:
+        self.lam_ = self.lam
+        if self.budget_usd is None and self.quality_target is None:
+            return super().fit(table)
+        order = np.random.default_rng(self.seed).permutation(len(table))
+        cut = int(len(order) * (1 - self.holdout))
+        super().fit(table.subset(order[:cut]))
+        self.calibrate(table.subset(order[cut:]), self.budget_usd, self.quality_target)
+        lam = self.lam_
+        super().fit(table)
+        self.lam_ = lam
+        return self
+
+    def calibrate(
+        self,
+        table: RoutingTable,
+        budget_usd: float | None = None,
+        quality_target: float | None = None,
+    ) -> Self:
+        """Set ``lam_`` on held-out data: best quality within the budget, or
+        the cheapest choice that still meets the quality target."""
+        points = self.sweep(table)
+        lams = np.array([p[0] for p in points])
+        quality = np.array([p[1] for p in points])
+        cost = np.array([p[2] for p in points])
+        if budget_usd is not None:
+            ok = cost <= budget_usd
+            pick = int(np.flatnonzero(ok)[np.argmax(quality[ok])]) if ok.any() else len(lams) - 1
+        elif quality_target is not None:
+            ok = quality >= quality_target
+            pick = int(np.flatnonzero(ok)[np.argmin(cost[ok])]) if ok.any() else 0
+        else:
+            raise RoutingError("calibrate needs budget_usd or quality_target")
+        self.lam_ = float(lams[pick])
+        return self
+
+    def sweep(
+        self, table: RoutingTable, lams: Floats | None = None
+    ) -> list[tuple[float, float, float]]:
+        """(lam, mean quality, mean cost) of this router's choices on the table."""
+        vectors = self.embed(table.prompts, cache=True)
+        grid = lambda_grid(self.mean_cost_) if lams is None else lams
+        rows = np.arange(len(table))
+        points = []
+        for lam in grid:
+            choice = self.predict_vectors(vectors, lam=float(lam))
+            points.append(
+                (
+                    float(lam),
+                    float(table.quality[rows, choice].mean()),
+                    float(table.cost[rows, choice].mean()),
+                )
+            )
+        return points
+
+    def _knob(self, knobs: dict[str, Any]) -> float:
+        lam = knobs.get("lam")
+        return float(getattr(self, "lam_", self.lam) if lam is None else lam)
+
+
+def load_router(path: str | Path) -> LearnedRouter:
+    """Load a router file of any learned kind (the header names the kind)."""
+    from pinfactory.routing import LEARNED_KINDS
+
+    source = Path(path)
+    kind = read_router_file(source)[0]["kind"]
+    if kind not in LEARNED_KINDS:
+        raise RoutingError(f"{source}: unknown router kind '{kind}'")
+    return LEARNED_KINDS[kind].load(source)

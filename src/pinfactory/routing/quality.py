@@ -1,0 +1,108 @@
+"""Per-member quality prediction with cost-aware selection.
+
+For every member a model predicts the quality of its answer to a prompt
+(logistic regression for 0/1 quality, ridge regression otherwise, or the
+mean quality of the ``k`` nearest training prompts); the router picks the
+member maximising predicted quality minus ``lam`` times its mean cost.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from pinfactory.embeddings import Vectors
+from pinfactory.errors import RoutingError
+from pinfactory.routing.learned import CostAwareRouter, Floats
+from pinfactory.routing.table import RoutingTable
+
+QualityModel = Literal["logistic", "knn"]
+
+
+class QualityRouter(CostAwareRouter):
+    kind: ClassVar[str] = "quality"
+
+    def __init__(
+        self,
+        model: QualityModel = "logistic",
+        *,
+        k: int = 10,
+        c: float = 1.0,
+        lam: float = 0.0,
+        budget_usd: float | None = None,
+        quality_target: float | None = None,
+        holdout: float = 0.25,
+        encoder: str = "minilm-static",
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            lam=lam,
+            budget_usd=budget_usd,
+            quality_target=quality_target,
+            holdout=holdout,
+            encoder=encoder,
+            seed=seed,
+        )
+        if model not in ("logistic", "knn"):
+            raise RoutingError(f"quality model '{model}'; allowed: logistic, knn")
+        self.model = model
+        self.k = k
+        self.c = c
+
+    def _fit(self, vectors: Vectors, table: RoutingTable) -> None:
+        if self.model == "knn":
+            self.vectors_ = vectors.astype(np.float32)
+            self.quality_ = table.quality.copy()
+            return
+        binary = bool(np.isin(table.quality, (0.0, 1.0)).all())
+        self.link_ = "sigmoid" if binary else "identity"
+        weights, biases = [], []
+        for column in table.quality.T:
+            w, b = self._fit_one(vectors, column, binary)
+            weights.append(w)
+            biases.append(b)
+        self.weights_ = np.stack(weights, axis=1)
+        self.bias_ = np.asarray(biases)
+
+    def _fit_one(self, vectors: Vectors, target: Floats, binary: bool) -> tuple[Floats, float]:
+        if binary and 0 < target.mean() < 1:
+            from sklearn.linear_model import LogisticRegression
+
+            fitted = LogisticRegression(C=self.c, max_iter=2000).fit(vectors, target)
+            return fitted.coef_[0].astype(np.float64), float(fitted.intercept_[0])
+        if binary:  # always right or always wrong: a constant
+            p = float(np.clip(target.mean(), 1e-4, 1 - 1e-4))
+            return np.zeros(vectors.shape[1]), float(np.log(p / (1 - p)))
+        from sklearn.linear_model import Ridge
+
+        ridge = Ridge(alpha=1.0 / self.c).fit(vectors, target)
+        return ridge.coef_.astype(np.float64), float(ridge.intercept_)
+
+    def predicted_quality(self, vectors: Vectors) -> Floats:
+        """(n, members) predicted quality."""
+        if self.model == "knn":
+            k = min(self.k, len(self.vectors_))
+            sims = vectors @ self.vectors_.T
+            nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+            return np.asarray(self.quality_[nearest].mean(axis=1))
+        z = vectors @ self.weights_ + self.bias_
+        return np.asarray(1.0 / (1.0 + np.exp(-z)) if self.link_ == "sigmoid" else z)
+
+    def _member_scores(self, vectors: Vectors, **knobs: Any) -> Floats:
+        return self.predicted_quality(vectors) - self._knob(knobs) * self.mean_cost_
+
+    def _explain(self, scores: Floats, choice: int, **knobs: Any) -> str:
+        lam = self._knob(knobs)
+        quality = scores + lam * self.mean_cost_
+        best = int(np.argmax(quality))
+        text = (
+            f"predicted quality {quality[choice]:.2f} at ${self.mean_cost_[choice]:.2e} "
+            f"for '{self.members_[choice]}'"
+        )
+        if best != choice:
+            text += (
+                f" beats '{self.members_[best]}' {quality[best]:.2f} "
+                f"at ${self.mean_cost_[best]:.2e}"
+            )
+        return text + f" under lambda={lam:g}/USD"

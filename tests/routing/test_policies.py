@@ -1,0 +1,342 @@
+"""Rules on the default team, cascades, quotas, the pipeline and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from pinfactory.cli import app
+from pinfactory.errors import QuotaExceeded, TeamFileError
+from pinfactory.ledger import open_ledger
+from pinfactory.pipeline import open_pipeline
+from pinfactory.request import Request
+from pinfactory.routing import ROUTER_KINDS, Decision, build_router
+from pinfactory.routing.cascade import Cascade
+from pinfactory.routing.hybrid import HybridRouter
+from pinfactory.routing.quality import QualityRouter
+from pinfactory.routing.quotas import MemoryQuotaCounter, QuotaQueued
+from pinfactory.routing.table import RoutingTable
+from pinfactory.team import load_team, parse_team
+
+# (query, member the default team's rules send it to; None = no rule claims it)
+RULE_TABLE = [
+    ("What's the status of order 1042?", "orders"),
+    ("where is my order #1007", "orders"),
+    ("order 1042", "orders"),
+    ("Order no. 5521 please", "orders"),
+    ("track my orders, where are they", "orders"),
+    ("has my order shipped", "orders"),
+    ("order number 123 status", "orders"),
+    ("is order #999 delivered", "orders"),
+    ("tracking for my order", "orders"),
+    ("What is 17% of 2,340?", "calculator"),
+    ("12 times 7", "calculator"),
+    ("what is (3.5 + 2) * 4?", "calculator"),
+    ("3 + 4", "calculator"),
+    ("100 / 8", "calculator"),
+    ("square root of 144", "calculator"),
+    ("sqrt of 2", "calculator"),
+    ("9 squared", "calculator"),
+    ("2 cubed", "calculator"),
+    ("15 percent of 80", "calculator"),
+    ("7 divided by 2", "calculator"),
+    ("6 multiplied by 9", "calculator"),
+    ("2 to the power of 10", "calculator"),
+    ("10 mod 3", "calculator"),
+    ("5 minus 8", "calculator"),
+    ("1,000 plus 2,500", "calculator"),
+    ("prove that there are infinitely many primes", None),  # frontier is off
+    ("What is the capital of France?", None),
+    ("Who wrote Romeo and Juliet?", None),
+    ("hello", None),
+    ("tell me a story about a dragon", None),
+    ("I ordered a pizza yesterday", None),
+    ("the border is closed", None),
+    ("orderly conduct is required", None),
+    ("what time is it", None),
+    ("the year 2024 was long", None),
+    ("my phone number is 555 1234", None),
+    ("times are changing", None),
+    ("plus ça change", None),
+    ("explain photosynthesis simply", None),
+    ("what's 2 + 2", "calculator"),
+    ("give me the status of my order 77777", "orders"),
+    ("recommend a book", None),
+]
+
+
+def test_default_team_rules_on_a_table_of_queries() -> None:
+    router = build_router(load_team(None, {}))
+    assert isinstance(router, HybridRouter)
+    assert len(RULE_TABLE) >= 40
+    wrong = []
+    for query, expected in RULE_TABLE:
+        found = router.rules.match(Request.from_text(query))
+        got = found[1] if found else None
+        if got != expected:
+            wrong.append((query, expected, got))
+    assert wrong == []
+
+
+def test_frontier_rule_and_route_turn_on_with_frontier() -> None:
+    environ = {"PINFACTORY_FRONTIER_BASE_URL": "http://127.0.0.1:9/v1", "X": "1"}
+    environ["PINFACTORY_FRONTIER_API_KEY"] = "sk-test"
+    router = build_router(load_team(None, environ))
+    proof = router.decide(Request.from_text("prove that there are infinitely many primes"))
+    assert proof.member == "frontier" and proof.rule == "hard-reasoning"
+    code = router.decide(Request.from_text("Write a python function to reverse a linked list"))
+    assert code.member == "frontier" and "semantic route 'hard-work'" in code.reason
+    odd = router.decide(Request.from_text("Compose a sonnet about autumn leaves"))
+    assert odd.router == "cascade" and odd.member == "local" and "local -> frontier" in odd.reason
+
+
+def test_unclaimed_requests_fall_back_and_say_so() -> None:
+    decision = build_router(load_team(None, {})).decide(Request.from_text("qwxz plorp"))
+    assert decision.member == "local" and decision.fallback
+    assert decision.reason.startswith("no rule matched; no semantic route above its threshold")
+    assert decision.reason.endswith("fallback 'local'")
+
+
+MINI = """\
+name: mini
+members:
+  - {name: calculator, kind: calculator, tier: tool, price: {per_call: 0.01}}
+  - {name: orders, kind: orders, tier: tool, price: {per_call: 0.02}}
+routing:
+  kind: %s
+  fallback: calculator
+%s
+"""
+
+
+def mini(kind: str, extra: str, tmp_path: Path) -> str:
+    text = MINI % (kind, extra) + f"ledger: {{path: {tmp_path / 'ledger.db'}}}\n"
+    (tmp_path / "team.yaml").write_text(text)
+    return str(tmp_path / "team.yaml")
+
+
+def learned_file(tmp_path: Path, kind: str = "quality", members=("calculator", "orders")) -> Path:
+    table = RoutingTable(
+        ids=["a", "b", "c", "d"],
+        prompts=["add 2 and 3", "where is order 1042", "sum 4 and 5", "status of order 7"],
+        members=list(members),
+        quality=np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]),
+        cost=np.full((4, 2), 1e-6),
+    )
+    from pinfactory.routing import LEARNED_KINDS
+
+    path = tmp_path / f"{kind}.pkl"
+    params = {"steps": 20} if kind == "gumbel" else {}
+    LEARNED_KINDS[kind](**params).fit(table).save(path)
+    return path
+
+
+CONFIGS = {
+    "rules": "  rules: [{name: o, when: {keywords: [order]}, route: orders}]",
+    "semantic": "  routes: [{name: o, member: orders, utterances: [where is my order]}]",
+    "cascade": "  tiers: [calculator, orders]",
+    "hybrid": "  rules: [{name: o, when: {keywords: [order]}, route: orders}]",
+    "classifier": "  path: classifier.pkl",
+    "quality": "  path: quality.pkl",
+    "gumbel": "  path: gumbel.pkl",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ROUTER_KINDS))
+def test_every_router_kind_follows_the_protocol(kind: str, tmp_path: Path) -> None:
+    if kind in ("classifier", "quality", "gumbel"):
+        learned_file(tmp_path, kind)
+    team = load_team(mini(kind, CONFIGS[kind], tmp_path), {})
+    router = build_router(team)
+    assert router.kind == kind
+    for text in ("where is order 1042", "add 2 and 3", "zzz"):
+        decision = router.decide(Request.from_text(text))
+        assert isinstance(decision, Decision)
+        assert decision.member in team.member_names and decision.reason
+        assert set(decision.scores) <= set(team.member_names)
+        assert 0.0 <= decision.confidence <= 1.0
+        assert set(decision.to_json()) >= {"member", "reason", "scores", "confidence"}
+
+
+@pytest.mark.parametrize(
+    ("kind", "extra", "expected"),
+    [
+        ("telepathy", "", "unknown router kind 'telepathy'"),
+        ("rules", "  rules: [{name: r, when: {regex: '(['}, route: orders}]", "invalid regex"),
+        ("quality", "  path: missing.pkl", "missing.pkl: cannot read router file"),
+        ("quality", "  path: junk.pkl", "junk.pkl: not a pinfactory router file"),
+        ("quality", "  path: other.pkl", "not in this team: local, frontier"),
+        ("semantic", "  routes: [{name: x, member: nobody, utterances: [hi]}]", "'nobody'"),
+        ("cascade", "  tiers: [calculator, orders]\n  thresholds: [0.1, 0.2]", "need 1 thresholds"),
+        ("cascade", "  tiers: [calculator]\n  scorer: nope", "unknown scorer 'nope'"),
+        (
+            "rules",
+            "  quotas: [{name: q, tier: tool, period: day}]",
+            "give max_calls, max_spend_usd or both",
+        ),
+    ],
+)
+def test_bad_team_files_fail_at_load(kind: str, extra: str, expected: str, tmp_path: Path) -> None:
+    (tmp_path / "junk.pkl").write_bytes(b"garbage")
+    learned_file(tmp_path, "quality", members=("local", "frontier")).rename(tmp_path / "other.pkl")
+    with pytest.raises(TeamFileError, match=expected.replace("(", r"\(").replace("[", r"\[")):
+        load_team(mini(kind, extra, tmp_path), {})
+
+
+async def test_cascade_escalates_and_records_every_tier(tmp_path: Path) -> None:
+    team = load_team(mini("cascade", CONFIGS["cascade"], tmp_path), {})
+    async with open_pipeline(team) as pipeline:
+        answer = await pipeline.complete(Request.from_text("where is order 1042"))
+        direct = await pipeline.complete(Request.from_text("12 times 7"))
+    assert answer.decision.member == "orders" and "shipped" in answer.completion.text
+    assert answer.decision.trail == (
+        "calculator: escalated (answered 0.00 < 0.50)",
+        "orders: accepted (last tier)",
+    )
+    assert answer.cost_usd == Decimal("0.03")  # both tiers are paid
+    assert direct.decision.member == "calculator" and len(direct.decision.trail) == 1
+
+
+def test_cascade_calibration_meets_its_quality_target(
+    routerbench_train: RoutingTable, routerbench_test: RoutingTable
+) -> None:
+    tiers = ["mistralai/mistral-7b-chat", "mistralai/mixtral-8x7b-chat", "gpt-4-1106-preview"]
+    index = [routerbench_train.members.index(t) for t in tiers]
+
+    def restrict(table: RoutingTable) -> RoutingTable:
+        return RoutingTable(
+            table.ids, table.prompts, tiers, table.quality[:, index], table.cost[:, index]
+        )
+
+    train, test = restrict(routerbench_train), restrict(routerbench_test)
+    half = len(train) // 2
+    acceptance = QualityRouter().fit(train.subset(np.arange(half)))  # a learned acceptance model
+    held_out = train.subset(np.arange(half, len(train)))
+
+    def scores(table: RoutingTable) -> np.ndarray:
+        return acceptance.predicted_quality(acceptance.embed(table.prompts, cache=True))
+
+    cascade = Cascade(tiers, scorer=lambda _r, _c: 1.0)
+    cascade.calibrate(held_out, scores(held_out), quality_target=0.82)
+    quality, cost, stop = Cascade.simulate(test, scores(test), cascade.thresholds_)
+    gpt4_cost = test.cost[:, 2].mean()
+    print(f"cascade mistral-7b -> mixtral -> gpt-4: quality {quality:.3f} at ${cost:.2e}")
+    assert quality > test.quality[:, 0].mean() + 0.1 and cost < 0.9 * gpt4_cost
+    assert 0 < (stop == 2).mean() < 1  # some prompts escalate all the way, not all
+
+
+async def test_memory_quota_counter_is_atomic_under_concurrency() -> None:
+    counter = MemoryQuotaCounter()
+    results = await asyncio.gather(
+        *[counter.try_consume("k", 0.0, 10, 5_000, 1, 100) for _ in range(100)]
+    )
+    assert sum(results) == 10 and counter.usage("k", 0.0) == (10, 1000)
+    spend = await asyncio.gather(
+        *[counter.try_consume("s", 0.0, None, 250, 1, 100) for _ in range(5)]
+    )
+    assert sum(spend) == 2
+
+
+QUOTA = """\
+  rules: [{name: o, when: {keywords: [order]}, route: orders}]
+  quotas:
+    - {name: orders-daily, member: orders, unit: "*", period: day, max_calls: 1,
+       on_exhausted: %s}
+"""
+
+
+@pytest.mark.parametrize("policy", ["downgrade", "refuse", "queue"])
+async def test_quota_policies(policy: str, tmp_path: Path) -> None:
+    team = load_team(mini("rules", QUOTA % policy, tmp_path), {})
+    request = Request.from_text("where is order 1042", unit="sales")
+    async with open_pipeline(team) as pipeline:
+        first = await pipeline.route(request)
+        other_unit = await pipeline.route(Request.from_text("order 7", unit="ops"))
+        assert first.member == other_unit.member == "orders"
+        if policy == "downgrade":
+            second = await pipeline.route(request)
+            assert second.member == "calculator"
+            assert (
+                "quota 'orders-daily' (1 calls a day on member 'orders') exhausted" in second.reason
+            )
+            assert "downgraded to 'calculator'" in second.reason
+        else:
+            with pytest.raises(QuotaExceeded, match="quota 'orders-daily'") as caught:
+                await pipeline.complete(request)
+            assert caught.value.status == 429
+            if policy == "queue":
+                assert isinstance(caught.value, QuotaQueued)
+                assert "queued for review" in caught.value.decision.reason
+    ledger = open_ledger(str(tmp_path / "ledger.db"))
+    await ledger.open()
+    try:
+        rows = await ledger.entries()
+    finally:
+        await ledger.close()
+    if policy != "downgrade":
+        assert rows[0].status == 429 and "orders-daily" in (rows[0].error or "")
+
+
+runner = CliRunner()
+
+
+def test_cli_route_json_matches_the_router() -> None:
+    result = runner.invoke(app, ["route", "where is my order #1007", "--json"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    body = json.loads(result.output)
+    assert body["member"] == "orders" and body["reason"] == "rule 'order-status' matched"
+    assert set(body) >= {"member", "reason", "scores", "confidence", "estimated_cost_usd"}
+    explained = runner.invoke(app, ["route", "What is the capital of Spain?", "--explain"])
+    assert "quick-facts" in explained.output and "confidence" in explained.output
+
+
+def test_cli_rules_test_passes_and_fails(tmp_path: Path) -> None:
+    from pinfactory.team import default_team_path
+
+    assert runner.invoke(app, ["rules", "test", str(default_team_path())]).exit_code == 0
+    broken = MINI % (
+        "rules",
+        "  rules: [{name: o, when: {keywords: [order]}, route: orders,"
+        " expect: [where is my parcel]}]",
+    )
+    (tmp_path / "t.yaml").write_text(broken)
+    result = runner.invoke(app, ["rules", "test", str(tmp_path / "t.yaml")])
+    assert (
+        result.exit_code == 1
+        and "rule 'o': expected to claim 'where is my parcel'" in result.output
+    )
+
+
+def test_cli_router_fit_and_eval(tmp_path: Path, shared_data: Path) -> None:
+    data = shared_data / "routerbench" / "mbpp_train.csv"
+    out = tmp_path / "r.pkl"
+    fit = runner.invoke(
+        app, ["router", "fit", "--data", str(data), "--kind", "quality", "--out", str(out)]
+    )
+    assert fit.exit_code == 0, fit.output
+    test = shared_data / "routerbench" / "mbpp_test.csv"
+    result = runner.invoke(
+        app, ["router", "eval", "--router", str(out), "--data", str(test), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    import json
+
+    report = json.loads(result.output)
+    assert report["prompts"] > 100 and report["router"]["quality"] > 0.5
+    bad = runner.invoke(
+        app, ["router", "eval", "--router", str(tmp_path / "x.pkl"), "--data", str(test)]
+    )
+    assert bad.exit_code == 1 and "x.pkl: cannot read router file" in bad.output
+
+
+def test_parse_team_rejects_hybrid_with_both_second_stages() -> None:
+    text = MINI % ("hybrid", "  semantic: {routes: []}\n  learned: {kind: quality, path: x}")
+    with pytest.raises(TeamFileError):
+        parse_team(text, "t.yaml", {})
