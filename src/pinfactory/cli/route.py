@@ -137,7 +137,7 @@ def router_eval(
         choice = learned.predict(table.prompts, **knobs)
     rows = np.arange(len(table))
     oracle = table.oracle()
-    report = {
+    report: dict[str, Any] = {
         "router": {
             "quality": table.quality[rows, choice].mean(),
             "cost_usd": table.cost[rows, choice].mean(),

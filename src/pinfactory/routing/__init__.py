@@ -11,6 +11,7 @@ from pinfactory.routing.cascade import Cascade
 from pinfactory.routing.classifier import ClassifierRouter
 from pinfactory.routing.gumbel import GumbelRouter
 from pinfactory.routing.hybrid import HybridRouter
+from pinfactory.routing.learned import LearnedRouter
 from pinfactory.routing.quality import QualityRouter
 from pinfactory.routing.quotas import build_quota_gate
 from pinfactory.routing.rules import RulesRouter
@@ -30,7 +31,11 @@ ROUTER_KINDS: dict[str, RouterFactory] = {
     "cascade": Cascade.from_config,
     "hybrid": HybridRouter.from_config,
 }
-LEARNED_KINDS = {"classifier": ClassifierRouter, "quality": QualityRouter, "gumbel": GumbelRouter}
+LEARNED_KINDS: dict[str, type[LearnedRouter]] = {
+    "classifier": ClassifierRouter,
+    "quality": QualityRouter,
+    "gumbel": GumbelRouter,
+}
 
 __all__ = [
     "LEARNED_KINDS",

@@ -64,7 +64,8 @@ class Router(Protocol):
     ``_``, and ``save``/``load`` persist it.
     """
 
-    kind: str
+    @property
+    def kind(self) -> str: ...
 
     def decide(self, request: Request) -> Decision: ...
 

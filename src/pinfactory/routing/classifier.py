@@ -81,7 +81,8 @@ class ClassifierRouter(LearnedRouter):
             sims = vectors @ self.vectors_.T
             nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
             votes = self.labels_[nearest]
-            return (votes[:, :, None] == self.classes_[None, None, :]).mean(axis=1)
+            shares: Floats = (votes[:, :, None] == self.classes_[None, None, :]).mean(axis=1)
+            return shares
         if len(self.classes_) == 1:
             return np.ones((len(vectors), 1))
         if self.model == "logistic":
@@ -89,7 +90,9 @@ class ClassifierRouter(LearnedRouter):
             logits -= logits.max(axis=1, keepdims=True)
             exp = np.exp(logits)
             return np.asarray(exp / exp.sum(axis=1, keepdims=True))
-        return np.asarray(self.estimator_.predict_proba(vectors))
+        assert self.estimator_ is not None  # fitted with model='mlp'
+        probs: Floats = np.asarray(self.estimator_.predict_proba(vectors), dtype=np.float64)
+        return probs
 
     def _explain(self, scores: Floats, choice: int, **knobs: Any) -> str:  # noqa: ARG002
         runner_up = int(np.argsort(scores)[-2]) if len(scores) > 1 else choice

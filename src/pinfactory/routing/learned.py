@@ -55,6 +55,7 @@ class LearnedRouter:
     """Base of the learned routers; see the module docstring."""
 
     kind: ClassVar[str] = "learned"
+    lam_: float  # set by fit or by the team file, in the routers that weigh cost
 
     def __init__(self, *, encoder: str = "minilm-static", seed: int = 0) -> None:
         self.encoder = encoder

@@ -85,9 +85,11 @@ class QualityRouter(CostAwareRouter):
             k = min(self.k, len(self.vectors_))
             sims = vectors @ self.vectors_.T
             nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-            return np.asarray(self.quality_[nearest].mean(axis=1))
+            mean: Floats = self.quality_[nearest].mean(axis=1)
+            return mean
         z = vectors @ self.weights_ + self.bias_
-        return np.asarray(1.0 / (1.0 + np.exp(-z)) if self.link_ == "sigmoid" else z)
+        predicted: Floats = 1.0 / (1.0 + np.exp(-z)) if self.link_ == "sigmoid" else z
+        return predicted
 
     def _member_scores(self, vectors: Vectors, **knobs: Any) -> Floats:
         return self.predicted_quality(vectors) - self._knob(knobs) * self.mean_cost_
