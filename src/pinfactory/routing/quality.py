@@ -92,7 +92,8 @@ class QualityRouter(CostAwareRouter):
         return predicted
 
     def _member_scores(self, vectors: Vectors, **knobs: Any) -> Floats:
-        return self.predicted_quality(vectors) - self._knob(knobs) * self.mean_cost_
+        scores: Floats = self.predicted_quality(vectors) - self._knob(knobs) * self.mean_cost_
+        return scores
 
     def _explain(self, scores: Floats, choice: int, **knobs: Any) -> str:
         lam = self._knob(knobs)
