@@ -1,20 +1,24 @@
 """How much latency the gateway adds over its upstream, and how much it can carry.
 
-Three processes on loopback: an instant OpenAI-compatible upstream
-(``pinfactory.testing.upstreams.instant_upstream`` under uvicorn), a pinfactory
-gateway whose team has one ``openai_http`` member pointing at it and, with
-``--with-litellm PATH``, LiteLLM's proxy in front of the same upstream.
+Processes on loopback: an instant OpenAI-compatible upstream
+(``pinfactory.testing.upstreams.instant_upstream`` under uvicorn), then, one
+after the other, a pinfactory gateway per configuration (worker processes x
+ledger durability; the team has one ``openai_http`` member pointing at the
+upstream and a SQLite ledger with the audit chain) and, with
+``--with-litellm PATH``, LiteLLM's proxy in front of the same upstream with the
+same worker counts. Everything is measured in one run, so the ratio compares
+figures taken on the same machine under the same load.
 
 - Latency: one client sends sequential requests over one keep-alive
   connection (a raw HTTP/1.1 client on a blocking socket, so the client adds
-  next to nothing); the figure is the gateway's p50/p99 minus the upstream's.
+  next to nothing); "added" is the gateway's p50/p99 minus the upstream's.
 - Throughput: ``wrk`` (C, one thread) at a fixed concurrency posting the same
-  JSON body; falls back to an asyncio client in a separate process when wrk is
-  not installed (``apt-get install -y wrk``).
+  JSON body; when wrk is not installed (``apt-get install -y wrk``) an asyncio
+  client in a separate process does the same. The output names the one used.
 
-Prints the figures and writes ``bench/results/gateway_overhead.json``.
+Prints a table and writes ``bench/results/gateway_overhead.json``.
 
-    python bench/gateway_overhead.py [--workers 1] [--durability full|group]
+    python bench/gateway_overhead.py [--configs 1:full,1:group,2:full,2:group]
         [--with-litellm /tmp/litellm-venv/bin/litellm]
 """
 
@@ -133,9 +137,11 @@ def upstream_args(port: int) -> list[str]:
 
 
 def team_file(folder: Path, upstream_port: int, durability: str) -> Path:
+    """One ``openai_http`` member, a unit key (both gateways check a bearer key)."""
     path = folder / "bench-team.yaml"
     path.write_text(
         "name: bench\n"
+        f"keys: [{{key: {KEY}, unit: bench}}]\n"
         "members:\n"
         "  - name: upstream\n"
         "    kind: openai_http\n"
@@ -347,11 +353,35 @@ def throughput_asyncio(target: Target, concurrency: int, seconds: float) -> dict
     }
 
 
+@dataclass(frozen=True)
+class Config:
+    workers: int
+    durability: str
+
+    @property
+    def label(self) -> str:
+        return f"pinfactory {self.workers}w {self.durability}"
+
+
+def parse_configs(text: str) -> list[Config]:
+    configs = []
+    for part in text.split(","):
+        workers, _, durability = part.strip().partition(":")
+        if not workers.isdigit() or durability not in ("full", "group"):
+            raise SystemExit(f"--configs: '{part}' is not WORKERS:full or WORKERS:group")
+        configs.append(Config(int(workers), durability))
+    return configs
+
+
+def load_generator(args: argparse.Namespace) -> str:
+    return "wrk" if shutil.which("wrk") and not args.asyncio_client else "asyncio"
+
+
 def measure(target: Target, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
-    print(f"  {target.name}: latency ({args.requests} sequential requests)...", flush=True)
+    print(f"  latency: {args.requests} sequential requests, one connection", flush=True)
     result: dict[str, Any] = {"latency": latency(target, args.requests, args.warmup)}
-    print(f"  {target.name}: throughput ({args.concurrency} clients, {args.seconds:g}s)...")
-    if shutil.which("wrk") and not args.asyncio_client:
+    print(f"  throughput: {args.concurrency} connections for {args.seconds:g}s", flush=True)
+    if load_generator(args) == "wrk":
         result["throughput"] = throughput_wrk(target, args.concurrency, args.seconds, folder)
     else:
         result["throughput"] = throughput_asyncio(target, args.concurrency, args.seconds)
@@ -366,67 +396,93 @@ def added(gateway: dict[str, Any], direct: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def gateway(config: Config, up_port: int, folder: Path, args: argparse.Namespace) -> Any:
+    port = free_port()
+    team = team_file(folder / f"{config.workers}-{config.durability}", up_port, config.durability)
+    serve = [sys.executable, "-m", "pinfactory", "serve", "--team", str(team)]
+    serve += ["--port", str(port), "--workers", str(config.workers)]
+    with process(serve, port, python_env()):
+        print(f"{config.label} (ledger durability {config.durability}):")
+        return measure(Target("pinfactory", port, "auto"), args, folder)
+
+
+def litellm(workers: int, up_port: int, folder: Path, args: argparse.Namespace) -> Any:
+    port = free_port()
+    cmd = [args.with_litellm, "--config", str(litellm_config(folder, up_port))]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--num_workers", str(workers)]
+    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR")
+    with process(cmd, port, env):
+        print(f"litellm proxy {workers}w:")
+        return measure(Target("litellm", port, "instant"), args, folder)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix="pinfactory-bench-"))
-    up_port, gw_port = free_port(), free_port()
-    env = python_env()
-    results: dict[str, Any] = {}
-    with process(upstream_args(up_port), up_port, env):
-        upstream = Target("upstream", up_port, "instant")
-        team = team_file(folder, up_port, args.durability)
-        serve = [sys.executable, "-m", "pinfactory", "serve", "--team", str(team)]
-        serve += ["--port", str(gw_port), "--workers", str(args.workers)]
-        print("direct to the instant upstream:")
-        results["upstream"] = measure(upstream, args, folder)
-        with process(serve, gw_port, env):
-            print(f"pinfactory ({args.workers} worker(s), ledger durability {args.durability}):")
-            results["pinfactory"] = measure(Target("pinfactory", gw_port, "auto"), args, folder)
+    configs = parse_configs(args.configs)
+    up_port = free_port()
+    rows: list[dict[str, Any]] = []
+    with process(upstream_args(up_port), up_port, python_env()):
+        print(f"load generator: {load_generator(args)}")
+        print("instant upstream, direct:")
+        direct = measure(Target("upstream", up_port, "instant"), args, folder)
+        rows.append({"target": "upstream", "workers": 1, "durability": None, **direct})
+        theirs: dict[int, dict[str, Any]] = {}
         if args.with_litellm:
-            lt_port = free_port()
-            cmd = [args.with_litellm, "--config", str(litellm_config(folder, up_port))]
-            cmd += ["--host", "127.0.0.1", "--port", str(lt_port)]
-            cmd += ["--num_workers", str(args.workers)]
-            lt_env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR")
-            with process(cmd, lt_port, lt_env):
-                print(f"litellm proxy ({args.workers} worker(s)):")
-                results["litellm"] = measure(Target("litellm", lt_port, "instant"), args, folder)
+            for workers in sorted({c.workers for c in configs}):
+                theirs[workers] = litellm(workers, up_port, folder, args)
+                rows.append({"target": "litellm", "workers": workers, "durability": None})
+                rows[-1].update(theirs[workers])
+        for config in configs:
+            (folder / f"{config.workers}-{config.durability}").mkdir()
+            ours = gateway(config, up_port, folder, args)
+            row = {"target": "pinfactory", "workers": config.workers}
+            row.update(durability=config.durability, **ours)
+            if config.workers in theirs:
+                rps = theirs[config.workers]["throughput"]["requests_per_s"]
+                row["ratio_vs_litellm"] = round(ours["throughput"]["requests_per_s"] / rps, 1)
+            rows.append(row)
     shutil.rmtree(folder, ignore_errors=True)
-    report: dict[str, Any] = {
+    for row in rows:
+        row["added"] = added(row, direct)
+    return {
         "benchmark": "gateway_overhead",
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+        },
+        "load_generator": load_generator(args),
         "settings": {
-            "workers": args.workers,
-            "durability": args.durability,
+            "configs": args.configs,
             "requests": args.requests,
             "concurrency": args.concurrency,
             "seconds": args.seconds,
         },
-        "results": results,
-        "pinfactory_added": added(results["pinfactory"], results["upstream"]),
+        "command": "python " + " ".join(sys.argv),
+        "rows": rows,
     }
-    if "litellm" in results:
-        report["litellm_added"] = added(results["litellm"], results["upstream"])
-        ours = results["pinfactory"]["throughput"]["requests_per_s"]
-        theirs = results["litellm"]["throughput"]["requests_per_s"]
-        report["throughput_ratio_vs_litellm"] = round(ours / theirs, 2)
-    return report
 
 
 def show(report: dict[str, Any]) -> None:
+    settings = report["settings"]
     print()
     print(
-        f"{'target':<12}{'p50 ms':>10}{'p99 ms':>10}{'added p50':>11}{'added p99':>11}{'req/s':>10}"
+        f"load generator: {report['load_generator']}; latency: 1 client, "
+        f"{settings['requests']} requests; throughput: {settings['concurrency']} connections, "
+        f"{settings['seconds']:g}s; instant upstream on loopback"
     )
-    for name, result in report["results"].items():
-        lat, tput = result["latency"], result["throughput"]
-        extra = report.get(f"{name}_added", {"p50_ms": 0.0, "p99_ms": 0.0})
+    header = f"{'target':<12}{'workers':>8}{'ledger':>8}{'added p50':>11}{'added p99':>11}"
+    print(header + f"{'req/s':>10}{'non-2xx':>9}{'x litellm':>11}")
+    for row in report["rows"]:
+        tput = row["throughput"]
+        ratio = row.get("ratio_vs_litellm")
         print(
-            f"{name:<12}{lat['p50_ms']:>10.3f}{lat['p99_ms']:>10.3f}"
-            f"{extra['p50_ms']:>11.3f}{extra['p99_ms']:>11.3f}{tput['requests_per_s']:>10.1f}"
+            f"{row['target']:<12}{row['workers']:>8}{row['durability'] or '-':>8}"
+            f"{row['added']['p50_ms']:>8.3f} ms{row['added']['p99_ms']:>8.3f} ms"
+            f"{tput['requests_per_s']:>10.1f}{tput['non_2xx'] + tput['socket_errors']:>9}"
+            f"{f'{ratio:.1f}x' if ratio is not None else '-':>11}"
         )
-    if "throughput_ratio_vs_litellm" in report:
-        print(f"throughput, pinfactory / litellm: {report['throughput_ratio_vs_litellm']}x")
 
 
 def main() -> None:
@@ -435,8 +491,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10.0, help="throughput run length")
-    parser.add_argument("--workers", type=int, default=1, help="gateway worker processes")
-    parser.add_argument("--durability", choices=["full", "group"], default="full")
+    parser.add_argument(
+        "--configs",
+        default="1:full,1:group,2:full,2:group",
+        help="gateway configurations, WORKERS:DURABILITY, comma-separated",
+    )
     parser.add_argument("--with-litellm", metavar="PATH", help="LiteLLM's `litellm` script")
     parser.add_argument("--asyncio-client", action="store_true", help="do not use wrk")
     parser.add_argument("--out", type=Path, default=RESULTS / "gateway_overhead.json")

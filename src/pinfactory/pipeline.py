@@ -84,6 +84,8 @@ class Pipeline:
         self.observers = observers or Observers()
         self.quotas = quotas or build_quota_gate(team, counter=ledger)  # routing: quotas
         self._tasks: set[asyncio.Task[None]] = set()
+        # a Protocol isinstance check is slow: once here, not per request
+        self._tiered = router if isinstance(router, TieredRouter) else None
         spec = team.spec.verification
         self.verification = VerifyStage(spec) if spec is not None else None
 
@@ -116,8 +118,8 @@ class Pipeline:
         async def call(name: str) -> Completion:
             return await self._call(self.members[name], request)
 
-        if decision.router != "pinned" and isinstance(self.router, TieredRouter):
-            return await self.router.answer(request, decision, call)
+        if decision.router != "pinned" and self._tiered is not None:
+            return await self._tiered.answer(request, decision, call)
         return decision, await call(decision.member)
 
     # --- end of the routing step ---

@@ -1,24 +1,27 @@
 """The HTTP gateway: OpenAI-compatible chat completions in front of a team.
 
-Starlette, not FastAPI: the request schema is validated by pydantic in
-``schema.py`` and the handlers are few, so the thinner framework keeps the
-per-request overhead low. The gateway holds no routing logic: it
+Starlette, not FastAPI: the request schema is validated in ``schema.py`` and
+the handlers are few, so the thinner framework keeps the per-request overhead
+low; ``POST /v1/chat/completions`` is dispatched before Starlette's router and
+middleware (it handles its own errors), and bodies are written with orjson.
+The gateway holds no routing logic: it
 authenticates, parses, hands the request to the pipeline and formats what
 comes back. Every request, refused or answered, reaches the ledger.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from pinfactory.errors import PayloadTooLarge, PinfactoryError
 from pinfactory.gateway.admin import admin_routes
@@ -57,7 +60,7 @@ class Gateway:
         try:
             caller = self.keyring.identify(http.headers.get("authorization"))
             body = await read_body(http, self.max_body)
-            request, wire = parse_request(
+            request, include_usage = parse_request(
                 body,
                 unit=caller.unit,
                 user=caller.user,
@@ -69,7 +72,6 @@ class Gateway:
             await pipeline.record_failure(None, exc, started, request_id=request_id, unit=unit)
             return error_response(exc, request_id)
         if request.stream:
-            include_usage = bool(wire.stream_options and wire.stream_options.include_usage)
             return await self._stream(pipeline, request, started, include_usage)
         try:
             answer = await pipeline.complete(request, started)
@@ -79,7 +81,11 @@ class Gateway:
             error = unexpected(exc, request_id)
             await pipeline.record_failure(request, error, started)
             return error_response(error, request_id)
-        return JSONResponse(completion_body(answer), headers=answer_headers(answer))
+        return Response(
+            orjson.dumps(completion_body(answer), option=orjson.OPT_NON_STR_KEYS),
+            headers=answer_headers(answer),
+            media_type="application/json",
+        )
 
     async def _stream(
         self, pipeline: Pipeline, request: Request, started: float, include_usage: bool
@@ -169,7 +175,29 @@ async def read_body(http: HTTPRequest, limit: int) -> bytes:
 
 
 def _sse(body: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS) + b"\n\n"
+
+
+class GatewayApp(Starlette):
+    """Starlette, with the completions endpoint served ahead of its router and middleware."""
+
+    gateway: Gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"] == "/v1/chat/completions"
+            and scope["method"] == "POST"
+        ):
+            scope["app"] = self
+            http = HTTPRequest(scope, receive)
+            try:
+                response = await self.gateway.chat_completions(http)
+            except PinfactoryError as exc:  # the gateway is starting, or a bad key
+                response = error_response(exc, http.headers.get("x-request-id", ""))
+            await response(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -200,10 +228,10 @@ def create_app(
     if metrics is not None:
         endpoint = MetricsEndpoint(metrics, gateway.keyring, team.spec.observe.metrics)
         routes.append(Route("/metrics", endpoint.handle, methods=["GET"]))
-    app = Starlette(
+    app = GatewayApp(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={PinfactoryError: on_error},
     )
-    app.state.gateway = gateway
+    app.state.gateway = app.gateway = gateway
     return app

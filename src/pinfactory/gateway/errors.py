@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
+import orjson
 from starlette.responses import Response
 
 from pinfactory.errors import MemberError, PinfactoryError
@@ -21,7 +21,7 @@ def error_response(error: PinfactoryError, request_id: str = "") -> Response:
         log.warning("request %s failed: %s", request_id, error.message)
     body = error_body(error.message, type_=error.type, code=error.code, param=error.param)
     return Response(
-        json.dumps(body), status_code=error.status, headers=headers, media_type="application/json"
+        orjson.dumps(body), status_code=error.status, headers=headers, media_type="application/json"
     )
 
 

@@ -1,14 +1,17 @@
 """The OpenAI chat-completions wire format: request parsing, response bodies.
 
-Pure functions over data; the app does the HTTP.
+Pure functions over data; the app does the HTTP. Bodies are parsed with
+orjson; a body in the common shape (plain string messages and the usual
+sampling fields, all well typed) is read directly, anything else goes through
+the pydantic model, which gives every error its message.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any, Literal
 
+import orjson
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -76,14 +79,39 @@ class ChatCompletionRequest(BaseModel):
 
 def parse_request(
     body: bytes, *, unit: str, user: str, headers: dict[str, str], request_id: str
-) -> tuple[Request, ChatCompletionRequest]:
-    """Parse and validate a request body; errors name the field and what is allowed."""
+) -> tuple[Request, bool]:
+    """Parse and validate a request body; errors name the field and what is allowed.
+
+    Returns the request and whether a stream should end with a usage chunk.
+    """
     try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise RequestError(f"request body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise RequestError("request body must be a JSON object")
+    common = _common_shape(data)
+    if common is not None:
+        messages, text = common
+        if not text:
+            raise RequestError(
+                "'messages' needs at least one non-empty user message", param="messages"
+            )
+        stop = data.get("stop")
+        temperature = data.get("temperature")
+        request = Request(
+            messages=messages,
+            model=data.get("model", "auto"),
+            temperature=float(temperature) if temperature is not None else None,
+            max_tokens=data.get("max_completion_tokens") or data.get("max_tokens"),
+            stop=(stop,) if isinstance(stop, str) else tuple(stop or ()),
+            stream=data.get("stream", False),
+            unit=unit,
+            user=user or (data.get("user") or ""),
+            headers=headers,
+            request_id=request_id,
+        )
+        return request, False
     try:
         wire = ChatCompletionRequest.model_validate(data)
     except ValidationError as exc:
@@ -107,7 +135,55 @@ def parse_request(
         headers=headers,
         request_id=request_id,
     )
-    return request, wire
+    include_usage = bool(wire.stream_options and wire.stream_options.include_usage)
+    return request, include_usage
+
+
+_ROLES = frozenset({"system", "user", "assistant", "tool", "developer"})
+_COMMON_FIELDS = frozenset(
+    {"model", "messages", "temperature", "max_tokens", "max_completion_tokens", "stop"}
+    | {"stream", "user"}
+)
+_MESSAGE_FIELDS = frozenset({"role", "content"})
+
+
+def _common_shape(data: dict[str, Any]) -> tuple[tuple[Message, ...], bool] | None:
+    """The messages and whether a user said something, if ``data`` is a valid request in
+    the common shape; None sends it to the pydantic model (the same rules, every message)."""
+    if not _COMMON_FIELDS.issuperset(data):
+        return None
+    model, messages = data.get("model", "auto"), data.get("messages")
+    if type(model) is not str or type(messages) is not list or not messages:
+        return None
+    parsed, said = [], False
+    for message in messages:
+        if type(message) is not dict or not _MESSAGE_FIELDS.issuperset(message):
+            return None
+        role, content = message.get("role"), message.get("content")
+        if role not in _ROLES or (content is not None and type(content) is not str):
+            return None
+        text = content or ""
+        said = said or (role == "user" and bool(text))
+        parsed.append(Message(role, text))
+    temperature = data.get("temperature")
+    if temperature is not None and (
+        type(temperature) not in (int, float) or not 0 <= temperature <= 2
+    ):
+        return None
+    for key in ("max_tokens", "max_completion_tokens"):
+        value = data.get(key)
+        if value is not None and (type(value) is not int or value <= 0):
+            return None
+    stop, user = data.get("stop"), data.get("user")
+    if stop is not None and type(stop) is not str and not _strings(stop):
+        return None
+    if type(data.get("stream", False)) is not bool or (user is not None and type(user) is not str):
+        return None
+    return tuple(parsed), said
+
+
+def _strings(value: object) -> bool:
+    return type(value) is list and all(type(item) is str for item in value)
 
 
 def _field_error(exc: ValidationError) -> RequestError:

@@ -20,16 +20,27 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from pinfactory.ledger.base import AuditEvent, AuditRecord, ChainHead, Ledger
 
 GENESIS = "0" * 64
 
 
 def canonical(value: Any) -> str:
-    """Sorted-key compact JSON: one byte string per value, whatever the dict order."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+    """Sorted-key compact JSON: one byte string per value, whatever the dict order.
+
+    orjson writes it (UTF-8, no ASCII escapes, shortest round-trip floats); values
+    orjson does not take (integers past 64 bits, non-string keys) fall back to the
+    standard library with the same settings. Verification only re-hashes the
+    stored bodies, so either writer's output verifies.
+    """
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:
+        return json.dumps(
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
 
 
 def jsonable(value: Any) -> Any:

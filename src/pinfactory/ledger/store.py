@@ -8,7 +8,9 @@ second connection on their own thread, so reports never wait behind commits.
 Appends to the chain serialise on the ``chain_head`` row: SQLite's
 ``BEGIN IMMEDIATE`` holds the database write lock, PostgreSQL takes
 ``SELECT ... FOR UPDATE`` on the row, so several processes sharing one
-ledger still build one unbroken chain.
+ledger still build one unbroken chain. Within one transaction the head is
+read once and written once (:class:`ChainTip`), however many requests a
+group commit carries.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from pinfactory.ledger.base import (
     to_nano,
 )
 from pinfactory.ledger.chain import GENESIS, seal
-from pinfactory.ledger.writer import BatchWriter, Connection, Durability
+from pinfactory.ledger.writer import BatchWriter, Connection, Durability, TransactionState
 
 T = TypeVar("T")
 
@@ -129,6 +131,47 @@ CREATE INDEX IF NOT EXISTS reviews_status ON reviews(status, created);
 """
 
 
+class ChainTip(TransactionState):
+    """The chain head as the writer's open transaction sees it.
+
+    The first append of a transaction reads (and on PostgreSQL locks) the
+    ``chain_head`` row; later appends extend the head kept here; the row is
+    updated once, just before COMMIT. A savepoint rolled back restores the
+    head it had (and a lock taken inside it is released, so it is read again).
+    """
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self.update = dialect.sql("UPDATE chain_head SET seq = ?, hash = ? WHERE id = 1")
+        self.head: ChainHead | None = None
+        self.dirty = False
+
+    def begin(self) -> None:
+        self.head, self.dirty = None, False
+
+    def mark(self) -> object:
+        return (self.head, self.dirty)
+
+    def restore(self, mark: object) -> None:
+        self.head, self.dirty = mark  # type: ignore[misc]
+
+    def read(self, cur: Any) -> ChainHead:
+        if self.head is None:
+            row = cur.execute(self.dialect.lock_head).fetchone()
+            if row is None:
+                raise LedgerError("the chain head row is missing (tampered)")
+            self.head = ChainHead(int(row[0]), str(row[1]))
+        return self.head
+
+    def advance(self, head: ChainHead) -> None:
+        self.head, self.dirty = head, True
+
+    def flush(self, cur: Any) -> None:
+        if self.dirty and self.head is not None:
+            cur.execute(self.update, (self.head.seq, self.head.hash))
+            self.dirty = False
+
+
 class SQLLedger:
     """A ledger on a SQL database; subclasses supply :meth:`_connect` and the dialect."""
 
@@ -140,6 +183,14 @@ class SQLLedger:
         self._writer: BatchWriter | None = None
         self._reader: ThreadPoolExecutor | None = None
         self._read_db: Connection | None = None
+        self._tip = ChainTip(self.dialect)
+        self._insert_audit = self.dialect.sql(
+            "INSERT INTO audit (seq, request_id, kind, body, prev_hash, hash) "
+            "VALUES (?, ?, ?, ?, ?, ?)"
+        )
+        self._insert_request = self.dialect.sql(
+            f"INSERT INTO requests ({REQUEST_COLUMNS}) VALUES ({_marks(16)})"
+        )
 
     def _connect(self) -> Connection:
         raise NotImplementedError
@@ -162,7 +213,11 @@ class SQLLedger:
             return conn
 
         writer = BatchWriter(
-            connect_writer, self.dialect.begin, self.dialect.errors, self.durability
+            connect_writer,
+            self.dialect.begin,
+            self.dialect.errors,
+            self.durability,
+            state=self._tip,
         )
         await asyncio.to_thread(writer.start)
         self._writer = writer
@@ -222,7 +277,7 @@ class SQLLedger:
             int(entry.stream),
             json.dumps(list(entry.tags)),
         )
-        insert = self.dialect.sql(f"INSERT INTO requests ({REQUEST_COLUMNS}) VALUES ({_marks(16)})")
+        insert = self._insert_request
 
         def write(cur: Any) -> None:
             cur.execute(insert, row)
@@ -237,20 +292,13 @@ class SQLLedger:
     def _seal(self, cur: Any, events: Sequence[AuditEvent]) -> None:
         if not events:
             return
-        seq, digest = cur.execute(self.dialect.lock_head).fetchone()
-        records = seal(events, ChainHead(int(seq), str(digest)))
+        records = seal(events, self._tip.read(cur))
         cur.executemany(
-            self.dialect.sql(
-                "INSERT INTO audit (seq, request_id, kind, body, prev_hash, hash) "
-                "VALUES (?, ?, ?, ?, ?, ?)"
-            ),
+            self._insert_audit,
             [(r.seq, r.request_id, r.kind, r.body, r.prev_hash, r.hash) for r in records],
         )
         last = records[-1]
-        cur.execute(
-            self.dialect.sql("UPDATE chain_head SET seq = ?, hash = ? WHERE id = 1"),
-            (last.seq, last.hash),
-        )
+        self._tip.advance(ChainHead(last.seq, last.hash))
 
     async def audit(
         self, request_id: str | None = None, after: int = 0, limit: int = 1000

@@ -7,6 +7,11 @@ the previous commit was syncing and runs them in one transaction, each under
 its own savepoint (one failing operation does not undo the others), then
 commits once: one fsync for many requests. Either way an operation's future
 resolves only after its commit returned.
+
+A :class:`TransactionState` lets operations share what they read inside one
+transaction (the ledger keeps the audit chain's head there: read once and
+written once per transaction instead of once per request); the writer tells
+it where transactions and savepoints begin, roll back and commit.
 """
 
 from __future__ import annotations
@@ -42,6 +47,35 @@ class Connection(Protocol):
 Operation = Callable[[Any], Any]
 
 
+class TransactionState(Protocol):
+    """State kept across the operations of one transaction (see the module docstring)."""
+
+    def begin(self) -> None:
+        """A transaction starts (or one was rolled back): forget everything."""
+
+    def mark(self) -> object:
+        """A savepoint: what :meth:`restore` returns to if the operation fails."""
+
+    def restore(self, mark: object) -> None: ...
+
+    def flush(self, cur: Any) -> None:
+        """Write what the transaction's operations left pending, just before COMMIT."""
+
+
+class NoState:
+    def begin(self) -> None:
+        pass
+
+    def mark(self) -> object:
+        return None
+
+    def restore(self, mark: object) -> None:
+        pass
+
+    def flush(self, cur: Any) -> None:
+        pass
+
+
 class BatchWriter:
     """Runs write operations on one thread; see the module docstring."""
 
@@ -52,6 +86,7 @@ class BatchWriter:
         database_errors: tuple[type[BaseException], ...],
         durability: Durability = "full",
         max_batch: int = 512,
+        state: TransactionState | None = None,
     ) -> None:
         self._connect = connect
         self._begin = begin
@@ -59,6 +94,7 @@ class BatchWriter:
         self._op_errors: tuple[type[BaseException], ...] = (PinfactoryError, *database_errors)
         self.durability = durability
         self._max_batch = max_batch
+        self._state: TransactionState = state or NoState()
         self._queue: queue.SimpleQueue[tuple[Operation, Future[Any]] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.commits = 0
@@ -115,11 +151,14 @@ class BatchWriter:
 
     def _commit_one(self, conn: Connection, op: Operation, future: Future[Any]) -> None:
         cur = conn.cursor()
+        self._state.begin()
         try:
             cur.execute(self._begin)
             result = op(cur)
+            self._state.flush(cur)
             cur.execute("COMMIT")
         except BaseException as exc:
+            self._state.begin()
             self._rollback(cur)
             future.set_exception(self._ledger_error(exc))
             return
@@ -129,19 +168,25 @@ class BatchWriter:
     def _commit_group(self, conn: Connection, batch: list[tuple[Operation, Future[Any]]]) -> None:
         cur = conn.cursor()
         outcomes: list[tuple[bool, Any]] = []
+        state = self._state
+        state.begin()
         try:
             cur.execute(self._begin)
             for op, _ in batch:
                 cur.execute("SAVEPOINT op")
+                mark = state.mark()
                 try:
                     outcomes.append((True, op(cur)))
                     cur.execute("RELEASE SAVEPOINT op")
                 except self._op_errors as exc:
                     cur.execute("ROLLBACK TO SAVEPOINT op")
                     cur.execute("RELEASE SAVEPOINT op")
+                    state.restore(mark)
                     outcomes.append((False, self._ledger_error(exc)))
+            state.flush(cur)
             cur.execute("COMMIT")
         except BaseException as exc:
+            state.begin()
             self._rollback(cur)
             error = self._ledger_error(exc)
             for _, future in batch:
