@@ -6,7 +6,8 @@ Every write is an *operation*, a function of a database cursor. With
 the previous commit was syncing and runs them in one transaction, each under
 its own savepoint (one failing operation does not undo the others), then
 commits once: one fsync for many requests. Either way an operation's future
-resolves only after its commit returned.
+resolves only after its commit returned; the futures of one commit are
+settled with one wake-up of their event loop, not one each.
 
 A :class:`TransactionState` lets operations share what they read inside one
 transaction (the ledger keeps the audit chain's head there: read once and
@@ -45,6 +46,8 @@ class Connection(Protocol):
 
 
 Operation = Callable[[Any], Any]
+Pending = tuple[Operation, asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
+Outcome = tuple["asyncio.Future[Any]", bool, Any]
 
 
 class TransactionState(Protocol):
@@ -95,7 +98,7 @@ class BatchWriter:
         self.durability = durability
         self._max_batch = max_batch
         self._state: TransactionState = state or NoState()
-        self._queue: queue.SimpleQueue[tuple[Operation, Future[Any]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Pending | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.commits = 0
 
@@ -116,9 +119,10 @@ class BatchWriter:
     async def submit(self, op: Callable[[Any], T]) -> T:
         if self._thread is None:
             raise LedgerError("ledger is not open")
-        future: Future[T] = Future()
-        self._queue.put((op, future))
-        return await asyncio.wrap_future(future)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put((op, loop, future))
+        return await future
 
     def _run(self, ready: Future[None]) -> None:
         try:
@@ -143,13 +147,14 @@ class BatchWriter:
                         batch.append(more)
                     self._commit_group(conn, batch)
                 else:
-                    self._commit_one(conn, *item)
+                    self._commit_one(conn, item)
                 if stopping:
                     break
         finally:
             conn.close()
 
-    def _commit_one(self, conn: Connection, op: Operation, future: Future[Any]) -> None:
+    def _commit_one(self, conn: Connection, item: Pending) -> None:
+        op, loop, future = item
         cur = conn.cursor()
         self._state.begin()
         try:
@@ -160,19 +165,19 @@ class BatchWriter:
         except BaseException as exc:
             self._state.begin()
             self._rollback(cur)
-            future.set_exception(self._ledger_error(exc))
+            _settle(loop, [(future, False, self._ledger_error(exc))])
             return
         self.commits += 1
-        future.set_result(result)
+        _settle(loop, [(future, True, result)])
 
-    def _commit_group(self, conn: Connection, batch: list[tuple[Operation, Future[Any]]]) -> None:
+    def _commit_group(self, conn: Connection, batch: list[Pending]) -> None:
         cur = conn.cursor()
         outcomes: list[tuple[bool, Any]] = []
         state = self._state
         state.begin()
         try:
             cur.execute(self._begin)
-            for op, _ in batch:
+            for op, _, _ in batch:
                 cur.execute("SAVEPOINT op")
                 mark = state.mark()
                 try:
@@ -189,15 +194,14 @@ class BatchWriter:
             state.begin()
             self._rollback(cur)
             error = self._ledger_error(exc)
-            for _, future in batch:
-                future.set_exception(error)
-            return
-        self.commits += 1
-        for (ok, value), (_, future) in zip(outcomes, batch, strict=True):
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
+            outcomes = [(False, error)] * len(batch)
+        else:
+            self.commits += 1
+        by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
+        for (ok, value), (_, loop, future) in zip(outcomes, batch, strict=True):
+            by_loop.setdefault(loop, []).append((future, ok, value))
+        for loop, settled in by_loop.items():
+            _settle(loop, settled)
 
     def _rollback(self, cur: Any) -> None:
         with contextlib.suppress(*self._errors):
@@ -209,3 +213,19 @@ class BatchWriter:
         if isinstance(exc, self._errors):
             return LedgerError(f"ledger write failed: {exc}")
         return exc
+
+
+def _settle(loop: asyncio.AbstractEventLoop, outcomes: list[Outcome]) -> None:
+    """Hand committed outcomes to their event loop: one thread-safe call per commit."""
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+        loop.call_soon_threadsafe(_resolve, outcomes)
+
+
+def _resolve(outcomes: list[Outcome]) -> None:
+    for future, ok, value in outcomes:
+        if future.done():  # the caller was cancelled; the write stands
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
