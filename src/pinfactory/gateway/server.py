@@ -34,6 +34,7 @@ def config(app: Any, host: str, port: int, **options: Any) -> uvicorn.Config:
         port=port,
         log_level=options.pop("log_level", "warning"),
         access_log=False,
+        proxy_headers=False,  # nothing reads the client address; saves work per request
         loop="uvloop",
         http="httptools",
         **options,

@@ -14,11 +14,11 @@ read (so a long stream that keeps talking is fine), connecting gets at most 5 s.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from pinfactory.errors import MemberError, MemberTimeout
@@ -88,7 +88,7 @@ def parse_sse_line(line: str) -> Mapping[str, Any] | None:
     data = line[5:].strip()
     if not data or data == "[DONE]":
         return None
-    chunk = json.loads(data)
+    chunk = orjson.loads(data)
     if not isinstance(chunk, Mapping):
         raise ValueError("stream chunk is not a JSON object")
     return chunk
@@ -138,7 +138,7 @@ class OpenAIHTTPMember(Member):
         return self._session
 
     async def complete(self, request: Request) -> Completion:
-        body = json.dumps(self._payload(request, stream=False)).encode()
+        body = orjson.dumps(self._payload(request, stream=False))
         try:
             async with self.session.post(self._url, data=body) as response:
                 raw = await response.read()
@@ -149,13 +149,13 @@ class OpenAIHTTPMember(Member):
             raise MemberError(self.name, f"cannot reach upstream: {type(exc).__name__}") from exc
         self._check_status(status, raw)
         try:
-            text, usage, model, finish = parse_completion(json.loads(raw))
+            text, usage, model, finish = parse_completion(orjson.loads(raw))
         except ValueError as exc:  # includes JSONDecodeError and UnicodeDecodeError
             raise MemberError(self.name, f"upstream sent garbage: {exc}") from exc
         return self._completion(request, text, usage, model, finish)
 
     async def stream(self, request: Request) -> AsyncIterator[str | Completion]:
-        body = json.dumps(self._payload(request, stream=True)).encode()
+        body = orjson.dumps(self._payload(request, stream=True))
         parts: list[str] = []
         usage, model, finish = Usage(), "", "stop"
         try:
