@@ -90,12 +90,12 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 120.
 
 
 @contextmanager
-def process(args: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[None]:
+def process(args: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[int]:
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
             wait_ready(port, proc)
-            yield
+            yield proc.pid
         except BaseException:
             log.seek(0)
             sys.stderr.write(log.read().decode(errors="replace")[-3000:])
@@ -377,14 +377,50 @@ def load_generator(args: argparse.Namespace) -> str:
     return "wrk" if shutil.which("wrk") and not args.asyncio_client else "asyncio"
 
 
-def measure(target: Target, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) of a process and all its descendants; None without /proc."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    try:
+        stats = list(Path("/proc").glob("[0-9]*/stat"))
+    except OSError:
+        return None
+    for stat in stats:
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+        times[int(stat.parent.name)] = (int(fields[11]) + int(fields[12])) / tick
+    if pid not in times:
+        return None
+    family, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, ppid in parents.items():
+            if ppid == parent and child not in family:
+                family.add(child)
+                frontier.append(child)
+    return sum(times[p] for p in family)
+
+
+def measure(
+    target: Target, args: argparse.Namespace, folder: Path, pid: int | None = None
+) -> dict[str, Any]:
+    """Latency with one client, then throughput; with ``pid``, the server's CPU per request."""
     print(f"  latency: {args.requests} sequential requests, one connection", flush=True)
     result: dict[str, Any] = {"latency": latency(target, args.requests, args.warmup)}
     print(f"  throughput: {args.concurrency} connections for {args.seconds:g}s", flush=True)
+    before = cpu_seconds(pid) if pid is not None else None
     if load_generator(args) == "wrk":
-        result["throughput"] = throughput_wrk(target, args.concurrency, args.seconds, folder)
+        tput = throughput_wrk(target, args.concurrency, args.seconds, folder)
     else:
-        result["throughput"] = throughput_asyncio(target, args.concurrency, args.seconds)
+        tput = throughput_asyncio(target, args.concurrency, args.seconds)
+    after = cpu_seconds(pid) if pid is not None else None
+    if before is not None and after is not None and tput["requests"]:
+        tput["server_cpu_ms_per_request"] = round((after - before) * 1000 / tput["requests"], 4)
+    result["throughput"] = tput
     return result
 
 
@@ -401,9 +437,9 @@ def gateway(config: Config, up_port: int, folder: Path, args: argparse.Namespace
     team = team_file(folder / f"{config.workers}-{config.durability}", up_port, config.durability)
     serve = [sys.executable, "-m", "pinfactory", "serve", "--team", str(team)]
     serve += ["--port", str(port), "--workers", str(config.workers)]
-    with process(serve, port, python_env()):
+    with process(serve, port, python_env()) as pid:
         print(f"{config.label} (ledger durability {config.durability}):")
-        return measure(Target("pinfactory", port, "auto"), args, folder)
+        return measure(Target("pinfactory", port, "auto"), args, folder, pid)
 
 
 def litellm(workers: int, up_port: int, folder: Path, args: argparse.Namespace) -> Any:
@@ -411,9 +447,9 @@ def litellm(workers: int, up_port: int, folder: Path, args: argparse.Namespace) 
     cmd = [args.with_litellm, "--config", str(litellm_config(folder, up_port))]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--num_workers", str(workers)]
     env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR")
-    with process(cmd, port, env):
+    with process(cmd, port, env) as pid:
         print(f"litellm proxy {workers}w:")
-        return measure(Target("litellm", port, "instant"), args, folder)
+        return measure(Target("litellm", port, "instant"), args, folder, pid)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -421,10 +457,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     configs = parse_configs(args.configs)
     up_port = free_port()
     rows: list[dict[str, Any]] = []
-    with process(upstream_args(up_port), up_port, python_env()):
+    with process(upstream_args(up_port), up_port, python_env()) as pid:
         print(f"load generator: {load_generator(args)}")
         print("instant upstream, direct:")
-        direct = measure(Target("upstream", up_port, "instant"), args, folder)
+        direct = measure(Target("upstream", up_port, "instant"), args, folder, pid)
         rows.append({"target": "upstream", "workers": 1, "durability": None, **direct})
         theirs: dict[int, dict[str, Any]] = {}
         if args.with_litellm:
@@ -440,6 +476,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if config.workers in theirs:
                 rps = theirs[config.workers]["throughput"]["requests_per_s"]
                 row["ratio_vs_litellm"] = round(ours["throughput"]["requests_per_s"] / rps, 1)
+                cpu = theirs[config.workers]["throughput"].get("server_cpu_ms_per_request")
+                mine = ours["throughput"].get("server_cpu_ms_per_request")
+                if cpu and mine:
+                    row["cpu_ratio_vs_litellm"] = round(cpu / mine, 1)
             rows.append(row)
     shutil.rmtree(folder, ignore_errors=True)
     for row in rows:
@@ -473,16 +513,24 @@ def show(report: dict[str, Any]) -> None:
         f"{settings['seconds']:g}s; instant upstream on loopback"
     )
     header = f"{'target':<12}{'workers':>8}{'ledger':>8}{'added p50':>11}{'added p99':>11}"
-    print(header + f"{'req/s':>10}{'non-2xx':>9}{'x litellm':>11}")
+    print(header + f"{'req/s':>10}{'errors':>8}{'x litellm':>11}{'cpu/req':>11}{'x litellm':>11}")
     for row in report["rows"]:
         tput = row["throughput"]
-        ratio = row.get("ratio_vs_litellm")
+        ratio, cpu_ratio = row.get("ratio_vs_litellm"), row.get("cpu_ratio_vs_litellm")
+        cpu = tput.get("server_cpu_ms_per_request")
         print(
             f"{row['target']:<12}{row['workers']:>8}{row['durability'] or '-':>8}"
             f"{row['added']['p50_ms']:>8.3f} ms{row['added']['p99_ms']:>8.3f} ms"
-            f"{tput['requests_per_s']:>10.1f}{tput['non_2xx'] + tput['socket_errors']:>9}"
+            f"{tput['requests_per_s']:>10.1f}{tput['non_2xx'] + tput['socket_errors']:>8}"
             f"{f'{ratio:.1f}x' if ratio is not None else '-':>11}"
+            f"{f'{cpu:.3f} ms' if cpu is not None else '-':>11}"
+            f"{f'{cpu_ratio:.1f}x' if cpu_ratio is not None else '-':>11}"
         )
+    print(
+        "req/s x litellm: throughput over LiteLLM's with the same workers; cpu/req: server "
+        "CPU time (all its processes) per request during the throughput run; x litellm: "
+        "LiteLLM's cpu/req over ours (the throughput ratio on cores of their own)."
+    )
 
 
 def main() -> None:

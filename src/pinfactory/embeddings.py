@@ -85,7 +85,27 @@ class StaticEncoder:
     def encode(self, texts: Sequence[str]) -> Vectors:
         if not texts:
             return np.zeros((0, self.pca_dims), dtype=np.float32)
-        return _normalise(self._load().encode(list(texts)))
+        model = self._load()
+        if len(texts) == 1 and model.token_mapping is None and model.weights is None:
+            return self._encode_one(model, texts[0])
+        return _normalise(model.encode(list(texts)))
+
+    def _encode_one(self, model: Any, text: str) -> Vectors:
+        """One text (a routing query): what ``model.encode`` computes (the same character
+        cut, the tokenizer truncating at ``max_length`` as it is between calls, the mean
+        of the token vectors) without its batching and dispatch, in a third of the time."""
+        if model.max_length is not None:
+            text = text[: model.max_length * model.median_token_length]
+        ids = model.tokenize([text])[0]
+        if not ids:
+            return np.zeros((1, model.dim), dtype=np.float32)
+        mean = model.embedding[ids].mean(axis=0, keepdims=True)
+        if model.normalize:  # as model2vec does it: in float32, back to the model's dtype
+            out32 = mean.astype(np.float32)
+            mean = (out32 / (np.linalg.norm(out32, axis=1, keepdims=True) + 1e-32)).astype(
+                mean.dtype
+            )
+        return _normalise(mean)
 
 
 class MiniLMEncoder:

@@ -145,7 +145,10 @@ class BatchWriter:
                             stopping = True
                             break
                         batch.append(more)
-                    self._commit_group(conn, batch)
+                    if len(batch) == 1:  # alone: no savepoint needed, exactly `full`
+                        self._commit_one(conn, item)
+                    else:
+                        self._commit_group(conn, batch)
                 else:
                     self._commit_one(conn, item)
                 if stopping:

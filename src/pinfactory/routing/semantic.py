@@ -86,6 +86,10 @@ class SemanticRouter:
         self.members = members or {}
         self._extra: list[tuple[str, int]] = []  # (utterance, route index) learned from data
         self._index: tuple[Vectors, npt.NDArray[np.int64]] | None = None
+        self._grid: tuple[object, tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]] | None] | None
+        self._grid = None  # (the index it was built for, the padded layout)
+        self._resolved: list[str | None] = []
+        self._targets_for: MemberTable | None = None
 
     @property
     def route_names(self) -> list[str]:
@@ -154,6 +158,13 @@ class SemanticRouter:
 
     def scores_for(self, queries: Vectors) -> npt.NDArray[np.float64]:
         vectors, owner = self._examples()
+        layout = self._layout()
+        if layout is not None:  # every route has k examples: one gather, one partition
+            sims = queries @ vectors.T
+            grid = np.where(layout[1], sims[:, layout[0]], -np.inf)  # (n, routes, widest)
+            top = -np.partition(-grid, self.k - 1, axis=2)[:, :, : self.k]
+            scores: npt.NDArray[np.float64] = top.mean(axis=2).astype(np.float64)
+            return scores
         sims = queries @ vectors.T
         out = np.empty((len(queries), len(self.routes)))
         for r in range(len(self.routes)):
@@ -166,6 +177,26 @@ class SemanticRouter:
                 k = min(self.k, mine.shape[1])
                 out[:, r] = -np.partition(-mine, k - 1, axis=1)[:, :k].mean(axis=1)
         return out
+
+    def _layout(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]] | None:
+        """For ``nearest`` scoring: each route's example columns as one row of a padded
+        (routes, widest) grid and where it is real; None when a route has fewer than k."""
+        index = self._examples()
+        if self._grid is not None and self._grid[0] is index:
+            return self._grid[1]
+        owner = index[1]
+        counts = np.bincount(owner, minlength=len(self.routes))
+        layout = None
+        if self.scoring == "nearest" and len(owner) and counts.min() >= self.k:
+            columns = np.zeros((len(self.routes), int(counts.max())), dtype=np.int64)
+            real = np.zeros(columns.shape, dtype=np.bool_)
+            for r in range(len(self.routes)):
+                mine = np.flatnonzero(owner == r)
+                columns[r, : len(mine)] = mine
+                real[r, : len(mine)] = True
+            layout = (columns, real)
+        self._grid = (index, layout)
+        return layout
 
     def predict(self, texts: Sequence[str]) -> npt.NDArray[np.int64]:
         """Each text's route index, or -1 where the router abstains."""
@@ -185,17 +216,21 @@ class SemanticRouter:
         scores = self.route_scores([r.text for r in requests])
         return [self._decision(row) for row in scores]
 
-    def _decision(self, row: npt.NDArray[np.float64]) -> Decision:
-        order = np.argsort(row)[::-1]
+    def _decision(self, scores: npt.NDArray[np.float64]) -> Decision:
+        # Python floats: a handful of routes is faster without numpy scalars; the order is
+        # argsort's reversed (ties: the later route first)
+        row = scores.tolist()
+        order = sorted(range(len(row)), key=lambda i: (row[i], i), reverse=True)
+        targets = self._targets()
         nearest = ", ".join(f"{self.routes[i].name} {row[i]:.2f}" for i in order[:3])
         member_scores: dict[str, float] = {}
         for i in order:
-            target = self._resolve(self.routes[i].member)
+            target = targets[i]
             if target is not None and target not in member_scores:
-                member_scores[target] = round(float(row[i]), 4)
+                member_scores[target] = round(row[i], 4)
         for i in order:
             route = self.routes[i]
-            target = self._resolve(route.member)
+            target = targets[i]
             limit = self._threshold(int(i))
             if target is None:  # its member is not enabled: the next route may place it
                 continue
@@ -227,6 +262,13 @@ class SemanticRouter:
             tier=self._tier(self.fallback),
             fallback=True,
         )
+
+    def _targets(self) -> list[str | None]:
+        """Each route's member as :meth:`_resolve` gives it, kept while the table is the same."""
+        if self._targets_for is not self.members or len(self._resolved) != len(self.routes):
+            self._resolved = [self._resolve(route.member) for route in self.routes]
+            self._targets_for = self.members
+        return self._resolved
 
     def _resolve(self, target: str) -> str | None:
         """The member a route sends to now, or None when it is not enabled."""
