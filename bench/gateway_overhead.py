@@ -19,7 +19,7 @@ figures taken on the same machine under the same load.
 Prints a table and writes ``bench/results/gateway_overhead.json``.
 
     python bench/gateway_overhead.py [--configs 1:full,1:group,2:full,2:group]
-        [--with-litellm /tmp/litellm-venv/bin/litellm]
+        [--with-litellm /tmp/litellm-venv/bin/litellm] [--baseline OTHER_CHECKOUT/src]
 """
 
 from __future__ import annotations
@@ -109,9 +109,9 @@ def process(args: list[str], port: int, env: dict[str, str] | None = None) -> It
                 proc.wait()
 
 
-def python_env() -> dict[str, str]:
+def python_env(src: Path = ROOT / "src") -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(src) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
 
@@ -377,6 +377,25 @@ def load_generator(args: argparse.Namespace) -> str:
     return "wrk" if shutil.which("wrk") and not args.asyncio_client else "asyncio"
 
 
+def fsync_ms(folder: Path, count: int = 200) -> float:
+    """p50 of append-4KiB-then-fsync in ``folder``: what each ledger commit waits for.
+
+    With one client every request waits for one commit, so the added p50 includes it;
+    on a shared machine it moves with the neighbours' disk traffic.
+    """
+    samples = []
+    path = folder / "fsync-probe"
+    with path.open("ab") as probe:
+        for _ in range(count):
+            probe.write(b"x" * 4096)
+            t0 = time.perf_counter_ns()
+            probe.flush()
+            os.fsync(probe.fileno())
+            samples.append((time.perf_counter_ns() - t0) / 1e6)
+    path.unlink()
+    return round(percentile(sorted(samples), 50), 4)
+
+
 def cpu_seconds(pid: int) -> float | None:
     """CPU time (user + system) of a process and all its descendants; None without /proc."""
     parents: dict[int, int] = {}
@@ -432,14 +451,22 @@ def added(gateway: dict[str, Any], direct: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def gateway(config: Config, up_port: int, folder: Path, args: argparse.Namespace) -> Any:
+def gateway(
+    config: Config, up_port: int, folder: Path, args: argparse.Namespace, src: Path | None = None
+) -> Any:
+    """Serve ``config`` from this checkout's code, or from ``src`` (a baseline's src/)."""
     port = free_port()
-    team = team_file(folder / f"{config.workers}-{config.durability}", up_port, config.durability)
+    place = folder / f"{config.workers}-{config.durability}-{'baseline' if src else 'now'}"
+    place.mkdir()
+    team = team_file(place, up_port, config.durability)
     serve = [sys.executable, "-m", "pinfactory", "serve", "--team", str(team)]
     serve += ["--port", str(port), "--workers", str(config.workers)]
-    with process(serve, port, python_env()) as pid:
-        print(f"{config.label} (ledger durability {config.durability}):")
-        return measure(Target("pinfactory", port, "auto"), args, folder, pid)
+    with process(serve, port, python_env(src or ROOT / "src")) as pid:
+        print(f"{config.label}{' (baseline)' if src else ''}:")
+        fsync = fsync_ms(team.parent)
+        result = measure(Target("pinfactory", port, "auto"), args, folder, pid)
+        result["fsync_p50_ms"] = fsync
+        return result
 
 
 def litellm(workers: int, up_port: int, folder: Path, args: argparse.Namespace) -> Any:
@@ -469,7 +496,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 rows.append({"target": "litellm", "workers": workers, "durability": None})
                 rows[-1].update(theirs[workers])
         for config in configs:
-            (folder / f"{config.workers}-{config.durability}").mkdir()
+            if args.baseline:  # just before the same configuration of this checkout
+                base = gateway(config, up_port, folder, args, args.baseline.resolve())
+                rows.append({"target": "baseline", "workers": config.workers, **base})
+                rows[-1]["durability"] = config.durability
             ours = gateway(config, up_port, folder, args)
             row = {"target": "pinfactory", "workers": config.workers}
             row.update(durability=config.durability, **ours)
@@ -498,6 +528,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "requests": args.requests,
             "concurrency": args.concurrency,
             "seconds": args.seconds,
+            "baseline": str(args.baseline) if args.baseline else None,
         },
         "command": "python " + " ".join(sys.argv),
         "rows": rows,
@@ -513,11 +544,15 @@ def show(report: dict[str, Any]) -> None:
         f"{settings['seconds']:g}s; instant upstream on loopback"
     )
     header = f"{'target':<12}{'workers':>8}{'ledger':>8}{'added p50':>11}{'added p99':>11}"
-    print(header + f"{'req/s':>10}{'errors':>8}{'x litellm':>11}{'cpu/req':>11}{'x litellm':>11}")
+    print(
+        header
+        + f"{'req/s':>10}{'errors':>8}{'x litellm':>11}{'cpu/req':>11}{'x litellm':>11}"
+        + f"{'fsync p50':>11}"
+    )
     for row in report["rows"]:
         tput = row["throughput"]
         ratio, cpu_ratio = row.get("ratio_vs_litellm"), row.get("cpu_ratio_vs_litellm")
-        cpu = tput.get("server_cpu_ms_per_request")
+        cpu, fsync = tput.get("server_cpu_ms_per_request"), row.get("fsync_p50_ms")
         print(
             f"{row['target']:<12}{row['workers']:>8}{row['durability'] or '-':>8}"
             f"{row['added']['p50_ms']:>8.3f} ms{row['added']['p99_ms']:>8.3f} ms"
@@ -525,11 +560,14 @@ def show(report: dict[str, Any]) -> None:
             f"{f'{ratio:.1f}x' if ratio is not None else '-':>11}"
             f"{f'{cpu:.3f} ms' if cpu is not None else '-':>11}"
             f"{f'{cpu_ratio:.1f}x' if cpu_ratio is not None else '-':>11}"
+            f"{f'{fsync:.3f} ms' if fsync is not None else '-':>11}"
         )
     print(
         "req/s x litellm: throughput over LiteLLM's with the same workers; cpu/req: server "
         "CPU time (all its processes) per request during the throughput run; x litellm: "
-        "LiteLLM's cpu/req over ours (the throughput ratio on cores of their own)."
+        "LiteLLM's cpu/req over ours (the throughput ratio on cores of their own); fsync "
+        "p50: one 4 KiB append + fsync in the ledger's folder just before (each commit "
+        "waits for one; one client waits for one commit per request)."
     )
 
 
@@ -546,6 +584,12 @@ def main() -> None:
     )
     parser.add_argument("--with-litellm", metavar="PATH", help="LiteLLM's `litellm` script")
     parser.add_argument("--asyncio-client", action="store_true", help="do not use wrk")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="SRC",
+        help="also serve each configuration from another checkout's src/ (before/after)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "gateway_overhead.json")
     args = parser.parse_args()
     report = run(args)
