@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from pinfactory.cli import costs, runtime, team
+from pinfactory.cli import lab as lab_cli  # the routing lab: `lab run`, `simulate`
 
 app = typer.Typer(
     name="pinfactory",
@@ -16,6 +17,7 @@ app = typer.Typer(
 runtime.register(app)
 costs.register(app)
 app.add_typer(team.app, name="team")
+lab_cli.register(app)
 
 
 def main() -> None:
