@@ -166,7 +166,8 @@ def _plot_curves(
             vertices[:, 0],
             vertices[:, 1],
             color=line.get_color(),
-            label=f"{cell.router.name} (AIQ {result['row']['aiq']:.3f})",
+            label=cell.router.name
+            + (f" (AIQ {result['row']['aiq']:.3f})" if result["row"]["aiq"] is not None else ""),
         )
     axes.set_xscale("log")
     axes.set_xlabel("mean cost per query (USD, log)")
