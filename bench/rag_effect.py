@@ -373,7 +373,7 @@ def main() -> None:
     columns = ("setting", "shown", "hallucinated", "unsupp. vs passages", "unsupp. vs ref.",
                "wrong shown", "accuracy", "p50 ms", "p95 ms")  # fmt: skip
     for column in columns:
-        table.add_column(column, justify="left" if column == "setting" else "right")
+        table.add_column(column, justify="left" if column == "setting" else "right", no_wrap=True)
     for name, row in summary["settings"].items():
         table.add_row(
             name,

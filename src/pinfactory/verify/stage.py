@@ -81,6 +81,7 @@ class VerifyStage:
         extra: dict[str, Any] = {}
         assessed = self.assess(request, completion)
         events, findings = await self._second_opinions(answer, members, call, extra)
+        findings += self._screen_passages(answer, extra)
         if findings:
             if assessed is None:  # no evidence: the samples' agreement is the verdict
                 assessed = (
@@ -108,6 +109,28 @@ class VerifyStage:
             extra["sources"] = [{"n": i + 1, "title": p.title} for i, p in enumerate(passages)]
         answer.extra.update(extra)
         return answer
+
+    def _screen_passages(self, answer: Answer, extra: dict[str, Any]) -> tuple[Finding, ...]:
+        """Flag and fence the stored passages a retrieval answer cites that carry instructions."""
+        passages: tuple[Document, ...] = getattr(answer.completion, "passages", ())
+        if not passages or not self.spec.guards_for(answer.request.unit).screen_injection:
+            return ()
+        screening = screen_documents(passages)
+        if not screening.flagged:
+            return ()
+        answer.completion = replace(answer.completion, passages=screening.documents)  # type: ignore[call-arg]
+        extra["injection"] = [
+            {"n": index + 1, "title": passages[index].title, "instruction": text}
+            for index, text in screening.flagged
+        ]
+        return tuple(
+            Finding(
+                "injection",
+                f"passage [{index + 1}] contains an instruction; it was quoted, not obeyed",
+                passage=passages[index].text,
+            )
+            for index, _ in screening.flagged
+        )
 
     async def _second_opinions(
         self, answer: Answer, members: Mapping[str, Member], call: Call, extra: dict[str, Any]
