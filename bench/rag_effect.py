@@ -51,7 +51,7 @@ from pinfactory.members.retrieval import (
     demo_documents,
 )
 from pinfactory.pipeline import Answer
-from pinfactory.request import Document, Message, Request
+from pinfactory.request import Document, Request
 from pinfactory.routing import Decision
 from pinfactory.verify.claims import NEGATIONS, normalise_number
 from pinfactory.verify.grounding import GroundingChecker
@@ -63,10 +63,6 @@ QUESTIONS = ROOT / "bench" / "data" / "rag_questions.jsonl"
 TOP_K = 3
 SETTINGS = ("alone", "rag", "rag+verify", "rag+verify->docs", "retrieval")
 BAD = ("unsupported", "contradicted")
-INSTRUCTION = (
-    "Answer from the documents above only. If they do not say, answer: "
-    "That is not in the documents."
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,18 +112,6 @@ def load_questions(path: Path = QUESTIONS) -> list[Question]:
             )
         )
     return questions
-
-
-def rag_request(question: str, passages: Sequence[Document]) -> Request:
-    """The question with the passages laid out before it, as a base model reads best."""
-    context = "\n".join(f"[{i + 1}] {p.text}" for i, p in enumerate(passages))
-    return Request(
-        messages=(
-            Message("system", f"Documents:\n{context}\n\n{INSTRUCTION}"),
-            Message("user", question),
-        ),
-        documents=tuple(passages),
-    )
 
 
 def abstains(text: str) -> bool:
@@ -229,7 +213,7 @@ class Bench:
 
         started = time.perf_counter()
         passages = [Document(h.text, h.title) for h in self.store.search(q, TOP_K)]
-        request = rag_request(q, passages)
+        request = Request.from_text(q, documents=tuple(passages))  # the member lays them out
         rag = await self.local.complete(request)
         rag_ms = (time.perf_counter() - started) * 1000
         outcomes.append(self._outcome(question, "rag", rag.text, started))

@@ -210,7 +210,18 @@ def parse_team(text: str, source: str, environ: Mapping[str, str]) -> Team:
     team = Team(spec, source, environ)
     _check_members(team, node)
     _check_routing(team, node)
+    _check_verification(team, node)
     return team
+
+
+def _check_verification(team: Team, node: yaml.Node | None) -> None:
+    if team.spec.verification is None:
+        return
+    declared = {m.name: m.tier for m in team.spec.members}
+    problems = team.spec.verification.problems(declared)
+    if problems:
+        lines = [_at(team.source, node, ("verification", *loc), p) for loc, p in problems]
+        raise TeamFileError("\n".join(lines))
 
 
 def _check_members(team: Team, node: yaml.Node | None) -> None:

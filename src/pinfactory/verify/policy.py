@@ -51,6 +51,37 @@ class VerificationSpec(BaseModel):
     guards: GuardSpec = GuardSpec()
     units: dict[str, dict[str, Any]] = {}
 
+    def problems(self, members: dict[str, str]) -> list[tuple[tuple[str | int, ...], str]]:
+        """What in this block names no member of the team (``members``: name -> tier).
+
+        Checked when the team file loads, so a typo fails at start-up, not mid-request.
+        """
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        tiers = set(members.values())
+        allowed = ", ".join(sorted(members))
+
+        def check(loc: tuple[str | int, ...], target: str | None) -> None:
+            if target is None:
+                return
+            if target.startswith("tier:"):
+                if target.removeprefix("tier:") not in tiers:
+                    found.append((loc, f"no member is in tier '{target.removeprefix('tier:')}'"))
+            elif target not in members:
+                found.append((loc, f"unknown member '{target}'; members: {allowed}"))
+
+        check(("escalate_to",), self.escalate_to)
+        check(("cross_check",), self.cross_check)
+        for index, name in enumerate(
+            self.self_consistency.members if self.self_consistency else []
+        ):
+            check(("self_consistency", "members", index), name)
+        for unit, override in self.units.items():
+            try:
+                GuardSpec.model_validate({**self.guards.model_dump(), **override})
+            except ValueError as exc:
+                found.append((("units", unit), f"invalid guard override: {exc}"))
+        return found
+
     def guards_for(self, unit: str) -> GuardSpec:
         """The unit's guards: the team's, with the unit's overrides on top."""
         override = self.units.get(unit)
