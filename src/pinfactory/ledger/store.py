@@ -127,7 +127,10 @@ class SQLBatch:
     def commit(self) -> None:
         with self._pipeline():
             for sql, rows in self._inserts.items():
-                self._cur.executemany(sql, rows)
+                if self._dialect.pipelined and len(rows) > 1:
+                    self._insert_rows(sql, rows)
+                else:
+                    self._cur.executemany(sql, rows)
             if self.head != self._opened:
                 self.execute(
                     "UPDATE chain_head SET seq = ?, hash = ? WHERE id = 1",
@@ -137,6 +140,15 @@ class SQLBatch:
 
     def rollback(self) -> None:
         self._cur.execute("ROLLBACK")
+
+    def _insert_rows(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """One multi-row ``INSERT ... VALUES (...), (...)`` per chunk of rows."""
+        head, _, marks = sql.rpartition(" VALUES ")
+        per_chunk = max(1, 8192 // len(rows[0]))
+        for start in range(0, len(rows), per_chunk):
+            chunk = rows[start : start + per_chunk]
+            values = ", ".join([marks] * len(chunk))
+            self._cur.execute(f"{head} VALUES {values}", [v for row in chunk for v in row])
 
 
 def schema(serial: str, real: str, big: str) -> str:

@@ -18,6 +18,7 @@ future resolves only after its commit returned.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 from collections.abc import Callable
@@ -142,10 +143,8 @@ class BatchWriter:
         return True
 
     def _rollback(self, tx: Batch) -> None:
-        try:
+        with contextlib.suppress(*self._errors):
             tx.rollback()
-        except self._errors:
-            pass
 
     def _ledger_error(self, exc: BaseException) -> BaseException:
         if isinstance(exc, PinfactoryError):
