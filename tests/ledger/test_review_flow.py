@@ -146,3 +146,33 @@ def test_a_held_answer_is_decided_by_a_reviewer_and_polled_by_its_unit(
     verified = runner.invoke(app, ["audit", "verify", "--team", str(team)])
     assert verified.exit_code == 0, verified.output
     assert "entries checked" in verified.output
+
+
+def test_a_stream_is_not_held_for_review_and_the_ledger_says_so(
+    gateway: tuple[str, Path],
+) -> None:
+    """A stream's text reaches the client as the member writes it: nothing can be held."""
+    url, team = gateway
+    client = OpenAI(base_url=url + "/v1", api_key=SALES, max_retries=0)
+    with (
+        client,
+        client.chat.completions.with_streaming_response.create(
+            model="calc",
+            messages=[{"role": "user", "content": "12 times 7"}],
+            stream=True,
+            extra_body={"documents": PUZZLE},
+        ) as raw,
+    ):
+        request_id = raw.headers["x-request-id"]
+        chunks = list(raw.parse())
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "12 * 7 = 84"  # the same answer a plain request would have had held
+
+    queued = httpx.get(
+        f"{url}/admin/reviews?status=all", headers={"authorization": f"Bearer {ADMIN}"}, timeout=30
+    ).json()
+    assert [r for r in queued["data"] if r["request_id"] == request_id] == []
+    story = runner.invoke(app, ["audit", "explain", request_id, "--team", str(team)])
+    assert story.exit_code == 0, story.output
+    assert "stream=True" in story.output and "final: member calc" in story.output
+    assert "review." not in story.output and "verdict" not in story.output
