@@ -32,15 +32,22 @@ if TYPE_CHECKING:
 POLL_S = 0.2
 
 
-def review_escalation(extra: Mapping[str, Any]) -> tuple[str, Any] | None:
-    """(reason, evidence) when the answer was escalated to a person, else None."""
+def review_escalation(extra: Mapping[str, Any]) -> tuple[str, Any, str | None] | None:
+    """(reason, evidence, withheld answer) when escalated to a person, else None.
+
+    The verify stage replaces the client's text with a notice and keeps the
+    member's own answer in the escalation's ``answer``: that is what the
+    reviewer judges and what an approval releases.
+    """
     escalation = extra.get("escalation")
     if escalation is None:
         return None
     data = jsonable(escalation)
     if not isinstance(data, dict) or data.get("kind") != "review":
         return None
-    return str(data.get("reason") or "escalated for review"), data.get("evidence")
+    withheld = data.get("answer")
+    reason = str(data.get("reason") or "escalated for review")
+    return reason, data.get("evidence"), withheld if isinstance(withheld, str) else None
 
 
 def new_review_id() -> str:
@@ -92,7 +99,7 @@ class ReviewQueue:
         escalation = review_escalation(answer.extra)
         if escalation is None:
             return answer
-        reason, evidence = escalation
+        reason, evidence, withheld = escalation
         request = answer.request
         review = await self.submit(
             request_id=request.request_id,
@@ -100,7 +107,7 @@ class ReviewQueue:
             user=request.user,
             prompt=request.text,
             member=answer.decision.member,
-            answer=answer.completion.text,
+            answer=answer.completion.text if withheld is None else withheld,
             reason=reason,
             evidence=evidence,
             verdict=answer.extra.get("verdict"),

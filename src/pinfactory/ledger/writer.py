@@ -1,12 +1,18 @@
 """The ledger's single writer: one thread, one connection, commits acknowledged after fsync.
 
-Every write is an *operation*, a function of a database cursor. With
-``durability: full`` each operation is its own transaction. With
-``durability: group`` the writer takes every operation that queued up while
-the previous commit was syncing and runs them in one transaction, each under
-its own savepoint (one failing operation does not undo the others), then
-commits once: one fsync for many requests. Either way an operation's future
-resolves only after its commit returned.
+Every write is an *operation*, a function of a :class:`Batch` (one open
+transaction). With ``durability: full`` each operation gets its own
+transaction. With ``durability: group`` the writer takes every operation that
+queued up while the previous commit was syncing and runs them all in one
+transaction: one fsync for many requests. The batch reads the chain head once,
+buffers the operations' inserts and writes them together at commit
+(``executemany``, in a PostgreSQL pipeline), so a batch costs a few round
+trips, not a few per operation.
+
+If anything in a group batch fails, the whole transaction rolls back and its
+operations run again one by one, each in its own transaction: a bad operation
+gets its own error and the others still commit. Either way an operation's
+future resolves only after its commit returned.
 """
 
 from __future__ import annotations
@@ -25,21 +31,22 @@ T = TypeVar("T")
 Durability = Literal["full", "group"]
 
 
-class Cursor(Protocol):
-    def execute(self, sql: str, params: Any = ..., /) -> Any: ...
-
-    def fetchone(self) -> Any: ...
-
-    def fetchall(self) -> list[Any]: ...
-
-
 class Connection(Protocol):
     def cursor(self) -> Any: ...
 
     def close(self) -> None: ...
 
 
+class Batch(Protocol):
+    """One open transaction that operations write through."""
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+
 Operation = Callable[[Any], Any]
+Item = tuple[Operation, "Future[Any]"]
 
 
 class BatchWriter:
@@ -48,7 +55,7 @@ class BatchWriter:
     def __init__(
         self,
         connect: Callable[[], Connection],
-        begin: str,
+        begin: Callable[[Connection], Batch],
         database_errors: tuple[type[BaseException], ...],
         durability: Durability = "full",
         max_batch: int = 512,
@@ -56,12 +63,12 @@ class BatchWriter:
         self._connect = connect
         self._begin = begin
         self._errors = database_errors
-        self._op_errors: tuple[type[BaseException], ...] = (PinfactoryError, *database_errors)
         self.durability = durability
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[tuple[Operation, Future[Any]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.commits = 0
+        self.replays = 0
 
     def start(self) -> None:
         """Connect on the writer thread; raise here if the database cannot be opened."""
@@ -105,58 +112,39 @@ class BatchWriter:
                             stopping = True
                             break
                         batch.append(more)
-                    self._commit_group(conn, batch)
-                else:
-                    self._commit_one(conn, *item)
+                if not self._commit(conn, batch) and len(batch) > 1:
+                    self.replays += 1
+                    for one in batch:
+                        self._commit(conn, [one])
                 if stopping:
                     break
         finally:
             conn.close()
 
-    def _commit_one(self, conn: Connection, op: Operation, future: Future[Any]) -> None:
-        cur = conn.cursor()
+    def _commit(self, conn: Connection, items: list[Item]) -> bool:
+        """Run ``items`` in one transaction; False (futures untouched) if a batch failed."""
+        tx: Batch | None = None
         try:
-            cur.execute(self._begin)
-            result = op(cur)
-            cur.execute("COMMIT")
+            tx = self._begin(conn)
+            results = [op(tx) for op, _ in items]
+            tx.commit()
         except BaseException as exc:
-            self._rollback(cur)
-            future.set_exception(self._ledger_error(exc))
-            return
-        self.commits += 1
-        future.set_result(result)
-
-    def _commit_group(self, conn: Connection, batch: list[tuple[Operation, Future[Any]]]) -> None:
-        cur = conn.cursor()
-        outcomes: list[tuple[bool, Any]] = []
-        try:
-            cur.execute(self._begin)
-            for op, _ in batch:
-                cur.execute("SAVEPOINT op")
-                try:
-                    outcomes.append((True, op(cur)))
-                    cur.execute("RELEASE SAVEPOINT op")
-                except self._op_errors as exc:
-                    cur.execute("ROLLBACK TO SAVEPOINT op")
-                    cur.execute("RELEASE SAVEPOINT op")
-                    outcomes.append((False, self._ledger_error(exc)))
-            cur.execute("COMMIT")
-        except BaseException as exc:
-            self._rollback(cur)
+            if tx is not None:
+                self._rollback(tx)
+            if len(items) > 1 and not isinstance(exc, KeyboardInterrupt | SystemExit):
+                return False
             error = self._ledger_error(exc)
-            for _, future in batch:
+            for _, future in items:
                 future.set_exception(error)
-            return
+            return True
         self.commits += 1
-        for (ok, value), (_, future) in zip(outcomes, batch, strict=True):
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
+        for (_, future), result in zip(items, results, strict=True):
+            future.set_result(result)
+        return True
 
-    def _rollback(self, cur: Any) -> None:
+    def _rollback(self, tx: Batch) -> None:
         with contextlib.suppress(*self._errors):
-            cur.execute("ROLLBACK")
+            tx.rollback()
 
     def _ledger_error(self, exc: BaseException) -> BaseException:
         if isinstance(exc, PinfactoryError):
