@@ -27,7 +27,7 @@ _controller: ThreadpoolController | None = None
 
 def _blas() -> ThreadpoolController:
     """One controller per process, built on first use (it scans loaded libraries)."""
-    global _controller  # noqa: PLW0603
+    global _controller
     if _controller is None:
         _controller = ThreadpoolController()
     return _controller
