@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 
@@ -48,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 GPT4 = "gpt-4-1106-preview"
 CASCADE_TIERS = ["mistralai/mistral-7b-chat", "mistralai/mixtral-8x7b-chat", GPT4]
 TARGETS = (0.78, 0.82, 0.85)
-Floats = Any
+Floats = npt.NDArray[np.float64]
 
 
 def shared_data() -> Path:
@@ -112,7 +113,7 @@ def clinc(data_dir: Path) -> dict[str, Any]:
 # -- RouterBench routers ------------------------------------------------------------
 
 
-def point(table: RoutingTable, choice: Any) -> tuple[float, float]:
+def point(table: RoutingTable, choice: npt.NDArray[np.int64]) -> tuple[float, float]:
     rows = np.arange(len(table))
     return float(table.quality[rows, choice].mean()), float(table.cost[rows, choice].mean())
 
@@ -138,7 +139,7 @@ def routerbench(train: RoutingTable, test: RoutingTable) -> dict[str, Any]:
         router.fit(train)
         quality, cost = point(test, router.predict(test.prompts))
         row: dict[str, Any] = {"quality": round(quality, 3), "cost_usd": cost}
-        if isinstance(router, CostAwareRouter | GumbelRouter):
+        if isinstance(router, CostAwareRouter):
             sweep = router.sweep(test)
             row["best_quality"] = round(max(q for _, q, _ in sweep), 3)
             matching = [c for _, q, c in sweep if q >= gpt4_quality]

@@ -11,7 +11,7 @@ routing:
   kind: cascade
   fallback: local
   tiers: [local, tier:frontier]
-  scorer: answered            # or any importable 'module:callable'
+  scorer: answered            # verifier | acceptance (+ scorer_path) | 'module:callable'
   thresholds: [0.5]           # one per tier but the last
 ```
 """
