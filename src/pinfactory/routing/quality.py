@@ -15,6 +15,7 @@ import numpy as np
 from pinfactory.embeddings import Vectors
 from pinfactory.errors import RoutingError
 from pinfactory.routing.learned import CostAwareRouter, Floats
+from pinfactory.routing.neighbours import NeighbourIndex
 from pinfactory.routing.table import RoutingTable
 
 QualityModel = Literal["logistic", "knn"]
@@ -52,7 +53,7 @@ class QualityRouter(CostAwareRouter):
 
     def _fit(self, vectors: Vectors, table: RoutingTable) -> None:
         if self.model == "knn":
-            self.vectors_ = vectors.astype(np.float32)
+            self.index_ = NeighbourIndex(vectors)
             self.quality_ = table.quality.copy()
             return
         binary = bool(np.isin(table.quality, (0.0, 1.0)).all())
@@ -82,10 +83,7 @@ class QualityRouter(CostAwareRouter):
     def predicted_quality(self, vectors: Vectors) -> Floats:
         """(n, members) predicted quality."""
         if self.model == "knn":
-            k = min(self.k, len(self.vectors_))
-            sims = vectors @ self.vectors_.T
-            nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-            mean: Floats = self.quality_[nearest].mean(axis=1)
+            mean: Floats = self.quality_[self.index_.nearest(vectors, self.k)].mean(axis=1)
             return mean
         z = vectors @ self.weights_ + self.bias_
         predicted: Floats = 1.0 / (1.0 + np.exp(-z)) if self.link_ == "sigmoid" else z
