@@ -11,46 +11,15 @@ their estimate.
 
 from __future__ import annotations
 
-import datetime as dt
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
 
 from pinfactory.errors import QuotaExceeded
 from pinfactory.ledger.base import from_nano, to_nano
 from pinfactory.request import Request
 from pinfactory.routing.base import Decision
+from pinfactory.routing.quotas import QuotaCounter, window_start
 from pinfactory.team import BudgetSpec, MemberSpec, Team
-
-
-class QuotaCounter(Protocol):
-    async def try_consume(
-        self,
-        key: str,
-        window_start: float,
-        limit_calls: int | None,
-        limit_nusd: int | None,
-        calls: int,
-        nusd: int,
-    ) -> bool:
-        """Atomically add (calls, nusd) to the usage of `key` in the window starting at
-        `window_start` (epoch seconds) only if the result stays within both limits
-        (None = no limit); return whether it was added."""
-
-    async def adjust(self, key: str, window_start: float, calls: int, nusd: int) -> None:
-        """Add usage without a limit check (negative gives usage back)."""
-
-
-def window_start(period: str, now: float | None = None) -> float:
-    """The start (epoch seconds, UTC) of the day or month containing ``now``."""
-    moment = dt.datetime.fromtimestamp(time.time() if now is None else now, dt.UTC)
-    start = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-    if period == "month":
-        start = start.replace(day=1)
-    elif period != "day":
-        raise ValueError(f"period must be 'day' or 'month', got {period!r}")
-    return start.timestamp()
 
 
 def budget_key(spec: BudgetSpec) -> str:

@@ -63,6 +63,9 @@ class QuotaCounter(Protocol):
         `window_start` (epoch seconds) only if the result stays within both limits
         (None = no limit); return whether it was added."""
 
+    async def adjust(self, key: str, window_start: float, calls: int, nusd: int) -> None:
+        """Add usage without a limit check (negative gives usage back)."""
+
 
 class MemoryQuotaCounter:
     """Quota usage in process memory: for tests and a single process."""
@@ -88,6 +91,11 @@ class MemoryQuotaCounter:
                 return False
             self._usage[(key, window_start)] = (used_calls + calls, used_nusd + nusd)
             return True
+
+    async def adjust(self, key: str, window_start: float, calls: int, nusd: int) -> None:
+        async with self._lock:
+            used_calls, used_nusd = self._usage.get((key, window_start), (0, 0))
+            self._usage[(key, window_start)] = (used_calls + calls, used_nusd + nusd)
 
     def usage(self, key: str, window_start: float) -> tuple[int, int]:
         return self._usage.get((key, window_start), (0, 0))
@@ -145,8 +153,9 @@ class QuotaQueued(QuotaExceeded):
         self.escalation = escalation
 
 
-def window_start(period: Period, now: float) -> float:
-    """Start of the UTC hour, day or month holding ``now``."""
+def window_start(period: Period, now: float | None = None) -> float:
+    """Start of the UTC hour, day or month holding ``now`` (default: this moment)."""
+    now = time.time() if now is None else now
     if period == "hour":
         return float(int(now) // 3600 * 3600)
     if period == "day":
