@@ -84,7 +84,7 @@ class BudgetSpec(_Strict):
     unit: str = Field(pattern=NAME_PATTERN)
     period: Literal["day", "month"] = "month"
     max_spend_usd: Decimal = Field(ge=0)
-    on_exhausted: Literal["refuse", "downgrade"] = "refuse"
+    on_exhausted: Literal["refuse", "downgrade", "queue"] = "refuse"
 
 
 class ReviewSpec(_Strict):

@@ -28,6 +28,7 @@ POSTGRES = Dialect(
     placeholder="%s",
     errors=(psycopg.Error,),
     pipelined=True,
+    migrations=("ALTER TABLE reviews ADD COLUMN IF NOT EXISTS held TEXT",),
 )
 SCHEMA_LOCK = 0x70696E66  # advisory lock id: creating tables from two processes at once
 
@@ -63,5 +64,7 @@ class PostgresLedger(SQLLedger):
                 for statement in self.dialect.schema.split(";"):
                     if statement.strip():
                         conn.execute(statement.encode())
+                for migration in self.dialect.migrations:
+                    conn.execute(migration.encode())
         except psycopg.Error as exc:
             raise LedgerError(f"cannot create the ledger tables: {exc}") from exc

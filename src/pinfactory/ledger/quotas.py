@@ -18,7 +18,7 @@ from pinfactory.errors import QuotaExceeded
 from pinfactory.ledger.base import from_nano, to_nano
 from pinfactory.request import Request
 from pinfactory.routing.base import Decision
-from pinfactory.routing.quotas import QuotaCounter, window_start
+from pinfactory.routing.quotas import QuotaCounter, QuotaQueued, window_start
 from pinfactory.team import BudgetSpec, MemberSpec, Team
 
 
@@ -48,7 +48,8 @@ class Budgets:
         """Reserve the decision's cost in every budget of the unit, or apply the policy.
 
         ``refuse`` raises :class:`QuotaExceeded` naming the budget; ``downgrade``
-        tries cheaper members (cheapest first) that still fit, then refuses.
+        tries cheaper members (cheapest first) that still fit, then refuses;
+        ``queue`` raises :class:`QuotaQueued`, which the pipeline files for review.
         """
         specs = self._by_unit.get(request.unit)
         if not specs:
@@ -68,12 +69,27 @@ class Budgets:
                         reason=f"budget '{_name(refused)}' exhausted: downgraded from "
                         f"{decision.member} to {member.name} ({decision.reason})",
                     )
-        raise QuotaExceeded(
+        note = (
             f"budget '{_name(refused)}' exhausted: unit '{request.unit}' may spend "
             f"${refused.max_spend_usd} per {refused.period}; this request needs about "
-            f"${from_nano(estimate)}",
-            param="budget",
+            f"${from_nano(estimate)}"
         )
+        if refused.on_exhausted == "queue":
+            raise QuotaQueued(
+                f"{note}; request queued for human review",
+                decision=replace(decision, reason=f"{decision.reason}; {note}: queued for review"),
+                escalation=f"budget '{_name(refused)}' exhausted for unit '{request.unit}'",
+                key=budget_key(refused),
+                period=refused.period,
+                nusd=estimate,
+                source="budget",
+            )
+        raise QuotaExceeded(note, param="budget")
+
+    async def charge(self, unit: str, nusd: int) -> None:
+        """Book spend a reviewer approved past the limit: counted, never checked."""
+        for spec in self._by_unit.get(unit, ()):
+            await self.counter.adjust(budget_key(spec), window_start(spec.period), 1, nusd)
 
     async def settle(self, request_id: str, actual_nusd: int) -> None:
         """Book the actual cost against what was reserved (0 gives it all back)."""

@@ -46,7 +46,7 @@ REQUEST_COLUMNS = (
 )
 REVIEW_COLUMNS = (
     'id, request_id, unit, "user", created, reason, evidence, prompt, member, answer, '
-    "verdict, status, reviewer, final_answer, note, decided"
+    "verdict, status, reviewer, final_answer, note, decided, held"
 )
 AUDIT_INSERT = (
     "INSERT INTO audit (seq, request_id, kind, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?)"
@@ -65,6 +65,7 @@ class Dialect:
     placeholder: str
     errors: tuple[type[BaseException], ...]
     pipelined: bool = False  # send a batch's statements without waiting for each reply
+    migrations: tuple[str, ...] = ()  # run after the schema; each must be safe to repeat
 
     def sql(self, text: str) -> str:
         return text if self.placeholder == "?" else text.replace("?", self.placeholder)
@@ -211,7 +212,8 @@ CREATE TABLE IF NOT EXISTS reviews (
     reviewer TEXT,
     final_answer TEXT,
     note TEXT,
-    decided {real}
+    decided {real},
+    held TEXT
 );
 CREATE INDEX IF NOT EXISTS reviews_status ON reviews(status, created);
 """
@@ -319,7 +321,7 @@ class SQLLedger:
             int(entry.stream),
             json.dumps(list(entry.tags)),
         )
-        insert = f"INSERT INTO requests ({REQUEST_COLUMNS}) VALUES ({_marks(16)})"
+        insert = f"INSERT INTO requests ({REQUEST_COLUMNS}) VALUES ({_marks(17)})"
 
         def write(tx: SQLBatch) -> None:
             tx.insert(insert, row)
@@ -437,7 +439,7 @@ class SQLLedger:
     # -- reviews ------------------------------------------------------------------------------
 
     async def add_review(self, review: Review, events: Sequence[AuditEvent] = ()) -> None:
-        insert = f"INSERT INTO reviews ({REVIEW_COLUMNS}) VALUES ({_marks(16)})"
+        insert = f"INSERT INTO reviews ({REVIEW_COLUMNS}) VALUES ({_marks(17)})"
 
         def write(tx: SQLBatch) -> None:
             tx.insert(insert, _review_row(review))
@@ -453,17 +455,18 @@ class SQLLedger:
         final_answer: str | None,
         note: str | None,
         events: Sequence[AuditEvent],
+        answer: str | None = None,
     ) -> Review:
         select = f"SELECT {REVIEW_COLUMNS} FROM reviews WHERE id = ?"
         update = (
             "UPDATE reviews SET status = ?, reviewer = ?, final_answer = ?, note = ?, "
-            "decided = ? WHERE id = ? AND status = 'pending'"
+            "decided = ?, answer = COALESCE(?, answer) WHERE id = ? AND status = 'pending'"
         )
 
         def write(tx: SQLBatch) -> Review:
             decided = events[0].time if events else 0.0
             changed = tx.execute(
-                update, (status, reviewer, final_answer, note, decided, review_id)
+                update, (status, reviewer, final_answer, note, decided, answer, review_id)
             ).rowcount
             row = tx.execute(select, (review_id,)).fetchone()
             if row is None:
@@ -520,12 +523,13 @@ def _review_row(r: Review) -> tuple[Any, ...]:
         r.final_answer,
         r.note,
         r.decided,
+        json.dumps(r.held) if r.held is not None else None,
     )
 
 
 def _review(row: Sequence[Any]) -> Review:
     (rid, req, unit, user, created, reason, evidence, prompt, member, answer, verdict) = row[:11]
-    status, reviewer, final_answer, note, decided = row[11:]
+    status, reviewer, final_answer, note, decided, held = row[11:]
     return Review(
         id=str(rid),
         request_id=str(req),
@@ -543,6 +547,7 @@ def _review(row: Sequence[Any]) -> Review:
         final_answer=final_answer,
         note=note,
         decided=float(decided) if decided is not None else None,
+        held=json.loads(held) if held is not None else None,
     )
 
 
