@@ -321,7 +321,7 @@ class SQLLedger:
             int(entry.stream),
             json.dumps(list(entry.tags)),
         )
-        insert = f"INSERT INTO requests ({REQUEST_COLUMNS}) VALUES ({_marks(17)})"
+        insert = f"INSERT INTO requests ({REQUEST_COLUMNS}) VALUES ({_marks(16)})"
 
         def write(tx: SQLBatch) -> None:
             tx.insert(insert, row)
