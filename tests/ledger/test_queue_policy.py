@@ -9,14 +9,17 @@ Both ledger backends.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
+import psycopg
 import pytest
 from openai import OpenAI
 from typer.testing import CliRunner
@@ -25,7 +28,7 @@ from pinfactory.cli import app
 from pinfactory.gateway import create_app
 from pinfactory.gateway.server import serve_in_thread
 from pinfactory.ledger import LedgerEntry, open_ledger
-from pinfactory.ledger.base import to_nano
+from pinfactory.ledger.base import Review, to_nano
 from pinfactory.routing.quotas import window_start
 from pinfactory.team import load_team
 
@@ -258,3 +261,42 @@ def test_wait_mode_holds_the_client_until_the_approved_answer(tmp_path: Path) ->
         "status": "approved",
         "reviewer": "carol",
     }
+
+
+OLD_REVIEWS = """CREATE TABLE reviews (
+    id TEXT PRIMARY KEY, request_id TEXT NOT NULL, unit TEXT NOT NULL, "user" TEXT NOT NULL,
+    created REAL NOT NULL, reason TEXT NOT NULL, evidence TEXT NOT NULL, prompt TEXT NOT NULL,
+    member TEXT NOT NULL, answer TEXT NOT NULL, verdict TEXT NOT NULL, status TEXT NOT NULL,
+    reviewer TEXT, final_answer TEXT, note TEXT, decided REAL)"""
+
+
+def test_a_ledger_from_before_the_queue_policy_gains_the_held_column(location: str) -> None:
+    """Opening an older ledger adds ``reviews.held``; its old reviews read as not held."""
+    old = ("rev_old", "req_old", "sales", "", 1.0, "r", "null", "p", "calc", "a", "null")
+    row = (*old, "pending", None, None, None, None)
+    if location.startswith("postgresql"):
+        with psycopg.connect(location, autocommit=True) as conn:
+            conn.execute(OLD_REVIEWS.replace("REAL", "DOUBLE PRECISION"))
+            conn.execute(f"INSERT INTO reviews VALUES ({', '.join(['%s'] * 16)})", row)
+    else:
+        with sqlite3.connect(location) as conn:
+            conn.execute(OLD_REVIEWS)
+            conn.execute(f"INSERT INTO reviews VALUES ({', '.join('?' * 16)})", row)
+
+    async def reopen() -> tuple[Review | None, Review | None]:
+        for _ in range(2):  # the migration is safe to run again
+            ledger = open_ledger(location)
+            await ledger.open()
+            try:
+                if await ledger.review("rev_new") is None:
+                    held = {"member": "calc"}
+                    new = Review("rev_new", "req_new", "sales", "", 2.0, "r", None, "p", "calc", "")
+                    await ledger.add_review(replace(new, held=held))
+                found = await ledger.review("rev_old"), await ledger.review("rev_new")
+            finally:
+                await ledger.close()
+        return found
+
+    before, after = asyncio.run(reopen())
+    assert before is not None and before.held is None and before.answer == "a"
+    assert after is not None and after.held == {"member": "calc"}
