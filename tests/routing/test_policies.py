@@ -339,21 +339,27 @@ async def test_quota_policies(policy: str, tmp_path: Path) -> None:
                 "quota 'orders-daily' (1 calls a day on member 'orders') exhausted" in second.reason
             )
             assert "downgraded to 'calculator'" in second.reason
+        elif policy == "queue":  # the router says so; the pipeline files it for review
+            with pytest.raises(QuotaQueued, match="quota 'orders-daily'") as queued:
+                await pipeline.route(request)
+            assert "queued for review" in queued.value.decision.reason
+            held = await pipeline.complete(request)
+            assert held.extra["review"]["status"] == "pending"
+            assert held.decision.member == "orders" and held.cost_usd == 0
         else:
             with pytest.raises(QuotaExceeded, match="quota 'orders-daily'") as caught:
                 await pipeline.complete(request)
             assert caught.value.status == 429
-            if policy == "queue":
-                assert isinstance(caught.value, QuotaQueued)
-                assert "queued for review" in caught.value.decision.reason
     ledger = open_ledger(str(tmp_path / "ledger.db"))
     await ledger.open()
     try:
         rows = await ledger.entries()
     finally:
         await ledger.close()
-    if policy != "downgrade":
+    if policy == "refuse":
         assert rows[0].status == 429 and "orders-daily" in (rows[0].error or "")
+    if policy == "queue":  # recorded, no member called (tests/ledger/test_queue_policy.py)
+        assert rows[0].status == 200 and rows[0].member is None and rows[0].cost_usd == 0
 
 
 runner = CliRunner()
