@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 
 from pinfactory.lab import datasets, metrics
-from pinfactory.lab.composed import CascadeLab, CascadeParams, SemanticLab, SemanticParams, frontier
+from pinfactory.lab.composed import (
+    CascadeLab,
+    CascadeParams,
+    HybridLab,
+    SemanticLab,
+    SemanticParams,
+    frontier,
+)
 from pinfactory.lab.grid import _copies, cells, load_grid, sample_train
+from pinfactory.request import Request
 from pinfactory.routing.table import RoutingTable
 
 GRIDS = Path(__file__).resolve().parents[2] / "lab" / "grids"
@@ -77,3 +85,15 @@ def test_unseeded_routers_on_the_whole_split_are_fitted_once() -> None:
     gumbel = [c for c in todo if c.router.name == "gumbel" and c.train_size == "all"]
     assert all(copies[c.key] == [c] for c in gumbel)  # seeded: each seed its own fit
     assert sum(len(v) for v in copies.values()) == len(todo)
+
+
+def test_the_batched_hybrid_decides_as_the_hybrid_router(shared_data: Path) -> None:
+    splits = datasets.load("clinc150", shared_data)
+    train = sample_train(splits.train, 10, 1, per_member=True)
+    rules = (GRIDS.parent / "rules" / "clinc_domains.yaml").resolve()
+    hybrid = HybridLab("hybrid", 1, rules, SemanticParams()).fit(train)
+    test = splits.test.subset(np.arange(0, len(splits.test), 25))
+    one_by_one = [
+        test.members.index(hybrid.router_.decide(Request.from_text(p)).member) for p in test.prompts
+    ]
+    assert hybrid.predict(test).tolist() == one_by_one

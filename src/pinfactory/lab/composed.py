@@ -227,6 +227,9 @@ class HybridLab:
 
     def fit(self, train: RoutingTable) -> HybridLab:
         self.rules.fit(train)
+        if self.semantic.params.fallback is None:  # abstentions go where the rules' do
+            fallback = self.rules.router_.fallback
+            self.semantic.params = self.semantic.params.model_copy(update={"fallback": fallback})
         self.semantic.fit(train)
         self.router_ = HybridRouter(self.rules.router_, second=self.semantic.router_)
         self.index_ = {m: i for i, m in enumerate(train.members)}
@@ -236,10 +239,16 @@ class HybridLab:
         return [None]
 
     def predict(self, test: RoutingTable, knob: Knob = None) -> Indices:  # noqa: ARG002
-        return np.array(
-            [self.index_[self.router_.decide(Request.from_text(p)).member] for p in test.prompts],
-            dtype=np.int64,
-        )
+        """``HybridRouter.decide`` batched: the rules' claims per prompt, then one
+        encoding pass of the semantic router over what no rule claimed (its
+        abstentions are already its fallback, the rules' fallback)."""
+        rules = self.router_.rules
+        claims = [rules.match(Request.from_text(p)) for p in test.prompts]
+        choices = self.semantic.predict(test)
+        for i, found in enumerate(claims):
+            if found is not None:
+                choices[i] = self.index_[found[1]]
+        return choices
 
 
 def build(spec: RouterSpec, seed: int, base: Path) -> SemanticLab | CascadeLab | HybridLab:

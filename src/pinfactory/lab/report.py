@@ -229,7 +229,7 @@ def _versus_rules(part: pd.DataFrame, sizes: list[str]) -> list[str]:
         return []
     rule_name = str(rules["router"].iloc[0])
     lines = [
-        f"### Rules vs the best learned router, per training size (accuracy, 95% CI over seeds)",
+        "### Rules vs the best learned router, per training size (accuracy, 95% CI over seeds)",
         "",
         f"| train size | {rule_name} | best learned | its accuracy | difference | verdict |",
         "|---|---|---|---|---|---|",
