@@ -119,7 +119,8 @@ def _headline(part: pd.DataFrame, largest: str, test: RoutingTable) -> list[str]
     zero = metrics.aiq(cost, quality, float(cost.min()), float(cost.max()))
     at = part[part["train_size"] == largest]
     means = at.groupby("router")[["accuracy", "quality", "cost_usd", "aiq"]].mean()
-    routers = means.drop(index=[r for r in ("oracle",) if r in means.index]).dropna()
+    bounds = set(at[at["family"] == "baseline"]["router"]) - {"random"}  # they read answers
+    routers = means.drop(index=[r for r in bounds if r in means.index]).dropna()
     if routers.empty:
         return []
     best = str(routers["aiq"].idxmax())
