@@ -125,7 +125,7 @@ class SemanticLab:
         vectors = CachedEncoder(get_encoder(self.params.encoder)).encode(test.prompts)
         scores = self.router_.scores_for(vectors)
         best = scores.argmax(axis=1)
-        limits = np.array([self.router_._threshold(r) for r in range(scores.shape[1])])
+        limits = np.array([self.router_.threshold_of(r) for r in range(scores.shape[1])])
         claimed = scores[np.arange(len(test)), best] >= limits[best]
         return np.where(claimed, self.index_[best], self.fallback_).astype(np.int64)
 

@@ -266,7 +266,7 @@ class PythonRouter:
             if getattr(self, "_quality_for", None) is not test:
                 self._quality = router.predicted_quality(router.embed(test.prompts, cache=True))
                 self._quality_for = test
-            lam = router._knob(knobs)
+            lam = router.cost_weight(knobs)
             return np.asarray(
                 (self._quality - lam * router.mean_cost_).argmax(axis=1), dtype=np.int64
             )
