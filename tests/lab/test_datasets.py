@@ -13,8 +13,8 @@ from pinfactory.lab import datasets, metrics
 from pinfactory.lab.logs import load_log
 
 
-def test_routerbench_matches_the_published_figures(lab_data: Path) -> None:
-    splits = datasets.load("routerbench", lab_data)
+def test_routerbench_matches_the_published_figures(shared_data: Path) -> None:
+    splits = datasets.load("routerbench", shared_data)
     assert len(splits.train) + len(splits.test) == 3150  # the complete rows
     gpt4 = splits.test.members.index("gpt-4-1106-preview")
     assert splits.test.quality[:, gpt4].mean() == pytest.approx(0.879, abs=0.001)
@@ -23,26 +23,26 @@ def test_routerbench_matches_the_published_figures(lab_data: Path) -> None:
     assert metrics.aiq(cost, quality, cost.min(), cost.max()) == pytest.approx(0.82, abs=0.01)
 
 
-def test_mmlu_excludes_contamination_and_prices_by_tokens(lab_data: Path) -> None:
-    splits = datasets.load("routellm_mmlu", lab_data)
+def test_mmlu_excludes_contamination_and_prices_by_tokens(shared_data: Path) -> None:
+    splits = datasets.load("routellm_mmlu", shared_data)
     total = len(splits.train) + len(splits.test)
     assert 14_030 <= total < 14_042  # the contaminated prompts are gone
     weak, strong = splits.test.cost.mean(axis=0)
     assert strong / weak > 30  # GPT-4 is priced far above Mixtral
     prices = {datasets.ROUTELLM_STRONG: {"input": 0.24, "output": 0.24}}
-    cheap = datasets.load("routellm_mmlu", lab_data, prices=prices)
+    cheap = datasets.load("routellm_mmlu", shared_data, prices=prices)
     assert np.allclose(cheap.test.cost[:, 0], cheap.test.cost[:, 1])
 
 
-def test_mt_bench_scores_map_into_unit_interval(lab_data: Path) -> None:
-    splits = datasets.load("routellm_mt_bench", lab_data)
+def test_mt_bench_scores_map_into_unit_interval(shared_data: Path) -> None:
+    splits = datasets.load("routellm_mt_bench", shared_data)
     both = np.vstack([splits.train.quality, splits.test.quality])
     assert len(both) == 160 and both.min() >= 0 and both.max() <= 1
     assert both[:, 1].mean() > both[:, 0].mean()  # GPT-4 is judged better than Mixtral
 
 
-def test_clinc_domains_are_members_and_oos_goes_to_the_generalist(lab_data: Path) -> None:
-    splits = datasets.load("clinc150", lab_data)
+def test_clinc_domains_are_members_and_oos_goes_to_the_generalist(shared_data: Path) -> None:
+    splits = datasets.load("clinc150", shared_data)
     assert len(splits.train.members) == 11 and splits.test.members[-1] == "generalist"
     assert len(splits.test) == 5500
     assert np.all(splits.test.quality.sum(axis=1) == 1)

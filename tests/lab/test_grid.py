@@ -12,14 +12,14 @@ from pinfactory.cli import app
 from pinfactory.lab.experiment import run_grid
 from pinfactory.lab.grid import cells, load_grid, run_cell
 
-from .conftest import REPO
+REPO = Path(__file__).resolve().parents[2]
 
 GRIDS = REPO / "lab" / "grids"
 
 
 @pytest.fixture(autouse=True)
-def _data(lab_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PINFACTORY_DATA", str(lab_data))
+def _data(shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PINFACTORY_DATA", str(shared_data))
 
 
 @pytest.mark.parametrize("grid", sorted(p.name for p in GRIDS.glob("*.yaml")))
@@ -50,7 +50,7 @@ def test_quick_grid_runs_resumes_and_reports(grid: str, tmp_path: Path) -> None:
     assert again.exit_code == 0 and f"{len(rows)} already in" in again.output
 
 
-def test_quick_and_full_share_the_evaluation(lab_data: Path) -> None:
+def test_quick_and_full_share_the_evaluation(shared_data: Path) -> None:
     path = GRIDS / "routerbench.yaml"
     spec = load_grid(path)
     quick = {(c.router.name, str(c.train_size)): c for c in cells(spec, path, quick=True)}

@@ -15,7 +15,7 @@ from pinfactory.lab.simulate import simulate
 from pinfactory.ledger.base import LedgerEntry
 from pinfactory.ledger.sqlite import SQLiteLedger
 
-from .conftest import REPO
+REPO = Path(__file__).resolve().parents[2]
 
 EXAMPLES = REPO / "lab" / "examples"
 

@@ -24,12 +24,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pinfactory.embeddings import CachedEncoder, cache_dir, get_encoder
 from pinfactory.errors import DatasetError, PinfactoryError
 from pinfactory.lab import metrics
 from pinfactory.lab.datasets import Splits, default_root, load
@@ -177,22 +178,57 @@ def two_members(table: RoutingTable, train: RoutingTable) -> tuple[int, int] | N
     return 1 - strong, strong
 
 
+def prime_vectors(encoder: str, full: RoutingTable, sample: RoutingTable) -> None:
+    """Put a training sample's embeddings in the on-disk cache, sliced from the whole
+    split's (encoded once), so a learned router's ``embed(..., cache=True)`` finds them
+    instead of encoding every sample of every seed again."""
+    cached = CachedEncoder(get_encoder(encoder))
+    digest = hashlib.sha256(cached.name.encode())  # the key CachedEncoder.encode computes
+    for text in sample.prompts:
+        digest.update(text.encode())
+        digest.update(b"\0")
+    path = cache_dir() / "vectors" / f"{digest.hexdigest()[:32]}.npy"
+    if path.exists():
+        return
+    position = {p: i for i, p in enumerate(full.prompts)}
+    vectors = cached.encode(full.prompts)[[position[p] for p in sample.prompts]]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+    np.save(tmp, vectors)
+    tmp.replace(path)
+
+
+class SweepPoint(TypedDict):
+    knob: float | None
+    accuracy: float
+    quality: float
+    cost_usd: float
+    shares: tuple[float, ...]
+
+
 def run_cell(cell: Cell) -> dict[str, Any]:
     """Fit the cell's router on its training sample and replay it over the test split."""
     splits = splits_for(cell)
     train = sample_train(splits.train, cell.train_size, cell.seed, cell.per_member)
     test = splits.test
+    if cell.train_size != "all" and cell.router.resolved_kind == "python":
+        prime_vectors(str(cell.router.params.get("encoder", "minilm-static")), splits.train, train)
     started = time.perf_counter()
     router = build(cell.router, cell.seed, Path(cell.base)).fit(train)
     fit_s = time.perf_counter() - started
     started = time.perf_counter()
-    sweep = []
-    default_choices: np.ndarray | None = None
+    sweep: list[SweepPoint] = []
+    default_choices: np.ndarray[Any, np.dtype[np.int64]] | None = None
     for knob in router.knobs():
-        choices = router.predict(test, knob)
+        predicted = router.predict(test, knob)
+        if isinstance(predicted, metrics.Replay):
+            outcome = metrics.evaluate_replay(test, predicted)
+            choices = predicted.kept
+        else:
+            outcome = metrics.evaluate(test, predicted)
+            choices = predicted
         if default_choices is None:
             default_choices = choices
-        outcome = metrics.evaluate(test, choices)
         sweep.append(
             {
                 "knob": knob,
@@ -244,6 +280,30 @@ def run_cell(cell: Cell) -> dict[str, Any]:
     return {"row": row, "sweep": sweep, "choices": default_choices.tolist()}
 
 
+def same_fit(cell: Cell) -> tuple[Any, ...]:
+    """Cells with the same value compute the same result: a router that ignores the seed
+    on the whole training split (or a rules file, which learns nothing) is fitted once."""
+    router = cell.router
+    if router.resolved_seeded or (cell.train_size != "all" and router.resolved_kind != "rules"):
+        return (cell.key,)
+    return (cell.dataset.model_dump_json(), router.model_dump_json(), cell.train_size)
+
+
+def _copies(todo: list[Cell]) -> dict[str, list[Cell]]:
+    """The key of each cell to compute -> the cells (itself first) that take its result."""
+    groups: dict[tuple[Any, ...], list[Cell]] = {}
+    for cell in todo:
+        groups.setdefault(same_fit(cell), []).append(cell)
+    return {group[0].key: group for group in groups.values()}
+
+
+def _write_all(out: Path, cells_: list[Cell], result: dict[str, Any], done: Progress) -> None:
+    for cell in cells_:
+        copy = {**result, "row": {**result["row"], "seed": cell.seed}}
+        _write(out / "cells" / f"{cell.key}.json", copy)
+        done(cell)
+
+
 def _write(path: Path, result: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -271,21 +331,21 @@ def execute(
 ) -> None:
     """Compute the cells in ``todo`` and write each to ``out/cells``."""
     done = on_done or (lambda _cell: None)
+    copies = _copies(todo)
     if ray_address is not None:
         from pinfactory.lab.cluster import run_on_ray
 
-        for cell, result in run_on_ray(todo, ray_address):
-            _write(out / "cells" / f"{cell.key}.json", result)
-            done(cell)
+        for cell, result in run_on_ray([g[0] for g in copies.values()], ray_address):
+            _write_all(out, copies[cell.key], result, done)
         return
     if workers <= 1:
-        for cell in todo:
-            _write(out / "cells" / f"{cell.key}.json", run_cell(cell))
-            done(cell)
+        for group in copies.values():
+            _write_all(out, group, run_cell(group[0]), done)
         return
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         pending: dict[Future[dict[str, Any]], Cell] = {
-            pool.submit(run_cell, cell): cell for cell in _dataset_major(todo)
+            pool.submit(run_cell, cell): cell
+            for cell in _dataset_major([g[0] for g in copies.values()])
         }
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -297,8 +357,7 @@ def execute(
                     for other in pending:
                         other.cancel()
                     raise
-                _write(out / "cells" / f"{cell.key}.json", result)
-                done(cell)
+                _write_all(out, copies[cell.key], result, done)
 
 
 def _dataset_major(todo: Iterable[Cell]) -> list[Cell]:

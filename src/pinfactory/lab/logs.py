@@ -23,7 +23,7 @@ import csv
 import json
 import math
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,7 @@ def read_records(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
         raise DatasetError(f"{path}: unknown format '{suffix}'; allowed: .csv, .jsonl, .parquet")
 
 
-def _check_header(path: Path, columns: list[str], row: int | None = None) -> None:
+def _check_header(path: Path, columns: Sequence[str], row: int | None = None) -> None:
     missing = [c for c in REQUIRED if c not in columns]
     if missing:
         where = f"{path}, row {row}" if row is not None else f"{path}"
@@ -137,8 +137,8 @@ def load_log(path: str | Path, name: str | None = None) -> RoutingTable:
         raise DatasetError(f"{path}: no records")
     ids = list(prompts)
     names = list(members)
-    quality = np.zeros((len(ids), len(names)))
-    cost = np.zeros((len(ids), len(names)))
+    quality_table = np.zeros((len(ids), len(names)))
+    cost_table = np.zeros((len(ids), len(names)))
     for i, pid in enumerate(ids):
         for j, member in enumerate(names):
             found = cells.get((pid, member))
@@ -147,7 +147,7 @@ def load_log(path: str | Path, name: str | None = None) -> RoutingTable:
                     f"{path}, row {first_row[pid]}: id '{pid}' has no record for member "
                     f"'{member}'; every prompt needs one per member"
                 )
-            quality[i, j], cost[i, j] = found
+            quality_table[i, j], cost_table[i, j] = found
     if labels and len(labels) != len(ids):
         unlabelled = next(pid for pid in ids if pid not in labels)
         raise DatasetError(
@@ -161,8 +161,8 @@ def load_log(path: str | Path, name: str | None = None) -> RoutingTable:
         ids=ids,
         prompts=[prompts[pid] for pid in ids],
         members=names,
-        quality=quality,
-        cost=cost,
+        quality=quality_table,
+        cost=cost_table,
         labels=[labels[pid] for pid in ids] if labels else None,
         name=name or path.stem,
         meta=meta,

@@ -86,6 +86,42 @@ def evaluate(table: RoutingTable, choices: Indices) -> Outcome:
     )
 
 
+@dataclass(frozen=True)
+class Replay:
+    """Per prompt, what a router that is more than one choice achieved.
+
+    A cascade pays every tier it tried and keeps one answer: ``quality`` is
+    the kept answer's, ``cost`` the sum over the tiers tried, ``kept`` the
+    member whose answer was kept (its share is reported as for any router).
+    """
+
+    quality: Floats
+    cost: Floats
+    kept: Indices
+
+
+def evaluate_replay(table: RoutingTable, replay: Replay) -> Outcome:
+    """As :func:`evaluate`, from per-prompt quality and cost; accuracy counts the
+    prompts whose kept answer reaches the best quality available."""
+    n = len(table)
+    if replay.quality.shape != (n,) or replay.cost.shape != (n,) or replay.kept.shape != (n,):
+        raise ValueError(f"a replay needs {n} qualities, costs and kept members")
+    rows = np.arange(n)
+    if not np.allclose(replay.quality, table.quality[rows, replay.kept]):
+        raise ValueError("a replay's quality must be that of the answer it kept")
+    if (replay.cost < table.cost[rows, replay.kept] - 1e-15).any():
+        raise ValueError("a replay cannot cost less than the member whose answer it kept")
+    counts = np.bincount(replay.kept, minlength=len(table.members))
+    best = table.quality.max(axis=1)
+    return Outcome(
+        accuracy=float(np.mean(np.isclose(replay.quality, best))) if n else 0.0,
+        quality=float(replay.quality.mean()),
+        cost_usd=float(replay.cost.mean()),
+        total_cost_usd=float(replay.cost.sum()),
+        shares=tuple(float(x) for x in counts / max(1, n)),
+    )
+
+
 def hull(costs: Sequence[float], qualities: Sequence[float]) -> Floats:
     """The non-decreasing convex hull of cost-quality points, as (k, 2) rows sorted by cost."""
     points = np.column_stack([np.asarray(costs, float), np.asarray(qualities, float)])
@@ -156,7 +192,7 @@ def pgr(quality: float | Floats, weak: float, strong: float) -> float | Floats:
     """Performance gap recovered: 0 at the weak member's quality, 1 at the strong's."""
     if strong == weak:
         raise ValueError("PGR is undefined when both members have the same quality")
-    return (quality - weak) / (strong - weak)  # type: ignore[no-any-return]
+    return (quality - weak) / (strong - weak)
 
 
 def _pgr_curve(

@@ -109,6 +109,7 @@ def _dataset_section(
     if len(sizes) > 1:
         figure = _plot_sizes(dataset, part, sizes, out)
         lines += [f"![accuracy by training size]({figure})", ""]
+    lines += _versus_rules(part, sizes)
     lines += _disagreements(part, cells, largest)
     return lines
 
@@ -118,7 +119,8 @@ def _headline(part: pd.DataFrame, largest: str, test: RoutingTable) -> list[str]
     zero = metrics.aiq(cost, quality, float(cost.min()), float(cost.max()))
     at = part[part["train_size"] == largest]
     means = at.groupby("router")[["accuracy", "quality", "cost_usd", "aiq"]].mean()
-    routers = means.drop(index=[r for r in ("oracle",) if r in means.index]).dropna()
+    bounds = set(at[at["family"] == "baseline"]["router"]) - {"random"}  # they read answers
+    routers = means.drop(index=[r for r in bounds if r in means.index]).dropna()
     if routers.empty:
         return []
     best = str(routers["aiq"].idxmax())
@@ -220,8 +222,45 @@ def _plot_sizes(dataset: str, part: pd.DataFrame, sizes: list[str], out: Path) -
     return name
 
 
+def _versus_rules(part: pd.DataFrame, sizes: list[str]) -> list[str]:
+    """Per training size: the rules, the best learned router, and which is ahead."""
+    rules = part[part["family"] == "rules"]
+    learned = part[part["family"] == "learned"]
+    if rules.empty or learned.empty or len(sizes) < 2:
+        return []
+    rule_name = str(rules["router"].iloc[0])
+    lines = [
+        "### Rules vs the best learned router, per training size (accuracy, 95% CI over seeds)",
+        "",
+        f"| train size | {rule_name} | best learned | its accuracy | difference | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for size in sizes:
+        ours = rules[rules["train_size"] == size]["accuracy"].tolist()
+        at = learned[learned["train_size"] == size]
+        if not ours or at.empty:
+            continue
+        best = str(at.groupby("router")["accuracy"].mean().idxmax())
+        theirs = at[at["router"] == best].sort_values("seed")["accuracy"].to_numpy()
+        base = rules[rules["train_size"] == size].sort_values("seed")["accuracy"].to_numpy()
+        diff = theirs - base if len(theirs) == len(base) else theirs - base.mean()
+        mean, half = interval(diff.tolist())
+        verdict = (
+            "learned ahead"
+            if mean - half > 0
+            else "rules ahead"
+            if mean + half < 0
+            else "tied (interval spans 0)"
+        )
+        lines.append(
+            f"| {size} | {_fmt(*interval(ours))} | {best} | {_fmt(*interval(theirs.tolist()))} "
+            f"| {mean:+.3f} ± {half:.3f} | {verdict} |"
+        )
+    return [*lines, ""]
+
+
 def _disagreements(
-    part: pd.DataFrame, cells: list[tuple[Cell, dict[str, Any]]], largest: str, limit: int = 25
+    part: pd.DataFrame, cells: list[tuple[Cell, dict[str, Any]]], largest: str, limit: int = 30
 ) -> list[str]:
     rules = [c for c, _ in cells if c.router.resolved_family == "rules"]
     learned = part[(part["family"] == "learned") & (part["train_size"] == largest)]
@@ -258,7 +297,7 @@ def _disagreements(
         "|---|---|---|---|---|",
     ]
     rng = np.random.default_rng(0)
-    sample = rng.choice(differ, size=min(limit, len(differ)), replace=False) if len(differ) else []
+    sample = rng.choice(differ, size=min(limit, len(differ)), replace=False)
     for i in sorted(sample):
         text = table.prompts[i].replace("|", "/").replace("\n", " ")[:90]
         label = table.labels[i] if table.labels else ""

@@ -14,7 +14,17 @@ member index per test prompt). Kinds:
 - ``python``: any class with ``fit(table)`` and ``predict(prompts, **knobs)``,
   named ``module:Class`` (the routing package's learned routers); ``knob``
   names the keyword swept (``lam``), ``sweep`` lists values or ``auto`` (the
-  class's own grid, :func:`pinfactory.routing.learned.lambda_grid`).
+  class's own grid, :func:`pinfactory.routing.learned.lambda_grid`, with
+  ``points`` values).
+- ``semantic``, ``cascade``, ``hybrid``: the routing package's
+  :class:`~pinfactory.routing.semantic.SemanticRouter`,
+  :class:`~pinfactory.routing.cascade.Cascade` and
+  :class:`~pinfactory.routing.hybrid.HybridRouter` fitted from the training
+  split (see :mod:`pinfactory.lab.composed`).
+
+``predict`` returns one member index per prompt, or a
+:class:`~pinfactory.lab.metrics.Replay` (per-prompt quality and cost) for a
+router that pays for more than one member (a cascade).
 """
 
 from __future__ import annotations
@@ -31,12 +41,18 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pinfactory.errors import RoutingError
+from pinfactory.lab.metrics import Replay
 from pinfactory.request import Request
+from pinfactory.routing.quality import QualityRouter
 from pinfactory.routing.rules import RulesConfig, RulesRouter
 from pinfactory.routing.table import RoutingTable
 
 Indices = npt.NDArray[np.int64]
 Knob = float | None
+Prediction = Indices | Replay
+Kind = Literal[
+    "oracle", "best_single", "random", "rules", "python", "semantic", "cascade", "hybrid"
+]
 
 
 class LabRouter(Protocol):
@@ -46,7 +62,7 @@ class LabRouter(Protocol):
 
     def knobs(self) -> list[Knob]: ...
 
-    def predict(self, test: RoutingTable, knob: Knob = None) -> Indices: ...
+    def predict(self, test: RoutingTable, knob: Knob = None) -> Prediction: ...
 
 
 class RouterSpec(BaseModel):
@@ -55,12 +71,18 @@ class RouterSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1)
-    kind: Literal["oracle", "best_single", "random", "rules", "python"] | None = None
+    kind: Kind | None = None
     target: str | None = Field(default=None, description="module:Class for kind python")
     params: dict[str, Any] = {}
     knob: str | None = Field(default=None, description="keyword swept in predict (python)")
     default: float | None = Field(default=None, description="knob value for the results row")
     sweep: list[float] | Literal["auto"] | None = None
+    points: int = Field(default=41, ge=2, description="values in an auto sweep")
+    seeded: bool | None = Field(
+        default=None,
+        description="whether the fitted router depends on the seed (None: python and "
+        "composed routers do, baselines other than random and rules do not)",
+    )
     rules: str | None = Field(default=None, description="rules YAML, relative to the grid file")
     family: Literal["baseline", "rules", "learned"] | None = None
 
@@ -73,11 +95,19 @@ class RouterSpec(BaseModel):
         return "python" if self.target else "rules"
 
     @property
+    def resolved_seeded(self) -> bool:
+        if self.seeded is not None:
+            return self.seeded
+        return self.resolved_kind not in ("oracle", "best_single", "rules")
+
+    @property
     def resolved_family(self) -> str:
         if self.family is not None:
             return self.family
         kind = self.resolved_kind
-        return {"rules": "rules", "python": "learned"}.get(kind, "baseline")
+        if kind in ("oracle", "best_single", "random"):
+            return "baseline"
+        return "rules" if kind == "rules" else "learned"
 
 
 def _rank_members(train: RoutingTable) -> tuple[int, int]:
@@ -223,13 +253,23 @@ class PythonRouter:
         if self.spec.sweep == "auto":
             from pinfactory.routing.learned import lambda_grid
 
-            grid = lambda_grid(self.router_.mean_cost_, points=41)
+            grid = lambda_grid(self.router_.mean_cost_, points=self.spec.points)
             return [self.spec.default, *(float(x) for x in grid)]
         return [self.spec.default, *self.spec.sweep]
 
     def predict(self, test: RoutingTable, knob: Knob = None) -> Indices:
         knobs = {} if knob is None or self.spec.knob is None else {self.spec.knob: knob}
         router = self.router_
+        if isinstance(router, QualityRouter) and set(knobs) <= {"lam"}:
+            # predicted quality does not depend on lam: predict it once, sweep in NumPy
+            # (the same argmax as QualityRouter._member_scores, without a kNN search per lam)
+            if getattr(self, "_quality_for", None) is not test:
+                self._quality = router.predicted_quality(router.embed(test.prompts, cache=True))
+                self._quality_for = test
+            lam = router.cost_weight(knobs)
+            return np.asarray(
+                (self._quality - lam * router.mean_cost_).argmax(axis=1), dtype=np.int64
+            )
         if hasattr(router, "predict_vectors") and hasattr(router, "embed"):
             # embed the test prompts once (cached on disk), not once per knob value
             if getattr(self, "_vectors_for", None) is not test:
@@ -252,6 +292,10 @@ def build(spec: RouterSpec, seed: int, base: Path) -> LabRouter:
         if spec.rules is None:
             raise RoutingError(f"router '{spec.name}': kind rules needs 'rules: FILE'")
         return RulesLab(spec.name, (base / spec.rules).resolve())
+    if kind in ("semantic", "cascade", "hybrid"):
+        from pinfactory.lab import composed
+
+        return composed.build(spec, seed, base)
     if spec.target is None:
         raise RoutingError(f"router '{spec.name}': kind python needs 'target: module:Class'")
     return PythonRouter(spec, seed)

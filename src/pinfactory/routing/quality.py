@@ -90,11 +90,11 @@ class QualityRouter(CostAwareRouter):
         return predicted
 
     def _member_scores(self, vectors: Vectors, **knobs: Any) -> Floats:
-        scores: Floats = self.predicted_quality(vectors) - self._knob(knobs) * self.mean_cost_
+        scores: Floats = self.predicted_quality(vectors) - self.cost_weight(knobs) * self.mean_cost_
         return scores
 
     def _explain(self, scores: Floats, choice: int, **knobs: Any) -> str:
-        lam = self._knob(knobs)
+        lam = self.cost_weight(knobs)
         quality = scores + lam * self.mean_cost_
         best = int(np.argmax(quality))
         text = (
