@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Set up, then run the linters and the whole test suite.
+# Set up, start a local PostgreSQL for the ledger tests, then run the linters,
+# the type checker and the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+PINFACTORY_TEST_PG_DSN=${PINFACTORY_TEST_PG_DSN:-$(bash scripts/postgres.sh)}
+export PINFACTORY_TEST_PG_DSN
 .venv/bin/ruff check src tests bench
 .venv/bin/mypy src/pinfactory
 exec .venv/bin/python -m pytest "$@"

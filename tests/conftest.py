@@ -14,7 +14,11 @@ from pinfactory.gateway.server import serve_in_thread
 from pinfactory.team import Team, load_team
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+SHARED_DATA = next(
+    (p / "shared" / "data" for p in ROOT.parents if (p / "shared" / "data").is_dir()),
+    ROOT.parent / "shared" / "data",
+)
+"""``../shared/data`` beside the checkout, or above it (a git worktree nests deeper)."""
 FRONTIER_ENV = (
     "PINFACTORY_FRONTIER_BASE_URL",
     "PINFACTORY_FRONTIER_API_KEY",

@@ -115,3 +115,27 @@ def test_environment_references_fill_settings() -> None:
     text = GOOD.replace("model: m", "model: ${MODEL_NAME:-fallback-model}")
     assert parse_team(text, "t", {}).member("up").settings["model"] == "fallback-model"
     assert parse_team(text, "t", {"MODEL_NAME": "big"}).member("up").settings["model"] == "big"
+
+
+@pytest.mark.parametrize(
+    ("block", "expected"),
+    [
+        ("{escalate_to: ghost}", "verification.escalate_to: unknown member 'ghost'"),
+        ("{escalate_to: 'tier:galaxy'}", "no member is in tier 'galaxy'"),
+        ("{cross_check: nobody}", "verification.cross_check: unknown member 'nobody'"),
+        (
+            "{self_consistency: {members: [calc, ghost]}}",
+            "verification.self_consistency.members.1: unknown member 'ghost'",
+        ),
+        ("{units: {sales: {shout: true}}}", "verification.units.sales: invalid guard override"),
+    ],
+)
+def test_verification_names_are_checked_at_load(block: str, expected: str) -> None:
+    with pytest.raises(TeamFileError) as caught:
+        parse(GOOD + f"verification: {block}\n")
+    assert expected in caught.value.message
+
+
+def test_a_valid_verification_block_loads() -> None:
+    team = parse_team(GOOD + "verification: {escalate_to: up, cross_check: calc}\n", "t", {})
+    assert team.spec.verification is not None

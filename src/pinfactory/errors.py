@@ -104,6 +104,12 @@ class RoutingError(PinfactoryError):
     code = "routing_failed"
 
 
+class DatasetError(PinfactoryError):
+    """Lab data that cannot be loaded: names the file, the row and the field at fault."""
+
+    code = "dataset_invalid"
+
+
 class LedgerError(PinfactoryError):
     """The ledger cannot record or read: the request is not acknowledged."""
 

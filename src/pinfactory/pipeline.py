@@ -17,8 +17,9 @@ from typing import Any
 
 from pinfactory.errors import ClientGone, MemberError, MemberTimeout, PinfactoryError, UnknownModel
 from pinfactory.ledger import Ledger, LedgerEntry, open_ledger
-from pinfactory.ledger.base import to_nano
+from pinfactory.ledger.base import Review, to_nano
 from pinfactory.ledger.events import answer_events, failure_events
+from pinfactory.ledger.queued import queue_request, refuse_stream, run_approved
 from pinfactory.ledger.quotas import Budgets
 from pinfactory.ledger.reviews import ReviewQueue
 from pinfactory.members import Completion, Member, member_class
@@ -26,7 +27,7 @@ from pinfactory.observe import Observers, Timeline, build_observers, stage
 from pinfactory.observe.timeline import stage_end, stage_start
 from pinfactory.request import Request
 from pinfactory.routing import Decision, Router, TieredRouter, build_router
-from pinfactory.routing.quotas import QuotaGate, build_quota_gate
+from pinfactory.routing.quotas import QuotaGate, QuotaQueued, build_quota_gate
 from pinfactory.team import Team
 from pinfactory.verify.stage import VerifyStage
 
@@ -137,6 +138,8 @@ class Pipeline:
                 with stage("verify"):
                     answer = await self.verification.review(answer, self.members, self._call)
                 answer.latency_ms = _ms_since(started)
+        except QuotaQueued as queued:  # governance: a queue policy files it for review
+            return await queue_request(self, request, queued, started)
         except PinfactoryError as exc:
             await self.record_failure(request, exc, started)
             raise
@@ -168,6 +171,10 @@ class Pipeline:
                     answer = Answer(request, decision, event, _ms_since(started))
                     await self.record(answer)
                     yield answer
+        except QuotaQueued as queued:  # governance: a stream cannot wait for a person
+            refused = refuse_stream(queued)
+            await self.record_failure(request, refused, started)
+            raise refused from None
         except TimeoutError as exc:
             failure = MemberTimeout(member_name, "timed out while streaming")
             await self.record_failure(request, failure, started)
@@ -179,6 +186,23 @@ class Pipeline:
             gone = ClientGone(member_name, "client closed the stream before it ended")
             self._background(self.record_failure(request, gone, started))
             raise
+
+    # --- governance: requests held by a queue policy (ledger/queued.py) ---
+    async def execute_approved(
+        self, review_id: str, reviewer: str, note: str | None = None
+    ) -> Review:
+        """Approve a review; a held request runs first on its member, past its limit."""
+        return await run_approved(self, review_id, reviewer, note)
+
+    async def run_held(self, member: Member, request: Request, started: float) -> Completion:
+        """Call one member for an approved held request; a failure is recorded."""
+        try:
+            return await self._call(member, request)
+        except PinfactoryError as exc:
+            await self.record_failure(request, exc, started)
+            raise
+
+    # --- end governance ---
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)

@@ -89,7 +89,7 @@ class BudgetSpec(_Strict):
     unit: str = Field(pattern=NAME_PATTERN)
     period: Literal["day", "month"] = "month"
     max_spend_usd: Decimal = Field(ge=0)
-    on_exhausted: Literal["refuse", "downgrade"] = "refuse"
+    on_exhausted: Literal["refuse", "downgrade", "queue"] = "refuse"
 
 
 class ReviewSpec(_Strict):
@@ -215,7 +215,18 @@ def parse_team(text: str, source: str, environ: Mapping[str, str]) -> Team:
     team = Team(spec, source, environ)
     _check_members(team, node)
     _check_routing(team, node)
+    _check_verification(team, node)
     return team
+
+
+def _check_verification(team: Team, node: yaml.Node | None) -> None:
+    if team.spec.verification is None:
+        return
+    declared = {m.name: m.tier for m in team.spec.members}
+    problems = team.spec.verification.problems(declared)
+    if problems:
+        lines = [_at(team.source, node, ("verification", *loc), p) for loc, p in problems]
+        raise TeamFileError("\n".join(lines))
 
 
 def _check_members(team: Team, node: yaml.Node | None) -> None:

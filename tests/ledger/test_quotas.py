@@ -11,7 +11,7 @@ import pytest
 from pinfactory.gateway import create_app
 from pinfactory.gateway.server import serve_in_thread
 from pinfactory.ledger import open_ledger
-from pinfactory.ledger.quotas import window_start
+from pinfactory.routing.quotas import window_start
 from pinfactory.team import parse_team
 
 

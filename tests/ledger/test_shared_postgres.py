@@ -16,7 +16,7 @@ import pytest
 from pinfactory.gateway.server import free_port
 from pinfactory.ledger import open_ledger
 from pinfactory.ledger.chain import verify_ledger
-from pinfactory.ledger.quotas import window_start
+from pinfactory.routing.quotas import window_start
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]

@@ -9,7 +9,7 @@ import pytest_asyncio
 
 from pinfactory.members import Completion
 from pinfactory.members.llamacpp import LlamaCppMember, LlamaCppSettings, to_prompt
-from pinfactory.request import Message, Request
+from pinfactory.request import Document, Message, Request
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -51,3 +51,23 @@ def test_prompt_is_a_transcript_for_a_base_model() -> None:
     prompt = to_prompt(request)
     assert prompt.startswith("Be terse.\n\n")
     assert prompt.endswith("Q: Hi?\nA: Hello.\n\nQ: Capital of Spain?\nA:")
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_reads_the_documents_sent_with_the_request(gemma: LlamaCppMember) -> None:
+    note = Document("Opening hours: the Oslo shop closes at 4 pm on Sundays.")
+    question = "What time does the Oslo shop close on Sundays?"
+    grounded = await gemma.complete(Request.from_text(question, documents=(note,)))
+    assert "4 pm" in grounded.text
+    prices = Document("Standard shipping costs $4.99. Express shipping costs $12.")
+    cost = await gemma.complete(
+        Request.from_text("How much does express shipping cost?", documents=(prices,))
+    )
+    assert "12" in cost.text
+
+
+def test_documents_come_first_in_the_prompt() -> None:
+    request = Request.from_text("Q?", documents=(Document("alpha"), Document("beta")))
+    prompt = to_prompt(request)
+    assert prompt.startswith("Documents:\n[1] alpha\n[2] beta\n\nAnswer from the documents")
+    assert prompt.endswith("Q: Q?\nA:")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import glob
 from decimal import Decimal
 from pathlib import Path
 
@@ -11,16 +12,19 @@ import pytest
 from typer.testing import CliRunner
 
 from pinfactory.cli import app
-from pinfactory.errors import QuotaExceeded, TeamFileError
+from pinfactory.errors import QuotaExceeded, RoutingError, TeamFileError
 from pinfactory.ledger import open_ledger
+from pinfactory.members.base import Completion, Usage
 from pinfactory.pipeline import open_pipeline
-from pinfactory.request import Request
+from pinfactory.request import Document, Request
 from pinfactory.routing import ROUTER_KINDS, Decision, build_router
-from pinfactory.routing.cascade import Cascade
+from pinfactory.routing.acceptance import AcceptanceModel
+from pinfactory.routing.cascade import Cascade, out_of_fold_scores, scorer_named
 from pinfactory.routing.hybrid import HybridRouter
 from pinfactory.routing.quality import QualityRouter
 from pinfactory.routing.quotas import MemoryQuotaCounter, QuotaQueued
 from pinfactory.routing.table import RoutingTable
+from pinfactory.routing.table_files import load_responses
 from pinfactory.team import load_team, parse_team
 
 # (query, member the default team's rules send it to; None = no rule claims it)
@@ -202,32 +206,102 @@ async def test_cascade_escalates_and_records_every_tier(tmp_path: Path) -> None:
     assert direct.decision.member == "calculator" and len(direct.decision.trail) == 1
 
 
-def test_cascade_calibration_meets_its_quality_target(
+CASCADE_TIERS = ["mistralai/mistral-7b-chat", "mistralai/mixtral-8x7b-chat", "gpt-4-1106-preview"]
+
+
+def restrict(table: RoutingTable) -> RoutingTable:
+    index = [table.members.index(t) for t in CASCADE_TIERS]
+    return RoutingTable(
+        table.ids, table.prompts, CASCADE_TIERS, table.quality[:, index], table.cost[:, index]
+    )
+
+
+def prompt_scores(fit_on: RoutingTable, score: RoutingTable) -> np.ndarray:
+    """A prompt-only scorer: each tier's predicted quality from the prompt."""
+    model = QualityRouter().fit(fit_on)
+    return model.predicted_quality(model.embed(score.prompts, cache=True))
+
+
+def test_cascade_calibrated_out_of_fold_meets_its_target_on_the_test_split(
     routerbench_train: RoutingTable, routerbench_test: RoutingTable
 ) -> None:
-    tiers = ["mistralai/mistral-7b-chat", "mistralai/mixtral-8x7b-chat", "gpt-4-1106-preview"]
-    index = [routerbench_train.members.index(t) for t in tiers]
-
-    def restrict(table: RoutingTable) -> RoutingTable:
-        return RoutingTable(
-            table.ids, table.prompts, tiers, table.quality[:, index], table.cost[:, index]
-        )
-
     train, test = restrict(routerbench_train), restrict(routerbench_test)
-    half = len(train) // 2
-    acceptance = QualityRouter().fit(train.subset(np.arange(half)))  # a learned acceptance model
-    held_out = train.subset(np.arange(half, len(train)))
-
-    def scores(table: RoutingTable) -> np.ndarray:
-        return acceptance.predicted_quality(acceptance.embed(table.prompts, cache=True))
-
-    cascade = Cascade(tiers, scorer=lambda _r, _c: 1.0)
-    cascade.calibrate(held_out, scores(held_out), quality_target=0.82)
-    quality, cost, stop = Cascade.simulate(test, scores(test), cascade.thresholds_)
+    oof = out_of_fold_scores(train, prompt_scores, folds=5)
+    cascade = Cascade(CASCADE_TIERS, scorer=lambda _r, _c: 1.0)
+    cascade.calibrate_cv(train, oof, quality_target=0.82)
+    quality, cost, stop = Cascade.simulate(test, prompt_scores(train, test), cascade.thresholds_)
     gpt4_cost = test.cost[:, 2].mean()
-    print(f"cascade mistral-7b -> mixtral -> gpt-4: quality {quality:.3f} at ${cost:.2e}")
-    assert quality > test.quality[:, 0].mean() + 0.1 and cost < 0.9 * gpt4_cost
+    print(f"cascade to 0.82: {quality:.3f} at ${cost:.2e} (margin {cascade.calibrated_['margin']})")
+    assert quality >= 0.82 - 0.01  # measured 0.833 on the full train split; 0.761 half-split
+    assert cost < 0.8 * gpt4_cost
     assert 0 < (stop == 2).mean() < 1  # some prompts escalate all the way, not all
+
+
+def test_learned_answer_scorer_separates_right_from_wrong_answers(
+    shared_data: Path, routerbench_train: RoutingTable, tmp_path: Path
+) -> None:
+    files = sorted(glob.glob(str(shared_data / "routerbench" / "*_train.csv")))
+    table = restrict(routerbench_train)
+    answers = load_responses(files, table)
+    order = np.random.default_rng(0).permutation(len(table))  # rows are sorted by dataset
+    inside, outside = order[: len(order) * 2 // 3], order[len(order) * 2 // 3 :]
+
+    def pick(rows: np.ndarray) -> dict[str, list[str]]:
+        return {m: [a[i] for i in rows] for m, a in answers.items()}
+
+    fit_on, held = table.subset(inside), table.subset(outside)
+    model = AcceptanceModel().fit(fit_on, pick(inside))
+    scores = model.table_scores(held, pick(outside))
+    for column, member in enumerate(CASCADE_TIERS[:2]):
+        right = held.quality[:, column] >= 0.5
+        auc = float((scores[right, column][:, None] > scores[~right, column][None, :]).mean())
+        print(f"{member}: answer scorer AUC {auc:.3f}")
+        assert auc > 0.6
+    reply = Completion(answers[CASCADE_TIERS[1]][0], Usage(1, 1), Decimal(0), "m")
+    request = Request.from_text(table.prompts[0])
+    one = model(request, reply, member=CASCADE_TIERS[1])
+    assert 0 < one < 1
+    model.save(tmp_path / "acceptance.pkl")
+    again = AcceptanceModel.load(tmp_path / "acceptance.pkl")
+    assert again(request, reply, member=CASCADE_TIERS[1]) == one
+    with pytest.raises(RoutingError, match="no model for member 'nobody'"):
+        again(request, reply, member="nobody")
+
+
+def test_verifier_scorer_reads_grounding_with_documents_and_answered_without() -> None:
+    scorer = scorer_named("verifier")
+    docs = (Document("Order 1042 shipped on 3 May from the Leeds warehouse."),)
+    asked = Request.from_text("When did order 1042 ship?", documents=docs)
+
+    def said(text: str) -> Completion:
+        return Completion(text, Usage(1, 1), Decimal(0), "m")
+
+    grounded = scorer(asked, said("Order 1042 shipped on 3 May."))
+    wrong = scorer(asked, said("Order 1042 shipped on 9 June from Paris."))
+    assert grounded > 0.6 > wrong
+    assert scorer(Request.from_text("hi"), said("Hello!")) == 1.0
+    assert scorer(Request.from_text("hi"), said("  ")) == 0.0
+
+
+def test_cascade_team_file_takes_verifier_and_acceptance_scorers(tmp_path: Path) -> None:
+    table = RoutingTable(
+        ids=["a", "b", "c", "d"],
+        prompts=["add 2 and 3", "where is order 1042", "sum 4 and 5", "status of order 7"],
+        members=["calculator", "orders"],
+        quality=np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]),
+        cost=np.full((4, 2), 1e-6),
+    )
+    answers = {"calculator": ["5", "", "9", ""], "orders": ["", "shipped", "", "in transit"]}
+    AcceptanceModel().fit(table, answers).save(tmp_path / "acc.pkl")
+    for extra in ("  scorer: verifier", "  scorer: acceptance\n  scorer_path: acc.pkl"):
+        team = load_team(mini("cascade", CONFIGS["cascade"] + "\n" + extra, tmp_path), {})
+        assert isinstance(build_router(team), Cascade)
+    with pytest.raises(TeamFileError, match="needs scorer_path"):
+        load_team(mini("cascade", CONFIGS["cascade"] + "\n  scorer: acceptance", tmp_path), {})
+    (tmp_path / "bad.pkl").write_bytes(b"junk")
+    bad = CONFIGS["cascade"] + "\n  scorer: acceptance\n  scorer_path: bad.pkl"
+    with pytest.raises(TeamFileError, match=r"bad\.pkl: not a pinfactory acceptance model"):
+        load_team(mini("cascade", bad, tmp_path), {})
 
 
 async def test_memory_quota_counter_is_atomic_under_concurrency() -> None:
@@ -265,21 +339,27 @@ async def test_quota_policies(policy: str, tmp_path: Path) -> None:
                 "quota 'orders-daily' (1 calls a day on member 'orders') exhausted" in second.reason
             )
             assert "downgraded to 'calculator'" in second.reason
+        elif policy == "queue":  # the router says so; the pipeline files it for review
+            with pytest.raises(QuotaQueued, match="quota 'orders-daily'") as queued:
+                await pipeline.route(request)
+            assert "queued for review" in queued.value.decision.reason
+            held = await pipeline.complete(request)
+            assert held.extra["review"]["status"] == "pending"
+            assert held.decision.member == "orders" and held.cost_usd == 0
         else:
             with pytest.raises(QuotaExceeded, match="quota 'orders-daily'") as caught:
                 await pipeline.complete(request)
             assert caught.value.status == 429
-            if policy == "queue":
-                assert isinstance(caught.value, QuotaQueued)
-                assert "queued for review" in caught.value.decision.reason
     ledger = open_ledger(str(tmp_path / "ledger.db"))
     await ledger.open()
     try:
         rows = await ledger.entries()
     finally:
         await ledger.close()
-    if policy != "downgrade":
+    if policy == "refuse":
         assert rows[0].status == 429 and "orders-daily" in (rows[0].error or "")
+    if policy == "queue":  # recorded, no member called (tests/ledger/test_queue_policy.py)
+        assert rows[0].status == 200 and rows[0].member is None and rows[0].cost_usd == 0
 
 
 runner = CliRunner()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from pinfactory.cli import audit, costs, review, route, runtime, team, verify
+from pinfactory.cli import audit, costs, lab, review, route, runtime, team, verify
 
 app = typer.Typer(
     name="pinfactory",
@@ -16,10 +16,11 @@ app = typer.Typer(
 runtime.register(app)
 costs.register(app)
 verify.register(app)
-route.register(app)  # routing: route, rules test, router fit|eval
+route.register(app)
 app.add_typer(team.app, name="team")
-app.add_typer(audit.app, name="audit")  # governance
-app.add_typer(review.app, name="review")  # governance
+app.add_typer(audit.app, name="audit")
+app.add_typer(review.app, name="review")
+lab.register(app)
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from pinfactory.cli.common import JsonOption, TeamOption, console, team_from
-from pinfactory.cli.ledger import with_ledger
+from pinfactory.cli.ledger import with_ledger, with_pipeline
 from pinfactory.ledger import Review
 from pinfactory.ledger.reviews import ReviewQueue, full
 
@@ -70,11 +70,22 @@ def approve(
     note: Note = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Release the member's answer as it is."""
+    """Release the member's answer as it is; a request held by a quota runs first.
+
+    A review that holds a request (a quota or budget's ``queue`` policy) opens
+    the team's pipeline here and runs the request on its member, as the
+    gateway's admin API would; the unit polling the review then gets the answer.
+    """
     loaded = team_from(team)
-    review = with_ledger(
-        loaded, lambda ledger: ReviewQueue(ledger).approve(review_id, reviewer, note)
-    )
+    review = with_ledger(loaded, lambda ledger: ReviewQueue(ledger).get(review_id))
+    if review.held is None:
+        review = with_ledger(
+            loaded, lambda ledger: ReviewQueue(ledger).approve(review_id, reviewer, note)
+        )
+    else:
+        review = with_pipeline(
+            loaded, lambda pipeline: pipeline.execute_approved(review_id, reviewer, note)
+        )
     _show(review, as_json)
 
 

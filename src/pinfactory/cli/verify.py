@@ -69,6 +69,8 @@ def docs_add(
         table.add_row(path, "[dim]already stored[/]")
     for path, problem in report.failed:
         table.add_row(path, f"[red]{problem}[/]")
+    for path, instruction in report.flagged:
+        table.add_row(path, f"[yellow]stored, flagged: contains an instruction {instruction!r}[/]")
     console.print(table)
     console.print(
         f"{len(report.added)} added ({report.chunks} chunks), {len(report.unchanged)} unchanged, "

@@ -23,6 +23,7 @@ from pinfactory.documents.reader import MAX_BYTES, DocumentError, read_document
 from pinfactory.embeddings import Encoder, Vectors, get_encoder
 from pinfactory.errors import PinfactoryError
 from pinfactory.verify.claims import split_sentences, tokens
+from pinfactory.verify.guards import instruction_in
 
 RRF_K = 60
 SCHEMA = """
@@ -60,6 +61,7 @@ class IngestReport:
     added: list[tuple[str, int]] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    flagged: list[tuple[str, str]] = field(default_factory=list)  # (file, instruction in it)
 
     @property
     def chunks(self) -> int:
@@ -156,6 +158,8 @@ class DocumentStore:
             except DocumentError as exc:
                 report.failed.append((str(path), exc.problem))
                 continue
+            if (instruction := instruction_in(text)) is not None:
+                report.flagged.append((str(path), instruction))
             added = self.add_text(text, title=title, source=str(path))
             if added:
                 report.added.append((str(path), added))

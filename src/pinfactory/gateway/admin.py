@@ -102,7 +102,12 @@ class Admin:
         return JSONResponse(full(review))
 
     async def decide(self, http: HTTPRequest) -> Response:
-        """``POST /admin/reviews/{id}`` with ``{"action": "approve"|"override", ...}``."""
+        """``POST /admin/reviews/{id}`` with ``{"action": "approve"|"override", ...}``.
+
+        Approving a request held by a quota or budget's ``queue`` policy runs it
+        on its member first (``Pipeline.execute_approved``); the response then
+        carries the member's answer.
+        """
         caller = self._admin(http)
         body = await _json_body(http)
         action = body.get("action")
@@ -110,9 +115,10 @@ class Admin:
         note, answer = body.get("note"), body.get("answer")
         if not isinstance(reviewer, str) or not isinstance(note, str | None):
             raise RequestError("'reviewer' and 'note' must be strings", param="reviewer")
-        queue, review_id = self.gateway.ready.reviews, http.path_params["review_id"]
-        if action == "approve":
-            review = await queue.approve(review_id, reviewer, note)
+        pipeline, review_id = self.gateway.ready, http.path_params["review_id"]
+        queue = pipeline.reviews
+        if action == "approve":  # a request held by a queue policy runs here, then is released
+            review = await pipeline.execute_approved(review_id, reviewer, note)
         elif action == "override":
             if not isinstance(answer, str):
                 raise RequestError(

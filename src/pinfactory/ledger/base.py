@@ -109,6 +109,7 @@ class Review:
     final_answer: str | None = None
     note: str | None = None
     decided: float | None = None
+    held: Any = None  # a request held by a queue policy, to run on approval (queued.py)
 
     @property
     def released_answer(self) -> str | None:
@@ -183,8 +184,11 @@ class Ledger(Protocol):
         final_answer: str | None,
         note: str | None,
         events: Sequence[AuditEvent],
+        answer: str | None = None,
     ) -> Review:
         """Decide a pending review and seal the reviewer's action in the same commit.
+
+        ``answer``, if given, becomes the review's answer (a held request's, once run).
 
         Raises NotFound for an unknown id, Conflict for one already decided.
         """

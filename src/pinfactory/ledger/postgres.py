@@ -1,7 +1,10 @@
 """The PostgreSQL ledger: the same tables and chain as SQLite, shared by many gateways.
 
 A write is acknowledged after its transaction commits (PostgreSQL's default
-``synchronous_commit=on`` syncs the WAL first). Appends to the audit chain
+``synchronous_commit=on`` syncs the WAL first). A write transaction costs two
+round trips however many operations it holds: ``BEGIN`` with the chain head
+lock, then the buffered inserts, the head update and ``COMMIT`` in one
+pipeline. Appends to the audit chain
 lock the ``chain_head`` row (``SELECT ... FOR UPDATE``), so gateway worker
 processes on one database append one after another and the chain stays
 unbroken; quota counters are single conditional upserts, exact under any
@@ -24,6 +27,8 @@ POSTGRES = Dialect(
     lock_head="SELECT seq, hash FROM chain_head WHERE id = 1 FOR UPDATE",
     placeholder="%s",
     errors=(psycopg.Error,),
+    pipelined=True,
+    migrations=("ALTER TABLE reviews ADD COLUMN IF NOT EXISTS held TEXT",),
 )
 SCHEMA_LOCK = 0x70696E66  # advisory lock id: creating tables from two processes at once
 
@@ -59,5 +64,7 @@ class PostgresLedger(SQLLedger):
                 for statement in self.dialect.schema.split(";"):
                     if statement.strip():
                         conn.execute(statement.encode())
+                for migration in self.dialect.migrations:
+                    conn.execute(migration.encode())
         except psycopg.Error as exc:
             raise LedgerError(f"cannot create the ledger tables: {exc}") from exc

@@ -11,46 +11,15 @@ their estimate.
 
 from __future__ import annotations
 
-import datetime as dt
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
 
 from pinfactory.errors import QuotaExceeded
 from pinfactory.ledger.base import from_nano, to_nano
 from pinfactory.request import Request
 from pinfactory.routing.base import Decision
+from pinfactory.routing.quotas import QuotaCounter, QuotaQueued, window_start
 from pinfactory.team import BudgetSpec, MemberSpec, Team
-
-
-class QuotaCounter(Protocol):
-    async def try_consume(
-        self,
-        key: str,
-        window_start: float,
-        limit_calls: int | None,
-        limit_nusd: int | None,
-        calls: int,
-        nusd: int,
-    ) -> bool:
-        """Atomically add (calls, nusd) to the usage of `key` in the window starting at
-        `window_start` (epoch seconds) only if the result stays within both limits
-        (None = no limit); return whether it was added."""
-
-    async def adjust(self, key: str, window_start: float, calls: int, nusd: int) -> None:
-        """Add usage without a limit check (negative gives usage back)."""
-
-
-def window_start(period: str, now: float | None = None) -> float:
-    """The start (epoch seconds, UTC) of the day or month containing ``now``."""
-    moment = dt.datetime.fromtimestamp(time.time() if now is None else now, dt.UTC)
-    start = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-    if period == "month":
-        start = start.replace(day=1)
-    elif period != "day":
-        raise ValueError(f"period must be 'day' or 'month', got {period!r}")
-    return start.timestamp()
 
 
 def budget_key(spec: BudgetSpec) -> str:
@@ -79,7 +48,8 @@ class Budgets:
         """Reserve the decision's cost in every budget of the unit, or apply the policy.
 
         ``refuse`` raises :class:`QuotaExceeded` naming the budget; ``downgrade``
-        tries cheaper members (cheapest first) that still fit, then refuses.
+        tries cheaper members (cheapest first) that still fit, then refuses;
+        ``queue`` raises :class:`QuotaQueued`, which the pipeline files for review.
         """
         specs = self._by_unit.get(request.unit)
         if not specs:
@@ -99,12 +69,27 @@ class Budgets:
                         reason=f"budget '{_name(refused)}' exhausted: downgraded from "
                         f"{decision.member} to {member.name} ({decision.reason})",
                     )
-        raise QuotaExceeded(
+        note = (
             f"budget '{_name(refused)}' exhausted: unit '{request.unit}' may spend "
             f"${refused.max_spend_usd} per {refused.period}; this request needs about "
-            f"${from_nano(estimate)}",
-            param="budget",
+            f"${from_nano(estimate)}"
         )
+        if refused.on_exhausted == "queue":
+            raise QuotaQueued(
+                f"{note}; request queued for human review",
+                decision=replace(decision, reason=f"{decision.reason}; {note}: queued for review"),
+                escalation=f"budget '{_name(refused)}' exhausted for unit '{request.unit}'",
+                key=budget_key(refused),
+                period=refused.period,
+                nusd=estimate,
+                source="budget",
+            )
+        raise QuotaExceeded(note, param="budget")
+
+    async def charge(self, unit: str, nusd: int) -> None:
+        """Book spend a reviewer approved past the limit: counted, never checked."""
+        for spec in self._by_unit.get(unit, ()):
+            await self.counter.adjust(budget_key(spec), window_start(spec.period), 1, nusd)
 
     async def settle(self, request_id: str, actual_nusd: int) -> None:
         """Book the actual cost against what was reserved (0 gives it all back)."""

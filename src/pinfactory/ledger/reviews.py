@@ -32,15 +32,22 @@ if TYPE_CHECKING:
 POLL_S = 0.2
 
 
-def review_escalation(extra: Mapping[str, Any]) -> tuple[str, Any] | None:
-    """(reason, evidence) when the answer was escalated to a person, else None."""
+def review_escalation(extra: Mapping[str, Any]) -> tuple[str, Any, str | None] | None:
+    """(reason, evidence, withheld answer) when escalated to a person, else None.
+
+    The verify stage replaces the client's text with a notice and keeps the
+    member's own answer in the escalation's ``answer``: that is what the
+    reviewer judges and what an approval releases.
+    """
     escalation = extra.get("escalation")
     if escalation is None:
         return None
     data = jsonable(escalation)
     if not isinstance(data, dict) or data.get("kind") != "review":
         return None
-    return str(data.get("reason") or "escalated for review"), data.get("evidence")
+    withheld = data.get("answer")
+    reason = str(data.get("reason") or "escalated for review")
+    return reason, data.get("evidence"), withheld if isinstance(withheld, str) else None
 
 
 def new_review_id() -> str:
@@ -64,8 +71,9 @@ class ReviewQueue:
         reason: str,
         evidence: Any = None,
         verdict: Any = None,
+        held: Any = None,
     ) -> Review:
-        """Queue an answer for a person; the queueing is audited."""
+        """Queue an answer (or, with ``held``, a request not yet run) for a person; audited."""
         review = Review(
             id=new_review_id(),
             request_id=request_id,
@@ -78,6 +86,7 @@ class ReviewQueue:
             member=member,
             answer=answer,
             verdict=jsonable(verdict),
+            held=held,
         )
         event = AuditEvent(
             "review.queued",
@@ -92,7 +101,7 @@ class ReviewQueue:
         escalation = review_escalation(answer.extra)
         if escalation is None:
             return answer
-        reason, evidence = escalation
+        reason, evidence, withheld = escalation
         request = answer.request
         review = await self.submit(
             request_id=request.request_id,
@@ -100,7 +109,7 @@ class ReviewQueue:
             user=request.user,
             prompt=request.text,
             member=answer.decision.member,
-            answer=answer.completion.text,
+            answer=answer.completion.text if withheld is None else withheld,
             reason=reason,
             evidence=evidence,
             verdict=answer.extra.get("verdict"),
@@ -125,8 +134,11 @@ class ReviewQueue:
             raise NotFound(f"no review '{review_id}'", param="review_id")
         return review
 
-    async def approve(self, review_id: str, reviewer: str, note: str | None = None) -> Review:
-        return await self._decide(review_id, "approved", reviewer, None, note)
+    async def approve(
+        self, review_id: str, reviewer: str, note: str | None = None, answer: str | None = None
+    ) -> Review:
+        """Release the member's answer; ``answer`` is a held request's, once it has run."""
+        return await self._decide(review_id, "approved", reviewer, None, note, answer)
 
     async def override(
         self, review_id: str, reviewer: str, answer: str, note: str | None = None
@@ -142,10 +154,18 @@ class ReviewQueue:
         reviewer: str,
         final_answer: str | None,
         note: str | None,
+        answer: str | None = None,
     ) -> Review:
         if not reviewer.strip():
             raise RequestError("a decision needs the 'reviewer' who made it", param="reviewer")
         current = await self.get(review_id)
+        if status == "approved" and current.held is not None and answer is None:
+            raise RequestError(
+                f"review '{review_id}' holds a request that has not run yet: approve it through "
+                "the gateway (POST /admin/reviews/{id}) or `pinfactory review approve`, which run "
+                "it on its member",
+                param="review_id",
+            )
         event = AuditEvent(
             f"review.{status}",
             current.request_id,
@@ -158,10 +178,11 @@ class ReviewQueue:
             },
         )
         decided = await self.ledger.decide_review(
-            review_id, status, reviewer, final_answer, note, [event]
+            review_id, status, reviewer, final_answer, note, [event], answer
         )
         return replace(
             decided,
+            answer=decided.answer if answer is None else answer,
             status=status,
             reviewer=reviewer,
             final_answer=final_answer,
@@ -184,9 +205,11 @@ def released(answer: Answer, review: Review) -> Answer:
     block: dict[str, Any] = {"id": review.id, "status": review.status, "reason": review.reason}
     if review.status == "pending":
         block["poll"] = f"/v1/reviews/{review.id}"
-        held = (
-            f"This answer is waiting for human review (review {review.id}): poll {block['poll']}."
-        )
+        if review.held is not None:
+            what = "request is waiting for a person's approval to spend"
+        else:
+            what = "answer is waiting for human review"
+        held = f"This {what} (review {review.id}): poll {block['poll']}."
         completion = replace(answer.completion, text=held)
     else:
         block["reviewer"] = review.reviewer

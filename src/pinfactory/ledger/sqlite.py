@@ -26,6 +26,8 @@ SQLITE = Dialect(
     placeholder="?",
     errors=(sqlite3.Error,),
 )
+# columns added since the first release: (table, column, type), added when missing
+ADDED_COLUMNS = (("reviews", "held", "TEXT"),)
 
 
 class SQLiteLedger(SQLLedger):
@@ -45,6 +47,10 @@ class SQLiteLedger(SQLLedger):
         assert isinstance(conn, sqlite3.Connection)
         try:
             conn.executescript(self.dialect.schema)
+            for table, column, kind in ADDED_COLUMNS:
+                present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                if column not in present:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         except sqlite3.Error as exc:
             raise LedgerError(
                 f"cannot open ledger {self.location}: {exc} (not a pinfactory ledger, or damaged)"

@@ -5,20 +5,21 @@ differs (schema types, placeholders, how to lock the chain head). Writes go
 through the :class:`~pinfactory.ledger.writer.BatchWriter`; reads run on a
 second connection on their own thread, so reports never wait behind commits.
 
-Appends to the chain serialise on the ``chain_head`` row: SQLite's
-``BEGIN IMMEDIATE`` holds the database write lock, PostgreSQL takes
-``SELECT ... FOR UPDATE`` on the row, so several processes sharing one
-ledger still build one unbroken chain. Within one transaction the head is
-read once and written once (:class:`ChainTip`), however many requests a
-group commit carries.
+Every write transaction (:class:`SQLBatch`) starts by locking the
+``chain_head`` row: SQLite's ``BEGIN IMMEDIATE`` holds the database write
+lock, PostgreSQL takes ``SELECT ... FOR UPDATE``. So several processes sharing
+one ledger still build one unbroken chain, and since every transaction takes
+that lock first, they cannot deadlock on the other rows they touch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -35,7 +36,7 @@ from pinfactory.ledger.base import (
     to_nano,
 )
 from pinfactory.ledger.chain import GENESIS, seal
-from pinfactory.ledger.writer import BatchWriter, Connection, Durability, TransactionState
+from pinfactory.ledger.writer import BatchWriter, Connection, Durability
 
 T = TypeVar("T")
 
@@ -45,7 +46,10 @@ REQUEST_COLUMNS = (
 )
 REVIEW_COLUMNS = (
     'id, request_id, unit, "user", created, reason, evidence, prompt, member, answer, '
-    "verdict, status, reviewer, final_answer, note, decided"
+    "verdict, status, reviewer, final_answer, note, decided, held"
+)
+AUDIT_INSERT = (
+    "INSERT INTO audit (seq, request_id, kind, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?)"
 )
 GROUPS = {"unit": "unit", "user": '"user"', "member": "COALESCE(member, '-')"}
 
@@ -60,9 +64,92 @@ class Dialect:
     lock_head: str
     placeholder: str
     errors: tuple[type[BaseException], ...]
+    pipelined: bool = False  # send a batch's statements without waiting for each reply
+    migrations: tuple[str, ...] = ()  # run after the schema; each must be safe to repeat
 
     def sql(self, text: str) -> str:
         return text if self.placeholder == "?" else text.replace("?", self.placeholder)
+
+
+class SQLBatch:
+    """One write transaction of the ledger's writer, shared by a batch of operations.
+
+    Opening it begins the transaction and reads (and locks) the chain head.
+    Operations run statements at once with :meth:`execute`, or buffer inserts
+    with :meth:`insert` and chain entries with :meth:`seal`; :meth:`commit`
+    writes the buffered rows with one ``executemany`` per table, moves the
+    chain head and commits, all in one pipeline on PostgreSQL. Buffered rows
+    are not visible to :meth:`execute` before the commit.
+    """
+
+    def __init__(self, dialect: Dialect, conn: Connection) -> None:
+        self._dialect = dialect
+        self._conn = conn
+        self._cur = conn.cursor()
+        self._inserts: dict[str, list[tuple[Any, ...]]] = {}
+        with self._pipeline():
+            self._cur.execute(dialect.begin)
+            self._cur.execute(dialect.lock_head)
+            row = self._cur.fetchone()
+        if row is None:
+            raise LedgerError("the chain head row is missing (tampered ledger)")
+        self.head = self._opened = ChainHead(int(row[0]), str(row[1]))
+
+    @classmethod
+    def begin(cls, dialect: Dialect, conn: Connection) -> SQLBatch:
+        try:
+            return cls(dialect, conn)
+        except BaseException:
+            with contextlib.suppress(*dialect.errors):
+                conn.cursor().execute("ROLLBACK")
+            raise
+
+    def _pipeline(self) -> AbstractContextManager[Any]:
+        pipeline = getattr(self._conn, "pipeline", None)
+        return pipeline() if self._dialect.pipelined and pipeline else contextlib.nullcontext()
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Run one statement now (``?`` placeholders); returns the cursor."""
+        return self._cur.execute(self._dialect.sql(sql), tuple(params))
+
+    def insert(self, sql: str, row: Sequence[Any]) -> None:
+        """Buffer one insert (``?`` placeholders) until :meth:`commit`."""
+        self._inserts.setdefault(self._dialect.sql(sql), []).append(tuple(row))
+
+    def seal(self, events: Sequence[AuditEvent]) -> None:
+        """Append ``events`` to the chain after everything sealed so far."""
+        if not events:
+            return
+        records = seal(events, self.head)
+        rows = self._inserts.setdefault(self._dialect.sql(AUDIT_INSERT), [])
+        rows.extend((r.seq, r.request_id, r.kind, r.body, r.prev_hash, r.hash) for r in records)
+        self.head = ChainHead(records[-1].seq, records[-1].hash)
+
+    def commit(self) -> None:
+        with self._pipeline():
+            for sql, rows in self._inserts.items():
+                if self._dialect.pipelined and len(rows) > 1:
+                    self._insert_rows(sql, rows)
+                else:
+                    self._cur.executemany(sql, rows)
+            if self.head != self._opened:
+                self.execute(
+                    "UPDATE chain_head SET seq = ?, hash = ? WHERE id = 1",
+                    (self.head.seq, self.head.hash),
+                )
+            self._cur.execute("COMMIT")
+
+    def rollback(self) -> None:
+        self._cur.execute("ROLLBACK")
+
+    def _insert_rows(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """One multi-row ``INSERT ... VALUES (...), (...)`` per chunk of rows."""
+        head, _, marks = sql.rpartition(" VALUES ")
+        per_chunk = max(1, 8192 // len(rows[0]))
+        for start in range(0, len(rows), per_chunk):
+            chunk = rows[start : start + per_chunk]
+            values = ", ".join([marks] * len(chunk))
+            self._cur.execute(f"{head} VALUES {values}", [v for row in chunk for v in row])
 
 
 def schema(serial: str, real: str, big: str) -> str:
@@ -125,51 +212,11 @@ CREATE TABLE IF NOT EXISTS reviews (
     reviewer TEXT,
     final_answer TEXT,
     note TEXT,
-    decided {real}
+    decided {real},
+    held TEXT
 );
 CREATE INDEX IF NOT EXISTS reviews_status ON reviews(status, created);
 """
-
-
-class ChainTip(TransactionState):
-    """The chain head as the writer's open transaction sees it.
-
-    The first append of a transaction reads (and on PostgreSQL locks) the
-    ``chain_head`` row; later appends extend the head kept here; the row is
-    updated once, just before COMMIT. A savepoint rolled back restores the
-    head it had (and a lock taken inside it is released, so it is read again).
-    """
-
-    def __init__(self, dialect: Dialect) -> None:
-        self.dialect = dialect
-        self.update = dialect.sql("UPDATE chain_head SET seq = ?, hash = ? WHERE id = 1")
-        self.head: ChainHead | None = None
-        self.dirty = False
-
-    def begin(self) -> None:
-        self.head, self.dirty = None, False
-
-    def mark(self) -> object:
-        return (self.head, self.dirty)
-
-    def restore(self, mark: object) -> None:
-        self.head, self.dirty = mark  # type: ignore[misc]
-
-    def read(self, cur: Any) -> ChainHead:
-        if self.head is None:
-            row = cur.execute(self.dialect.lock_head).fetchone()
-            if row is None:
-                raise LedgerError("the chain head row is missing (tampered)")
-            self.head = ChainHead(int(row[0]), str(row[1]))
-        return self.head
-
-    def advance(self, head: ChainHead) -> None:
-        self.head, self.dirty = head, True
-
-    def flush(self, cur: Any) -> None:
-        if self.dirty and self.head is not None:
-            cur.execute(self.update, (self.head.seq, self.head.hash))
-            self.dirty = False
 
 
 class SQLLedger:
@@ -183,14 +230,6 @@ class SQLLedger:
         self._writer: BatchWriter | None = None
         self._reader: ThreadPoolExecutor | None = None
         self._read_db: Connection | None = None
-        self._tip = ChainTip(self.dialect)
-        self._insert_audit = self.dialect.sql(
-            "INSERT INTO audit (seq, request_id, kind, body, prev_hash, hash) "
-            "VALUES (?, ?, ?, ?, ?, ?)"
-        )
-        self._insert_request = self.dialect.sql(
-            f"INSERT INTO requests ({REQUEST_COLUMNS}) VALUES ({_marks(16)})"
-        )
 
     def _connect(self) -> Connection:
         raise NotImplementedError
@@ -203,6 +242,11 @@ class SQLLedger:
         """Commits so far (group mode: fewer than writes)."""
         return self._writer.commits if self._writer else 0
 
+    @property
+    def replays(self) -> int:
+        """Group batches that failed and ran again one operation at a time."""
+        return self._writer.replays if self._writer else 0
+
     async def open(self) -> None:
         if self._writer is not None:
             return
@@ -212,12 +256,12 @@ class SQLLedger:
             self._create_schema(conn)
             return conn
 
+        dialect = self.dialect
         writer = BatchWriter(
             connect_writer,
-            self.dialect.begin,
-            self.dialect.errors,
+            lambda conn: SQLBatch.begin(dialect, conn),
+            dialect.errors,
             self.durability,
-            state=self._tip,
         )
         await asyncio.to_thread(writer.start)
         self._writer = writer
@@ -277,28 +321,17 @@ class SQLLedger:
             int(entry.stream),
             json.dumps(list(entry.tags)),
         )
-        insert = self._insert_request
+        insert = f"INSERT INTO requests ({REQUEST_COLUMNS}) VALUES ({_marks(16)})"
 
-        def write(cur: Any) -> None:
-            cur.execute(insert, row)
-            self._seal(cur, events)
+        def write(tx: SQLBatch) -> None:
+            tx.insert(insert, row)
+            tx.seal(events)
 
         await self._write(write)
 
     async def append(self, events: Sequence[AuditEvent]) -> None:
         if events:
-            await self._write(lambda cur: self._seal(cur, events))
-
-    def _seal(self, cur: Any, events: Sequence[AuditEvent]) -> None:
-        if not events:
-            return
-        records = seal(events, self._tip.read(cur))
-        cur.executemany(
-            self._insert_audit,
-            [(r.seq, r.request_id, r.kind, r.body, r.prev_hash, r.hash) for r in records],
-        )
-        last = records[-1]
-        self._tip.advance(ChainHead(last.seq, last.hash))
+            await self._write(lambda tx: tx.seal(events))
 
     async def audit(
         self, request_id: str | None = None, after: int = 0, limit: int = 1000
@@ -376,7 +409,7 @@ class SQLLedger:
             return False
         lc = -1 if limit_calls is None else limit_calls
         ln = -1 if limit_nusd is None else limit_nusd
-        sql = self.dialect.sql(
+        sql = (
             "INSERT INTO quota_usage (key, window_start, calls, nusd) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (key, window_start) DO UPDATE SET "
             "calls = quota_usage.calls + excluded.calls, nusd = quota_usage.nusd + excluded.nusd "
@@ -384,15 +417,15 @@ class SQLLedger:
             "AND (? < 0 OR quota_usage.nusd + excluded.nusd <= ?) RETURNING calls"
         )
         params = (key, window_start, calls, nusd, lc, lc, ln, ln)
-        return await self._write(lambda cur: cur.execute(sql, params).fetchone() is not None)
+        return await self._write(lambda tx: tx.execute(sql, params).fetchone() is not None)
 
     async def adjust(self, key: str, window_start: float, calls: int, nusd: int) -> None:
-        sql = self.dialect.sql(
+        sql = (
             "INSERT INTO quota_usage (key, window_start, calls, nusd) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (key, window_start) DO UPDATE SET "
             "calls = quota_usage.calls + excluded.calls, nusd = quota_usage.nusd + excluded.nusd"
         )
-        await self._write(lambda cur: cur.execute(sql, (key, window_start, calls, nusd)))
+        await self._write(lambda tx: tx.execute(sql, (key, window_start, calls, nusd)))
 
     async def usage(self, key: str, window_start: float) -> tuple[int, int]:
         rows = await self._read(
@@ -406,11 +439,11 @@ class SQLLedger:
     # -- reviews ------------------------------------------------------------------------------
 
     async def add_review(self, review: Review, events: Sequence[AuditEvent] = ()) -> None:
-        insert = self.dialect.sql(f"INSERT INTO reviews ({REVIEW_COLUMNS}) VALUES ({_marks(16)})")
+        insert = f"INSERT INTO reviews ({REVIEW_COLUMNS}) VALUES ({_marks(17)})"
 
-        def write(cur: Any) -> None:
-            cur.execute(insert, _review_row(review))
-            self._seal(cur, events)
+        def write(tx: SQLBatch) -> None:
+            tx.insert(insert, _review_row(review))
+            tx.seal(events)
 
         await self._write(write)
 
@@ -422,18 +455,20 @@ class SQLLedger:
         final_answer: str | None,
         note: str | None,
         events: Sequence[AuditEvent],
+        answer: str | None = None,
     ) -> Review:
-        select = self.dialect.sql(f"SELECT {REVIEW_COLUMNS} FROM reviews WHERE id = ?")
-        update = self.dialect.sql(
+        select = f"SELECT {REVIEW_COLUMNS} FROM reviews WHERE id = ?"
+        update = (
             "UPDATE reviews SET status = ?, reviewer = ?, final_answer = ?, note = ?, "
-            "decided = ? WHERE id = ? AND status = 'pending'"
+            "decided = ?, answer = COALESCE(?, answer) WHERE id = ? AND status = 'pending'"
         )
 
-        def write(cur: Any) -> Review:
+        def write(tx: SQLBatch) -> Review:
             decided = events[0].time if events else 0.0
-            cur.execute(update, (status, reviewer, final_answer, note, decided, review_id))
-            changed = cur.rowcount
-            row = cur.execute(select, (review_id,)).fetchone()
+            changed = tx.execute(
+                update, (status, reviewer, final_answer, note, decided, answer, review_id)
+            ).rowcount
+            row = tx.execute(select, (review_id,)).fetchone()
             if row is None:
                 raise NotFound(f"no review '{review_id}'", param="review_id")
             review = _review(row)
@@ -443,7 +478,7 @@ class SQLLedger:
                     f"{review.reviewer or 'unknown'})",
                     param="review_id",
                 )
-            self._seal(cur, events)
+            tx.seal(events)
             return review
 
         return await self._write(write)
@@ -488,12 +523,13 @@ def _review_row(r: Review) -> tuple[Any, ...]:
         r.final_answer,
         r.note,
         r.decided,
+        json.dumps(r.held) if r.held is not None else None,
     )
 
 
 def _review(row: Sequence[Any]) -> Review:
     (rid, req, unit, user, created, reason, evidence, prompt, member, answer, verdict) = row[:11]
-    status, reviewer, final_answer, note, decided = row[11:]
+    status, reviewer, final_answer, note, decided, held = row[11:]
     return Review(
         id=str(rid),
         request_id=str(req),
@@ -511,6 +547,7 @@ def _review(row: Sequence[Any]) -> Review:
         final_answer=final_answer,
         note=note,
         decided=float(decided) if decided is not None else None,
+        held=json.loads(held) if held is not None else None,
     )
 
 

@@ -1,18 +1,19 @@
 """The ledger's single writer: one thread, one connection, commits acknowledged after fsync.
 
-Every write is an *operation*, a function of a database cursor. With
-``durability: full`` each operation is its own transaction. With
-``durability: group`` the writer takes every operation that queued up while
-the previous commit was syncing and runs them in one transaction, each under
-its own savepoint (one failing operation does not undo the others), then
-commits once: one fsync for many requests. Either way an operation's future
-resolves only after its commit returned; the futures of one commit are
-settled with one wake-up of their event loop, not one each.
+Every write is an *operation*, a function of a :class:`Batch` (one open
+transaction). With ``durability: full`` each operation gets its own
+transaction. With ``durability: group`` the writer takes every operation that
+queued up while the previous commit was syncing and runs them all in one
+transaction: one fsync for many requests. The batch reads the chain head once,
+buffers the operations' inserts and writes them together at commit
+(``executemany``, in a PostgreSQL pipeline), so a batch costs a few round
+trips, not a few per operation.
 
-A :class:`TransactionState` lets operations share what they read inside one
-transaction (the ledger keeps the audit chain's head there: read once and
-written once per transaction instead of once per request); the writer tells
-it where transactions and savepoints begin, roll back and commit.
+If anything in a group batch fails, the whole transaction rolls back and its
+operations run again one by one, each in its own transaction: a bad operation
+gets its own error and the others still commit. Either way an operation's
+future resolves only after its commit returned; a commit's futures are settled
+with one wake-up of their event loop, not one each.
 """
 
 from __future__ import annotations
@@ -31,52 +32,23 @@ T = TypeVar("T")
 Durability = Literal["full", "group"]
 
 
-class Cursor(Protocol):
-    def execute(self, sql: str, params: Any = ..., /) -> Any: ...
-
-    def fetchone(self) -> Any: ...
-
-    def fetchall(self) -> list[Any]: ...
-
-
 class Connection(Protocol):
     def cursor(self) -> Any: ...
 
     def close(self) -> None: ...
 
 
+class Batch(Protocol):
+    """One open transaction that operations write through."""
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+
 Operation = Callable[[Any], Any]
-Pending = tuple[Operation, asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
+Item = tuple[Operation, asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
 Outcome = tuple["asyncio.Future[Any]", bool, Any]
-
-
-class TransactionState(Protocol):
-    """State kept across the operations of one transaction (see the module docstring)."""
-
-    def begin(self) -> None:
-        """A transaction starts (or one was rolled back): forget everything."""
-
-    def mark(self) -> object:
-        """A savepoint: what :meth:`restore` returns to if the operation fails."""
-
-    def restore(self, mark: object) -> None: ...
-
-    def flush(self, cur: Any) -> None:
-        """Write what the transaction's operations left pending, just before COMMIT."""
-
-
-class NoState:
-    def begin(self) -> None:
-        pass
-
-    def mark(self) -> object:
-        return None
-
-    def restore(self, mark: object) -> None:
-        pass
-
-    def flush(self, cur: Any) -> None:
-        pass
 
 
 class BatchWriter:
@@ -85,22 +57,20 @@ class BatchWriter:
     def __init__(
         self,
         connect: Callable[[], Connection],
-        begin: str,
+        begin: Callable[[Connection], Batch],
         database_errors: tuple[type[BaseException], ...],
         durability: Durability = "full",
         max_batch: int = 512,
-        state: TransactionState | None = None,
     ) -> None:
         self._connect = connect
         self._begin = begin
         self._errors = database_errors
-        self._op_errors: tuple[type[BaseException], ...] = (PinfactoryError, *database_errors)
         self.durability = durability
         self._max_batch = max_batch
-        self._state: TransactionState = state or NoState()
-        self._queue: queue.SimpleQueue[Pending | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.commits = 0
+        self.replays = 0
 
     def start(self) -> None:
         """Connect on the writer thread; raise here if the database cannot be opened."""
@@ -145,70 +115,37 @@ class BatchWriter:
                             stopping = True
                             break
                         batch.append(more)
-                    if len(batch) == 1:  # alone: no savepoint needed, exactly `full`
-                        self._commit_one(conn, item)
-                    else:
-                        self._commit_group(conn, batch)
-                else:
-                    self._commit_one(conn, item)
+                if not self._commit(conn, batch) and len(batch) > 1:
+                    self.replays += 1
+                    for one in batch:
+                        self._commit(conn, [one])
                 if stopping:
                     break
         finally:
             conn.close()
 
-    def _commit_one(self, conn: Connection, item: Pending) -> None:
-        op, loop, future = item
-        cur = conn.cursor()
-        self._state.begin()
+    def _commit(self, conn: Connection, items: list[Item]) -> bool:
+        """Run ``items`` in one transaction; False (futures untouched) if a batch failed."""
+        tx: Batch | None = None
         try:
-            cur.execute(self._begin)
-            result = op(cur)
-            self._state.flush(cur)
-            cur.execute("COMMIT")
+            tx = self._begin(conn)
+            results = [op(tx) for op, _, _ in items]
+            tx.commit()
         except BaseException as exc:
-            self._state.begin()
-            self._rollback(cur)
-            _settle(loop, [(future, False, self._ledger_error(exc))])
-            return
-        self.commits += 1
-        _settle(loop, [(future, True, result)])
-
-    def _commit_group(self, conn: Connection, batch: list[Pending]) -> None:
-        cur = conn.cursor()
-        outcomes: list[tuple[bool, Any]] = []
-        state = self._state
-        state.begin()
-        try:
-            cur.execute(self._begin)
-            for op, _, _ in batch:
-                cur.execute("SAVEPOINT op")
-                mark = state.mark()
-                try:
-                    outcomes.append((True, op(cur)))
-                    cur.execute("RELEASE SAVEPOINT op")
-                except self._op_errors as exc:
-                    cur.execute("ROLLBACK TO SAVEPOINT op")
-                    cur.execute("RELEASE SAVEPOINT op")
-                    state.restore(mark)
-                    outcomes.append((False, self._ledger_error(exc)))
-            state.flush(cur)
-            cur.execute("COMMIT")
-        except BaseException as exc:
-            state.begin()
-            self._rollback(cur)
+            if tx is not None:
+                self._rollback(tx)
+            if len(items) > 1 and not isinstance(exc, KeyboardInterrupt | SystemExit):
+                return False
             error = self._ledger_error(exc)
-            outcomes = [(False, error)] * len(batch)
-        else:
-            self.commits += 1
-        by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
-        for (ok, value), (_, loop, future) in zip(outcomes, batch, strict=True):
-            by_loop.setdefault(loop, []).append((future, ok, value))
-        for loop, settled in by_loop.items():
-            _settle(loop, settled)
+            _settle(items, [(False, error)] * len(items))
+            return True
+        self.commits += 1
+        _settle(items, [(True, result) for result in results])
+        return True
 
-    def _rollback(self, cur: Any) -> None:
+    def _rollback(self, tx: Batch) -> None:
         with contextlib.suppress(*self._errors):
-            cur.execute("ROLLBACK")
+            tx.rollback()
 
     def _ledger_error(self, exc: BaseException) -> BaseException:
         if isinstance(exc, PinfactoryError):
@@ -218,10 +155,14 @@ class BatchWriter:
         return exc
 
 
-def _settle(loop: asyncio.AbstractEventLoop, outcomes: list[Outcome]) -> None:
-    """Hand committed outcomes to their event loop: one thread-safe call per commit."""
-    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
-        loop.call_soon_threadsafe(_resolve, outcomes)
+def _settle(items: list[Item], outcomes: list[tuple[bool, Any]]) -> None:
+    """Hand a commit's outcomes to their event loops: one wake-up per loop, not per write."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
+    for (_, loop, future), (ok, value) in zip(items, outcomes, strict=True):
+        by_loop.setdefault(loop, []).append((future, ok, value))
+    for loop, settled in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+            loop.call_soon_threadsafe(_resolve, settled)
 
 
 def _resolve(outcomes: list[Outcome]) -> None:

@@ -26,6 +26,10 @@ PRIMER = (
     "Q: What colour is the sky on a clear day?\nA: Blue.\n\n"
 )
 STOPS = ("\n\n", "\nQ:", "Q:")
+GROUNDED = (
+    "Answer from the documents above only. If they do not say, answer: "
+    "That is not in the documents."
+)
 
 
 class LlamaCppSettings(BaseModel):
@@ -48,7 +52,11 @@ def default_model_path() -> Path:
 
 
 def to_prompt(request: Request) -> str:
-    """Lay a chat out as a completion prompt for a base model."""
+    """Lay a chat out as a completion prompt for a base model.
+
+    Documents sent with the request come first, numbered, with the instruction
+    to answer from them only.
+    """
     lines = [PRIMER]
     for message in request.messages:
         content = message.content.strip()
@@ -58,6 +66,9 @@ def to_prompt(request: Request) -> str:
             lines.append(f"Q: {content}\nA:")
         elif message.role == "assistant":
             lines.append(f" {content}\n\n")
+    if request.documents:
+        context = "\n".join(f"[{i}] {d.text.strip()}" for i, d in enumerate(request.documents, 1))
+        lines.insert(0, f"Documents:\n{context}\n\n{GROUNDED}\n\n")
     return "".join(lines)
 
 

@@ -4,7 +4,9 @@ Answering is extractive: the sentences of the retrieved passages that best
 support the question (its terms, weighted by rarity in the question, plus
 embedding similarity) are returned verbatim, each marked with ``[n]``, the
 number of its passage. When no sentence reaches ``min_score`` the member
-says the answer is not in the documents instead of guessing. A request that
+says the answer is not in the documents instead of guessing. A sentence that
+reads as an instruction ("ignore previous instructions...") is never part of an
+answer; the verify stage flags and fences the passages that carry one. A request that
 carries its own ``documents`` is answered from those alone.
 """
 
@@ -24,6 +26,7 @@ from pinfactory.members.base import Completion, Member, Usage
 from pinfactory.members.registry import register
 from pinfactory.request import Document, Request, estimate_tokens
 from pinfactory.verify.claims import split_sentences, tokens
+from pinfactory.verify.guards import instruction_in
 
 NOT_FOUND = "That is not in the documents."
 _QUESTION_WORDS = frozenset({"long", "much", "often", "far", "get", "doe", "take", "can"})
@@ -119,8 +122,8 @@ def compose(
     candidates: list[tuple[float, int, str]] = []
     for rank, hit in enumerate(hits):
         for sentence in split_sentences(hit.text):
-            if len(sentence.split()) < 4:
-                continue
+            if len(sentence.split()) < 4 or instruction_in(sentence):
+                continue  # too short to answer, or an instruction planted in a document
             said = tokens(sentence)
             have = said.content | {"#" + n for n in said.numbers}
             overlap = len(terms & have) / len(terms) if terms else 0.0

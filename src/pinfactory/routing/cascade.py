@@ -11,7 +11,7 @@ routing:
   kind: cascade
   fallback: local
   tiers: [local, tier:frontier]
-  scorer: answered            # or any importable 'module:callable'
+  scorer: answered            # verifier | acceptance (+ scorer_path) | 'module:callable'
   thresholds: [0.5]           # one per tier but the last
 ```
 """
@@ -23,6 +23,7 @@ import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import numpy as np
@@ -52,11 +53,26 @@ def answered(request: Request, completion: Completion) -> float:  # noqa: ARG001
     return 0.0 if completion.refused or not completion.text.strip() else 1.0
 
 
-SCORERS: dict[str, Callable[[], Scorer]] = {"answered": lambda: answered}
+def _verifier() -> Scorer:
+    from pinfactory.routing.acceptance import verifier_scorer
+
+    return verifier_scorer()
 
 
-def scorer_named(name: str) -> Scorer:
-    """A registered scorer, or any importable ``module:callable``."""
+SCORERS: dict[str, Callable[[], Scorer]] = {"answered": lambda: answered, "verifier": _verifier}
+
+
+def scorer_named(name: str, path: Path | None = None) -> Scorer:
+    """A registered scorer, a saved acceptance model, or any importable ``module:callable``."""
+    if name == "acceptance":
+        from pinfactory.routing.acceptance import AcceptanceModel
+
+        if path is None:
+            raise TeamFileError("scorer 'acceptance' needs scorer_path: the saved model file")
+        try:
+            return AcceptanceModel.load(path)
+        except RoutingError as exc:
+            raise TeamFileError(exc.message) from exc
     if name in SCORERS:
         return SCORERS[name]()
     if ":" in name:
@@ -68,7 +84,30 @@ def scorer_named(name: str) -> Scorer:
         if callable(found):
             return found  # type: ignore[no-any-return]
     allowed = ", ".join(sorted(SCORERS))
-    raise TeamFileError(f"unknown scorer '{name}'; allowed: {allowed} or 'module:callable'")
+    raise TeamFileError(
+        f"unknown scorer '{name}'; allowed: {allowed}, acceptance or 'module:callable'"
+    )
+
+
+def out_of_fold_scores(
+    table: RoutingTable,
+    fit_and_score: Callable[[RoutingTable, RoutingTable], Floats],
+    *,
+    folds: int = 5,
+    seed: int = 0,
+) -> Floats:
+    """Every row scored by a scorer trained without it.
+
+    ``fit_and_score(train, held_out)`` trains a scorer on ``train`` and
+    returns its (rows, tiers) scores for ``held_out``; each of ``folds``
+    folds is held out once.
+    """
+    fold_of = np.random.default_rng(seed).permutation(len(table)) % folds
+    scores = np.zeros(table.quality.shape)
+    for fold in range(folds):
+        inside, outside = np.flatnonzero(fold_of != fold), np.flatnonzero(fold_of == fold)
+        scores[outside] = fit_and_score(table.subset(inside), table.subset(outside))
+    return scores
 
 
 class CascadeConfig(BaseModel):
@@ -78,6 +117,7 @@ class CascadeConfig(BaseModel):
     fallback: str
     tiers: list[str] = Field(min_length=1, description="members or 'tier:NAME', cheapest first")
     scorer: str = "answered"
+    scorer_path: str | None = Field(default=None, description="acceptance model file")
     threshold: float = Field(default=0.5, ge=0, le=1)
     thresholds: list[float] | None = None
 
@@ -148,12 +188,15 @@ class Cascade:
         quality_target: float | None = None,
         budget_usd: float | None = None,
         grid: int = 21,
+        margin: float = 0.0,
     ) -> Self:
         """Set ``thresholds_`` from a table whose members are the tiers in order.
 
         With ``quality_target``: the cheapest thresholds whose quality meets
-        it (the most accurate ones if none does). With ``budget_usd``: the
-        most accurate thresholds within the budget (the cheapest if none is).
+        it plus ``margin`` (the most accurate ones if none does). With
+        ``budget_usd``: the most accurate thresholds within the budget (the
+        cheapest if none is). Scores should be out of sample (see
+        :func:`out_of_fold_scores`): a scorer's own training prompts flatter it.
         """
         if list(table.members) != [t.removeprefix("tier:") for t in self.tiers]:
             raise RoutingError(
@@ -171,14 +214,51 @@ class Cascade:
             quality, cost, _ = self.simulate(table, scores, combo)
             results.append((quality, cost, combo))
         if quality_target is not None:
-            meeting = [r for r in results if r[0] >= quality_target]
+            meeting = [r for r in results if r[0] >= quality_target + margin]
             best = min(meeting, key=lambda r: r[1]) if meeting else max(results)
         else:
             within = [r for r in results if r[1] <= (budget_usd or 0.0)]
             best = max(within) if within else min(results, key=lambda r: r[1])
         self.thresholds_ = [float(x) for x in best[2]]
-        self.calibrated_ = {"quality": best[0], "cost_usd": best[1]}
+        self.calibrated_ = {"quality": best[0], "cost_usd": best[1], "margin": margin}
         return self
+
+    def calibrate_cv(
+        self,
+        table: RoutingTable,
+        scores: Floats,
+        *,
+        quality_target: float,
+        folds: int = 5,
+        margins: Sequence[float] = tuple(np.round(np.arange(0.0, 0.081, 0.005), 3)),
+        seed: int = 0,
+    ) -> Self:
+        """Calibrate to ``quality_target`` with a safety margin chosen by cross-validation.
+
+        For each margin, thresholds calibrated on all folds but one (at
+        target + margin) are replayed on the fold left out; the margin is the
+        smallest whose pooled held-out quality meets the target. The final
+        thresholds are calibrated on the whole table at target + that margin.
+        """
+        fold_of = np.random.default_rng(seed).permutation(len(table)) % folds
+        chosen = float(margins[-1])
+        for margin in margins:
+            achieved = np.empty(len(table))
+            for fold in range(folds):
+                inside, outside = np.flatnonzero(fold_of != fold), np.flatnonzero(fold_of == fold)
+                self.calibrate(
+                    table.subset(inside),
+                    scores[inside],
+                    quality_target=quality_target,
+                    margin=float(margin),
+                )
+                held = table.subset(outside)
+                _, _, stop = self.simulate(held, scores[outside], self.thresholds_)
+                achieved[outside] = held.quality[np.arange(len(held)), stop]
+            if achieved.mean() >= quality_target:
+                chosen = float(margin)
+                break
+        return self.calibrate(table, scores, quality_target=quality_target, margin=chosen)
 
     # -- answering --------------------------------------------------------------
 
@@ -236,7 +316,7 @@ class Cascade:
             if step == len(tiers) - 1:
                 trail.append(f"{member}: accepted (last tier)")
                 break
-            confidence = float(self.scorer(request, completion))
+            confidence = self._confidence(member, request, completion)
             limit = limits[min(start + step, len(limits) - 1)]
             if confidence >= limit:
                 trail.append(
@@ -254,6 +334,12 @@ class Cascade:
             trail=tuple(trail),
         )
         return final, replace(completion, cost_usd=spent)
+
+    def _confidence(self, member: str, request: Request, completion: Completion) -> float:
+        if getattr(self.scorer, "per_member", False):  # e.g. an AcceptanceModel
+            scorer: Any = self.scorer
+            return float(scorer(request, completion, member=member))
+        return float(self.scorer(request, completion))
 
     def _resolve(self, target: str) -> str | None:
         if not self.members:
@@ -279,9 +365,14 @@ class Cascade:
                 raise TeamFileError(
                     f"cascade tier '{tier}' is not a member; members: {', '.join(sorted(declared))}"
                 )
+        scorer_path = None
+        if parsed.scorer_path is not None:
+            scorer_path = Path(parsed.scorer_path)
+            if not scorer_path.is_absolute():
+                scorer_path = Path(team.source).parent / scorer_path
         return cls(
             parsed.tiers,
-            scorer_named(parsed.scorer),
+            scorer_named(parsed.scorer, scorer_path),
             fallback=parsed.fallback,
             threshold=parsed.threshold,
             thresholds=parsed.thresholds,

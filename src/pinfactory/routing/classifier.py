@@ -16,6 +16,7 @@ import numpy as np
 from pinfactory.embeddings import Vectors
 from pinfactory.errors import RoutingError
 from pinfactory.routing.learned import Floats, LearnedRouter
+from pinfactory.routing.neighbours import NeighbourIndex
 from pinfactory.routing.table import RoutingTable
 
 ClassifierModel = Literal["logistic", "mlp", "knn"]
@@ -46,7 +47,7 @@ class ClassifierRouter(LearnedRouter):
         labels = table.oracle()
         self.classes_ = np.unique(labels)
         if self.model == "knn":
-            self.vectors_ = vectors.astype(np.float32)
+            self.index_ = NeighbourIndex(vectors)
             self.labels_ = labels
         elif len(self.classes_) == 1:
             self.estimator_ = None
@@ -77,10 +78,7 @@ class ClassifierRouter(LearnedRouter):
 
     def _class_probs(self, vectors: Vectors) -> Floats:
         if self.model == "knn":
-            k = min(self.k, len(self.vectors_))
-            sims = vectors @ self.vectors_.T
-            nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-            votes = self.labels_[nearest]
+            votes = self.labels_[self.index_.nearest(vectors, self.k)]
             shares: Floats = (votes[:, :, None] == self.classes_[None, None, :]).mean(axis=1)
             return shares
         if len(self.classes_) == 1:

@@ -93,7 +93,7 @@ class GumbelRouter(CostAwareRouter):
         self.b2_ = second.bias.detach().numpy().copy()
 
     def _member_scores(self, vectors: Vectors, **knobs: Any) -> Floats:
-        scaled = self._knob(knobs) * self.cost_scale_
+        scaled = self.cost_weight(knobs) * self.cost_scale_
         feature = np.full((len(vectors), 1), _lam_feature(scaled), dtype=np.float32)
         hidden = np.maximum(np.hstack([vectors, feature]) @ self.w1_ + self.b1_, 0.0)
         logits = hidden @ self.w2_ + self.b2_
@@ -104,7 +104,7 @@ class GumbelRouter(CostAwareRouter):
     def _explain(self, scores: Floats, choice: int, **knobs: Any) -> str:
         return (
             f"gumbel router: '{self.members_[choice]}' p={scores[choice]:.2f} "
-            f"under lambda={self._knob(knobs):g}/USD"
+            f"under lambda={self.cost_weight(knobs):g}/USD"
         )
 
 

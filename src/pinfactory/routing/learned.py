@@ -305,7 +305,8 @@ class CostAwareRouter(LearnedRouter):
             )
         return points
 
-    def _knob(self, knobs: dict[str, Any]) -> float:
+    def cost_weight(self, knobs: dict[str, Any]) -> float:
+        """Lambda, the weight of cost against quality: the caller's, else the fitted one."""
         lam = knobs.get("lam")
         return float(getattr(self, "lam_", self.lam) if lam is None else lam)
 

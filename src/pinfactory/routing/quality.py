@@ -15,6 +15,7 @@ import numpy as np
 from pinfactory.embeddings import Vectors
 from pinfactory.errors import RoutingError
 from pinfactory.routing.learned import CostAwareRouter, Floats
+from pinfactory.routing.neighbours import NeighbourIndex
 from pinfactory.routing.table import RoutingTable
 
 QualityModel = Literal["logistic", "knn"]
@@ -52,7 +53,7 @@ class QualityRouter(CostAwareRouter):
 
     def _fit(self, vectors: Vectors, table: RoutingTable) -> None:
         if self.model == "knn":
-            self.vectors_ = vectors.astype(np.float32)
+            self.index_ = NeighbourIndex(vectors)
             self.quality_ = table.quality.copy()
             return
         binary = bool(np.isin(table.quality, (0.0, 1.0)).all())
@@ -82,21 +83,18 @@ class QualityRouter(CostAwareRouter):
     def predicted_quality(self, vectors: Vectors) -> Floats:
         """(n, members) predicted quality."""
         if self.model == "knn":
-            k = min(self.k, len(self.vectors_))
-            sims = vectors @ self.vectors_.T
-            nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-            mean: Floats = self.quality_[nearest].mean(axis=1)
+            mean: Floats = self.quality_[self.index_.nearest(vectors, self.k)].mean(axis=1)
             return mean
         z = vectors @ self.weights_ + self.bias_
         predicted: Floats = 1.0 / (1.0 + np.exp(-z)) if self.link_ == "sigmoid" else z
         return predicted
 
     def _member_scores(self, vectors: Vectors, **knobs: Any) -> Floats:
-        scores: Floats = self.predicted_quality(vectors) - self._knob(knobs) * self.mean_cost_
+        scores: Floats = self.predicted_quality(vectors) - self.cost_weight(knobs) * self.mean_cost_
         return scores
 
     def _explain(self, scores: Floats, choice: int, **knobs: Any) -> str:
-        lam = self._knob(knobs)
+        lam = self.cost_weight(knobs)
         quality = scores + lam * self.mean_cost_
         best = int(np.argmax(quality))
         text = (

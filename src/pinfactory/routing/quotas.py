@@ -22,8 +22,13 @@ atomic operation a store must offer. When a quota is exhausted:
 - ``downgrade``: the request goes to ``downgrade_to`` instead, and the
   decision's reason says which quota sent it there;
 - ``refuse``: :class:`QuotaExceeded` (HTTP 429) naming the quota;
-- ``queue``: :class:`QuotaQueued` (a ``QuotaExceeded``, HTTP 429) whose
-  ``escalation`` is the reason to file with the human review queue.
+- ``queue``: :class:`QuotaQueued`; the pipeline files the request with the
+  human review queue instead of answering it (``ledger/queued.py``): the
+  client gets the pending review (poll mode) or waits for it (wait mode).
+  A reviewer's approval runs the request on the member it was routed to,
+  past this quota, and books the call on it anyway (``adjust``); an
+  override releases the reviewer's own answer and calls no member. A
+  stream cannot wait for a person: it gets the 429.
 """
 
 from __future__ import annotations
@@ -63,6 +68,9 @@ class QuotaCounter(Protocol):
         `window_start` (epoch seconds) only if the result stays within both limits
         (None = no limit); return whether it was added."""
 
+    async def adjust(self, key: str, window_start: float, calls: int, nusd: int) -> None:
+        """Add usage without a limit check (negative gives usage back)."""
+
 
 class MemoryQuotaCounter:
     """Quota usage in process memory: for tests and a single process."""
@@ -88,6 +96,11 @@ class MemoryQuotaCounter:
                 return False
             self._usage[(key, window_start)] = (used_calls + calls, used_nusd + nusd)
             return True
+
+    async def adjust(self, key: str, window_start: float, calls: int, nusd: int) -> None:
+        async with self._lock:
+            used_calls, used_nusd = self._usage.get((key, window_start), (0, 0))
+            self._usage[(key, window_start)] = (used_calls + calls, used_nusd + nusd)
 
     def usage(self, key: str, window_start: float) -> tuple[int, int]:
         return self._usage.get((key, window_start), (0, 0))
@@ -135,18 +148,39 @@ class QuotaPolicy(BaseModel):
 
 
 class QuotaQueued(QuotaExceeded):
-    """The quota is exhausted and policy says: hold the request for review."""
+    """The quota is exhausted and policy says: hold the request for review.
+
+    The pipeline catches it and files the request with the review queue
+    (``ledger/queued.py``); it reaches a client as a 429 only from a stream,
+    which cannot wait. ``key`` and ``period`` name the counter the approved
+    spend is booked on, ``nusd`` the estimate it books for a quota.
+    """
 
     code = "quota_queued"
 
-    def __init__(self, message: str, *, decision: Decision, escalation: str) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        decision: Decision,
+        escalation: str,
+        key: str = "",
+        period: Period = "day",
+        nusd: int = 0,
+        source: Literal["quota", "budget"] = "quota",
+    ) -> None:
         super().__init__(message)
         self.decision = decision
         self.escalation = escalation
+        self.key = key
+        self.period: Period = period
+        self.nusd = nusd
+        self.source = source
 
 
-def window_start(period: Period, now: float) -> float:
-    """Start of the UTC hour, day or month holding ``now``."""
+def window_start(period: Period, now: float | None = None) -> float:
+    """Start of the UTC hour, day or month holding ``now`` (default: this moment)."""
+    now = time.time() if now is None else now
     if period == "hour":
         return float(int(now) // 3600 * 3600)
     if period == "day":
@@ -189,6 +223,9 @@ class QuotaGate:
                     f"{note}; request queued for human review",
                     decision=queued,
                     escalation=note,
+                    key=exhausted.key(request.unit),
+                    period=exhausted.period,
+                    nusd=to_nano(decision.estimated_cost_usd),
                 )
             seen.add(exhausted.name)
             decision = self._downgrade(decision, exhausted, note)

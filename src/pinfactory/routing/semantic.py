@@ -125,16 +125,17 @@ class SemanticRouter:
         for r, name in enumerate(self.route_names):
             mine = best == r
             if not mine.any():
-                thresholds[name] = self._threshold(r)
+                thresholds[name] = self.threshold_of(r)
                 continue
             right = truth[mine] == r
-            candidates = np.unique(np.concatenate([top[mine], [self._threshold(r)]]))
+            candidates = np.unique(np.concatenate([top[mine], [self.threshold_of(r)]]))
             calls = [((top[mine] >= t) == right).sum() for t in candidates]
             thresholds[name] = float(candidates[int(np.argmax(calls))])
         self.thresholds_ = thresholds
         return self
 
-    def _threshold(self, route: int) -> float:
+    def threshold_of(self, route: int) -> float:
+        """The score a request needs for route number ``route`` to claim it."""
         fitted = getattr(self, "thresholds_", None)
         if fitted is not None:
             return float(fitted[self.routes[route].name])
@@ -202,7 +203,7 @@ class SemanticRouter:
         """Each text's route index, or -1 where the router abstains."""
         scores = self.route_scores(texts)
         best = scores.argmax(axis=1)
-        limits = np.array([self._threshold(r) for r in range(len(self.routes))])
+        limits = np.array([self.threshold_of(r) for r in range(len(self.routes))])
         top = scores[np.arange(len(texts)), best]
         return np.where(top >= limits[best], best, -1).astype(np.int64)
 
@@ -231,7 +232,7 @@ class SemanticRouter:
         for i in order:
             route = self.routes[i]
             target = targets[i]
-            limit = self._threshold(int(i))
+            limit = self.threshold_of(int(i))
             if target is None:  # its member is not enabled: the next route may place it
                 continue
             if row[i] < limit:
@@ -252,7 +253,7 @@ class SemanticRouter:
             member=self.fallback,
             reason=(
                 f"no semantic route above its threshold (best '{best.name}' "
-                f"{row[order[0]]:.2f} < {self._threshold(int(order[0])):.2f}; "
+                f"{row[order[0]]:.2f} < {self.threshold_of(int(order[0])):.2f}; "
                 f"nearest routes: {nearest}); fallback '{self.fallback}'"
             ),
             router=self.kind,

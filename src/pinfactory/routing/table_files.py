@@ -182,3 +182,28 @@ def _unwrap(prompt: str) -> str:
         if isinstance(parts, list) and all(isinstance(p, str) for p in parts):
             return "\n".join(parts)
     return prompt
+
+
+def load_responses(paths: Iterable[str | Path], table: RoutingTable) -> dict[str, list[str]]:
+    """Each member's answer to each of ``table``'s prompts, in the table's row order.
+
+    Reads RouterBench's ``<member>|model_response`` columns (stored, like the
+    prompts, as the repr of a list of strings) from the files ``table`` was
+    loaded from; a missing answer is ``""``.
+    """
+    found: dict[str, dict[str, str]] = {}
+    for path in paths:
+        source = Path(path)
+        try:
+            rows = _csv_rows(source)
+        except OSError as exc:
+            raise RoutingError(f"{source}: cannot read: {exc.strerror or exc}") from exc
+        for n, row in enumerate(rows):
+            key = row.get("sample_id") or row.get("id") or str(n)
+            found[key] = {
+                m: _unwrap(row.get(f"{m}|model_response") or "").strip() for m in table.members
+            }
+    missing = [i for i in table.ids if i not in found]
+    if missing:
+        raise RoutingError(f"{len(missing)} table rows have no answers in the files given")
+    return {m: [found[i][m] for i in table.ids] for m in table.members}

@@ -13,17 +13,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
 from pinfactory.embeddings import Encoder, get_encoder
-from pinfactory.members.base import Member
+from pinfactory.members.base import Completion, Member
 from pinfactory.request import Request
 from pinfactory.verify.base import Finding, Label, Verdict
 from pinfactory.verify.claims import STOPWORDS, normalise_number, strip_citations
 
 Comparison = Literal["numbers", "short", "prose", "empty"]
+Call = Callable[[Member, Request], Awaitable[Completion]]
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -87,25 +88,59 @@ def self_agreement(answers: Sequence[str], encoder: Encoder | None = None) -> fl
     return sum(agreement(a, b, encoder).score for a, b in pairs) / len(pairs)
 
 
+@dataclass(frozen=True, slots=True)
+class Consistency:
+    """``k`` samples of one member and how far they agree; low agreement is an event."""
+
+    member: str
+    answers: tuple[str, ...]
+    agreement: float
+    verdict: Verdict
+
+    @property
+    def consistent(self) -> bool:
+        return not self.verdict.findings
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "event": "self_consistency" if self.consistent else "inconsistent",
+            "member": self.member,
+            "samples": len(self.answers),
+            "agreement": round(self.agreement, 4),
+            "answers": list(self.answers),
+        }
+
+
 async def self_consistency(
-    member: Member, request: Request, k: int = 3, temperature: float = 0.8, threshold: float = 0.6
-) -> Verdict:
-    """Sample ``member`` ``k`` times at ``temperature``; agreement is the confidence."""
+    member: Member,
+    request: Request,
+    k: int = 3,
+    temperature: float = 0.8,
+    threshold: float = 0.6,
+    call: Call | None = None,
+) -> Consistency:
+    """Sample ``member`` ``k`` times at ``temperature``; their agreement is the confidence.
+
+    ``call`` is how a sample is asked for (the pipeline passes its own, so guards
+    apply); by default the member is called directly.
+    """
     sampled = replace(request, temperature=temperature)
-    answers = [(await member.complete(sampled)).text for _ in range(k)]
+    ask = call or (lambda m, r: m.complete(r))
+    answers = tuple([(await ask(member, sampled)).text for _ in range(k)])
     score = self_agreement(answers)
     findings: tuple[Finding, ...] = ()
     if score < threshold:
         findings = (
             Finding(
                 "inconsistent",
-                f"{k} samples of '{member.name}' agree {score:.0%}",
+                f"{k} samples of '{member.name}' at temperature {temperature:g} agree {score:.0%}",
                 claim=" | ".join(answers),
                 score=round(score, 4),
             ),
         )
-    label: Label = "supported" if score >= threshold else "unsupported"
-    return Verdict(round(score, 4), label, "self_consistency", findings)
+    label: Label = "supported" if score >= threshold else "unverified"
+    verdict = Verdict(round(score, 4), label, "self_consistency", findings)
+    return Consistency(member.name, answers, score, verdict)
 
 
 async def cross_check(

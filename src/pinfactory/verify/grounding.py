@@ -308,7 +308,8 @@ def _assertion(claim: Claim, question: str) -> tuple[Claim | None, bool]:
     if match is None:
         return claim, False
     rest = claim.text[match.end() :].strip()
-    if re.search(r"[A-Za-z0-9]", rest):
+    said = tokens(rest)
+    if said.content or said.numbers or said.months:  # "Yes, we do." says no more than "Yes."
         return Claim(rest, claim.citations), False
     if not question:
         return None, False

@@ -114,6 +114,12 @@ class Screening:
     flagged: tuple[tuple[int, str], ...]  # (document index, the instruction-like text)
 
 
+def instruction_in(text: str) -> str | None:
+    """The first instruction-like phrase in ``text`` ("ignore previous instructions"...)."""
+    match = _INJECTION.search(text)
+    return None if match is None else match.group()
+
+
 def screen_documents(documents: tuple[Document, ...]) -> Screening:
     """Flag documents that carry instructions, and fence their text as a quotation."""
     screened = []

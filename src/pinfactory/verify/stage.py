@@ -16,7 +16,7 @@ from pinfactory.request import Document, Request
 from pinfactory.verify.base import Finding, Verdict
 from pinfactory.verify.citations import CitationVerifier
 from pinfactory.verify.confidence import Calibrator
-from pinfactory.verify.consistency import compare
+from pinfactory.verify.consistency import compare, self_consistency
 from pinfactory.verify.grounding import GroundingChecker, verdict_from
 from pinfactory.verify.guards import check_size, redact, redact_request, screen_documents
 from pinfactory.verify.policy import Escalation, VerificationSpec, finding_json
@@ -80,13 +80,19 @@ class VerifyStage:
         request, completion = answer.request, answer.completion
         extra: dict[str, Any] = {}
         assessed = self.assess(request, completion)
-        if self.spec.cross_check and self.spec.cross_check in members:
-            other = members[self.spec.cross_check]
-            if other.name != answer.decision.member:
-                second = await call(other, request)
-                _, event = compare(answer.decision.member, completion.text, other.name, second.text)
-                if event is not None:
-                    extra["events"] = [event.to_json()]
+        events, findings = await self._second_opinions(answer, members, call, extra)
+        findings += self._screen_passages(answer, extra)
+        if findings:
+            if assessed is None:  # no evidence: the samples' agreement is the verdict
+                assessed = (
+                    Verdict(findings[0].score, "unverified", "consistency", findings),
+                    min(f.score for f in findings),
+                )
+            else:
+                verdict, confidence = assessed
+                assessed = replace(verdict, findings=verdict.findings + findings), confidence
+        if events:
+            extra["events"] = events
         if assessed is not None:
             verdict, confidence = assessed
             extra["verdict"] = _verdict_json(verdict)
@@ -103,6 +109,64 @@ class VerifyStage:
             extra["sources"] = [{"n": i + 1, "title": p.title} for i, p in enumerate(passages)]
         answer.extra.update(extra)
         return answer
+
+    def _screen_passages(self, answer: Answer, extra: dict[str, Any]) -> tuple[Finding, ...]:
+        """Flag and fence the stored passages a retrieval answer cites that carry instructions."""
+        passages: tuple[Document, ...] = getattr(answer.completion, "passages", ())
+        if not passages or not self.spec.guards_for(answer.request.unit).screen_injection:
+            return ()
+        screening = screen_documents(passages)
+        if not screening.flagged:
+            return ()
+        answer.completion = replace(answer.completion, passages=screening.documents)  # type: ignore[call-arg]
+        extra["injection"] = [
+            {"n": index + 1, "title": passages[index].title, "instruction": text}
+            for index, text in screening.flagged
+        ]
+        return tuple(
+            Finding(
+                "injection",
+                f"passage [{index + 1}] contains an instruction; it was quoted, not obeyed",
+                passage=passages[index].text,
+            )
+            for index, _ in screening.flagged
+        )
+
+    async def _second_opinions(
+        self, answer: Answer, members: Mapping[str, Member], call: Call, extra: dict[str, Any]
+    ) -> tuple[list[dict[str, Any]], tuple[Finding, ...]]:
+        """Cross-check with another member and sample this one again, as the spec asks.
+
+        Returns the events (disagreement, inconsistency) and their findings.
+        """
+        request, completion = answer.request, answer.completion
+        events: list[dict[str, Any]] = []
+        findings: list[Finding] = []
+        other = members.get(self.spec.cross_check or "")
+        if other is not None and other.name != answer.decision.member:
+            second = await call(other, request)
+            checked, event = compare(
+                answer.decision.member, completion.text, other.name, second.text
+            )
+            if event is not None:
+                events.append(event.to_json())
+                findings.extend(checked.findings)
+        sampling = self.spec.self_consistency
+        member = members.get(answer.decision.member)
+        if sampling is not None and member is not None and member.name in sampling.members:
+            consistency = await self_consistency(
+                member, request, sampling.samples, sampling.temperature,
+                sampling.min_agreement, call,
+            )  # fmt: skip
+            extra["self_consistency"] = {
+                "samples": sampling.samples,
+                "temperature": sampling.temperature,
+                "agreement": round(consistency.agreement, 4),
+            }
+            if not consistency.consistent:
+                events.append(consistency.to_json())
+                findings.extend(consistency.verdict.findings)
+        return events, tuple(findings)
 
     async def _escalate(
         self,

@@ -1,0 +1,308 @@
+"""Grid router names -> objects the lab can fit on a train table and replay on a test table.
+
+Every lab router has ``fit(train) -> self``, ``knobs()`` (the values its knob
+is swept over; ``[None]`` when it has none) and ``predict(test, knob)`` (one
+member index per test prompt). Kinds:
+
+- ``oracle``: per prompt, the cheapest member with the best quality (it reads
+  the answers: an upper bound, not a router). Swept over a cost weight.
+- ``best_single``: the member with the best mean quality on the train split.
+- ``random``: uniform over members; swept, with probability ``knob`` the
+  train split's best member, else its cheapest (RouteLLM's random router).
+- ``rules``: a hand-written :class:`~pinfactory.routing.rules.RulesRouter`
+  read from a rules YAML (``rules:`` and ``fallback:``); routes name members.
+- ``python``: any class with ``fit(table)`` and ``predict(prompts, **knobs)``,
+  named ``module:Class`` (the routing package's learned routers); ``knob``
+  names the keyword swept (``lam``), ``sweep`` lists values or ``auto`` (the
+  class's own grid, :func:`pinfactory.routing.learned.lambda_grid`, with
+  ``points`` values).
+- ``semantic``, ``cascade``, ``hybrid``: the routing package's
+  :class:`~pinfactory.routing.semantic.SemanticRouter`,
+  :class:`~pinfactory.routing.cascade.Cascade` and
+  :class:`~pinfactory.routing.hybrid.HybridRouter` fitted from the training
+  split (see :mod:`pinfactory.lab.composed`).
+
+``predict`` returns one member index per prompt, or a
+:class:`~pinfactory.lab.metrics.Replay` (per-prompt quality and cost) for a
+router that pays for more than one member (a cascade).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pinfactory.errors import RoutingError
+from pinfactory.lab.metrics import Replay
+from pinfactory.request import Request
+from pinfactory.routing.quality import QualityRouter
+from pinfactory.routing.rules import RulesConfig, RulesRouter
+from pinfactory.routing.table import RoutingTable
+
+Indices = npt.NDArray[np.int64]
+Knob = float | None
+Prediction = Indices | Replay
+Kind = Literal[
+    "oracle", "best_single", "random", "rules", "python", "semantic", "cascade", "hybrid"
+]
+
+
+class LabRouter(Protocol):
+    name: str
+
+    def fit(self, train: RoutingTable) -> LabRouter: ...
+
+    def knobs(self) -> list[Knob]: ...
+
+    def predict(self, test: RoutingTable, knob: Knob = None) -> Prediction: ...
+
+
+class RouterSpec(BaseModel):
+    """One router row of a grid file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    kind: Kind | None = None
+    target: str | None = Field(default=None, description="module:Class for kind python")
+    params: dict[str, Any] = {}
+    knob: str | None = Field(default=None, description="keyword swept in predict (python)")
+    default: float | None = Field(default=None, description="knob value for the results row")
+    sweep: list[float] | Literal["auto"] | None = None
+    points: int = Field(default=41, ge=2, description="values in an auto sweep")
+    seeded: bool | None = Field(
+        default=None,
+        description="whether the fitted router depends on the seed (None: python and "
+        "composed routers do, baselines other than random and rules do not)",
+    )
+    rules: str | None = Field(default=None, description="rules YAML, relative to the grid file")
+    family: Literal["baseline", "rules", "learned"] | None = None
+
+    @property
+    def resolved_kind(self) -> str:
+        if self.kind is not None:
+            return self.kind
+        if self.name in ("oracle", "best_single", "random"):
+            return self.name
+        return "python" if self.target else "rules"
+
+    @property
+    def resolved_seeded(self) -> bool:
+        if self.seeded is not None:
+            return self.seeded
+        return self.resolved_kind not in ("oracle", "best_single", "rules")
+
+    @property
+    def resolved_family(self) -> str:
+        if self.family is not None:
+            return self.family
+        kind = self.resolved_kind
+        if kind in ("oracle", "best_single", "random"):
+            return "baseline"
+        return "rules" if kind == "rules" else "learned"
+
+
+def _rank_members(train: RoutingTable) -> tuple[int, int]:
+    """(best mean quality, cheaper on ties; cheapest mean cost) member indices."""
+    quality = train.quality.mean(axis=0)
+    cost = train.cost.mean(axis=0)
+    best = int(np.lexsort((cost, -quality))[0])
+    return best, int(np.argmin(cost))
+
+
+class Oracle:
+    """Reads the test answers: the per-prompt best, or best quality minus knob x cost."""
+
+    def __init__(self, name: str = "oracle", points: int = 41) -> None:
+        self.name = name
+        self.points = points
+
+    def fit(self, train: RoutingTable) -> Oracle:
+        self.scale_ = 1.0 / max(float(train.cost.mean(axis=0).max()), 1e-12)
+        return self
+
+    def knobs(self) -> list[Knob]:
+        return [None, 0.0, *(float(x) for x in np.logspace(-3, 2, self.points) * self.scale_)]
+
+    def predict(self, test: RoutingTable, knob: Knob = None) -> Indices:
+        if knob is None:
+            return test.oracle()
+        utility = test.quality - knob * test.cost
+        best = utility.max(axis=1, keepdims=True)
+        masked = np.where(utility >= best - 1e-12, test.cost, np.inf)
+        return np.asarray(masked.argmin(axis=1), dtype=np.int64)
+
+
+class BestSingle:
+    def __init__(self, name: str = "best_single") -> None:
+        self.name = name
+
+    def fit(self, train: RoutingTable) -> BestSingle:
+        self.member_, _ = _rank_members(train)
+        return self
+
+    def knobs(self) -> list[Knob]:
+        return [None]
+
+    def predict(self, test: RoutingTable, knob: Knob = None) -> Indices:  # noqa: ARG002
+        return np.full(len(test), self.member_, dtype=np.int64)
+
+
+class RandomRouter:
+    def __init__(self, name: str = "random", seed: int = 0, points: int = 21) -> None:
+        self.name = name
+        self.seed = seed
+        self.points = points
+
+    def fit(self, train: RoutingTable) -> RandomRouter:
+        self.best_, self.cheapest_ = _rank_members(train)
+        self.members_ = len(train.members)
+        return self
+
+    def knobs(self) -> list[Knob]:
+        return [None, *(float(x) for x in np.linspace(0, 1, self.points))]
+
+    def predict(self, test: RoutingTable, knob: Knob = None) -> Indices:
+        rng = np.random.default_rng(self.seed)
+        if knob is None:
+            return rng.integers(0, self.members_, size=len(test), dtype=np.int64)
+        strong = rng.random(len(test)) < knob
+        return np.where(strong, self.best_, self.cheapest_).astype(np.int64)
+
+
+class RulesLab:
+    """A hand-written rules file replayed over the prompts; it learns nothing."""
+
+    def __init__(self, name: str, path: Path) -> None:
+        self.name = name
+        self.path = path
+
+    def fit(self, train: RoutingTable) -> RulesLab:
+        try:
+            raw = yaml.safe_load(self.path.read_text(encoding="utf-8"))
+            config = RulesConfig.model_validate(raw)
+        except OSError as exc:
+            raise RoutingError(f"rules file {self.path}: {exc.strerror}") from None
+        except (yaml.YAMLError, ValidationError) as exc:
+            raise RoutingError(f"rules file {self.path}: {exc}") from None
+        unknown = {r.route for r in config.rules} | {config.fallback}
+        unknown -= set(train.members)
+        if unknown:
+            raise RoutingError(
+                f"rules file {self.path}: routes to {', '.join(sorted(unknown))}, "
+                f"which are not members of {train.name} ({', '.join(train.members)})"
+            )
+        self.router_ = RulesRouter(config.rules, config.fallback)
+        self.index_ = {m: i for i, m in enumerate(train.members)}
+        return self
+
+    def knobs(self) -> list[Knob]:
+        return [None]
+
+    def predict(self, test: RoutingTable, knob: Knob = None) -> Indices:  # noqa: ARG002
+        return np.array(
+            [self.index_[self.router_.decide(Request.from_text(p)).member] for p in test.prompts],
+            dtype=np.int64,
+        )
+
+    def rule_names(self, test: RoutingTable) -> list[str]:
+        """Which rule claimed each prompt ('-' for the fallback)."""
+        return [self.router_.decide(Request.from_text(p)).rule or "-" for p in test.prompts]
+
+
+class PythonRouter:
+    """Adapter for a router class with ``fit(table)`` and ``predict(prompts, **knobs)``."""
+
+    def __init__(self, spec: RouterSpec, seed: int) -> None:
+        self.name = spec.name
+        self.spec = spec
+        self.seed = seed
+
+    def _class(self) -> type[Any]:
+        target = self.spec.target or ""
+        module_name, _, attr = target.partition(":")
+        try:
+            return getattr(importlib.import_module(module_name), attr)  # type: ignore[no-any-return]
+        except (ImportError, AttributeError, ValueError):
+            raise RoutingError(
+                f"router '{self.name}': cannot import '{target}' (expected module:Class)"
+            ) from None
+
+    def fit(self, train: RoutingTable) -> PythonRouter:
+        cls = self._class()
+        params = dict(self.spec.params)
+        if "seed" in inspect.signature(cls).parameters:
+            params.setdefault("seed", self.seed)
+        try:
+            self.router_ = cls(**params).fit(train)
+        except TypeError as exc:
+            raise RoutingError(f"router '{self.name}': {exc}") from None
+        return self
+
+    def knobs(self) -> list[Knob]:
+        if self.spec.knob is None or self.spec.sweep is None:
+            return [self.spec.default]
+        if self.spec.sweep == "auto":
+            from pinfactory.routing.learned import lambda_grid
+
+            grid = lambda_grid(self.router_.mean_cost_, points=self.spec.points)
+            return [self.spec.default, *(float(x) for x in grid)]
+        return [self.spec.default, *self.spec.sweep]
+
+    def predict(self, test: RoutingTable, knob: Knob = None) -> Indices:
+        knobs = {} if knob is None or self.spec.knob is None else {self.spec.knob: knob}
+        router = self.router_
+        if isinstance(router, QualityRouter) and set(knobs) <= {"lam"}:
+            # predicted quality does not depend on lam: predict it once, sweep in NumPy
+            # (the same argmax as QualityRouter._member_scores, without a kNN search per lam)
+            if getattr(self, "_quality_for", None) is not test:
+                self._quality = router.predicted_quality(router.embed(test.prompts, cache=True))
+                self._quality_for = test
+            lam = router.cost_weight(knobs)
+            return np.asarray(
+                (self._quality - lam * router.mean_cost_).argmax(axis=1), dtype=np.int64
+            )
+        if hasattr(router, "predict_vectors") and hasattr(router, "embed"):
+            # embed the test prompts once (cached on disk), not once per knob value
+            if getattr(self, "_vectors_for", None) is not test:
+                self._vectors = router.embed(test.prompts, cache=True)
+                self._vectors_for = test
+            return np.asarray(router.predict_vectors(self._vectors, **knobs), dtype=np.int64)
+        return np.asarray(router.predict(list(test.prompts), **knobs), dtype=np.int64)
+
+
+def build(spec: RouterSpec, seed: int, base: Path) -> LabRouter:
+    """The lab router for a grid row; ``base`` is the grid file's folder."""
+    kind = spec.resolved_kind
+    if kind == "oracle":
+        return Oracle(spec.name)
+    if kind == "best_single":
+        return BestSingle(spec.name)
+    if kind == "random":
+        return RandomRouter(spec.name, seed=seed)
+    if kind == "rules":
+        if spec.rules is None:
+            raise RoutingError(f"router '{spec.name}': kind rules needs 'rules: FILE'")
+        return RulesLab(spec.name, (base / spec.rules).resolve())
+    if kind in ("semantic", "cascade", "hybrid"):
+        from pinfactory.lab import composed
+
+        return composed.build(spec, seed, base)
+    if spec.target is None:
+        raise RoutingError(f"router '{spec.name}': kind python needs 'target: module:Class'")
+    return PythonRouter(spec, seed)
+
+
+BASELINES: Sequence[RouterSpec] = (
+    RouterSpec(name="oracle"),
+    RouterSpec(name="best_single"),
+    RouterSpec(name="random"),
+)

@@ -1,0 +1,233 @@
+"""Requests held by a ``queue`` policy: filed for review now, run when a person approves.
+
+When a quota (``routing.quotas``) or a unit budget (``budgets``) with
+``on_exhausted: queue`` is exhausted, the pipeline does not answer: it hands
+the :class:`~pinfactory.routing.quotas.QuotaQueued` to :func:`queue_request`,
+which files a review ("... exhausted for unit ...: awaiting approval to
+spend") holding everything needed to run the request later (the messages,
+model, member and the counter to book), and gives the client what any held
+answer gets (poll: the pending review; wait: the decision, or pending at the
+timeout).
+
+A reviewer then decides:
+
+- **approve** means "spend it": :func:`run_approved` runs the request on the
+  member it was routed to, past the limit, books the spend anyway
+  (``adjust`` on the exhausted quota's counter, and on every budget of the
+  unit), records the call in the ledger and releases the member's answer.
+  This needs the team's members, so it runs where a pipeline is open: the
+  gateway's admin API (``POST /admin/reviews/{id}``), or ``pinfactory review
+  approve``, which opens the team's pipeline for the one call. A member that
+  fails leaves the review pending (the failure is recorded) to be retried or
+  overridden.
+- **override** releases the reviewer's own answer; no member is called.
+
+Every step is audited: ``escalation`` and ``review.queued`` when held,
+``call`` and ``review.executed`` (member, tokens, cost) when run,
+``review.approved`` or ``review.overridden`` naming the reviewer and member.
+"""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from pinfactory.errors import Conflict, QuotaExceeded
+from pinfactory.ledger.base import AuditEvent, LedgerEntry, Review, to_nano
+from pinfactory.ledger.chain import jsonable
+from pinfactory.ledger.events import request_event
+from pinfactory.ledger.reviews import released
+from pinfactory.members import Completion
+from pinfactory.members.base import Usage
+from pinfactory.request import Document, Message, Request
+from pinfactory.routing.quotas import QuotaQueued, window_start
+
+if TYPE_CHECKING:
+    from pinfactory.pipeline import Answer, Pipeline
+
+_RUNNING: set[str] = set()  # reviews being run in this process: one approval runs once
+
+
+def held_request(request: Request, queued: QuotaQueued) -> dict[str, Any]:
+    """What a review row keeps to run the request later, as JSON."""
+    return {
+        "source": queued.source,
+        "counter": {"key": queued.key, "period": queued.period, "nusd": queued.nusd},
+        "member": queued.decision.member,
+        "model": request.model,
+        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "documents": [{"text": d.text, "title": d.title} for d in request.documents],
+        "tools": jsonable(list(request.tools)),
+        "temperature": request.temperature,
+        "max_tokens": request.max_tokens,
+        "stop": list(request.stop),
+        "tags": list(request.tags),
+    }
+
+
+def rebuild(review: Review) -> Request:
+    """The held request as it was sent, under its original id, unit and user."""
+    held = review.held
+    return Request(
+        messages=tuple(Message(m["role"], m["content"]) for m in held["messages"]),
+        model=held["model"],
+        temperature=held["temperature"],
+        max_tokens=held["max_tokens"],
+        stop=tuple(held["stop"]),
+        documents=tuple(Document(d["text"], d["title"]) for d in held["documents"]),
+        tools=tuple(held["tools"]),
+        unit=review.unit,
+        user=review.user,
+        tags=tuple(held["tags"]),
+        request_id=review.request_id,
+    )
+
+
+async def queue_request(
+    pipeline: Pipeline, request: Request, queued: QuotaQueued, started: float
+) -> Answer:
+    """File the request with the review queue; the client's (pending or decided) answer."""
+    from pinfactory.pipeline import Answer
+
+    decision = queued.decision
+    reason = f"{queued.escalation}: awaiting approval to spend"
+    escalation = {"kind": "review", "reason": reason, "source": queued.source}
+    latency_ms = (time.perf_counter() - started) * 1000.0
+    await pipeline.ledger.record(
+        LedgerEntry(
+            request_id=request.request_id,
+            unit=request.unit,
+            user=request.user,
+            model=request.model,
+            member=None,  # no member was called
+            router=decision.router,
+            reason=decision.reason,
+            input_tokens=0,
+            output_tokens=0,
+            cost_usd=Decimal(0),
+            latency_ms=latency_ms,
+            status=200,
+            stream=request.stream,
+            tags=request.tags,
+        ),
+        [
+            request_event(request),
+            AuditEvent("decision", request.request_id, jsonable(decision)),
+            AuditEvent("escalation", request.request_id, escalation),
+        ],
+    )
+    review = await pipeline.reviews.submit(
+        request_id=request.request_id,
+        unit=request.unit,
+        user=request.user,
+        prompt=request.text,
+        member=decision.member,
+        answer="",  # none yet: the member runs only if a reviewer approves
+        reason=reason,
+        evidence={"source": queued.source, "limit": queued.message, "route": decision.reason},
+        held=held_request(request, queued),
+    )
+    policy = pipeline.reviews.policy
+    if policy.mode == "wait" and policy.timeout_s > 0:
+        review = await pipeline.reviews.wait(review.id, policy.timeout_s)
+    nothing = Completion(text="", usage=Usage(), cost_usd=Decimal(0), model=decision.member)
+    answer = Answer(request, decision, nothing, latency_ms, {"escalation": escalation})
+    return released(answer, review)
+
+
+def refuse_stream(queued: QuotaQueued) -> QuotaExceeded:
+    """A stream cannot wait for a person: the 429 it gets instead of a review."""
+    return QuotaExceeded(
+        f"{queued.escalation}; a stream cannot wait for review: send it without 'stream' "
+        "to queue it for approval",
+        param="stream",
+    )
+
+
+async def run_approved(
+    pipeline: Pipeline, review_id: str, reviewer: str, note: str | None = None
+) -> Review:
+    """Approve a review; a held request first runs on its member, past its limit."""
+    review = await pipeline.reviews.get(review_id)
+    if review.held is None:
+        return await pipeline.reviews.approve(review_id, reviewer, note)
+    if review.status != "pending":
+        raise Conflict(
+            f"review '{review_id}' was already decided ({review.status} by "
+            f"{review.reviewer or 'unknown'})",
+            param="review_id",
+        )
+    if review_id in _RUNNING:
+        raise Conflict(f"review '{review_id}' is being approved already", param="review_id")
+    member = pipeline.members.get(review.held["member"])
+    if member is None:
+        raise Conflict(
+            f"review '{review_id}' was routed to member '{review.held['member']}', which the "
+            "team no longer has: override it instead",
+            param="review_id",
+        )
+    _RUNNING.add(review_id)
+    try:
+        request = rebuild(review)
+        started = time.perf_counter()
+        completion = await pipeline.run_held(member, request, started)
+        await _book(pipeline, review, to_nano(completion.cost_usd))
+        await _record(pipeline, review, request, completion, reviewer, started)
+        return await pipeline.reviews.approve(review_id, reviewer, note, answer=completion.text)
+    finally:
+        _RUNNING.discard(review_id)
+
+
+async def _book(pipeline: Pipeline, review: Review, nusd: int) -> None:
+    """Count the approved spend: the exhausted quota (its estimate), the unit's budgets."""
+    counter = review.held["counter"]
+    if review.held["source"] == "quota" and counter["key"]:
+        window = window_start(counter["period"])
+        await pipeline.quotas.counter.adjust(counter["key"], window, 1, int(counter["nusd"]))
+    await pipeline.budgets.charge(review.unit, nusd)
+
+
+async def _record(
+    pipeline: Pipeline,
+    review: Review,
+    request: Request,
+    completion: Completion,
+    reviewer: str,
+    started: float,
+) -> None:
+    usage, rid = completion.usage, review.request_id
+    call = {
+        "member": review.member,
+        "model": completion.model,
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cost_usd": completion.cost_usd,
+        "finish_reason": completion.finish_reason,
+        "refused": completion.refused,
+    }
+    await pipeline.ledger.record(
+        LedgerEntry(
+            request_id=rid,
+            unit=review.unit,
+            user=review.user,
+            model=request.model,
+            member=review.member,
+            router="review",
+            reason=f"run on approval by reviewer {reviewer}: {review.reason}",
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cost_usd=completion.cost_usd,
+            latency_ms=(time.perf_counter() - started) * 1000.0,
+            status=200,
+            tags=request.tags,
+        ),
+        [
+            AuditEvent("call", rid, jsonable(call)),
+            AuditEvent(
+                "review.executed",
+                rid,
+                jsonable({**call, "review_id": review.id, "reviewer": reviewer}),
+            ),
+        ],
+    )
