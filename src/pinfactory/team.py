@@ -75,10 +75,10 @@ class LedgerSpec(_Strict):
     path: str | None = Field(default=None, description="SQLite file; default pinfactory-ledger.db")
     dsn: str | None = Field(default=None, description="PostgreSQL DSN; overrides path")
     durability: Literal["full", "group"] = Field(
-        default="group",
-        description="group: requests that arrive while a commit syncs share the next one; "
-        "each is still answered only after its own row and audit entries are committed "
-        "(docs/observe.md). full: one commit per request",
+        default="full",
+        description="full: one commit per request. group: requests that arrive while a "
+        "commit syncs share the next one; each is still answered only after its own row "
+        "and audit entries are committed (docs/observe.md)",
     )
 
 
