@@ -100,3 +100,27 @@ class TrainableRouter(Router, Protocol):
 def member_table(team: Team, input_tokens: int = 64, output_tokens: int = 256) -> MemberTable:
     """Each enabled member's tier and the cost of a typical call."""
     return {m.name: (m.tier, m.price.estimate(input_tokens, output_tokens)) for m in team.members}
+
+
+def resolve_member(members: MemberTable, target: str) -> str | None:
+    """The member a route target names now: itself, or the cheapest of ``tier:NAME``.
+
+    None when the member (or every member of the tier) is not enabled; with no
+    table at all (a router used offline, as the lab does) the target as written.
+    """
+    if not members:
+        return target
+    if target.startswith("tier:"):
+        tier = target.removeprefix("tier:")
+        in_tier = [(cost, name) for name, (t, cost) in members.items() if t == tier]
+        return min(in_tier)[1] if in_tier else None
+    return target if target in members else None
+
+
+def member_cost(members: MemberTable, member: str) -> Decimal:
+    """The estimated cost of a typical call to ``member`` (0 when unknown)."""
+    return members[member][1] if member in members else Decimal(0)
+
+
+def member_tier(members: MemberTable, member: str) -> str | None:
+    return members[member][0] if member in members else None

@@ -33,7 +33,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from pinfactory.errors import RoutingError, TeamFileError
 from pinfactory.members.base import Completion
 from pinfactory.request import Request
-from pinfactory.routing.base import CallMember, Decision, MemberTable, member_table
+from pinfactory.routing.base import (
+    CallMember,
+    Decision,
+    MemberTable,
+    member_cost,
+    member_table,
+    member_tier,
+    resolve_member,
+)
 from pinfactory.routing.table import RoutingTable
 
 if TYPE_CHECKING:
@@ -266,7 +274,7 @@ class Cascade:
         """The enabled members to try, cheapest tier first."""
         chosen: list[str] = []
         for tier in self.tiers:
-            member = self._resolve(tier)
+            member = resolve_member(self.members, tier)
             if member is not None and member not in chosen:
                 chosen.append(member)
         return chosen
@@ -281,8 +289,8 @@ class Cascade:
                 router=self.kind,
                 scores={member: 1.0},
                 confidence=0.5,
-                estimated_cost_usd=self._cost(member),
-                tier=self._tier(member),
+                estimated_cost_usd=member_cost(self.members, member),
+                tier=member_tier(self.members, member),
                 fallback=True,
             )
         limits = ", ".join(f"{x:.2f}" for x in self.limits()[: len(plan) - 1])
@@ -295,8 +303,8 @@ class Cascade:
             router=self.kind,
             scores={m: float(len(plan) - i) for i, m in enumerate(plan)},
             confidence=0.5,
-            estimated_cost_usd=self._cost(plan[0]),
-            tier=self._tier(plan[0]),
+            estimated_cost_usd=member_cost(self.members, plan[0]),
+            tier=member_tier(self.members, plan[0]),
         )
 
     async def answer(
@@ -328,7 +336,7 @@ class Cascade:
         final = replace(
             decision,
             member=member,
-            tier=self._tier(member),
+            tier=member_tier(self.members, member),
             reason=f"{decision.reason}; answered by '{member}' after {len(trail)} tier(s)",
             estimated_cost_usd=spent,
             trail=tuple(trail),
@@ -340,21 +348,6 @@ class Cascade:
             scorer: Any = self.scorer
             return float(scorer(request, completion, member=member))
         return float(self.scorer(request, completion))
-
-    def _resolve(self, target: str) -> str | None:
-        if not self.members:
-            return target.removeprefix("tier:")
-        if target.startswith("tier:"):
-            tier = target.removeprefix("tier:")
-            in_tier = [(cost, name) for name, (t, cost) in self.members.items() if t == tier]
-            return min(in_tier)[1] if in_tier else None
-        return target if target in self.members else None
-
-    def _cost(self, member: str) -> Decimal:
-        return self.members.get(member, ("", Decimal(0)))[1]
-
-    def _tier(self, member: str) -> str | None:
-        return self.members[member][0] if member in self.members else None
 
     @classmethod
     def from_config(cls, config: dict[str, Any], team: Team) -> Cascade:

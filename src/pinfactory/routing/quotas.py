@@ -46,7 +46,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pinfactory.errors import QuotaExceeded, TeamFileError
 from pinfactory.ledger.base import to_nano
 from pinfactory.request import Request
-from pinfactory.routing.base import Decision, MemberTable, member_table
+from pinfactory.routing.base import (
+    Decision,
+    MemberTable,
+    member_table,
+    resolve_member,
+)
 
 if TYPE_CHECKING:
     from pinfactory.team import Team
@@ -256,7 +261,7 @@ class QuotaGate:
         return None
 
     def _downgrade(self, decision: Decision, policy: QuotaPolicy, note: str) -> Decision:
-        target = self._resolve(policy.downgrade_to or self.fallback)
+        target = resolve_member(self.members, policy.downgrade_to or self.fallback)
         if target is None or target == decision.member:
             raise QuotaExceeded(f"{note}; no member to downgrade to")
         tier, cost = self.members[target]
@@ -267,13 +272,6 @@ class QuotaGate:
             estimated_cost_usd=cost,
             reason=f"{decision.reason}; {note}: downgraded to '{target}'",
         )
-
-    def _resolve(self, target: str) -> str | None:
-        if target.startswith("tier:"):
-            tier = target.removeprefix("tier:")
-            in_tier = [(cost, name) for name, (t, cost) in self.members.items() if t == tier]
-            return min(in_tier)[1] if in_tier else None
-        return target if target in self.members else None
 
 
 def build_quota_gate(team: Team, counter: QuotaCounter | None = None) -> QuotaGate:

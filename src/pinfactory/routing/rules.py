@@ -18,14 +18,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pinfactory.errors import TeamFileError
 from pinfactory.request import Request
-from pinfactory.routing.base import Decision, MemberTable, member_table
+from pinfactory.routing.base import (
+    Decision,
+    MemberTable,
+    member_cost,
+    member_table,
+    member_tier,
+    resolve_member,
+)
 
 if TYPE_CHECKING:
     from pinfactory.team import Team
@@ -182,20 +188,10 @@ class RulesRouter:
         ordered = sorted(enumerate(self.rules), key=lambda pair: (-pair[1].priority, pair[0]))
         compiled = []
         for _, rule in ordered:
-            target = self._resolve(rule)
+            target = resolve_member(self.members, rule.route)
             if target is not None:
                 compiled.append((rule, target, rule.when.compile()))
         return compiled
-
-    def _resolve(self, rule: Rule) -> str | None:
-        """The member a rule routes to, or None when it is not in the team now."""
-        if not self.members:
-            return rule.route
-        if rule.route.startswith("tier:"):
-            tier = rule.route.removeprefix("tier:")
-            in_tier = [(cost, name) for name, (t, cost) in self.members.items() if t == tier]
-            return min(in_tier)[1] if in_tier else None
-        return rule.route if rule.route in self.members else None
 
     def match(self, request: Request) -> tuple[Rule, str] | None:
         for rule, target, predicate in self._compiled:
@@ -212,8 +208,8 @@ class RulesRouter:
                 router=self.kind,
                 scores={self.fallback: 1.0},
                 confidence=0.5,
-                estimated_cost_usd=self._cost(self.fallback),
-                tier=self._tier(self.fallback),
+                estimated_cost_usd=member_cost(self.members, self.fallback),
+                tier=member_tier(self.members, self.fallback),
                 fallback=True,
             )
         rule, member = found
@@ -223,8 +219,8 @@ class RulesRouter:
             router=self.kind,
             scores={member: 1.0},
             confidence=1.0,
-            estimated_cost_usd=self._cost(member),
-            tier=self._tier(member),
+            estimated_cost_usd=member_cost(self.members, member),
+            tier=member_tier(self.members, member),
             rule=rule.name,
         )
 
@@ -240,12 +236,6 @@ class RulesRouter:
                         f"but it went to '{got.member}' ({got.reason})"
                     )
         return failures
-
-    def _cost(self, member: str) -> Decimal:
-        return self.members.get(member, ("", Decimal(0)))[1]
-
-    def _tier(self, member: str) -> str | None:
-        return self.members[member][0] if member in self.members else None
 
     @classmethod
     def from_config(cls, config: dict[str, Any], team: Team) -> RulesRouter:

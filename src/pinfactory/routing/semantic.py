@@ -22,7 +22,6 @@ reads them instead of encoding again.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 import numpy as np
@@ -32,7 +31,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from pinfactory.embeddings import CachedEncoder, Vectors, get_encoder
 from pinfactory.errors import RoutingError, TeamFileError
 from pinfactory.request import Request
-from pinfactory.routing.base import Decision, MemberTable, member_table
+from pinfactory.routing.base import (
+    Decision,
+    MemberTable,
+    member_cost,
+    member_table,
+    member_tier,
+    resolve_member,
+)
 
 if TYPE_CHECKING:
     from pinfactory.team import Team
@@ -244,8 +250,8 @@ class SemanticRouter:
                 router=self.kind,
                 scores=member_scores,
                 confidence=float(min(1.0, max(0.0, 0.5 + margin * 2))),
-                estimated_cost_usd=self._cost(target),
-                tier=self._tier(target),
+                estimated_cost_usd=member_cost(self.members, target),
+                tier=member_tier(self.members, target),
                 rule=route.name,
             )
         best = self.routes[order[0]]
@@ -259,33 +265,17 @@ class SemanticRouter:
             router=self.kind,
             scores=member_scores,
             confidence=float(max(0.0, 1.0 - max(row[order[0]], 0.0))),
-            estimated_cost_usd=self._cost(self.fallback),
-            tier=self._tier(self.fallback),
+            estimated_cost_usd=member_cost(self.members, self.fallback),
+            tier=member_tier(self.members, self.fallback),
             fallback=True,
         )
 
     def _targets(self) -> list[str | None]:
         """Each route's member as :meth:`_resolve` gives it, kept while the table is the same."""
         if self._targets_for is not self.members or len(self._resolved) != len(self.routes):
-            self._resolved = [self._resolve(route.member) for route in self.routes]
+            self._resolved = [resolve_member(self.members, route.member) for route in self.routes]
             self._targets_for = self.members
         return self._resolved
-
-    def _resolve(self, target: str) -> str | None:
-        """The member a route sends to now, or None when it is not enabled."""
-        if not self.members:
-            return target
-        if target.startswith("tier:"):
-            tier = target.removeprefix("tier:")
-            in_tier = [(cost, name) for name, (t, cost) in self.members.items() if t == tier]
-            return min(in_tier)[1] if in_tier else None
-        return target if target in self.members else None
-
-    def _cost(self, member: str) -> Decimal:
-        return self.members.get(member, ("", Decimal(0)))[1]
-
-    def _tier(self, member: str) -> str | None:
-        return self.members[member][0] if member in self.members else None
 
     @classmethod
     def from_config(cls, config: dict[str, Any], team: Team) -> SemanticRouter:
