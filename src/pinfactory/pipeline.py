@@ -1,8 +1,15 @@
-"""Composes the stages for one request: route -> call -> record.
+"""Composes the stages for one request.
+
+    route      the router's decision, then the unit's quotas and budgets
+    call       the member (a cascade may try several tiers); input guards first
+    verify     verdict and confidence; escalate, caveat or mark for review
+    hold       answers escalated to a person wait in the review queue
+    record     ledger row and audit chain in one commit, then traces and metrics
 
 :func:`open_pipeline` opens a team's members and ledger (the only I/O) and
-yields a :class:`Pipeline`; the gateway, the CLI and the lab all answer
-through it, so ``pinfactory ask`` routes exactly as the server does.
+yields a :class:`Pipeline`; the gateway and the CLI both answer through it,
+so ``pinfactory ask`` routes exactly as the server does. Every request that
+fails at any stage is recorded too, with why.
 """
 
 from __future__ import annotations
@@ -80,10 +87,10 @@ class Pipeline:
         self.members = dict(members)
         self.router = router
         self.ledger = ledger
-        self.budgets = Budgets(team, ledger)  # governance: unit budgets
-        self.reviews = ReviewQueue(ledger, team.spec.reviews)  # governance: review queue
+        self.quotas = quotas or build_quota_gate(team, counter=ledger)
+        self.budgets = Budgets(team, ledger)
+        self.reviews = ReviewQueue(ledger, team.spec.reviews)
         self.observers = observers or Observers()
-        self.quotas = quotas or build_quota_gate(team, counter=ledger)  # routing: quotas
         self._tasks: set[asyncio.Task[None]] = set()
         # a Protocol isinstance check is slow: once here, not per request
         self._tiered = router if isinstance(router, TieredRouter) else None
@@ -109,21 +116,20 @@ class Pipeline:
             estimated_cost_usd=member.price.estimate(request.prompt_tokens),
         )
 
-    # --- routing step: decide, then the quota check; cascades run their tiers ---
     async def route(self, request: Request) -> Decision:
-        """The decision to carry out, after the unit's quotas had their say."""
+        """The decision to carry out, after the unit's quotas and budgets had their say."""
         decision = await self.quotas.admit(request, self.decide(request))
-        return await self.budgets.admit(request, decision)  # governance: unit budgets
+        return await self.budgets.admit(request, decision)
 
     async def _answer(self, request: Request, decision: Decision) -> tuple[Decision, Completion]:
+        """Call the decided member; a tiered router (cascade) runs its tiers instead."""
+
         async def call(name: str) -> Completion:
             return await self._call(self.members[name], request)
 
         if decision.router != "pinned" and self._tiered is not None:
             return await self._tiered.answer(request, decision, call)
         return decision, await call(decision.member)
-
-    # --- end of the routing step ---
 
     async def complete(self, request: Request, started: float | None = None) -> Answer:
         started = time.perf_counter() if started is None else started
@@ -134,16 +140,16 @@ class Pipeline:
             with stage("call"):
                 decision, completion = await self._answer(request, decision)
             answer = Answer(request, decision, completion, _ms_since(started))
-            if self.verification is not None:  # verify: check, then escalate / hold / caveat
+            if self.verification is not None:
                 with stage("verify"):
                     answer = await self.verification.review(answer, self.members, self._call)
                 answer.latency_ms = _ms_since(started)
-        except QuotaQueued as queued:  # governance: a queue policy files it for review
+        except QuotaQueued as queued:  # the queue policy: a person approves the spend
             return await queue_request(self, request, queued, started)
         except PinfactoryError as exc:
             await self.record_failure(request, exc, started)
             raise
-        answer = await self.reviews.hold(answer)  # governance: escalations to a person
+        answer = await self.reviews.hold(answer)
         await self.record(answer)
         return answer
 
@@ -171,7 +177,7 @@ class Pipeline:
                     answer = Answer(request, decision, event, _ms_since(started))
                     await self.record(answer)
                     yield answer
-        except QuotaQueued as queued:  # governance: a stream cannot wait for a person
+        except QuotaQueued as queued:  # a stream cannot wait for a person
             refused = refuse_stream(queued)
             await self.record_failure(request, refused, started)
             raise refused from None
@@ -187,7 +193,6 @@ class Pipeline:
             self._background(self.record_failure(request, gone, started))
             raise
 
-    # --- governance: requests held by a queue policy (ledger/queued.py) ---
     async def execute_approved(
         self, review_id: str, reviewer: str, note: str | None = None
     ) -> Review:
@@ -201,8 +206,6 @@ class Pipeline:
         except PinfactoryError as exc:
             await self.record_failure(request, exc, started)
             raise
-
-    # --- end governance ---
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -219,7 +222,7 @@ class Pipeline:
 
     async def record(self, answer: Answer) -> None:
         usage = answer.completion.usage
-        await self.budgets.settle(answer.request.request_id, to_nano(answer.cost_usd))  # governance
+        await self.budgets.settle(answer.request.request_id, to_nano(answer.cost_usd))
         recording = stage_start("record")
         await self.ledger.record(
             LedgerEntry(
@@ -238,7 +241,7 @@ class Pipeline:
                 stream=answer.request.stream,
                 tags=answer.request.tags,
             ),
-            answer_events(answer),  # governance: the audit chain
+            answer_events(answer),
         )
         stage_end(recording)
         self.observers.answered(answer)
@@ -250,7 +253,7 @@ class Pipeline:
         member = error.member if isinstance(error, MemberError) else None
         request_id = request.request_id if request else who.get("request_id", "")
         if request is not None:
-            await self.budgets.release(request.request_id)  # governance
+            await self.budgets.release(request.request_id)
         recording = stage_start("record")
         await self.ledger.record(
             LedgerEntry(
@@ -270,7 +273,7 @@ class Pipeline:
                 stream=request.stream if request else False,
                 tags=request.tags if request else (),
             ),
-            failure_events(request, error, request_id),  # governance: the audit chain
+            failure_events(request, error, request_id),
         )
         stage_end(recording)
         self.observers.failed(request, error, started, **who)

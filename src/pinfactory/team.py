@@ -82,7 +82,6 @@ class LedgerSpec(_Strict):
     )
 
 
-# -- governance: budgets and the review queue (ledger/quotas.py, ledger/reviews.py) --
 class BudgetSpec(_Strict):
     """A unit's spend limit per calendar day or month (UTC)."""
 
@@ -97,9 +96,6 @@ class ReviewSpec(_Strict):
 
     mode: Literal["wait", "poll"] = "poll"
     timeout_s: float = Field(default=30.0, ge=0, le=3600)
-
-
-# -- end governance --
 
 
 class GatewaySpec(_Strict):
@@ -124,8 +120,8 @@ class TeamSpec(_Strict):
     ledger: LedgerSpec = LedgerSpec()
     gateway: GatewaySpec = GatewaySpec()
     verification: VerificationSpec | None = None  # off unless the team file turns it on
-    budgets: list[BudgetSpec] = []  # governance
-    reviews: ReviewSpec = ReviewSpec()  # governance
+    budgets: list[BudgetSpec] = []
+    reviews: ReviewSpec = ReviewSpec()
     observe: ObserveSpec = ObserveSpec()
 
     @field_validator("members")
@@ -139,7 +135,7 @@ class TeamSpec(_Strict):
         return members
 
     @model_validator(mode="after")
-    def _budget_units(self) -> TeamSpec:  # governance
+    def _budget_units(self) -> TeamSpec:
         units = {k.unit for k in self.keys} or {"default"}
         for budget in self.budgets:
             if budget.unit not in units:

@@ -24,7 +24,7 @@ members:
   - {{name: gone, kind: openai_http,
       settings: {{base_url: "http://127.0.0.1:{free_port()}/v1", model: x}}}}
 routing: {{kind: rules, fallback: calculator}}
-gateway: {{max_body_bytes: 2000}}
+gateway: {{max_body_bytes: 2000, max_messages: 3}}
 """,
         "rows.yaml",
         {"PINFACTORY_LEDGER": str(ledger)},
@@ -37,13 +37,15 @@ gateway: {{max_body_bytes: 2000}}
         json.dumps({"model": "gone", "messages": hi, "stream": True}).encode(),
         json.dumps({"model": "nobody", "messages": hi}).encode(),
         json.dumps({"messages": [{"role": "user", "content": "x" * 3000}]}).encode(),
+        json.dumps({"messages": hi * 4}).encode(),
         b"{",
     ]
     with serve_in_thread(create_app(team)) as url, httpx.Client(base_url=url) as client:
         statuses = [client.post("/v1/chat/completions", content=b).status_code for b in bodies]
-    assert statuses == [200, 200, 502, 502, 404, 413, 400]
+    assert statuses == [200, 200, 502, 502, 404, 413, 400, 400]
     rows = ledger_rows(ledger)
     assert len(rows) == len(bodies)
     assert Counter(r["status"] for r in rows) == Counter(statuses)
     assert {r["member"] for r in rows if r["status"] == 502} == {"gone"}
     assert all(r["error"] for r in rows if r["status"] >= 400)
+    assert any("the limit is 3" in (r["error"] or "") for r in rows)

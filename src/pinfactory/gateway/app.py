@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from pinfactory.errors import PayloadTooLarge, PinfactoryError
+from pinfactory.errors import PayloadTooLarge, PinfactoryError, RequestError
 from pinfactory.gateway.admin import admin_routes
 from pinfactory.gateway.auth import Caller, Keyring
 from pinfactory.gateway.errors import error_response, unexpected
@@ -44,6 +44,7 @@ class Gateway:
         self.team = team
         self.keyring = Keyring(team.spec.keys)
         self.max_body = team.spec.gateway.max_body_bytes
+        self.max_messages = team.spec.gateway.max_messages
         self.pipeline: Pipeline | None = None
 
     @property
@@ -67,6 +68,12 @@ class Gateway:
                 headers=dict(http.headers),
                 request_id=request_id,
             )
+            if len(request.messages) > self.max_messages:
+                raise RequestError(
+                    f"'messages' holds {len(request.messages)} messages; "
+                    f"the limit is {self.max_messages}",
+                    param="messages",
+                )
         except PinfactoryError as exc:
             unit = caller.unit if caller else "-"
             await pipeline.record_failure(None, exc, started, request_id=request_id, unit=unit)
@@ -223,7 +230,7 @@ def create_app(
         Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
         Route("/v1/models", gateway.models, methods=["GET"]),
         Route("/healthz", gateway.healthz, methods=["GET"]),
-        *admin_routes(gateway),  # governance: /admin/*, /v1/costs, /v1/reviews/{id}
+        *admin_routes(gateway),  # /admin/*, /v1/costs, /v1/reviews/{id}
     ]
     if metrics is not None:
         endpoint = MetricsEndpoint(metrics, gateway.keyring, team.spec.observe.metrics)
