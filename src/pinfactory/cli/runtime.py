@@ -13,12 +13,13 @@ from rich.table import Table
 from pinfactory.cli.common import JsonOption, TeamOption, clear_errors, console, team_from
 
 SAMPLE_QUESTIONS = (
-    "What is the capital of France?",
+    "What is the capital of Italy?",
     "What is 17% of 2,340?",
     "What's the status of order 1042?",
     "12 times 7",
     "Where is my order #1007?",
-    "Who wrote Romeo and Juliet?",
+    "Has my package shipped yet?",
+    "Who painted the Mona Lisa?",
 )
 
 
