@@ -108,6 +108,10 @@ class Gateway:
             first = await anext(events)
         except PinfactoryError as exc:
             return error_response(exc, request.request_id)
+        except Exception as exc:
+            error = unexpected(exc, request.request_id)
+            await pipeline.record_failure(request, error, started)
+            return error_response(error, request.request_id)
         assert isinstance(decision, Decision)
 
         async def sse() -> AsyncIterator[bytes]:
