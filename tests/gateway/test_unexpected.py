@@ -1,0 +1,43 @@
+"""A member that breaks in a way nobody anticipated: a 500 error object, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from pinfactory.gateway import create_app
+from pinfactory.gateway.server import serve_in_thread
+from pinfactory.members import Completion, Member
+from pinfactory.request import Request
+from pinfactory.team import parse_team
+from tests.conftest import ledger_rows
+
+
+class BrokenMember(Member):
+    """Fails with an error outside pinfactory's tree, as a buggy plug-in would."""
+
+    kind = "broken"
+
+    async def complete(self, request: Request) -> Completion:
+        raise RuntimeError("plug-in bug")
+
+
+def test_unexpected_errors_are_500_objects_and_recorded(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.db"
+    team = parse_team(
+        "members: [{name: bug, kind: 'tests.gateway.test_unexpected:BrokenMember'}]\n"
+        "routing: {kind: rules, fallback: bug}\n",
+        "bug.yaml",
+        {"PINFACTORY_LEDGER": str(ledger)},
+    )
+    hi = {"messages": [{"role": "user", "content": "hi"}]}
+    with serve_in_thread(create_app(team)) as url, httpx.Client(base_url=url) as client:
+        plain = client.post("/v1/chat/completions", json=hi)
+        streamed = client.post("/v1/chat/completions", json={**hi, "stream": True})
+    for response in (plain, streamed):
+        assert response.status_code == 500
+        error = response.json()["error"]
+        assert error["message"].startswith("internal error (RuntimeError); request id req_")
+        assert "Traceback" not in response.text
+    assert [r["status"] for r in ledger_rows(ledger)] == [500, 500]
