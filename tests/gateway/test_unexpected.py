@@ -20,7 +20,7 @@ class BrokenMember(Member):
     kind = "broken"
 
     async def complete(self, request: Request) -> Completion:
-        raise RuntimeError("plug-in bug")
+        raise RuntimeError(f"plug-in bug on {request.request_id}")
 
 
 def test_unexpected_errors_are_500_objects_and_recorded(tmp_path: Path) -> None:
