@@ -108,7 +108,7 @@ class Metrics:
         if self.workers is not None:
             self.workers.set(0)
         if self.shared_dir:
-            multiprocess.mark_process_dead(os.getpid(), self.shared_dir)
+            multiprocess.mark_process_dead(os.getpid(), self.shared_dir)  # type: ignore[no-untyped-call]
 
     def answered(self, answer: Answer, timeline: Timeline) -> None:
         member, unit = answer.decision.member, answer.request.unit
@@ -142,7 +142,7 @@ class Metrics:
         if self.shared_dir is None:
             return generate_latest(self.registry)
         merged = CollectorRegistry()
-        multiprocess.MultiProcessCollector(merged, path=self.shared_dir)
+        multiprocess.MultiProcessCollector(merged, path=self.shared_dir)  # type: ignore[no-untyped-call]
         return generate_latest(merged)
 
 
