@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pinfactory.gateway import create_app
 from pinfactory.gateway.server import serve_in_thread
+from pinfactory.observe.metrics import MULTIPROC_DIR_ENV, Metrics, shared_directory
 from tests.observe.conftest import observed_team
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -39,8 +40,10 @@ def served(
     tmp_path_factory: pytest.TempPathFactory, upstream_url: str, broken_url: str
 ) -> Iterator[str]:
     team = observed_team(tmp_path_factory.mktemp("metrics"), upstream_url, broken_url)
-    with serve_in_thread(create_app(team)) as url:
-        client = OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    with (
+        serve_in_thread(create_app(team)) as url,
+        OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0) as client,
+    ):
         for text in ("hello", "hello again"):
             client.chat.completions.create(
                 model="auto", messages=[{"role": "user", "content": text}]
@@ -110,6 +113,23 @@ def test_each_app_counts_on_its_own_registry(
                      unit="default", status="200") == 0  # fmt: skip
     assert value(scrape(served), "pinfactory_requests_total", member="upstream",
                  unit="default", status="200") == 3  # fmt: skip
+    assert value(scrape(served), "pinfactory_workers") == 1
+
+
+def test_a_multiprocess_folder_named_after_import_keeps_the_app_registry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, served: str
+) -> None:
+    """Values are in files only if the variable was set before prometheus-client loaded."""
+    monkeypatch.setenv(MULTIPROC_DIR_ENV, str(tmp_path))
+    assert shared_directory() is None
+    metrics = Metrics()
+    metrics.open()
+    metrics.requests.labels("m", "u", "200").inc()
+    assert b'pinfactory_requests_total{member="m",status="200",unit="u"} 1.0' in (
+        metrics.exposition()
+    )
+    metrics.close()
+    assert list(tmp_path.iterdir()) == []
 
 
 KEYS = (
@@ -124,9 +144,10 @@ def keyed(tmp_path_factory: pytest.TempPathFactory, upstream_url: str) -> Iterat
     extra = "observe:\n  metrics: {token: metrics-token-0123456789}\n"
     team = observed_team(tmp_path_factory.mktemp("keyed"), upstream_url, keys=KEYS, extra=extra)
     with serve_in_thread(create_app(team)) as url:
-        OpenAI(
-            base_url=url + "/v1", api_key="sk-unit-sales-01", max_retries=0
-        ).chat.completions.create(model="auto", messages=[{"role": "user", "content": "hello"}])
+        with OpenAI(base_url=url + "/v1", api_key="sk-unit-sales-01", max_retries=0) as client:
+            client.chat.completions.create(
+                model="auto", messages=[{"role": "user", "content": "hello"}]
+            )
         yield url
 
 

@@ -49,8 +49,10 @@ def test_spans_reach_an_otlp_collector(tmp_path: Path, upstream_url: str) -> Non
             "    service_name: pinfactory-test\n"
         )
         team = observed_team(tmp_path, upstream_url, extra=extra)
-        with serve_in_thread(create_app(team)) as url:
-            client = OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+        with (
+            serve_in_thread(create_app(team)) as url,
+            OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0) as client,
+        ):
             reply = client.chat.completions.create(
                 model="auto", messages=[{"role": "user", "content": "2+3"}]
             )

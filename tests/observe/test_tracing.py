@@ -53,8 +53,10 @@ def by_trace(spans: tuple[ReadableSpan, ...], trace_id: str) -> dict[str, Readab
 def test_a_request_is_a_trace_with_gen_ai_attributes_and_stage_spans(
     tmp_path: Path, upstream_url: str, exporter: InMemorySpanExporter
 ) -> None:
-    with serve_traced(tmp_path, upstream_url, exporter) as url:
-        client = OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    with (
+        serve_traced(tmp_path, upstream_url, exporter) as url,
+        OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0) as client,
+    ):
         reply = client.chat.completions.create(
             model="auto",
             messages=[{"role": "user", "content": "tell me a secret"}],
@@ -104,8 +106,10 @@ def test_a_request_is_a_trace_with_gen_ai_attributes_and_stage_spans(
 def test_content_capture_puts_prompt_and_answer_on_the_member_call(
     tmp_path: Path, upstream_url: str, exporter: InMemorySpanExporter
 ) -> None:
-    with serve_traced(tmp_path, upstream_url, exporter, capture=True) as url:
-        client = OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    with (
+        serve_traced(tmp_path, upstream_url, exporter, capture=True) as url,
+        OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0) as client,
+    ):
         client.chat.completions.create(
             model="upstream", messages=[{"role": "user", "content": "tell me a secret"}]
         )
@@ -119,8 +123,10 @@ def test_failures_are_error_spans_and_traceparent_is_honoured(
     tmp_path: Path, upstream_url: str, exporter: InMemorySpanExporter
 ) -> None:
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
-    with serve_traced(tmp_path, upstream_url, exporter) as url:
-        client = OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    with (
+        serve_traced(tmp_path, upstream_url, exporter) as url,
+        OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0) as client,
+    ):
         with pytest.raises(openai.NotFoundError):
             client.chat.completions.create(
                 model="nope",

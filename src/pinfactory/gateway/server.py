@@ -2,13 +2,17 @@
 
 With several workers, uvicorn starts each worker process from an import
 string; the worker loads the team file named in ``PINFACTORY_TEAM_FILE``
-(empty: the packaged default team), which the parent validated first.
+(empty: the packaged default team), which the parent validated first. The
+parent also gives the workers a fresh folder for shared Prometheus metrics
+(``PROMETHEUS_MULTIPROC_DIR``) and removes it when they have stopped.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -58,10 +62,22 @@ def serve_forever(
 
         uvicorn.Server(config(create_app(team), host, port, log_level="info")).run()
         return
+    from pinfactory.observe.metrics import MULTIPROC_DIR_ENV
+
     os.environ[TEAM_FILE_ENV] = str(team_path.resolve()) if team_path else ""
     target = f"{__name__}:app_from_environment"
     cfg = config(target, host, port, log_level="info", factory=True, workers=workers)
-    Multiprocess(cfg, sockets=[cfg.bind_socket()]).run()
+    previous = os.environ.get(MULTIPROC_DIR_ENV)
+    metrics_dir = tempfile.mkdtemp(prefix="pinfactory-metrics-")
+    os.environ[MULTIPROC_DIR_ENV] = metrics_dir  # spawned workers inherit it
+    try:
+        Multiprocess(cfg, sockets=[cfg.bind_socket()]).run()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        if previous is None:
+            os.environ.pop(MULTIPROC_DIR_ENV, None)
+        else:
+            os.environ[MULTIPROC_DIR_ENV] = previous
 
 
 def free_port(host: str = "127.0.0.1") -> int:

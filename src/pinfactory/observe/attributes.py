@@ -94,6 +94,7 @@ METRIC_REQUEST_SECONDS: Final = "pinfactory_request_duration_seconds"
 METRIC_ESCALATIONS: Final = "pinfactory_escalations"
 METRIC_DISAGREEMENTS: Final = "pinfactory_disagreements"
 METRIC_QUOTA_REFUSALS: Final = "pinfactory_quota_refusals"
+METRIC_WORKERS: Final = "pinfactory_workers"
 
 # metric label names
 LABEL_MEMBER: Final = "member"

@@ -1,18 +1,21 @@
 """Prometheus metrics for a team, and the ``/metrics`` endpoint that serves them.
 
-Each :class:`Metrics` has its own ``CollectorRegistry``, so several gateways
-in one process (tests, the lab) never share or clash over counters. With
-several worker processes each worker counts its own requests; a scraper
-sees whichever worker answers (see docs/observe.md).
+In one process each :class:`Metrics` has its own ``CollectorRegistry``, so
+several gateways in one process (tests, the lab) never share or clash over
+counters. ``serve --workers N`` runs prometheus-client's multiprocess mode:
+the parent points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh folder before the
+workers start, each worker's values live in memory-mapped files there, and a
+scrape answered by any worker merges them all (see docs/observe.md).
 """
 
 from __future__ import annotations
 
 import hmac
+import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, values
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import Response
@@ -33,6 +36,17 @@ LATENCY_BUCKETS = (
     1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 )  # fmt: skip
 NO_MEMBER = "-"
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def shared_directory() -> str | None:
+    """The multiprocess folder, when prometheus-client writes this process's values there.
+
+    prometheus-client picks memory-mapped values when it is first imported with
+    ``PROMETHEUS_MULTIPROC_DIR`` set; a variable set later changes nothing.
+    """
+    path = os.environ.get(MULTIPROC_DIR_ENV)
+    return path if path and values.ValueClass is not values.MutexValue else None
 
 
 class Metrics:
@@ -76,11 +90,25 @@ class Metrics:
             (a.LABEL_UNIT,), registry=r,
         )  # fmt: skip
 
+        self.workers: Gauge | None = None
+        self.shared_dir: str | None = None
+
     def open(self) -> None:
-        """Nothing to acquire: the registry lives in memory."""
+        """Find out whether values are shared between workers, and count this worker."""
+        self.shared_dir = shared_directory()
+        if self.workers is None:  # built here: in multiprocess mode it opens a file
+            self.workers = Gauge(
+                a.METRIC_WORKERS, "Gateway worker processes serving",
+                registry=self.registry, multiprocess_mode="livesum",
+            )  # fmt: skip
+        self.workers.set(1)
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Stop counting this worker (its counters stay: they are totals)."""
+        if self.workers is not None:
+            self.workers.set(0)
+        if self.shared_dir:
+            multiprocess.mark_process_dead(os.getpid(), self.shared_dir)  # type: ignore[no-untyped-call]
 
     def answered(self, answer: Answer, timeline: Timeline) -> None:
         member, unit = answer.decision.member, answer.request.unit
@@ -110,7 +138,12 @@ class Metrics:
                 self.stage_seconds.labels(span.name).observe(timeline.duration_s(span))
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        """Prometheus text: this app's registry, or every worker's files in multiprocess mode."""
+        if self.shared_dir is None:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged, path=self.shared_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(merged)
 
 
 def _disagreed(value: Any) -> bool:
