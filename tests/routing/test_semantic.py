@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from pinfactory.request import Request
+from pinfactory.routing import build_router
 from pinfactory.routing.semantic import Route, SemanticRouter
+from pinfactory.team import load_team
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +91,12 @@ def test_centroid_scoring_and_per_route_thresholds() -> None:
     assert router.decide(Request.from_text("send money to my savings account")).member == "bank"
     trip = router.decide(Request.from_text("book me a flight to Paris"))
     assert trip.fallback and "< 0.99" in trip.reason
+
+
+def test_a_route_to_a_member_that_is_off_says_so() -> None:
+    router = build_router(load_team(None, {}))  # the default team, frontier off
+    decision = router.decide(Request.from_text("write a python function that parses a csv file"))
+    assert decision.member == "local"
+    assert decision.fallback
+    assert "'hard-work'" in decision.reason
+    assert "sends to tier:frontier, not enabled" in decision.reason

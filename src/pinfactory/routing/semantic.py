@@ -235,13 +235,18 @@ class SemanticRouter:
             target = targets[i]
             if target is not None and target not in member_scores:
                 member_scores[target] = round(row[i], 4)
+        off: list[str] = []  # routes that would claim it but send to a member that is off
+        below = ""
         for i in order:
             route = self.routes[i]
             target = targets[i]
             limit = self.threshold_of(int(i))
             if target is None:  # its member is not enabled: the next route may place it
+                if row[i] >= limit:
+                    off.append(f"'{route.name}' {row[i]:.2f} sends to {route.member}, not enabled")
                 continue
             if row[i] < limit:
+                below = f"best enabled '{route.name}' {row[i]:.2f} < {limit:.2f}"
                 break
             margin = float(row[i] - row[order[1]]) if len(order) > 1 else 1.0
             return Decision(
@@ -254,12 +259,11 @@ class SemanticRouter:
                 tier=member_tier(self.members, target),
                 rule=route.name,
             )
-        best = self.routes[order[0]]
+        why = "; ".join(part for part in (below, *off) if part)
         return Decision(
             member=self.fallback,
             reason=(
-                f"no semantic route above its threshold (best '{best.name}' "
-                f"{row[order[0]]:.2f} < {self.threshold_of(int(order[0])):.2f}; "
+                f"no semantic route above its threshold ({why}; "
                 f"nearest routes: {nearest}); fallback '{self.fallback}'"
             ),
             router=self.kind,
