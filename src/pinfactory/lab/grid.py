@@ -34,7 +34,7 @@ from pinfactory.embeddings import CachedEncoder, cache_dir, get_encoder
 from pinfactory.errors import DatasetError, PinfactoryError
 from pinfactory.lab import metrics
 from pinfactory.lab.datasets import Splits, default_root, load
-from pinfactory.lab.routers import BASELINES, RouterSpec, build
+from pinfactory.lab.routers import BASELINES, LabRouter, RouterSpec, build
 from pinfactory.routing.table import RoutingTable
 
 TrainSize = int | Literal["all"]
@@ -217,29 +217,8 @@ def run_cell(cell: Cell) -> dict[str, Any]:
     router = build(cell.router, cell.seed, Path(cell.base)).fit(train)
     fit_s = time.perf_counter() - started
     started = time.perf_counter()
-    sweep: list[SweepPoint] = []
-    default_choices: np.ndarray[Any, np.dtype[np.int64]] | None = None
-    for knob in router.knobs():
-        predicted = router.predict(test, knob)
-        if isinstance(predicted, metrics.Replay):
-            outcome = metrics.evaluate_replay(test, predicted)
-            choices = predicted.kept
-        else:
-            outcome = metrics.evaluate(test, predicted)
-            choices = predicted
-        if default_choices is None:
-            default_choices = choices
-        sweep.append(
-            {
-                "knob": knob,
-                "accuracy": outcome.accuracy,
-                "quality": outcome.quality,
-                "cost_usd": outcome.cost_usd,
-                "shares": outcome.shares,
-            }
-        )
+    sweep, default_choices = _sweep(router, test)
     predict_s = time.perf_counter() - started
-    assert default_choices is not None
     single_cost = test.cost.mean(axis=0)
     single_quality = test.quality.mean(axis=0)
     costs = [p["cost_usd"] for p in sweep]
@@ -278,6 +257,35 @@ def run_cell(cell: Cell) -> dict[str, Any]:
         row["cpt50"] = metrics.cpt(shares, qualities, qw, qs, 0.5)
         row["cpt80"] = metrics.cpt(shares, qualities, qw, qs, 0.8)
     return {"row": row, "sweep": sweep, "choices": default_choices.tolist()}
+
+
+def _sweep(
+    router: LabRouter, test: RoutingTable
+) -> tuple[list[SweepPoint], np.ndarray[Any, np.dtype[np.int64]]]:
+    """The router's outcome at each knob, and its choices at the first (default) knob."""
+    sweep: list[SweepPoint] = []
+    default_choices: np.ndarray[Any, np.dtype[np.int64]] | None = None
+    for knob in router.knobs():
+        predicted = router.predict(test, knob)
+        if isinstance(predicted, metrics.Replay):
+            outcome = metrics.evaluate_replay(test, predicted)
+            choices = predicted.kept
+        else:
+            outcome = metrics.evaluate(test, predicted)
+            choices = predicted
+        if default_choices is None:
+            default_choices = choices
+        sweep.append(
+            {
+                "knob": knob,
+                "accuracy": outcome.accuracy,
+                "quality": outcome.quality,
+                "cost_usd": outcome.cost_usd,
+                "shares": outcome.shares,
+            }
+        )
+    assert default_choices is not None, "a lab router has at least one knob"
+    return sweep, default_choices
 
 
 def same_fit(cell: Cell) -> tuple[Any, ...]:
