@@ -19,7 +19,7 @@ from pinfactory.pipeline import open_pipeline
 from pinfactory.request import Document, Request
 from pinfactory.routing import ROUTER_KINDS, Decision, build_router
 from pinfactory.routing.acceptance import AcceptanceModel
-from pinfactory.routing.cascade import Cascade, out_of_fold_scores, scorer_named
+from pinfactory.routing.cascade import Cascade, answered, out_of_fold_scores, scorer_named
 from pinfactory.routing.hybrid import HybridRouter
 from pinfactory.routing.quality import QualityRouter
 from pinfactory.routing.quotas import MemoryQuotaCounter, QuotaQueued
@@ -293,9 +293,15 @@ def test_cascade_team_file_takes_verifier_and_acceptance_scorers(tmp_path: Path)
     )
     answers = {"calculator": ["5", "", "9", ""], "orders": ["", "shipped", "", "in transit"]}
     AcceptanceModel().fit(table, answers).save(tmp_path / "acc.pkl")
-    for extra in ("  scorer: verifier", "  scorer: acceptance\n  scorer_path: acc.pkl"):
+    for name, extra in (
+        ("verifier", "  scorer: verifier"),
+        ("acceptance", "  scorer: acceptance\n  scorer_path: acc.pkl"),
+    ):
         team = load_team(mini("cascade", CONFIGS["cascade"] + "\n" + extra, tmp_path), {})
-        assert isinstance(build_router(team), Cascade)
+        router = build_router(team)
+        assert isinstance(router, Cascade) and router.scorer_name == name
+        assert router.scorer is not answered
+        assert isinstance(router.scorer, AcceptanceModel) == (name == "acceptance")
     with pytest.raises(TeamFileError, match="needs scorer_path"):
         load_team(mini("cascade", CONFIGS["cascade"] + "\n  scorer: acceptance", tmp_path), {})
     (tmp_path / "bad.pkl").write_bytes(b"junk")
