@@ -110,7 +110,7 @@ def _dataset_section(
     figure = _plot_curves(dataset, cells, largest, out)
     lines += [f"![cost-quality curves]({figure})", ""]
     if len(sizes) > 1:
-        figure = _plot_sizes(dataset, part, sizes, out)
+        figure = _plot_sizes(dataset, part, sizes, cells[0][0].per_member, out)
         lines += [f"![accuracy by training size]({figure})", ""]
     lines += _versus_rules(part, sizes)
     lines += _disagreements(part, cells, largest)
@@ -198,7 +198,9 @@ def _plot_curves(
     return _save(figure, out, f"{dataset}-cost-quality.png")
 
 
-def _plot_sizes(dataset: str, part: pd.DataFrame, sizes: list[str], out: Path) -> str:
+def _plot_sizes(
+    dataset: str, part: pd.DataFrame, sizes: list[str], per_member: bool, out: Path
+) -> str:
     figure, axes = _subplots((8, 5))
     x = np.arange(len(sizes))
     for router, group in part.groupby("router"):
@@ -219,7 +221,7 @@ def _plot_sizes(dataset: str, part: pd.DataFrame, sizes: list[str], out: Path) -
             markersize=4,
         )
     axes.set_xticks(x, [str(s) for s in sizes])
-    axes.set_xlabel("training examples" + (" per member" if len(sizes) else ""))
+    axes.set_xlabel("training examples" + (" per member" if per_member else ""))
     axes.set_ylabel("routing accuracy (95% CI over seeds)")
     axes.set_title(f"{dataset}: rules vs learned")
     axes.legend(fontsize=7)
