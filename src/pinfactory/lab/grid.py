@@ -30,7 +30,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pinfactory.embeddings import CachedEncoder, cache_dir, get_encoder
+from pinfactory.embeddings import CachedEncoder, get_encoder
 from pinfactory.errors import DatasetError, PinfactoryError
 from pinfactory.lab import metrics
 from pinfactory.lab.datasets import Splits, default_root, load
@@ -183,19 +183,11 @@ def prime_vectors(encoder: str, full: RoutingTable, sample: RoutingTable) -> Non
     split's (encoded once), so a learned router's ``embed(..., cache=True)`` finds them
     instead of encoding every sample of every seed again."""
     cached = CachedEncoder(get_encoder(encoder))
-    digest = hashlib.sha256(cached.name.encode())  # the key CachedEncoder.encode computes
-    for text in sample.prompts:
-        digest.update(text.encode())
-        digest.update(b"\0")
-    path = cache_dir() / "vectors" / f"{digest.hexdigest()[:32]}.npy"
-    if path.exists():
+    if cached.path(sample.prompts).exists():
         return
     position = {p: i for i, p in enumerate(full.prompts)}
     vectors = cached.encode(full.prompts)[[position[p] for p in sample.prompts]]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-    np.save(tmp, vectors)
-    tmp.replace(path)
+    cached.store(sample.prompts, vectors)
 
 
 class SweepPoint(TypedDict):
