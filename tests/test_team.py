@@ -138,4 +138,5 @@ def test_verification_names_are_checked_at_load(block: str, expected: str) -> No
 
 def test_a_valid_verification_block_loads() -> None:
     team = parse_team(GOOD + "verification: {escalate_to: up, cross_check: calc}\n", "t", {})
-    assert team.spec.verification is not None
+    spec = team.spec.verification
+    assert spec is not None and spec.escalate_to == "up" and spec.cross_check == "calc"

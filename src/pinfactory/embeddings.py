@@ -152,20 +152,29 @@ class CachedEncoder:
         self.name = encoder.name
 
     def encode(self, texts: Sequence[str]) -> Vectors:
-        digest = hashlib.sha256(self.name.encode())
-        for text in texts:
-            digest.update(text.encode())
-            digest.update(b"\0")
-        path = cache_dir() / "vectors" / f"{digest.hexdigest()[:32]}.npy"
+        path = self.path(texts)
         if path.exists():
             cached: Vectors = np.load(path)
             return cached
         vectors = self.encoder.encode(texts)
+        self.store(texts, vectors)
+        return vectors
+
+    def path(self, texts: Sequence[str]) -> Path:
+        """Where the vectors of ``texts`` are cached: keyed by the encoder and the texts."""
+        digest = hashlib.sha256(self.name.encode())
+        for text in texts:
+            digest.update(text.encode())
+            digest.update(b"\0")
+        return cache_dir() / "vectors" / f"{digest.hexdigest()[:32]}.npy"
+
+    def store(self, texts: Sequence[str], vectors: Vectors) -> None:
+        """Cache ``vectors`` as the encoding of ``texts`` (an atomic rename)."""
+        path = self.path(texts)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
         np.save(tmp, vectors)
         tmp.replace(path)
-        return vectors
 
 
 def _offline() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant", "tool", "developer"]
@@ -67,9 +67,6 @@ class Request:
     @property
     def prompt_tokens(self) -> int:
         return sum(estimate_tokens(m.content) for m in self.messages)
-
-    def pinned(self, model: str) -> Request:
-        return replace(self, model=model)
 
 
 def new_request_id() -> str:

@@ -185,7 +185,7 @@ def test_a_revoked_key_is_refused_while_others_are_served(governed: tuple[str, P
         revoked.chat.completions.create(model="auto", messages=[{"role": "user", "content": "1+1"}])
     ok = OpenAI(base_url=url + "/v1", api_key=SALES, max_retries=0)
     reply = ok.chat.completions.create(model="auto", messages=[{"role": "user", "content": "1+1"}])
-    assert reply.choices[0].message.content
+    assert reply.choices[0].message.content == "1 + 1 = 2"
 
 
 def test_a_budget_for_an_unknown_unit_is_a_team_file_error() -> None:

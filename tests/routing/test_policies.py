@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import glob
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from pinfactory.pipeline import open_pipeline
 from pinfactory.request import Document, Request
 from pinfactory.routing import ROUTER_KINDS, Decision, build_router
 from pinfactory.routing.acceptance import AcceptanceModel
-from pinfactory.routing.cascade import Cascade, out_of_fold_scores, scorer_named
+from pinfactory.routing.cascade import Cascade, answered, out_of_fold_scores, scorer_named
 from pinfactory.routing.hybrid import HybridRouter
 from pinfactory.routing.quality import QualityRouter
 from pinfactory.routing.quotas import MemoryQuotaCounter, QuotaQueued
@@ -124,14 +125,19 @@ def mini(kind: str, extra: str, tmp_path: Path) -> str:
     return str(tmp_path / "team.yaml")
 
 
-def learned_file(tmp_path: Path, kind: str = "quality", members=("calculator", "orders")) -> Path:
-    table = RoutingTable(
+def tiny_table(members: Sequence[str] = ("calculator", "orders")) -> RoutingTable:
+    """Four prompts: the first member answers the sums, the second the orders."""
+    return RoutingTable(
         ids=["a", "b", "c", "d"],
         prompts=["add 2 and 3", "where is order 1042", "sum 4 and 5", "status of order 7"],
         members=list(members),
         quality=np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]),
         cost=np.full((4, 2), 1e-6),
     )
+
+
+def learned_file(tmp_path: Path, kind: str = "quality", members=("calculator", "orders")) -> Path:
+    table = tiny_table(members)
     from pinfactory.routing import LEARNED_KINDS
 
     path = tmp_path / f"{kind}.pkl"
@@ -284,18 +290,18 @@ def test_verifier_scorer_reads_grounding_with_documents_and_answered_without() -
 
 
 def test_cascade_team_file_takes_verifier_and_acceptance_scorers(tmp_path: Path) -> None:
-    table = RoutingTable(
-        ids=["a", "b", "c", "d"],
-        prompts=["add 2 and 3", "where is order 1042", "sum 4 and 5", "status of order 7"],
-        members=["calculator", "orders"],
-        quality=np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]),
-        cost=np.full((4, 2), 1e-6),
-    )
+    table = tiny_table()
     answers = {"calculator": ["5", "", "9", ""], "orders": ["", "shipped", "", "in transit"]}
     AcceptanceModel().fit(table, answers).save(tmp_path / "acc.pkl")
-    for extra in ("  scorer: verifier", "  scorer: acceptance\n  scorer_path: acc.pkl"):
+    for name, extra in (
+        ("verifier", "  scorer: verifier"),
+        ("acceptance", "  scorer: acceptance\n  scorer_path: acc.pkl"),
+    ):
         team = load_team(mini("cascade", CONFIGS["cascade"] + "\n" + extra, tmp_path), {})
-        assert isinstance(build_router(team), Cascade)
+        router = build_router(team)
+        assert isinstance(router, Cascade) and router.scorer_name == name
+        assert router.scorer is not answered
+        assert isinstance(router.scorer, AcceptanceModel) == (name == "acceptance")
     with pytest.raises(TeamFileError, match="needs scorer_path"):
         load_team(mini("cascade", CONFIGS["cascade"] + "\n  scorer: acceptance", tmp_path), {})
     (tmp_path / "bad.pkl").write_bytes(b"junk")

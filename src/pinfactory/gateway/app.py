@@ -4,9 +4,10 @@ Starlette, not FastAPI: the request schema is validated in ``schema.py`` and
 the handlers are few, so the thinner framework keeps the per-request overhead
 low; ``POST /v1/chat/completions`` is dispatched before Starlette's router and
 middleware (it handles its own errors), and bodies are written with orjson.
-The gateway holds no routing logic: it
-authenticates, parses, hands the request to the pipeline and formats what
-comes back. Every request, refused or answered, reaches the ledger.
+
+The gateway holds no routing logic: it authenticates, parses, hands the request
+to the pipeline and formats what comes back. Every request, refused or answered,
+reaches the ledger.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,32 +115,25 @@ def _routerbench_split(folder: Path, split: str) -> RoutingTable:
     quality: list[list[float]] = []
     cost: list[list[float]] = []
     for path in files:
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            needed = ["sample_id", "prompt", "eval_name"]
-            needed += [c for m in ROUTERBENCH_MODELS for c in (m, f"{m}|total_cost")]
-            missing = [c for c in needed if c not in (reader.fieldnames or [])]
-            if missing:
-                raise DatasetError(f"{path}: missing column(s) {', '.join(missing)}")
-            for row, record in enumerate(reader, start=2):
-                scores = [record[m] for m in ROUTERBENCH_MODELS]
-                costs = [record[f"{m}|total_cost"] for m in ROUTERBENCH_MODELS]
-                if any(v.strip() == "" for v in scores + costs):
-                    continue  # incomplete upstream row: not every model was scored
-                q = [
-                    number(path, row, m, v) for m, v in zip(ROUTERBENCH_MODELS, scores, strict=True)
-                ]
-                c = [
-                    number(path, row, f"{m}|total_cost", v)
-                    for m, v in zip(ROUTERBENCH_MODELS, costs, strict=True)
-                ]
-                if any(x < 0 for x in c):
-                    raise DatasetError(f"{path}, row {row}: negative cost")
-                ids.append(record["sample_id"])
-                prompts.append(record["prompt"])
-                labels.append(record["eval_name"])
-                quality.append(q)
-                cost.append(c)
+        needed = ["sample_id", "prompt", "eval_name"]
+        needed += [c for m in ROUTERBENCH_MODELS for c in (m, f"{m}|total_cost")]
+        for row, record in _csv_records(path, needed):
+            scores = [record[m] for m in ROUTERBENCH_MODELS]
+            costs = [record[f"{m}|total_cost"] for m in ROUTERBENCH_MODELS]
+            if any(v.strip() == "" for v in scores + costs):
+                continue  # incomplete upstream row: not every model was scored
+            q = [number(path, row, m, v) for m, v in zip(ROUTERBENCH_MODELS, scores, strict=True)]
+            c = [
+                number(path, row, f"{m}|total_cost", v)
+                for m, v in zip(ROUTERBENCH_MODELS, costs, strict=True)
+            ]
+            if any(x < 0 for x in c):
+                raise DatasetError(f"{path}, row {row}: negative cost")
+            ids.append(record["sample_id"])
+            prompts.append(record["prompt"])
+            labels.append(record["eval_name"])
+            quality.append(q)
+            cost.append(c)
     _no_duplicates(folder, ids)
     return RoutingTable(
         ids=ids,
@@ -211,22 +204,17 @@ def routellm_mmlu(
     cost: list[list[float]] = []
     for path in files:
         subject = path.stem.removeprefix("mmlu_")
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            missing = [c for c in ["prompt", *members] if c not in (reader.fieldnames or [])]
-            if missing:
-                raise DatasetError(f"{path}: missing column(s) {', '.join(missing)}")
-            for row, record in enumerate(reader, start=2):
-                prompt = record["prompt"]
-                if prompt.strip() in contaminated:
-                    continue
-                q = [_truth(path, row, m, record[m]) for m in members]
-                tin = tokens(prompt)
-                ids.append(f"{subject}-{row}")
-                prompts.append(prompt)
-                labels.append(subject)
-                quality.append(q)
-                cost.append([token_cost(price, m, tin, output_tokens) for m in members])
+        for row, record in _csv_records(path, ["prompt", *members]):
+            prompt = record["prompt"]
+            if prompt.strip() in contaminated:
+                continue
+            q = [_truth(path, row, m, record[m]) for m in members]
+            tin = tokens(prompt)
+            ids.append(f"{subject}-{row}")
+            prompts.append(prompt)
+            labels.append(subject)
+            quality.append(q)
+            cost.append([token_cost(price, m, tin, output_tokens) for m in members])
     table = RoutingTable(
         ids=ids,
         prompts=prompts,
@@ -238,6 +226,16 @@ def routellm_mmlu(
         meta={"weak": ROUTELLM_WEAK, "strong": ROUTELLM_STRONG},
     )
     return _split(table, prompts, test_share)
+
+
+def _csv_records(path: Path, needed: list[str]) -> Iterator[tuple[int, dict[str, str]]]:
+    """(row number, record) pairs of a CSV file that has every ``needed`` column."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in needed if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DatasetError(f"{path}: missing column(s) {', '.join(missing)}")
+        yield from enumerate(reader, start=2)
 
 
 def _truth(path: Path, row: int, field: str, value: str) -> float:

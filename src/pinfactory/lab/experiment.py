@@ -14,7 +14,6 @@ class GridRun:
     report: Path
     results: Path
     computed: int
-    reused: int
 
 
 def plan(grid: Path, out: Path, *, quick: bool = False) -> tuple[list[Cell], list[Cell]]:
@@ -43,4 +42,4 @@ def run_grid(
         assert result is not None, f"cell {cell.key} was not written"
         done.append((cell, result))
     path = report.write(spec, done, out)
-    return GridRun(path, out / "results.csv", len(todo), len(every) - len(todo))
+    return GridRun(path, out / "results.csv", len(todo))

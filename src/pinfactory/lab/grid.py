@@ -30,11 +30,11 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pinfactory.embeddings import CachedEncoder, cache_dir, get_encoder
+from pinfactory.embeddings import CachedEncoder, get_encoder
 from pinfactory.errors import DatasetError, PinfactoryError
 from pinfactory.lab import metrics
 from pinfactory.lab.datasets import Splits, default_root, load
-from pinfactory.lab.routers import BASELINES, RouterSpec, build
+from pinfactory.lab.routers import BASELINES, LabRouter, RouterSpec, build
 from pinfactory.routing.table import RoutingTable
 
 TrainSize = int | Literal["all"]
@@ -183,19 +183,11 @@ def prime_vectors(encoder: str, full: RoutingTable, sample: RoutingTable) -> Non
     split's (encoded once), so a learned router's ``embed(..., cache=True)`` finds them
     instead of encoding every sample of every seed again."""
     cached = CachedEncoder(get_encoder(encoder))
-    digest = hashlib.sha256(cached.name.encode())  # the key CachedEncoder.encode computes
-    for text in sample.prompts:
-        digest.update(text.encode())
-        digest.update(b"\0")
-    path = cache_dir() / "vectors" / f"{digest.hexdigest()[:32]}.npy"
-    if path.exists():
+    if cached.path(sample.prompts).exists():
         return
     position = {p: i for i, p in enumerate(full.prompts)}
     vectors = cached.encode(full.prompts)[[position[p] for p in sample.prompts]]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-    np.save(tmp, vectors)
-    tmp.replace(path)
+    cached.store(sample.prompts, vectors)
 
 
 class SweepPoint(TypedDict):
@@ -217,29 +209,8 @@ def run_cell(cell: Cell) -> dict[str, Any]:
     router = build(cell.router, cell.seed, Path(cell.base)).fit(train)
     fit_s = time.perf_counter() - started
     started = time.perf_counter()
-    sweep: list[SweepPoint] = []
-    default_choices: np.ndarray[Any, np.dtype[np.int64]] | None = None
-    for knob in router.knobs():
-        predicted = router.predict(test, knob)
-        if isinstance(predicted, metrics.Replay):
-            outcome = metrics.evaluate_replay(test, predicted)
-            choices = predicted.kept
-        else:
-            outcome = metrics.evaluate(test, predicted)
-            choices = predicted
-        if default_choices is None:
-            default_choices = choices
-        sweep.append(
-            {
-                "knob": knob,
-                "accuracy": outcome.accuracy,
-                "quality": outcome.quality,
-                "cost_usd": outcome.cost_usd,
-                "shares": outcome.shares,
-            }
-        )
+    sweep, default_choices = _sweep(router, test)
     predict_s = time.perf_counter() - started
-    assert default_choices is not None
     single_cost = test.cost.mean(axis=0)
     single_quality = test.quality.mean(axis=0)
     costs = [p["cost_usd"] for p in sweep]
@@ -278,6 +249,35 @@ def run_cell(cell: Cell) -> dict[str, Any]:
         row["cpt50"] = metrics.cpt(shares, qualities, qw, qs, 0.5)
         row["cpt80"] = metrics.cpt(shares, qualities, qw, qs, 0.8)
     return {"row": row, "sweep": sweep, "choices": default_choices.tolist()}
+
+
+def _sweep(
+    router: LabRouter, test: RoutingTable
+) -> tuple[list[SweepPoint], np.ndarray[Any, np.dtype[np.int64]]]:
+    """The router's outcome at each knob, and its choices at the first (default) knob."""
+    sweep: list[SweepPoint] = []
+    default_choices: np.ndarray[Any, np.dtype[np.int64]] | None = None
+    for knob in router.knobs():
+        predicted = router.predict(test, knob)
+        if isinstance(predicted, metrics.Replay):
+            outcome = metrics.evaluate_replay(test, predicted)
+            choices = predicted.kept
+        else:
+            outcome = metrics.evaluate(test, predicted)
+            choices = predicted
+        if default_choices is None:
+            default_choices = choices
+        sweep.append(
+            {
+                "knob": knob,
+                "accuracy": outcome.accuracy,
+                "quality": outcome.quality,
+                "cost_usd": outcome.cost_usd,
+                "shares": outcome.shares,
+            }
+        )
+    assert default_choices is not None, "a lab router has at least one knob"
+    return sweep, default_choices
 
 
 def same_fit(cell: Cell) -> tuple[Any, ...]:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from pinfactory.errors import DatasetError
 from pinfactory.routing.table import RoutingTable
@@ -101,16 +102,7 @@ def load_log(path: str | Path, name: str | None = None) -> RoutingTable:
     members: dict[str, None] = {}
     first_row: dict[str, int] = {}
     for row, record in read_records(path):
-        pid = str(record["id"]).strip()
-        member = str(record["member"]).strip()
-        if not pid or not member:
-            raise DatasetError(f"{path}, row {row}: id and member must not be empty")
-        quality = number(path, row, "quality", record["quality"])
-        cost = number(path, row, "cost_usd", record["cost_usd"])
-        if not 0.0 <= quality <= 1.0:
-            raise DatasetError(f"{path}, row {row}: quality {quality} is outside [0, 1]")
-        if cost < 0:
-            raise DatasetError(f"{path}, row {row}: cost_usd {cost} is negative")
+        pid, member, quality, cost = _observation(path, row, record)
         if (pid, member) in cells:
             raise DatasetError(
                 f"{path}, row {row}: duplicate id '{pid}' for member '{member}' "
@@ -137,17 +129,7 @@ def load_log(path: str | Path, name: str | None = None) -> RoutingTable:
         raise DatasetError(f"{path}: no records")
     ids = list(prompts)
     names = list(members)
-    quality_table = np.zeros((len(ids), len(names)))
-    cost_table = np.zeros((len(ids), len(names)))
-    for i, pid in enumerate(ids):
-        for j, member in enumerate(names):
-            found = cells.get((pid, member))
-            if found is None:
-                raise DatasetError(
-                    f"{path}, row {first_row[pid]}: id '{pid}' has no record for member "
-                    f"'{member}'; every prompt needs one per member"
-                )
-            quality_table[i, j], cost_table[i, j] = found
+    quality_table, cost_table = _tables(path, ids, names, cells, first_row)
     if labels and len(labels) != len(ids):
         unlabelled = next(pid for pid in ids if pid not in labels)
         raise DatasetError(
@@ -167,3 +149,40 @@ def load_log(path: str | Path, name: str | None = None) -> RoutingTable:
         name=name or path.stem,
         meta=meta,
     )
+
+
+def _observation(path: Path, row: int, record: Mapping[str, Any]) -> tuple[str, str, float, float]:
+    """One record's (id, member, quality, cost), checked."""
+    pid = str(record["id"]).strip()
+    member = str(record["member"]).strip()
+    if not pid or not member:
+        raise DatasetError(f"{path}, row {row}: id and member must not be empty")
+    quality = number(path, row, "quality", record["quality"])
+    cost = number(path, row, "cost_usd", record["cost_usd"])
+    if not 0.0 <= quality <= 1.0:
+        raise DatasetError(f"{path}, row {row}: quality {quality} is outside [0, 1]")
+    if cost < 0:
+        raise DatasetError(f"{path}, row {row}: cost_usd {cost} is negative")
+    return pid, member, quality, cost
+
+
+def _tables(
+    path: Path,
+    ids: list[str],
+    names: list[str],
+    cells: dict[tuple[str, str], tuple[float, float]],
+    first_row: dict[str, int],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The (prompts x members) quality and cost arrays; every cell must be present."""
+    quality = np.zeros((len(ids), len(names)))
+    cost = np.zeros((len(ids), len(names)))
+    for i, pid in enumerate(ids):
+        for j, member in enumerate(names):
+            found = cells.get((pid, member))
+            if found is None:
+                raise DatasetError(
+                    f"{path}, row {first_row[pid]}: id '{pid}' has no record for member "
+                    f"'{member}'; every prompt needs one per member"
+                )
+            quality[i, j], cost[i, j] = found
+    return quality, cost

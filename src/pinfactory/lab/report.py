@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -13,6 +13,9 @@ import pandas as pd
 from pinfactory.lab import metrics
 from pinfactory.lab.grid import Cell, GridSpec, splits_for
 from pinfactory.routing.table import RoutingTable
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 FIRST = [
     "dataset",
@@ -107,7 +110,7 @@ def _dataset_section(
     figure = _plot_curves(dataset, cells, largest, out)
     lines += [f"![cost-quality curves]({figure})", ""]
     if len(sizes) > 1:
-        figure = _plot_sizes(dataset, part, sizes, out)
+        figure = _plot_sizes(dataset, part, sizes, cells[0][0].per_member, out)
         lines += [f"![accuracy by training size]({figure})", ""]
     lines += _versus_rules(part, sizes)
     lines += _disagreements(part, cells, largest)
@@ -138,15 +141,30 @@ def _headline(part: pd.DataFrame, largest: str, test: RoutingTable) -> list[str]
     return lines
 
 
-def _plot_curves(
-    dataset: str, cells: list[tuple[Cell, dict[str, Any]]], largest: str, out: Path
-) -> str:
+def _subplots(size: tuple[float, float]) -> tuple[Figure, Any]:
+    """A figure and its axes, drawn off-screen (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(8, 5.5))
+    return plt.subplots(figsize=size)
+
+
+def _save(figure: Figure, out: Path, name: str) -> str:
+    """Write the figure as ``out/name`` and free it; returns ``name``."""
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    figure.savefig(out / name, dpi=110)
+    plt.close(figure)
+    return name
+
+
+def _plot_curves(
+    dataset: str, cells: list[tuple[Cell, dict[str, Any]]], largest: str, out: Path
+) -> str:
+    figure, axes = _subplots((8, 5.5))
     seed = min(c.seed for c, _ in cells)
     table = splits_for(cells[0][0]).test
     single_cost, single_quality = table.cost.mean(axis=0), table.quality.mean(axis=0)
@@ -177,20 +195,13 @@ def _plot_curves(
     axes.set_title(f"{dataset}: cost-quality, train size {largest}, seed {seed}")
     axes.legend(fontsize=7, loc="lower right")
     axes.grid(alpha=0.3)
-    name = f"{dataset}-cost-quality.png"
-    figure.tight_layout()
-    figure.savefig(out / name, dpi=110)
-    plt.close(figure)
-    return name
+    return _save(figure, out, f"{dataset}-cost-quality.png")
 
 
-def _plot_sizes(dataset: str, part: pd.DataFrame, sizes: list[str], out: Path) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(8, 5))
+def _plot_sizes(
+    dataset: str, part: pd.DataFrame, sizes: list[str], per_member: bool, out: Path
+) -> str:
+    figure, axes = _subplots((8, 5))
     x = np.arange(len(sizes))
     for router, group in part.groupby("router"):
         if router == "oracle":
@@ -210,16 +221,12 @@ def _plot_sizes(dataset: str, part: pd.DataFrame, sizes: list[str], out: Path) -
             markersize=4,
         )
     axes.set_xticks(x, [str(s) for s in sizes])
-    axes.set_xlabel("training examples" + (" per member" if len(sizes) else ""))
+    axes.set_xlabel("training examples" + (" per member" if per_member else ""))
     axes.set_ylabel("routing accuracy (95% CI over seeds)")
     axes.set_title(f"{dataset}: rules vs learned")
     axes.legend(fontsize=7)
     axes.grid(alpha=0.3)
-    name = f"{dataset}-accuracy-by-size.png"
-    figure.tight_layout()
-    figure.savefig(out / name, dpi=110)
-    plt.close(figure)
-    return name
+    return _save(figure, out, f"{dataset}-accuracy-by-size.png")
 
 
 def _versus_rules(part: pd.DataFrame, sizes: list[str]) -> list[str]:

@@ -213,10 +213,6 @@ class RulesLab:
             dtype=np.int64,
         )
 
-    def rule_names(self, test: RoutingTable) -> list[str]:
-        """Which rule claimed each prompt ('-' for the fallback)."""
-        return [self.router_.decide(Request.from_text(p)).rule or "-" for p in test.prompts]
-
 
 class PythonRouter:
     """Adapter for a router class with ``fit(table)`` and ``predict(prompts, **knobs)``."""

@@ -43,6 +43,11 @@ def canonical(value: Any) -> str:
         )
 
 
+def digest(text: str) -> str:
+    """How an audit entry names a text it does not store (a prompt, an answer)."""
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
 def jsonable(value: Any) -> Any:
     """Plain JSON data from what pipeline stages carry: dataclasses, pydantic, Decimal..."""
     if value is None or isinstance(value, bool | int | str):

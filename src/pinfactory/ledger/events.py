@@ -7,12 +7,11 @@ kind, so the chain records them without this module knowing each stage.
 
 from __future__ import annotations
 
-import hashlib
 from typing import TYPE_CHECKING, Any
 
 from pinfactory.errors import MemberError, PinfactoryError
 from pinfactory.ledger.base import AuditEvent
-from pinfactory.ledger.chain import jsonable
+from pinfactory.ledger.chain import digest, jsonable
 from pinfactory.request import Request
 
 if TYPE_CHECKING:
@@ -31,7 +30,7 @@ def request_event(request: Request) -> AuditEvent:
             "tags": list(request.tags),
             "stream": request.stream,
             "prompt_tokens": request.prompt_tokens,
-            "prompt": "sha256:" + hashlib.sha256(request.text.encode()).hexdigest(),
+            "prompt": digest(request.text),
         },
     )
 
@@ -69,7 +68,7 @@ def answer_events(answer: Answer) -> list[AuditEvent]:
                 "member": answer.decision.member,
                 "cost_usd": answer.cost_usd,
                 "latency_ms": round(answer.latency_ms, 3),
-                "answer": "sha256:" + hashlib.sha256(completion.text.encode()).hexdigest(),
+                "answer": digest(completion.text),
             },
         )
     )

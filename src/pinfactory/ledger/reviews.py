@@ -13,7 +13,6 @@ the decision. Decided reviews export as labelled JSONL for the lab.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import time
 import uuid
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from pinfactory.errors import NotFound, RequestError
 from pinfactory.ledger.base import AuditEvent, Ledger, Review, ReviewStatus
-from pinfactory.ledger.chain import jsonable
+from pinfactory.ledger.chain import digest, jsonable
 from pinfactory.team import ReviewSpec
 
 if TYPE_CHECKING:
@@ -91,7 +90,7 @@ class ReviewQueue:
         event = AuditEvent(
             "review.queued",
             request_id,
-            {"review_id": review.id, "reason": reason, "member": member, "answer": _digest(answer)},
+            {"review_id": review.id, "reason": reason, "member": member, "answer": digest(answer)},
         )
         await self.ledger.add_review(review, [event])
         return review
@@ -251,7 +250,3 @@ def public(review: Review) -> dict[str, Any]:
 def full(review: Review) -> dict[str, Any]:
     """Everything a reviewer sees."""
     return {**jsonable(review), "object": "pinfactory.review"}
-
-
-def _digest(text: str) -> str:
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()

@@ -97,7 +97,7 @@ class BatchWriter:
     def _run(self, ready: Future[None]) -> None:
         try:
             conn = self._connect()
-        except BaseException as exc:
+        except BaseException as exc:  # relayed to open(), which re-raises it
             ready.set_exception(exc)
             return
         ready.set_result(None)
@@ -131,6 +131,8 @@ class BatchWriter:
             tx = self._begin(conn)
             results = [op(tx) for op, _, _ in items]
             tx.commit()
+        # Broad on purpose: any failure of an op belongs to its callers' futures, which
+        # re-raise it; the writer thread itself must keep serving the queue.
         except BaseException as exc:
             if tx is not None:
                 self._rollback(tx)

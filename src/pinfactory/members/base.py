@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pinfactory.request import Request
+from pinfactory.request import Request, estimate_tokens
 
 MILLION = Decimal(1_000_000)
 
@@ -107,6 +107,20 @@ class Member(ABC):
         completion = await self.complete(request)
         yield completion.text
         yield completion
+
+    def local_completion(
+        self, request: Request, text: str, *, model: str, refused: bool = False
+    ) -> Completion:
+        """An answer computed here, not by a model: tokens estimated, priced at ``price``."""
+        usage = Usage(request.prompt_tokens, estimate_tokens(text))
+        return Completion(
+            text=text,
+            usage=usage,
+            cost_usd=self.price.cost(usage),
+            model=model,
+            finish_reason="refused" if refused else "stop",
+            refused=refused,
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, tier={self.tier!r})"

@@ -16,9 +16,9 @@ from pinfactory.members.arithmetic import (
     format_number,
     normalise,
 )
-from pinfactory.members.base import Completion, Member, Usage
+from pinfactory.members.base import Completion, Member
 from pinfactory.members.registry import register
-from pinfactory.request import Request, estimate_tokens
+from pinfactory.request import Request
 
 __all__ = [
     "MAX_QUESTION_CHARS",
@@ -44,12 +44,4 @@ class CalculatorMember(Member):
             text, refused = calculate(request.text).answer, False
         except NotArithmetic as exc:
             text, refused = str(exc), True
-        usage = Usage(request.prompt_tokens, estimate_tokens(text))
-        return Completion(
-            text=text,
-            usage=usage,
-            cost_usd=self.price.cost(usage),
-            model="calculator",
-            finish_reason="refused" if refused else "stop",
-            refused=refused,
-        )
+        return self.local_completion(request, text, model="calculator", refused=refused)

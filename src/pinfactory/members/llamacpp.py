@@ -193,7 +193,7 @@ async def _iterate_in_thread(iterator: Iterator[Any]) -> AsyncIterator[Any]:
         try:
             for item in iterator:
                 loop.call_soon_threadsafe(queue.put_nowait, ("item", item))
-        except Exception as exc:
+        except Exception as exc:  # relayed: re-raised in the awaiting task, not swallowed
             loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
         finally:
             loop.call_soon_threadsafe(queue.put_nowait, ("done", None))

@@ -23,9 +23,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from pinfactory.errors import MemberError
-from pinfactory.members.base import Completion, Member, Usage
+from pinfactory.members.base import Completion, Member
 from pinfactory.members.registry import register
-from pinfactory.request import Request, estimate_tokens
+from pinfactory.request import Request
 
 SQLITE_MAX_INTEGER = 2**63 - 1
 ASK_FOR_NUMBER = (
@@ -170,21 +170,10 @@ class OrdersMember(Member):
     async def complete(self, request: Request) -> Completion:
         order_id = find_order_number(request.text)
         if order_id is None:
-            return self._completion(request, ASK_FOR_NUMBER, refused=True)
+            return self.local_completion(request, ASK_FOR_NUMBER, model="orders", refused=True)
         try:
             order = lookup(self.db, order_id)
         except sqlite3.Error as exc:
             raise MemberError(self.name, f"orders database query failed: {exc}") from exc
         text = describe(order) if order is not None else not_found(order_id)
-        return self._completion(request, text)
-
-    def _completion(self, request: Request, text: str, *, refused: bool = False) -> Completion:
-        usage = Usage(request.prompt_tokens, estimate_tokens(text))
-        return Completion(
-            text=text,
-            usage=usage,
-            cost_usd=self.price.cost(usage),
-            model="orders",
-            finish_reason="refused" if refused else "stop",
-            refused=refused,
-        )
+        return self.local_completion(request, text, model="orders")

@@ -166,22 +166,8 @@ class GroundingChecker:
         total = sum(weights.values())
         if total == 0:
             return ClaimCheck(claim.text, "supported", 1.0, "", -1, "nothing to check", 1.0, 1.0)
-        gains = [
-            sum(w for t, w in weights.items() if _has(p, t)) + 0.01 * float(s)
-            for p, s in zip(passage_tokens, similarities, strict=True)
-        ]
-        first = int(np.argmax(gains))
-        covered = {t for t in weights if _has(passage_tokens[first], t)}
-        chosen = [first]
-        extra = [
-            sum(w for t, w in weights.items() if t not in covered and _has(p, t))
-            for p in passage_tokens
-        ]
-        second = int(np.argmax(extra))
-        joined: set[str] = set()
-        if extra[second] > 0 and second != first:
-            chosen.append(second)
-            joined = {t for t in weights if t not in covered and _has(passage_tokens[second], t)}
+        chosen, covered, joined = _support(weights, passage_tokens, similarities)
+        first = chosen[0]
         # What one sentence says outright counts fully; what needs a second sentence
         # (a join the claim makes) counts half.
         coverage = (
@@ -345,6 +331,31 @@ def _context_coverage(weights: dict[str, float], covered: set[str]) -> float:
     if not plain:
         return 1.0
     return sum(1 for t in plain if t in covered) / len(plain)
+
+
+def _support(
+    weights: dict[str, float], passage_tokens: Sequence[Tokens], similarities: np.ndarray
+) -> tuple[list[int], set[str], set[str]]:
+    """The passage that covers most of the claim's weight (plus 0.01 x similarity), and a
+    second one if it adds what the first lacks: (chosen indexes, covered by the first,
+    added by the second)."""
+    gains = [
+        sum(w for t, w in weights.items() if _has(p, t)) + 0.01 * float(s)
+        for p, s in zip(passage_tokens, similarities, strict=True)
+    ]
+    first = int(np.argmax(gains))
+    covered = {t for t in weights if _has(passage_tokens[first], t)}
+    chosen = [first]
+    extra = [
+        sum(w for t, w in weights.items() if t not in covered and _has(p, t))
+        for p in passage_tokens
+    ]
+    second = int(np.argmax(extra))
+    joined: set[str] = set()
+    if extra[second] > 0 and second != first:
+        chosen.append(second)
+        joined = {t for t in weights if t not in covered and _has(passage_tokens[second], t)}
+    return chosen, covered, joined
 
 
 def _union(many: Sequence[Tokens]) -> Tokens:
