@@ -216,7 +216,8 @@ class Pipeline:
         if self.verification is not None:  # guards: size, injection, PII before remote members
             request = self.verification.guard_input(member, request)
         try:
-            return await member.complete(request)
+            async with asyncio.timeout(member.timeout_s):  # every member, tools included
+                return await member.complete(request)
         except TimeoutError as exc:
             raise MemberTimeout(member.name, f"no answer within {member.timeout_s:g}s") from exc
 

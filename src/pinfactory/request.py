@@ -61,6 +61,11 @@ class Request:
         return self.messages[-1].content if self.messages else ""
 
     @property
+    def completion_id(self) -> str:
+        """The OpenAI ``id`` of the answer (``chatcmpl-...``), derived from the request id."""
+        return "chatcmpl-" + self.request_id.removeprefix("req_")
+
+    @property
     def turns(self) -> int:
         return sum(1 for m in self.messages if m.role == "user")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -41,3 +42,29 @@ def test_unexpected_errors_are_500_objects_and_recorded(tmp_path: Path) -> None:
         assert error["message"].startswith("internal error (RuntimeError); request id req_")
         assert "Traceback" not in response.text
     assert [r["status"] for r in ledger_rows(ledger)] == [500, 500]
+
+
+class StuckMember(Member):
+    """A tool that never answers: the member's timeout must still apply."""
+
+    kind = "stuck"
+
+    async def complete(self, request: Request) -> Completion:
+        await asyncio.sleep(60)
+        return self.local_completion(request, "too late", model="stuck")
+
+
+def test_every_member_kind_honours_its_timeout(tmp_path: Path) -> None:
+    team = parse_team(
+        "members: [{name: stuck, kind: 'tests.gateway.test_unexpected:StuckMember',"
+        " timeout_s: 0.2}]\n"
+        "routing: {kind: rules, fallback: stuck}\n",
+        "stuck.yaml",
+        {"PINFACTORY_LEDGER": str(tmp_path / "ledger.db")},
+    )
+    with serve_in_thread(create_app(team)) as url, httpx.Client(base_url=url) as client:
+        response = client.post(
+            "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}
+        )
+    assert response.status_code == 504
+    assert response.json()["error"]["message"] == "member 'stuck': no answer within 0.2s"

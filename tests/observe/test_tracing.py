@@ -72,6 +72,7 @@ def test_a_request_is_a_trace_with_gen_ai_attributes_and_stage_spans(
     assert attrs[a.GEN_AI_OPERATION_NAME] == "chat"
     assert attrs[a.GEN_AI_REQUEST_MODEL] == "auto"
     assert attrs[a.GEN_AI_RESPONSE_MODEL] == "instant"
+    assert attrs[a.GEN_AI_RESPONSE_ID] == reply.id
     assert attrs[a.GEN_AI_REQUEST_TEMPERATURE] == 0.2
     assert attrs[a.GEN_AI_REQUEST_MAX_TOKENS] == 7
     assert attrs[a.GEN_AI_USAGE_INPUT_TOKENS] == 5

@@ -19,9 +19,9 @@ def check(file: Annotated[Path, typer.Argument(help="the team file to validate")
     console.print(f"[green]ok[/] {file}: team '{team.name}'")
     for spec in team.spec.members:
         state = (
-            "on"
-            if spec.name in team.member_names
-            else "off (needs " + ", ".join(spec.requires_env) + ")"
+            "off (needs " + ", ".join(spec.requires_env) + ")"
+            if spec.name in team.disabled
+            else "on"
         )
         console.print(f"  member [bold]{spec.name}[/] kind={spec.kind} tier={spec.tier} {state}")
     console.print(f"  routing: {team.spec.routing.kind}, fallback {team.spec.routing.fallback}")

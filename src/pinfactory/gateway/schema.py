@@ -214,7 +214,7 @@ _TYPE_TAGS = frozenset({"str", "int", "float", "bool", "none", "dict", "list"})
 def completion_body(answer: Answer) -> dict[str, Any]:
     usage = answer.completion.usage
     return {
-        "id": "chatcmpl-" + answer.request.request_id.removeprefix("req_"),
+        "id": answer.request.completion_id,
         "object": "chat.completion",
         "created": int(time.time()),
         "model": answer.decision.member,
@@ -239,7 +239,7 @@ def chunk_body(
     request: Request, member: str, delta: dict[str, Any], finish: str | None = None, **extra: Any
 ) -> dict[str, Any]:
     return {
-        "id": "chatcmpl-" + request.request_id.removeprefix("req_"),
+        "id": request.completion_id,
         "object": "chat.completion.chunk",
         "created": int(time.time()),
         "model": member,

@@ -108,6 +108,7 @@ class RetrievalMember(Member):
             usage=usage,
             cost_usd=self.price.cost(usage),
             model=f"retrieval:{self.name}",
+            finish_reason="stop" if passages else "refused",
             refused=not passages,
             passages=passages,
         )

@@ -101,6 +101,7 @@ class Tracing:
         attrs.update(_route_attributes(decision))
         attrs.update(
             {
+                a.GEN_AI_RESPONSE_ID: request.completion_id,
                 a.GEN_AI_RESPONSE_MODEL: completion.model,
                 a.GEN_AI_RESPONSE_FINISH_REASONS: (completion.finish_reason,),
                 a.GEN_AI_USAGE_INPUT_TOKENS: completion.usage.input_tokens,
