@@ -29,7 +29,6 @@ router that pays for more than one member (a cascade).
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pinfactory.errors import RoutingError
 from pinfactory.lab.metrics import Replay
+from pinfactory.plugins import PluginNotFound, import_object
 from pinfactory.request import Request
 from pinfactory.routing.quality import QualityRouter
 from pinfactory.routing.rules import RulesConfig, RulesRouter
@@ -224,13 +224,11 @@ class PythonRouter:
 
     def _class(self) -> type[Any]:
         target = self.spec.target or ""
-        module_name, _, attr = target.partition(":")
         try:
-            return getattr(importlib.import_module(module_name), attr)  # type: ignore[no-any-return]
-        except (ImportError, AttributeError, ValueError):
-            raise RoutingError(
-                f"router '{self.name}': cannot import '{target}' (expected module:Class)"
-            ) from None
+            found: type[Any] = import_object(target)
+        except PluginNotFound as exc:
+            raise RoutingError(f"router '{self.name}': {exc}") from None
+        return found
 
     def fit(self, train: RoutingTable) -> PythonRouter:
         cls = self._class()

@@ -6,11 +6,11 @@ also name any importable class as ``package.module:Class``.
 
 from __future__ import annotations
 
-import importlib
 from typing import TypeVar
 
 from pinfactory.errors import TeamFileError
 from pinfactory.members.base import Member
+from pinfactory.plugins import PluginNotFound, import_object
 
 M = TypeVar("M", bound=type[Member])
 
@@ -26,11 +26,10 @@ def member_class(kind: str) -> type[Member]:
     if kind in MEMBER_KINDS:
         return MEMBER_KINDS[kind]
     if ":" in kind:
-        module_name, _, attr = kind.partition(":")
         try:
-            found = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise TeamFileError(f"member kind '{kind}' cannot be imported: {exc}") from exc
+            found = import_object(kind)
+        except PluginNotFound as exc:
+            raise TeamFileError(f"member kind {exc}") from exc
         if isinstance(found, type) and issubclass(found, Member):
             return found
         raise TeamFileError(f"member kind '{kind}' is not a Member subclass")

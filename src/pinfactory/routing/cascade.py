@@ -18,7 +18,6 @@ routing:
 
 from __future__ import annotations
 
-import importlib
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -32,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pinfactory.errors import RoutingError, TeamFileError
 from pinfactory.members.base import Completion
+from pinfactory.plugins import PluginNotFound, import_object
 from pinfactory.request import Request
 from pinfactory.routing.base import (
     CallMember,
@@ -84,11 +84,10 @@ def scorer_named(name: str, path: Path | None = None) -> Scorer:
     if name in SCORERS:
         return SCORERS[name]()
     if ":" in name:
-        module_name, _, attr = name.partition(":")
         try:
-            found: Any = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise TeamFileError(f"scorer '{name}' cannot be imported: {exc}") from exc
+            found: Any = import_object(name)
+        except PluginNotFound as exc:
+            raise TeamFileError(f"scorer {exc}") from exc
         if callable(found):
             return found  # type: ignore[no-any-return]
     allowed = ", ".join(sorted(SCORERS))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from pinfactory.members.base import Completion
 from pinfactory.request import Document, Request
@@ -33,8 +33,25 @@ class Verdict:
     findings: tuple[Finding, ...] = field(default_factory=tuple)
 
 
+LABEL_SEVERITY: dict[Label, int] = {
+    "supported": 0,
+    "unverified": 1,
+    "unsupported": 2,
+    "contradicted": 3,
+}
+"""How bad a label is: when verifiers disagree, the worst label stands."""
+
+
+@runtime_checkable
 class Verifier(Protocol):
-    name: str
+    """Checks an answer against the evidence.
+
+    Team files name verifiers in ``verification.verifiers``: ``grounding``,
+    ``citations``, or any importable class as ``package.module:Class``.
+    """
+
+    @property
+    def name(self) -> str: ...
 
     def check(
         self, request: Request, completion: Completion, evidence: Sequence[Document]

@@ -2,7 +2,7 @@
 
 ```yaml
 verification:
-  verifiers: [grounding, citations]   # which checks run
+  verifiers: [grounding, citations]   # which checks run; also package.module:Class
   only_with_evidence: true            # skip answers with no documents/passages to check
   min_confidence: 0.6                 # below this the answer escalates
   on_low_confidence: caveat           # escalate | review | caveat
@@ -21,10 +21,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pinfactory.verify.base import Finding
+from pinfactory.plugins import PluginNotFound, import_object
+from pinfactory.verify.base import Finding, Verifier
 from pinfactory.verify.guards import GuardSpec
 
-VerifierName = Literal["grounding", "citations"]
+BUILT_IN_VERIFIERS = ("grounding", "citations")
 
 
 class SelfConsistencySpec(BaseModel):
@@ -41,7 +42,9 @@ class SelfConsistencySpec(BaseModel):
 class VerificationSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    verifiers: list[VerifierName] = ["grounding"]
+    verifiers: list[str] = Field(
+        default=["grounding"], description="grounding, citations, or package.module:Class"
+    )
     only_with_evidence: bool = True
     min_confidence: float = Field(default=0.6, ge=0, le=1)
     on_low_confidence: Literal["escalate", "review", "caveat"] = "caveat"
@@ -69,6 +72,12 @@ class VerificationSpec(BaseModel):
             elif target not in members:
                 found.append((loc, f"unknown member '{target}'; members: {allowed}"))
 
+        for index, name in enumerate(self.verifiers):
+            if name not in BUILT_IN_VERIFIERS:
+                try:
+                    plugin_verifier(name)
+                except ValueError as exc:
+                    found.append((("verifiers", index), str(exc)))
         check(("escalate_to",), self.escalate_to)
         check(("cross_check",), self.cross_check)
         for index, name in enumerate(
@@ -88,6 +97,22 @@ class VerificationSpec(BaseModel):
         if not override:
             return self.guards
         return GuardSpec.model_validate({**self.guards.model_dump(), **override})
+
+
+def plugin_verifier(name: str) -> Verifier:
+    """An instance of the verifier class ``package.module:Class`` names."""
+    if ":" not in name:
+        allowed = ", ".join(BUILT_IN_VERIFIERS)
+        raise ValueError(f"unknown verifier '{name}'; allowed: {allowed} or 'module:Class'")
+    try:
+        verifier = import_object(name)()
+    except PluginNotFound as exc:
+        raise ValueError(f"verifier {exc}") from exc
+    except TypeError as exc:
+        raise ValueError(f"verifier '{name}' cannot be built without arguments: {exc}") from exc
+    if not isinstance(verifier, Verifier):
+        raise ValueError(f"verifier '{name}' has no name and check(request, completion, evidence)")
+    return verifier
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,13 +13,19 @@ from typing import TYPE_CHECKING, Any
 
 from pinfactory.members.base import Completion, Member
 from pinfactory.request import Document, Request
-from pinfactory.verify.base import Finding, Verdict
+from pinfactory.verify.base import LABEL_SEVERITY, Finding, Verdict
 from pinfactory.verify.citations import CitationVerifier
 from pinfactory.verify.confidence import Calibrator
 from pinfactory.verify.consistency import compare, self_consistency
 from pinfactory.verify.grounding import GroundingChecker, verdict_from
 from pinfactory.verify.guards import check_size, redact, redact_request, screen_documents
-from pinfactory.verify.policy import Escalation, VerificationSpec, finding_json
+from pinfactory.verify.policy import (
+    BUILT_IN_VERIFIERS,
+    Escalation,
+    VerificationSpec,
+    finding_json,
+    plugin_verifier,
+)
 
 if TYPE_CHECKING:
     from pinfactory.pipeline import Answer
@@ -40,6 +46,9 @@ class VerifyStage:
         self.spec = spec
         self.grounding = GroundingChecker()
         self.citations = CitationVerifier(self.grounding)
+        self.plugins = [
+            plugin_verifier(name) for name in spec.verifiers if name not in BUILT_IN_VERIFIERS
+        ]
         self._calibrator = calibrator
 
     @property
@@ -72,7 +81,15 @@ class VerifyStage:
             confidence = 0.5
         else:
             confidence = self.calibrator.predict(report.features)
-        combined = Verdict(round(confidence, 4), report.label, "grounding", tuple(findings))
+        label, names = report.label, ["grounding"]
+        for plugin in self.plugins:  # the least confident verifier and the worst label stand
+            verdict = plugin.check(request, completion, evidence)
+            findings.extend(verdict.findings)
+            confidence = min(confidence, verdict.confidence)
+            if LABEL_SEVERITY[verdict.label] > LABEL_SEVERITY[label]:
+                label = verdict.label
+            names.append(plugin.name)
+        combined = Verdict(round(confidence, 4), label, "+".join(names), tuple(findings))
         return combined, confidence
 
     async def review(self, answer: Answer, members: Mapping[str, Member], call: Call) -> Answer:
