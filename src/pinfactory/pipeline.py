@@ -26,7 +26,7 @@ from pinfactory.errors import ClientGone, MemberError, MemberTimeout, Pinfactory
 from pinfactory.ledger import Ledger, LedgerEntry, open_ledger
 from pinfactory.ledger.base import Review, to_nano
 from pinfactory.ledger.events import answer_events, failure_events
-from pinfactory.ledger.queued import queue_request, refuse_stream, run_approved
+from pinfactory.ledger.queued import queue_request, run_approved
 from pinfactory.ledger.quotas import Budgets
 from pinfactory.ledger.reviews import ReviewQueue
 from pinfactory.members import Completion, Member, member_class
@@ -158,8 +158,17 @@ class Pipeline:
     ) -> AsyncIterator[Decision | str | Answer]:
         """Yield the :class:`Decision`, text deltas, then the recorded :class:`Answer`.
 
-        A stream the client abandons is still recorded (status 499).
+        On a team that verifies, an answer must be whole before it can be checked,
+        escalated or held for review: the stream then carries the verified answer
+        as one delta. A request a quota holds for approval streams its pending
+        notice. A stream the client abandons is still recorded (status 499).
         """
+        if self.verification is not None:
+            answer = await self.complete(request, started)  # records, failures included
+            yield answer.decision
+            yield answer.completion.text
+            yield answer
+            return
         started = time.perf_counter() if started is None else started
         timeline = Timeline.begin(started)
         member_name = request.model
@@ -177,10 +186,11 @@ class Pipeline:
                     answer = Answer(request, decision, event, _ms_since(started))
                     await self.record(answer)
                     yield answer
-        except QuotaQueued as queued:  # a stream cannot wait for a person
-            refused = refuse_stream(queued)
-            await self.record_failure(request, refused, started)
-            raise refused from None
+        except QuotaQueued as queued:  # held for a person: the stream carries the notice
+            held = await queue_request(self, request, queued, started)
+            yield held.decision
+            yield held.completion.text
+            yield held
         except TimeoutError as exc:
             failure = MemberTimeout(member_name, "timed out while streaming")
             await self.record_failure(request, failure, started)

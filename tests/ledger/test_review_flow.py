@@ -148,10 +148,10 @@ def test_a_held_answer_is_decided_by_a_reviewer_and_polled_by_its_unit(
     assert "entries checked" in verified.output
 
 
-def test_a_stream_is_not_held_for_review_and_the_ledger_says_so(
+def test_a_stream_is_verified_and_held_for_review_like_a_plain_request(
     gateway: tuple[str, Path],
 ) -> None:
-    """A stream's text reaches the client as the member writes it: nothing can be held."""
+    """On a verifying team a stream is checked whole first, so a doubtful answer is held."""
     url, team = gateway
     client = OpenAI(base_url=url + "/v1", api_key=SALES, max_retries=0)
     with (
@@ -166,13 +166,16 @@ def test_a_stream_is_not_held_for_review_and_the_ledger_says_so(
         request_id = raw.headers["x-request-id"]
         chunks = list(raw.parse())
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text == "12 * 7 = 84"  # the same answer a plain request would have had held
+    assert text.startswith("This answer is waiting for human review")  # not "12 * 7 = 84"
+    review = (chunks[-1].model_extra or {})["pinfactory"]["review"]
+    assert review["status"] == "pending"
 
     queued = httpx.get(
         f"{url}/admin/reviews?status=all", headers={"authorization": f"Bearer {ADMIN}"}, timeout=30
     ).json()
-    assert [r for r in queued["data"] if r["request_id"] == request_id] == []
+    held = [r for r in queued["data"] if r["request_id"] == request_id]
+    assert [r["id"] for r in held] == [review["id"]]
+    assert held[0]["answer"] == "12 * 7 = 84"  # what the reviewer judges
     story = runner.invoke(app, ["audit", "explain", request_id, "--team", str(team)])
     assert story.exit_code == 0, story.output
-    assert "stream=True" in story.output and "final: member calc" in story.output
-    assert "review." not in story.output and "verdict" not in story.output
+    assert "stream=True" in story.output and "review.queued" in story.output

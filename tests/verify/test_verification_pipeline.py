@@ -118,3 +118,17 @@ def test_low_confidence_answers_with_a_caveat(tmp_path: Path) -> None:
 def test_no_documents_no_verdict(tmp_path: Path) -> None:
     answer = run(policy_team(tmp_path / "l.db", "caveat"), Request.from_text("12 times 7"))
     assert "verdict" not in answer.extra and "84" in answer.completion.text
+
+
+def test_a_streamed_answer_is_verified_before_it_is_sent(client: OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="auto",
+        messages=[{"role": "user", "content": "How much does express delivery cost?"}],
+        stream=True,
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    meta = (chunks[-1].model_extra or {})["pinfactory"]
+    assert "£8.50 [1]" in text
+    assert meta["verdict"]["label"] == "supported"
+    assert meta["verification_confidence"] >= 0.6

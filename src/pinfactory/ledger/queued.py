@@ -33,7 +33,7 @@ import time
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from pinfactory.errors import Conflict, QuotaExceeded
+from pinfactory.errors import Conflict
 from pinfactory.ledger.base import AuditEvent, LedgerEntry, Review, to_nano
 from pinfactory.ledger.chain import jsonable
 from pinfactory.ledger.events import request_event
@@ -134,15 +134,6 @@ async def queue_request(
     nothing = Completion(text="", usage=Usage(), cost_usd=Decimal(0), model=decision.member)
     answer = Answer(request, decision, nothing, latency_ms, {"escalation": escalation})
     return released(answer, review)
-
-
-def refuse_stream(queued: QuotaQueued) -> QuotaExceeded:
-    """A stream cannot wait for a person: the 429 it gets instead of a review."""
-    return QuotaExceeded(
-        f"{queued.escalation}; a stream cannot wait for review: send it without 'stream' "
-        "to queue it for approval",
-        param="stream",
-    )
 
 
 async def run_approved(

@@ -28,7 +28,7 @@ atomic operation a store must offer. When a quota is exhausted:
   A reviewer's approval runs the request on the member it was routed to,
   past this quota, and books the call on it anyway (``adjust``); an
   override releases the reviewer's own answer and calls no member. A
-  stream cannot wait for a person: it gets the 429.
+  streamed request gets the pending notice as its stream.
 """
 
 from __future__ import annotations
