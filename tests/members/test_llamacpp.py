@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -71,3 +72,32 @@ def test_documents_come_first_in_the_prompt() -> None:
     prompt = to_prompt(request)
     assert prompt.startswith("Documents:\n[1] alpha\n[2] beta\n\nAnswer from the documents")
     assert prompt.endswith("Q: Q?\nA:")
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_caller_that_gives_up_leaves_the_model_locked_until_it_is_done(
+    gemma: LlamaCppMember,
+) -> None:
+    """llama.cpp is not thread-safe and a thread cannot be stopped: no second generation
+    may start while an abandoned one is still running."""
+    abandoned = asyncio.create_task(gemma.complete(Request.from_text("Tell me about dragons.")))
+    await asyncio.sleep(0.01)
+    abandoned.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await abandoned
+    assert gemma._lock is not None and gemma._lock.locked()  # still generating on its thread
+    answer = await gemma.complete(Request.from_text("What is the capital of France?"))
+    assert "Paris" in answer.text
+    assert not gemma._lock.locked()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_an_abandoned_stream_releases_the_model_when_its_thread_ends(
+    gemma: LlamaCppMember,
+) -> None:
+    stream = gemma.stream(Request.from_text("Tell me about dragons."))
+    first = await anext(stream)
+    assert isinstance(first, str)
+    await stream.aclose()  # the client went away after one token
+    answer = await gemma.complete(Request.from_text("What is the capital of France?"))
+    assert "Paris" in answer.text

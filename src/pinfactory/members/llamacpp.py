@@ -9,8 +9,9 @@ and generation stops at the next question or blank line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,10 +124,12 @@ class LlamaCppMember(Member):
     async def complete(self, request: Request) -> Completion:
         llama, lock = self._ready()
         arguments = self._arguments(request)
-        async with lock:
-            result = await asyncio.wait_for(
-                asyncio.to_thread(llama.create_completion, **arguments), self.timeout_s
-            )
+        await lock.acquire()
+        # A thread cannot be stopped: a caller that gives up (timeout, disconnect) returns at
+        # once, but the model stays locked until its thread has finished generating.
+        job = asyncio.ensure_future(asyncio.to_thread(llama.create_completion, **arguments))
+        job.add_done_callback(lambda _: lock.release())
+        result = await asyncio.wait_for(asyncio.shield(job), self.timeout_s)
         choice = result["choices"][0]
         usage = Usage(result["usage"]["prompt_tokens"], result["usage"]["completion_tokens"])
         return self._completion(choice["text"], usage, choice.get("finish_reason") or "stop")
@@ -135,22 +138,18 @@ class LlamaCppMember(Member):
         llama, lock = self._ready()
         arguments = self._arguments(request)
         parts: list[str] = []
-        finish = "stop"
-        async with lock:
-            async for chunk in _iterate_in_thread(
-                llama.create_completion(stream=True, **arguments)
-            ):
-                choice = chunk["choices"][0]
-                finish = choice.get("finish_reason") or finish
-                if choice["text"]:
-                    parts.append(choice["text"])
-                    yield choice["text"]
-        text = "".join(parts)
-        usage = Usage(
-            len(llama.tokenize(arguments["prompt"].encode())),
-            len(llama.tokenize(text.encode(), add_bos=False)),
-        )
-        yield self._completion(text, usage, finish)
+        finish, usage = "stop", Usage()
+        await lock.acquire()  # released by the worker thread when generation ends
+        async for chunk in _iterate_in_thread(_generate(llama, arguments), lock.release):
+            if isinstance(chunk, Usage):
+                usage = chunk
+                continue
+            choice = chunk["choices"][0]
+            finish = choice.get("finish_reason") or finish
+            if choice["text"]:
+                parts.append(choice["text"])
+                yield choice["text"]
+        yield self._completion("".join(parts), usage, finish)
 
     def _ready(self) -> tuple[Any, asyncio.Lock]:
         if self._llama is None or self._lock is None:
@@ -184,8 +183,21 @@ def _silence_llama_log() -> None:
         _LOG_CALLBACK.append(callback)  # the C side keeps a pointer: keep the object alive
 
 
-async def _iterate_in_thread(iterator: Iterator[Any]) -> AsyncIterator[Any]:
-    """Drive a blocking iterator on a worker thread, yielding its items here."""
+def _generate(llama: Any, arguments: dict[str, Any]) -> Iterator[Any]:
+    """On the worker thread: the streamed chunks, then the token counts as a :class:`Usage`."""
+    parts = []
+    for chunk in llama.create_completion(stream=True, **arguments):
+        parts.append(chunk["choices"][0]["text"])
+        yield chunk
+    yield Usage(
+        len(llama.tokenize(arguments["prompt"].encode())),
+        len(llama.tokenize("".join(parts).encode(), add_bos=False)),
+    )
+
+
+def _iterate_in_thread(iterator: Iterator[Any], on_done: Callable[[], None]) -> AsyncIterator[Any]:
+    """Drive a blocking iterator on a worker thread started now; ``on_done`` runs on this
+    loop when the thread finishes, even if nobody reads the items any more."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
 
@@ -196,9 +208,15 @@ async def _iterate_in_thread(iterator: Iterator[Any]) -> AsyncIterator[Any]:
         except Exception as exc:  # relayed: re-raised in the awaiting task, not swallowed
             loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
         finally:
-            loop.call_soon_threadsafe(queue.put_nowait, ("done", None))
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+                loop.call_soon_threadsafe(queue.put_nowait, ("done", None))
+                loop.call_soon_threadsafe(on_done)
 
     threading.Thread(target=pump, daemon=True).start()
+    return _drain(queue)
+
+
+async def _drain(queue: asyncio.Queue[tuple[str, Any]]) -> AsyncIterator[Any]:
     while True:
         kind, value = await queue.get()
         if kind == "item":
