@@ -89,11 +89,7 @@ class Gateway:
             error = unexpected(exc, request_id)
             await pipeline.record_failure(request, error, started)
             return error_response(error, request_id)
-        return Response(
-            orjson.dumps(completion_body(answer), option=orjson.OPT_NON_STR_KEYS),
-            headers=answer_headers(answer),
-            media_type="application/json",
-        )
+        return AnswerResponse(answer)
 
     async def _stream(
         self, pipeline: Pipeline, request: Request, started: float, include_usage: bool
@@ -164,12 +160,26 @@ class Gateway:
         )
 
 
-def answer_headers(answer: Answer) -> dict[str, str]:
-    return {
-        "x-pinfactory-member": answer.decision.member,
-        "x-pinfactory-cost-usd": format(answer.cost_usd, "f"),
-        "x-request-id": answer.request.request_id,
-    }
+class AnswerResponse(Response):
+    """A completion: the member, its cost and the request id, then length and type.
+
+    The same bytes ``Response(body, headers={...}, media_type="application/json")``
+    sends, with the header list built directly (this runs once per request).
+    """
+
+    media_type = "application/json"
+
+    def __init__(self, answer: Answer) -> None:
+        self.status_code = 200
+        self.background = None
+        self.body = orjson.dumps(completion_body(answer), option=orjson.OPT_NON_STR_KEYS)
+        self.raw_headers = [
+            (b"x-pinfactory-member", answer.decision.member.encode("latin-1")),
+            (b"x-pinfactory-cost-usd", format(answer.cost_usd, "f").encode("latin-1")),
+            (b"x-request-id", answer.request.request_id.encode("latin-1")),
+            (b"content-length", str(len(self.body)).encode("latin-1")),
+            (b"content-type", b"application/json"),
+        ]
 
 
 async def read_body(http: HTTPRequest, limit: int) -> bytes:
