@@ -118,8 +118,12 @@ class Pipeline:
 
     async def route(self, request: Request) -> Decision:
         """The decision to carry out, after the unit's quotas and budgets had their say."""
-        decision = await self.quotas.admit(request, self.decide(request))
-        return await self.budgets.admit(request, decision)
+        decision = self.decide(request)
+        if self.quotas.policies:  # none configured: skip the step entirely
+            decision = await self.quotas.admit(request, decision)
+        if self.budgets.active:
+            decision = await self.budgets.admit(request, decision)
+        return decision
 
     async def _answer(self, request: Request, decision: Decision) -> tuple[Decision, Completion]:
         """Call the decided member; a tiered router (cascade) runs its tiers instead."""
@@ -233,7 +237,8 @@ class Pipeline:
 
     async def record(self, answer: Answer) -> None:
         usage = answer.completion.usage
-        await self.budgets.settle(answer.request.request_id, to_nano(answer.cost_usd))
+        if self.budgets.active:
+            await self.budgets.settle(answer.request.request_id, to_nano(answer.cost_usd))
         recording = stage_start("record")
         await self.ledger.record(
             LedgerEntry(

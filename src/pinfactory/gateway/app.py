@@ -56,17 +56,18 @@ class Gateway:
 
     async def chat_completions(self, http: HTTPRequest) -> Response:
         started = time.perf_counter()
-        request_id = http.headers.get("x-request-id") or new_request_id()
+        headers = header_dict(http.scope)
+        request_id = headers.get("x-request-id") or new_request_id()
         pipeline = self.ready
         caller: Caller | None = None
         try:
-            caller = self.keyring.identify(http.headers.get("authorization"))
-            body = await read_body(http, self.max_body)
+            caller = self.keyring.identify(headers.get("authorization"))
+            body = await read_body(http, self.max_body, headers.get("content-length"))
             request, include_usage = parse_request(
                 body,
                 unit=caller.unit,
                 user=caller.user,
-                headers=dict(http.headers),
+                headers=headers,
                 request_id=request_id,
             )
             if len(request.messages) > self.max_messages:
@@ -89,11 +90,7 @@ class Gateway:
             error = unexpected(exc, request_id)
             await pipeline.record_failure(request, error, started)
             return error_response(error, request_id)
-        return Response(
-            orjson.dumps(completion_body(answer), option=orjson.OPT_NON_STR_KEYS),
-            headers=answer_headers(answer),
-            media_type="application/json",
-        )
+        return AnswerResponse(answer)
 
     async def _stream(
         self, pipeline: Pipeline, request: Request, started: float, include_usage: bool
@@ -164,17 +161,41 @@ class Gateway:
         )
 
 
-def answer_headers(answer: Answer) -> dict[str, str]:
-    return {
-        "x-pinfactory-member": answer.decision.member,
-        "x-pinfactory-cost-usd": format(answer.cost_usd, "f"),
-        "x-request-id": answer.request.request_id,
-    }
+class AnswerResponse(Response):
+    """A completion: the member, its cost and the request id, then length and type.
+
+    The same bytes ``Response(body, headers={...}, media_type="application/json")``
+    sends, with the header list built directly (this runs once per request).
+    """
+
+    media_type = "application/json"
+
+    def __init__(self, answer: Answer) -> None:
+        self.status_code = 200
+        self.background = None
+        self.body = orjson.dumps(completion_body(answer), option=orjson.OPT_NON_STR_KEYS)
+        self.raw_headers = [
+            (b"x-pinfactory-member", answer.decision.member.encode("latin-1")),
+            (b"x-pinfactory-cost-usd", format(answer.cost_usd, "f").encode("latin-1")),
+            (b"x-request-id", answer.request.request_id.encode("latin-1")),
+            (b"content-length", str(len(self.body)).encode("latin-1")),
+            (b"content-type", b"application/json"),
+        ]
 
 
-async def read_body(http: HTTPRequest, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it passes ``limit`` bytes."""
-    declared = http.headers.get("content-length")
+def header_dict(scope: Scope) -> dict[str, str]:
+    """The request's headers as ``dict(starlette_request.headers)`` gives them (the first
+    value of a repeated header), read in one pass over the raw ASGI list."""
+    headers: dict[str, str] = {}
+    for key, value in scope["headers"]:
+        name = key.decode("latin-1")
+        if name not in headers:
+            headers[name] = value.decode("latin-1")
+    return headers
+
+
+async def read_body(http: HTTPRequest, limit: int, declared: str | None) -> bytes:
+    """The body, refused with 413 as soon as it passes ``limit`` bytes (or declares more)."""
     if declared and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
     chunks, size = [], 0

@@ -48,8 +48,16 @@ def digest(text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
 def jsonable(value: Any) -> Any:
     """Plain JSON data from what pipeline stages carry: dataclasses, pydantic, Decimal..."""
+    kind = type(value)
+    if kind in _PLAIN:  # exact types first: most of an audit payload, at one lookup each
+        return value
+    if kind is dict:
+        return {str(k): jsonable(v) for k, v in value.items()}
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):

@@ -44,6 +44,11 @@ class Budgets:
             self._by_unit.setdefault(spec.unit, []).append(spec)
         self._held: dict[str, list[Reservation]] = {}
 
+    @property
+    def active(self) -> bool:
+        """Whether any budget is configured, or a reservation is still held."""
+        return bool(self._by_unit or self._held)
+
     async def admit(self, request: Request, decision: Decision) -> Decision:
         """Reserve the decision's cost in every budget of the unit, or apply the policy.
 

@@ -319,7 +319,7 @@ class SQLLedger:
             entry.status,
             entry.error,
             int(entry.stream),
-            json.dumps(list(entry.tags)),
+            json.dumps(list(entry.tags)) if entry.tags else "[]",
         )
         insert = f"INSERT INTO requests ({REQUEST_COLUMNS}) VALUES ({_marks(16)})"
 

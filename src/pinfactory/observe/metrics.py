@@ -37,6 +37,8 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 NO_MEMBER = "-"
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# requests (200), cost, input tokens, output tokens, request seconds
+_AnswerChildren = tuple[Any, Any, Any, Any, Any]
 
 
 def shared_directory() -> str | None:
@@ -92,10 +94,15 @@ class Metrics:
 
         self.workers: Gauge | None = None
         self.shared_dir: str | None = None
+        # labelled children of the per-answer metrics, looked up once per (member, unit)
+        self._answer_children: dict[tuple[str, str], _AnswerChildren] = {}
+        self._stage_children: dict[str, Any] = {}
 
     def open(self) -> None:
         """Find out whether values are shared between workers, and count this worker."""
         self.shared_dir = shared_directory()
+        self._answer_children.clear()
+        self._stage_children.clear()
         if self.workers is None:  # built here: in multiprocess mode it opens a file
             self.workers = Gauge(
                 a.METRIC_WORKERS, "Gateway worker processes serving",
@@ -113,11 +120,21 @@ class Metrics:
     def answered(self, answer: Answer, timeline: Timeline) -> None:
         member, unit = answer.decision.member, answer.request.unit
         usage = answer.completion.usage
-        self.requests.labels(member, unit, "200").inc()
-        self.cost.labels(member, unit).inc(float(answer.cost_usd))
-        self.tokens.labels(member, unit, "input").inc(usage.input_tokens)
-        self.tokens.labels(member, unit, "output").inc(usage.output_tokens)
-        self.request_seconds.labels(member).observe(answer.latency_ms / 1000.0)
+        children = self._answer_children.get((member, unit))
+        if children is None:
+            children = self._answer_children[(member, unit)] = (
+                self.requests.labels(member, unit, "200"),
+                self.cost.labels(member, unit),
+                self.tokens.labels(member, unit, "input"),
+                self.tokens.labels(member, unit, "output"),
+                self.request_seconds.labels(member),
+            )
+        requests, cost, tokens_in, tokens_out, seconds = children
+        requests.inc()
+        cost.inc(float(answer.cost_usd))
+        tokens_in.inc(usage.input_tokens)
+        tokens_out.inc(usage.output_tokens)
+        seconds.observe(answer.latency_ms / 1000.0)
         self._stages(timeline)
         if answer.extra.get(a.EXTRA_ESCALATION):
             self.escalations.labels(member, unit).inc()
@@ -135,7 +152,10 @@ class Metrics:
     def _stages(self, timeline: Timeline) -> None:
         for span in timeline.stages:
             if span.end_ns:
-                self.stage_seconds.labels(span.name).observe(timeline.duration_s(span))
+                child = self._stage_children.get(span.name)
+                if child is None:
+                    child = self._stage_children[span.name] = self.stage_seconds.labels(span.name)
+                child.observe(timeline.duration_s(span))
 
     def exposition(self) -> bytes:
         """Prometheus text: this app's registry, or every worker's files in multiprocess mode."""
