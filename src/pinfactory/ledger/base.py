@@ -119,7 +119,25 @@ class Review:
         return self.final_answer if self.status == "overridden" else None
 
 
-class Ledger(Protocol):
+class QuotaCounter(Protocol):
+    async def try_consume(
+        self,
+        key: str,
+        window_start: float,
+        limit_calls: int | None,
+        limit_nusd: int | None,
+        calls: int,
+        nusd: int,
+    ) -> bool:
+        """Atomically add (calls, nusd) to the usage of `key` in the window starting at
+        `window_start` (epoch seconds) only if the result stays within both limits
+        (None = no limit); return whether it was added."""
+
+    async def adjust(self, key: str, window_start: float, calls: int, nusd: int) -> None:
+        """Add usage without a limit check (negative gives usage back)."""
+
+
+class Ledger(QuotaCounter, Protocol):
     """Where every request, its audit chain, quota usage and reviews are written.
 
     Stores open in the app's lifespan. Every write returns only once it is
@@ -156,20 +174,6 @@ class Ledger(Protocol):
 
     async def head(self) -> ChainHead:
         """The chain head as stored."""
-
-    async def try_consume(
-        self,
-        key: str,
-        window_start: float,
-        limit_calls: int | None,
-        limit_nusd: int | None,
-        calls: int,
-        nusd: int,
-    ) -> bool:
-        """Atomically add usage only if it stays within both limits (a QuotaCounter)."""
-
-    async def adjust(self, key: str, window_start: float, calls: int, nusd: int) -> None:
-        """Add (or with negative numbers, give back) usage without a limit check."""
 
     async def usage(self, key: str, window_start: float) -> tuple[int, int]:
         """(calls, nano-dollars) used by ``key`` in the window."""

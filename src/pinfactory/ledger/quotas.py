@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from pinfactory.errors import QuotaExceeded
-from pinfactory.ledger.base import from_nano, to_nano
+from pinfactory.ledger.base import QuotaCounter, from_nano, to_nano
 from pinfactory.request import Request
 from pinfactory.routing.base import Decision
-from pinfactory.routing.quotas import QuotaCounter, QuotaQueued, window_start
+from pinfactory.routing.quotas import QuotaQueued, window_start
 from pinfactory.team import BudgetSpec, MemberSpec, Team
 
 

@@ -39,12 +39,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from decimal import Decimal
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pinfactory.errors import QuotaExceeded, TeamFileError
-from pinfactory.ledger.base import to_nano
+from pinfactory.ledger.base import QuotaCounter, to_nano
 from pinfactory.request import Request
 from pinfactory.routing.base import (
     Decision,
@@ -57,24 +57,6 @@ if TYPE_CHECKING:
     from pinfactory.team import Team
 
 Period = Literal["hour", "day", "month"]
-
-
-class QuotaCounter(Protocol):
-    async def try_consume(
-        self,
-        key: str,
-        window_start: float,
-        limit_calls: int | None,
-        limit_nusd: int | None,
-        calls: int,
-        nusd: int,
-    ) -> bool:
-        """Atomically add (calls, nusd) to the usage of `key` in the window starting at
-        `window_start` (epoch seconds) only if the result stays within both limits
-        (None = no limit); return whether it was added."""
-
-    async def adjust(self, key: str, window_start: float, calls: int, nusd: int) -> None:
-        """Add usage without a limit check (negative gives usage back)."""
 
 
 class MemoryQuotaCounter:
