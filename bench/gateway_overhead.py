@@ -5,9 +5,13 @@ Processes on loopback: an instant OpenAI-compatible upstream
 after the other, a pinfactory gateway per configuration (worker processes x
 ledger durability; the team has one ``openai_http`` member pointing at the
 upstream and a SQLite ledger with the audit chain) and, with
-``--with-litellm PATH``, LiteLLM's proxy in front of the same upstream with the
-same worker counts. Everything is measured in one run, so the ratio compares
-figures taken on the same machine under the same load.
+``--with-litellm [PATH]``, LiteLLM's proxy in front of the same upstream with the
+same worker counts (without PATH the script installs ``litellm[proxy]`` into a
+virtual environment of its own). Everything is measured in one run, so the ratio
+compares figures taken on the same machine under the same load; ``--rounds N``
+alternates LiteLLM and pinfactory N times, so a neighbour's burst of load cannot
+favour one side. pinfactory runs with its reliability features on: retries, a
+circuit breaker per member and a rate limit per key counted on every request.
 
 - Latency: one client sends sequential requests over one keep-alive
   connection (a raw HTTP/1.1 client on a blocking socket, so the client adds
@@ -19,7 +23,7 @@ figures taken on the same machine under the same load.
 Prints a table and writes ``bench/results/gateway_overhead.json``.
 
     python bench/gateway_overhead.py [--configs 1:full,1:group,2:full,2:group]
-        [--with-litellm /tmp/litellm-venv/bin/litellm] [--baseline OTHER_CHECKOUT/src]
+        [--with-litellm [PATH]] [--rounds 3] [--baseline OTHER_CHECKOUT/src]
 """
 
 from __future__ import annotations
@@ -148,6 +152,11 @@ def team_file(folder: Path, upstream_port: int, durability: str) -> Path:
         f"    settings: {{base_url: 'http://127.0.0.1:{upstream_port}/v1', model: instant}}\n"
         "routing: {kind: rules, fallback: upstream}\n"
         f"ledger: {{path: '{folder / 'ledger.db'}', durability: {durability}}}\n"
+        # reliability on, as in production: retries and a breaker per member (the
+        # defaults), and a rate limit per key that every request is counted against
+        "upstream: {retries: 2, breaker: {enabled: true}}\n"
+        "rate_limits: [{per: key, rpm: 1000000000, tpm: 1000000000000, concurrent: 100000}]\n"
+        "observe: {access_log: false}\n"
     )
     return path
 
@@ -469,6 +478,21 @@ def gateway(
         return result
 
 
+LITELLM_VERSION = "1.80.0"
+LITELLM_VENV = Path.home() / ".cache" / "pinfactory" / f"litellm-{LITELLM_VERSION}"
+
+
+def install_litellm() -> str:
+    """LiteLLM's proxy in a virtual environment of its own (created once); its script."""
+    script = LITELLM_VENV / "bin" / "litellm"
+    if not script.exists():
+        print(f"installing litellm[proxy]=={LITELLM_VERSION} into {LITELLM_VENV} ...")
+        subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
+        pip = [str(LITELLM_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+        subprocess.run([*pip, f"litellm[proxy]=={LITELLM_VERSION}"], check=True)
+    return str(script)
+
+
 def litellm(workers: int, up_port: int, folder: Path, args: argparse.Namespace) -> Any:
     port = free_port()
     cmd = [args.with_litellm, "--config", str(litellm_config(folder, up_port))]
@@ -489,28 +513,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print("instant upstream, direct:")
         direct = measure(Target("upstream", up_port, "instant"), args, folder, pid)
         rows.append({"target": "upstream", "workers": 1, "durability": None, **direct})
-        theirs: dict[int, dict[str, Any]] = {}
-        if args.with_litellm:
-            for workers in sorted({c.workers for c in configs}):
-                theirs[workers] = litellm(workers, up_port, folder, args)
-                rows.append({"target": "litellm", "workers": workers, "durability": None})
-                rows[-1].update(theirs[workers])
-        for config in configs:
-            if args.baseline:  # just before the same configuration of this checkout
-                base = gateway(config, up_port, folder, args, args.baseline.resolve())
-                rows.append({"target": "baseline", "workers": config.workers, **base})
-                rows[-1]["durability"] = config.durability
-            ours = gateway(config, up_port, folder, args)
-            row = {"target": "pinfactory", "workers": config.workers}
-            row.update(durability=config.durability, **ours)
-            if config.workers in theirs:
-                rps = theirs[config.workers]["throughput"]["requests_per_s"]
-                row["ratio_vs_litellm"] = round(ours["throughput"]["requests_per_s"] / rps, 1)
-                cpu = theirs[config.workers]["throughput"].get("server_cpu_ms_per_request")
-                mine = ours["throughput"].get("server_cpu_ms_per_request")
-                if cpu and mine:
-                    row["cpu_ratio_vs_litellm"] = round(cpu / mine, 1)
-            rows.append(row)
+        for turn in range(1, args.rounds + 1):  # LiteLLM, then ours, alternating
+            theirs: dict[int, dict[str, Any]] = {}
+            if args.with_litellm:
+                for workers in sorted({c.workers for c in configs}):
+                    theirs[workers] = litellm(workers, up_port, folder, args)
+                    rows.append({"target": "litellm", "workers": workers, "durability": None})
+                    rows[-1].update(round=turn, **theirs[workers])
+            for config in configs:
+                if args.baseline:  # just before the same configuration of this checkout
+                    base = gateway(config, up_port, folder, args, args.baseline.resolve())
+                    rows.append({"target": "baseline", "workers": config.workers, **base})
+                    rows[-1].update(durability=config.durability, round=turn)
+                ours = gateway(config, up_port, folder, args)
+                row = {"target": "pinfactory", "workers": config.workers, "round": turn}
+                row.update(durability=config.durability, **ours)
+                if config.workers in theirs:
+                    rps = theirs[config.workers]["throughput"]["requests_per_s"]
+                    row["ratio_vs_litellm"] = round(ours["throughput"]["requests_per_s"] / rps, 1)
+                    cpu = theirs[config.workers]["throughput"].get("server_cpu_ms_per_request")
+                    mine = ours["throughput"].get("server_cpu_ms_per_request")
+                    if cpu and mine:
+                        row["cpu_ratio_vs_litellm"] = round(cpu / mine, 1)
+                rows.append(row)
     shutil.rmtree(folder, ignore_errors=True)
     for row in rows:
         row["added"] = added(row, direct)
@@ -529,6 +554,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "concurrency": args.concurrency,
             "seconds": args.seconds,
             "baseline": str(args.baseline) if args.baseline else None,
+            "rounds": args.rounds,
+            "reliability": "retries 2, a breaker per member, a rate limit per key (rpm, tpm, "
+            "concurrent) counted on every request",
         },
         "command": "python " + " ".join(sys.argv),
         "rows": rows,
@@ -582,7 +610,17 @@ def main() -> None:
         default="1:full,1:group,2:full,2:group",
         help="gateway configurations, WORKERS:DURABILITY, comma-separated",
     )
-    parser.add_argument("--with-litellm", metavar="PATH", help="LiteLLM's `litellm` script")
+    parser.add_argument(
+        "--with-litellm",
+        metavar="PATH",
+        nargs="?",
+        const="install",
+        help="LiteLLM's `litellm` script; without PATH, install LiteLLM's proxy into a "
+        "virtual environment of its own",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="alternate LiteLLM and pinfactory this many times"
+    )
     parser.add_argument("--asyncio-client", action="store_true", help="do not use wrk")
     parser.add_argument(
         "--baseline",
@@ -592,6 +630,8 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "gateway_overhead.json")
     args = parser.parse_args()
+    if args.with_litellm == "install":
+        args.with_litellm = install_litellm()
     report = run(args)
     show(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,10 @@ class PinfactoryError(Exception):
     status: int = 500
     code: str = "internal_error"
     type: str = "server_error"
+    retry_after_s: float | None = None
+    """Sent as ``Retry-After`` (whole seconds, rounded up): when a retry may succeed."""
+    should_retry: bool | None = None
+    """Sent as ``x-should-retry``: whether retrying can help at all (the OpenAI SDKs obey it)."""
 
     def __init__(self, message: str, *, param: str | None = None) -> None:
         super().__init__(message)
@@ -44,6 +48,20 @@ class PayloadTooLarge(RequestError):
     code = "payload_too_large"
 
 
+class RequestTimeout(RequestError):
+    """The client did not send its request (headers or body) in time."""
+
+    status = 408
+    code = "request_timeout"
+
+
+class ClientClosedRequest(RequestError):
+    """The client hung up before its request was whole; recorded as status 499."""
+
+    status = 499
+    code = "client_closed_request"
+
+
 class UnknownModel(RequestError):
     status = 404
     code = "model_not_found"
@@ -67,6 +85,21 @@ class QuotaExceeded(PinfactoryError):
     status = 429
     code = "quota_exceeded"
     type = "rate_limit_error"
+    should_retry = False  # a spent budget does not come back by asking again
+
+
+class RateLimited(PinfactoryError):
+    """Too many requests, tokens or concurrent requests for a key, user or unit."""
+
+    status = 429
+    code = "rate_limited"
+    type = "rate_limit_error"
+    should_retry = True
+
+    def __init__(self, message: str, *, retry_after_s: float, should_retry: bool = True) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self.should_retry = should_retry
 
 
 class MemberError(PinfactoryError):
@@ -76,10 +109,18 @@ class MemberError(PinfactoryError):
     code = "member_failed"
     type = "upstream_error"
 
-    def __init__(self, member: str, message: str, *, status: int = 502) -> None:
+    def __init__(
+        self,
+        member: str,
+        message: str,
+        *,
+        status: int = 502,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(f"member '{member}': {message}")
         self.member = member
         self.status = status
+        self.retry_after_s = retry_after_s
 
 
 class MemberTimeout(MemberError):

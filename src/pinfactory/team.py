@@ -22,7 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pinfactory.errors import TeamFileError
 from pinfactory.members.base import Price
+from pinfactory.members.upstream import UpstreamSpec
 from pinfactory.observe.config import ObserveSpec
+from pinfactory.reliability.limits import RateLimitSpec
+from pinfactory.reliability.state import StateSpec
 from pinfactory.verify.policy import VerificationSpec
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
@@ -101,6 +104,13 @@ class ReviewSpec(_Strict):
 class GatewaySpec(_Strict):
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     max_messages: int = Field(default=256, gt=0)
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="a connection must send a whole request head this soon"
+    )
+    body_timeout_s: float = Field(
+        default=30.0, gt=0, description="the whole request body must arrive this soon (408)"
+    )
+    keep_alive_s: float = Field(default=5.0, gt=0, description="idle keep-alive connections")
 
 
 class RoutingSpec(BaseModel):
@@ -123,6 +133,12 @@ class TeamSpec(_Strict):
     budgets: list[BudgetSpec] = []
     reviews: ReviewSpec = ReviewSpec()
     observe: ObserveSpec = ObserveSpec()
+    upstream: UpstreamSpec = Field(
+        default_factory=UpstreamSpec,
+        description="defaults for every member that calls an upstream over HTTP",
+    )
+    state: StateSpec = StateSpec()
+    rate_limits: list[RateLimitSpec] = []
 
     @field_validator("members")
     @classmethod
@@ -209,6 +225,7 @@ def parse_team(text: str, source: str, environ: Mapping[str, str]) -> Team:
     except ValidationError as exc:
         raise TeamFileError(_describe(exc, source, node)) from exc
     team = Team(spec, source, environ)
+    _apply_upstream_defaults(team)
     _check_members(team, node)
     _check_routing(team, node)
     _check_verification(team, node)
@@ -223,6 +240,32 @@ def _check_verification(team: Team, node: yaml.Node | None) -> None:
     if problems:
         lines = [_at(team.source, node, ("verification", *loc), p) for loc, p in problems]
         raise TeamFileError("\n".join(lines))
+
+
+def _apply_upstream_defaults(team: Team) -> None:
+    """Members with ``settings.upstream`` get the team's ``upstream:`` (and shared state) as
+    defaults; what a member sets itself wins, field by field (``breaker`` too)."""
+    from pinfactory.members import member_class
+
+    defaults = team.spec.upstream.model_dump(exclude_unset=True)
+    if team.spec.state.redis_url:
+        defaults.setdefault("state_url", team.spec.state.redis_url)
+        defaults.setdefault("state_namespace", f"pf:{team.name}")
+    if not defaults:
+        return
+    for spec in team.spec.members:
+        try:
+            cls = member_class(spec.kind)
+        except TeamFileError:
+            continue  # _check_members names the unknown kind
+        if "upstream" not in cls.Settings.model_fields:
+            continue
+        own = spec.settings.get("upstream")
+        own = dict(own) if isinstance(own, Mapping) else {}
+        merged = {**defaults, **own}
+        if isinstance(defaults.get("breaker"), Mapping) and isinstance(own.get("breaker"), Mapping):
+            merged["breaker"] = {**defaults["breaker"], **own["breaker"]}
+        spec.settings["upstream"] = merged
 
 
 def _check_members(team: Team, node: yaml.Node | None) -> None:

@@ -86,7 +86,7 @@ async def test_streams_against_another_pinfactory(pinfactory_upstream: str) -> N
         ("garbage", MemberError, "garbage", 502),
         ("wrong-shape", MemberError, "no choices", 502),
         ("error-500", MemberError, "HTTP 500", 502),
-        ("error-429", MemberError, "HTTP 429", 502),
+        ("error-429", MemberError, "HTTP 429", 429),  # passed on, with its Retry-After
         ("slow", MemberTimeout, "no answer within 0.5s", 504),
     ],
 )

@@ -34,11 +34,23 @@ def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8080,
     workers: Annotated[int, typer.Option(min=1, help="gateway worker processes")] = 1,
+    allow_open: Annotated[
+        bool,
+        typer.Option(
+            "--allow-open",
+            help="serve a team without API keys on a non-loopback address (anyone who can "
+            "reach it can use it and its /admin API)",
+        ),
+    ] = False,
 ) -> None:
     """Serve the team behind an OpenAI-compatible API."""
-    from pinfactory.gateway.server import serve_forever
+    from pinfactory.gateway.server import open_exposure, serve_forever
 
     loaded = team_from(team)
+    with clear_errors():
+        warning = open_exposure(loaded, host, allow_open=allow_open)
+    if warning:
+        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
     where = f"http://{host}:{port}/v1"
     console.print(
         f"pinfactory: team '{loaded.name}' on {where} "

@@ -27,6 +27,7 @@ from pinfactory.ledger.reports import (
 )
 from pinfactory.ledger.responsibility import explain
 from pinfactory.ledger.reviews import full, public
+from pinfactory.reliability.breaker import breakers_of
 
 if TYPE_CHECKING:
     from pinfactory.gateway.app import Gateway
@@ -167,6 +168,24 @@ class Admin:
             }
         )
 
+    async def breakers(self, http: HTTPRequest) -> Response:
+        """Each member's circuit breaker, read from the shared state (every worker agrees)."""
+        self._admin(http)
+        data = []
+        for name, breaker in breakers_of(self.gateway.ready.members).items():
+            state, left = await breaker.current()
+            data.append(
+                {
+                    "member": name,
+                    "state": state.value,
+                    "retry_after_s": round(left, 3),
+                    "failures": breaker.spec.failures,
+                    "window_s": breaker.spec.window_s,
+                    "cooldown_s": breaker.spec.cooldown_s,
+                }
+            )
+        return JSONResponse({"object": "pinfactory.breakers", "data": data})
+
 
 def admin_routes(gateway: Gateway) -> list[Route]:
     admin = Admin(gateway)
@@ -176,6 +195,7 @@ def admin_routes(gateway: Gateway) -> list[Route]:
         Route("/admin/reviews/{review_id}", admin.review, methods=["GET"]),
         Route("/admin/reviews/{review_id}", admin.decide, methods=["POST"]),
         Route("/admin/audit/verify", admin.audit_verify, methods=["GET"]),
+        Route("/admin/breakers", admin.breakers, methods=["GET"]),
         Route("/admin/audit/{request_id}", admin.audit_explain, methods=["GET"]),
         Route("/v1/costs", admin.unit_costs, methods=["GET"]),
         Route("/v1/reviews/{review_id}", admin.unit_review, methods=["GET"]),

@@ -12,6 +12,7 @@ reaches the ledger.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,20 +20,32 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from pinfactory.errors import PayloadTooLarge, PinfactoryError, RequestError
+from pinfactory.errors import (
+    ClientClosedRequest,
+    PayloadTooLarge,
+    PinfactoryError,
+    RequestError,
+    RequestTimeout,
+)
 from pinfactory.gateway.admin import admin_routes
 from pinfactory.gateway.auth import Caller, Keyring
 from pinfactory.gateway.errors import error_response, unexpected
+from pinfactory.gateway.health import health_routes, warm_up
 from pinfactory.gateway.schema import chunk_body, completion_body, final_chunk, parse_request
 from pinfactory.ledger import Ledger
+from pinfactory.members import Member
 from pinfactory.observe import Observers, build_observers
 from pinfactory.observe.metrics import Metrics, MetricsEndpoint
 from pinfactory.pipeline import Answer, Pipeline, open_pipeline
+from pinfactory.reliability.breaker import BreakerCollector, breakers_of
+from pinfactory.reliability.limits import Admission, RateLimiter, Who
+from pinfactory.reliability.state import open_state
 from pinfactory.request import Request, new_request_id
 from pinfactory.routing import Decision
 from pinfactory.team import Team
@@ -46,7 +59,16 @@ class Gateway:
         self.keyring = Keyring(team.spec.keys)
         self.max_body = team.spec.gateway.max_body_bytes
         self.max_messages = team.spec.gateway.max_messages
+        self.body_timeout_s = team.spec.gateway.body_timeout_s
         self.pipeline: Pipeline | None = None
+        self.state_url = team.spec.state.redis_url
+        self.state = open_state(self.state_url, namespace=f"pf:{team.name}")
+        self.limits = RateLimiter(team.spec.rate_limits, self.state)
+
+    @property
+    def members(self) -> dict[str, Member]:
+        """The open members (none while the gateway starts)."""
+        return self.pipeline.members if self.pipeline is not None else {}
 
     @property
     def ready(self) -> Pipeline:
@@ -60,9 +82,12 @@ class Gateway:
         request_id = headers.get("x-request-id") or new_request_id()
         pipeline = self.ready
         caller: Caller | None = None
+        admission: Admission | None = None
         try:
             caller = self.keyring.identify(headers.get("authorization"))
-            body = await read_body(http, self.max_body, headers.get("content-length"))
+            body = await read_body(
+                http, self.max_body, headers.get("content-length"), self.body_timeout_s
+            )
             request, include_usage = parse_request(
                 body,
                 unit=caller.unit,
@@ -76,12 +101,16 @@ class Gateway:
                     f"the limit is {self.max_messages}",
                     param="messages",
                 )
+            if self.limits.active:
+                who = Who(caller.key_id, caller.user, caller.unit)
+                admission = await self.limits.admit(who, request.prompt_tokens)
         except PinfactoryError as exc:
             unit = caller.unit if caller else "-"
             await pipeline.record_failure(None, exc, started, request_id=request_id, unit=unit)
             return error_response(exc, request_id)
         if request.stream:
-            return await self._stream(pipeline, request, started, include_usage)
+            return await self._stream(pipeline, request, started, include_usage, admission)
+        answer: Answer | None = None
         try:
             answer = await pipeline.complete(request, started)
         except PinfactoryError as exc:
@@ -90,10 +119,17 @@ class Gateway:
             error = unexpected(exc, request_id)
             await pipeline.record_failure(request, error, started)
             return error_response(error, request_id)
+        finally:
+            await self._done(admission, answer)
         return AnswerResponse(answer)
 
     async def _stream(
-        self, pipeline: Pipeline, request: Request, started: float, include_usage: bool
+        self,
+        pipeline: Pipeline,
+        request: Request,
+        started: float,
+        include_usage: bool,
+        admission: Admission | None = None,
     ) -> Response:
         """Start the stream only once the member has begun answering.
 
@@ -105,8 +141,10 @@ class Gateway:
             decision = await anext(events)
             first = await anext(events)
         except PinfactoryError as exc:
+            await self._done(admission, None)
             return error_response(exc, request.request_id)
         except Exception as exc:
+            await self._done(admission, None)
             error = unexpected(exc, request.request_id)
             await pipeline.record_failure(request, error, started)
             return error_response(error, request.request_id)
@@ -115,21 +153,30 @@ class Gateway:
         async def sse() -> AsyncIterator[bytes]:
             yield _sse(chunk_body(request, decision.member, {"role": "assistant", "content": ""}))
             pending: list[str | Answer | Decision] = [first]
+            answer: Answer | None = None
             try:
                 while True:
                     event = pending.pop() if pending else await anext(events)
                     if isinstance(event, str):
                         yield _sse(chunk_body(request, decision.member, {"content": event}))
                     elif isinstance(event, Answer):
+                        answer = event
                         yield _sse(final_chunk(event, include_usage))
             except StopAsyncIteration:
                 yield b"data: [DONE]\n\n"
             except PinfactoryError as exc:
                 body = {"error": {"message": exc.message, "type": exc.type, "code": exc.code}}
                 yield _sse(body)
+            finally:
+                await self._done(admission, answer)
 
         headers = {"x-pinfactory-member": decision.member, "x-request-id": request.request_id}
         return StreamingResponse(sse(), media_type="text/event-stream", headers=headers)
+
+    async def _done(self, admission: Admission | None, answer: Answer | None) -> None:
+        if admission is not None:
+            used = answer.completion.usage.output_tokens if answer else 0
+            await self.limits.done(admission, used)
 
     async def models(self, http: HTTPRequest) -> Response:
         self.keyring.identify(http.headers.get("authorization"))
@@ -194,16 +241,27 @@ def header_dict(scope: Scope) -> dict[str, str]:
     return headers
 
 
-async def read_body(http: HTTPRequest, limit: int, declared: str | None) -> bytes:
-    """The body, refused with 413 as soon as it passes ``limit`` bytes (or declares more)."""
+async def read_body(
+    http: HTTPRequest, limit: int, declared: str | None, timeout_s: float = 30.0
+) -> bytes:
+    """The body, refused with 413 as soon as it passes ``limit`` bytes (or declares more),
+    408 when it is not whole within ``timeout_s``, 499 when the client hangs up."""
     if declared and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
     chunks, size = [], 0
-    async for chunk in http.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in http.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError as exc:
+        raise RequestTimeout(
+            f"request body not received within {timeout_s:g}s ({size} bytes arrived)"
+        ) from exc
+    except ClientDisconnect as exc:
+        raise ClientClosedRequest(f"client hung up after {size} bytes of its request body") from exc
     return b"".join(chunks)
 
 
@@ -243,10 +301,15 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        async with open_pipeline(team, ledger=ledger, observers=observers) as pipeline:
-            gateway.pipeline = pipeline
-            yield
-            gateway.pipeline = None
+        await gateway.state.open()
+        try:
+            async with open_pipeline(team, ledger=ledger, observers=observers) as pipeline:
+                await warm_up(pipeline)
+                gateway.pipeline = pipeline
+                yield
+                gateway.pipeline = None
+        finally:
+            await gateway.state.close()
 
     async def on_error(http: HTTPRequest, exc: Exception) -> Response:
         assert isinstance(exc, PinfactoryError)
@@ -256,9 +319,11 @@ def create_app(
         Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
         Route("/v1/models", gateway.models, methods=["GET"]),
         Route("/healthz", gateway.healthz, methods=["GET"]),
+        *health_routes(gateway),  # /health/live, /health/ready
         *admin_routes(gateway),  # /admin/*, /v1/costs, /v1/reviews/{id}
     ]
     if metrics is not None:
+        metrics.add_collector(BreakerCollector(lambda: breakers_of(gateway.members).values()))
         endpoint = MetricsEndpoint(metrics, gateway.keyring, team.spec.observe.metrics)
         routes.append(Route("/metrics", endpoint.handle, methods=["GET"]))
     app = GatewayApp(

@@ -13,6 +13,7 @@ class Caller:
     unit: str
     user: str = ""
     admin: bool = False
+    key_id: str = ""  # the first 16 hex digits of the key's SHA-256: names it in rate limits
 
 
 OPEN_CALLER = Caller(unit="default", admin=True)
@@ -27,7 +28,9 @@ class Keyring:
 
     def __init__(self, keys: list[KeySpec]) -> None:
         live = [spec for spec in keys if not spec.revoked]
-        self._by_digest = {spec.digest: Caller(spec.unit, spec.user, spec.admin) for spec in live}
+        self._by_digest = {
+            spec.digest: Caller(spec.unit, spec.user, spec.admin, spec.digest[:16]) for spec in live
+        }
         self._revoked = {spec.digest for spec in keys if spec.revoked}
         self.units = sorted({spec.unit for spec in keys})
 

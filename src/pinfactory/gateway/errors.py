@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import orjson
 from starlette.responses import Response
@@ -17,6 +18,10 @@ def error_response(error: PinfactoryError, request_id: str = "") -> Response:
     headers = {"x-request-id": request_id} if request_id else {}
     if isinstance(error, MemberError):
         headers["x-pinfactory-member"] = error.member
+    if error.retry_after_s is not None:
+        headers["retry-after"] = str(max(1, math.ceil(error.retry_after_s)))
+    if error.should_retry is not None:
+        headers["x-should-retry"] = "true" if error.should_retry else "false"
     if error.status >= 500:
         log.warning("request %s failed: %s", request_id, error.message)
     body = error_body(error.message, type_=error.type, code=error.code, param=error.param)

@@ -160,6 +160,8 @@ def _common_shape(data: dict[str, Any]) -> tuple[tuple[Message, ...], bool] | No
         if type(message) is not dict or not _MESSAGE_FIELDS.issuperset(message):
             return None
         role, content = message.get("role"), message.get("content")
+        if isinstance(role, list | dict):  # unhashable: the pydantic model names the field
+            return None
         if role not in _ROLES or (content is not None and type(content) is not str):
             return None
         text = content or ""

@@ -9,6 +9,8 @@ parent also gives the workers a fresh folder for shared Prometheus metrics
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import os
 import shutil
 import socket
@@ -21,35 +23,133 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors import Multiprocess
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
-    from pinfactory.team import Team
+    from pinfactory.team import GatewaySpec, Team
 
 TEAM_FILE_ENV = "PINFACTORY_TEAM_FILE"
+HEADER_TIMEOUT_ENV = "PINFACTORY_HEADER_TIMEOUT_S"
 
 
-def config(app: Any, host: str, port: int, **options: Any) -> uvicorn.Config:
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost``; every other address (0.0.0.0 too) is not."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve anywhere
+
+
+def open_exposure(team: Team, host: str, *, allow_open: bool) -> str | None:
+    """Refuse to serve a keyless team beyond loopback unless ``allow_open``.
+
+    A team with no keys answers anyone, admin API included. Raises :class:`RequestError`
+    without ``allow_open``; with it, returns the warning to print. None when safe.
+    """
+    from pinfactory.errors import PinfactoryError
+
+    if team.spec.keys or is_loopback(host):
+        return None
+    problem = (
+        f"team '{team.name}' has no API keys, so on {host} anyone who can reach the port "
+        "can use it and its /admin API"
+    )
+    if not allow_open:
+        raise PinfactoryError(
+            f"{problem}; add keys to the team file, bind 127.0.0.1, or pass --allow-open"
+        )
+    return problem
+
+
+def config(
+    app: Any, host: str, port: int, *, limits: GatewaySpec | None = None, **options: Any
+) -> uvicorn.Config:
+    """uvicorn's settings for the gateway; ``limits`` sets the slow-client timeouts."""
+    if limits is None:
+        gateway = getattr(getattr(app, "state", None), "gateway", None)
+        limits = gateway.team.spec.gateway if gateway is not None else None
+    header_timeout_s = limits.header_timeout_s if limits is not None else 10.0
     return uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level=options.pop("log_level", "warning"),
-        access_log=False,
+        access_log=False,  # pinfactory writes its own JSON access log (observe/access_log.py)
         proxy_headers=False,  # nothing reads the client address; saves work per request
         loop="uvloop",
-        http="httptools",
+        http=guarded_http(header_timeout_s),
+        timeout_keep_alive=int(limits.keep_alive_s) if limits is not None else 5,
+        # a worker loads its models and warms its router before it is ready (uvicorn's
+        # default, 5 s, restarts a worker that is still loading on a busy machine)
+        timeout_worker_healthcheck=120,
         **options,
     )
+
+
+class GuardedHttpTools(HttpToolsProtocol):
+    """uvicorn's httptools protocol, closing connections that send no whole request head.
+
+    uvicorn times out idle keep-alive connections but not a client that connects and
+    never finishes its headers (or trickles them): each such connection would be held
+    forever. The timer runs from the connection's start (and from the end of each
+    response) until the head is complete. Worker processes import this class by name
+    and read the timeout from ``PINFACTORY_HEADER_TIMEOUT_S``, which the parent sets.
+    """
+
+    header_timeout_s = float(os.environ.get(HEADER_TIMEOUT_ENV) or 10.0)
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._head_timer = self.loop.call_later(self.header_timeout_s, self._expire)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _expire(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+def guarded_http(header_timeout_s: float) -> type[GuardedHttpTools]:
+    """:class:`GuardedHttpTools` with ``header_timeout_s`` (in this process)."""
+    if header_timeout_s == GuardedHttpTools.header_timeout_s:
+        return GuardedHttpTools
+    return type("GuardedHttpTools", (GuardedHttpTools,), {"header_timeout_s": header_timeout_s})
 
 
 def app_from_environment() -> Starlette:
     """The app factory each worker process calls."""
     from pinfactory.gateway import create_app
+    from pinfactory.observe.access_log import log_to_stderr
     from pinfactory.team import load_team
 
+    log_to_stderr()
     return create_app(load_team(os.environ.get(TEAM_FILE_ENV) or None))
 
 
@@ -57,16 +157,29 @@ def serve_forever(
     team: Team, team_path: Path | None, host: str, port: int, *, workers: int = 1
 ) -> None:
     """Serve in the foreground until interrupted; ``workers`` > 1 forks processes."""
+    from pinfactory.observe.access_log import log_to_stderr
+
+    log_to_stderr()
     if workers == 1:
         from pinfactory.gateway import create_app
 
-        uvicorn.Server(config(create_app(team), host, port, log_level="info")).run()
+        app = create_app(team)
+        uvicorn.Server(config(app, host, port, log_level="info", limits=team.spec.gateway)).run()
         return
     from pinfactory.observe.metrics import MULTIPROC_DIR_ENV
 
     os.environ[TEAM_FILE_ENV] = str(team_path.resolve()) if team_path else ""
+    os.environ[HEADER_TIMEOUT_ENV] = repr(team.spec.gateway.header_timeout_s)
     target = f"{__name__}:app_from_environment"
-    cfg = config(target, host, port, log_level="info", factory=True, workers=workers)
+    cfg = config(
+        target,
+        host,
+        port,
+        limits=team.spec.gateway,
+        log_level="info",
+        factory=True,
+        workers=workers,
+    )
     previous = os.environ.get(MULTIPROC_DIR_ENV)
     metrics_dir = tempfile.mkdtemp(prefix="pinfactory-metrics-")
     os.environ[MULTIPROC_DIR_ENV] = metrics_dir  # spawned workers inherit it

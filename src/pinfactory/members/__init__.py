@@ -1,6 +1,6 @@
 """Team members: remote LLMs, the local model, tools and retrieval."""
 
-from pinfactory.members import calculator, llamacpp, openai_http, orders, retrieval
+from pinfactory.members import balanced, calculator, llamacpp, openai_http, orders, retrieval
 from pinfactory.members.base import Completion, Member, Price, Usage
 from pinfactory.members.registry import MEMBER_KINDS, member_class, register
 
@@ -10,6 +10,7 @@ __all__ = [
     "Member",
     "Price",
     "Usage",
+    "balanced",
     "calculator",
     "llamacpp",
     "member_class",

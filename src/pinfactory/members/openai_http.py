@@ -1,29 +1,29 @@
 """A member behind any OpenAI-compatible endpoint, over a pooled aiohttp session.
 
 Translation (request -> payload, response -> completion) is pure and kept
-apart from transport; the HTTP layer only sends, times out and maps faults
-to :class:`MemberError` (502) or :class:`MemberTimeout` (504).
+apart from transport: :class:`~pinfactory.members.upstream.Upstream` sends,
+times out, retries, breaks the circuit and maps faults to :class:`MemberError`.
 
 Why aiohttp and not httpx: against an instant upstream on loopback, one
 keep-alive request costs about 0.47 ms of client time with aiohttp and
 1.35 ms with httpx 0.28 (``bench/gateway_overhead.py``; docs/observe.md). The
 member is the gateway's hot path, so the difference is most of the latency
-the gateway adds. Timeouts keep httpx's meaning: ``timeout_s`` bounds each
-read (so a long stream that keeps talking is fine), connecting gets at most 5 s.
+the gateway adds.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
 from typing import Any
 
-import aiohttp
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from pinfactory.errors import MemberError, MemberTimeout
 from pinfactory.members.base import Completion, Member, Usage
 from pinfactory.members.registry import register
+from pinfactory.members.upstream import Upstream, UpstreamSpec, WholeBody
+from pinfactory.reliability.breaker import CircuitBreaker
 from pinfactory.request import Request, estimate_tokens
 
 
@@ -35,6 +35,10 @@ class OpenAIHTTPSettings(BaseModel):
     model: str = Field(min_length=1)
     max_connections: int = Field(default=100, gt=0)
     default_max_tokens: int | None = Field(default=None, gt=0)
+    upstream: UpstreamSpec = Field(
+        default_factory=UpstreamSpec,
+        description="timeouts, retries, breaker, size cap; the team's ``upstream:`` is the default",
+    )
 
 
 def to_payload(
@@ -102,84 +106,67 @@ class OpenAIHTTPMember(Member):
     Settings = OpenAIHTTPSettings
     settings: OpenAIHTTPSettings
 
-    _session: aiohttp.ClientSession | None = None
-    _url: str = ""
-
-    async def open(self) -> None:
-        if self._session is None:
-            headers = {"content-type": "application/json"}
-            if self.settings.api_key:
-                headers["authorization"] = f"Bearer {self.settings.api_key}"
-            connector = aiohttp.TCPConnector(
-                limit=self.settings.max_connections,
-                limit_per_host=self.settings.max_connections,
-                keepalive_timeout=30,
-            )
-            self._session = aiohttp.ClientSession(
-                headers=headers,
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_read=self.timeout_s, connect=min(self.timeout_s, 5.0)
-                ),
-                auto_decompress=True,
-                skip_auto_headers=("user-agent",),
-            )
-            self._url = self.settings.base_url.rstrip("/") + "/chat/completions"
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+    _upstream: Upstream | None = None
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            raise MemberError(self.name, "member is not open")
-        return self._session
+    def upstream(self) -> Upstream:
+        """The transport (timeouts, retries, breaker); built on first use, opened in ``open``."""
+        if self._upstream is None:
+            headers = {}
+            if self.settings.api_key:
+                headers["authorization"] = f"Bearer {self.settings.api_key}"
+            self._upstream = Upstream(
+                self.name,
+                self.settings.base_url.rstrip("/") + "/chat/completions",
+                self.settings.upstream,
+                timeout_s=self.timeout_s,
+                headers=headers,
+                max_connections=self.settings.max_connections,
+            )
+        return self._upstream
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        return self.upstream.breaker
+
+    async def open(self) -> None:
+        await self.upstream.open()
+
+    async def close(self) -> None:
+        if self._upstream is not None:
+            await self._upstream.close()
+            self._upstream = None
 
     async def complete(self, request: Request) -> Completion:
-        body = orjson.dumps(self._payload(request, stream=False))
-        try:
-            async with self.session.post(self._url, data=body) as response:
-                raw = await response.read()
-                status = response.status
-        except TimeoutError as exc:
-            raise MemberTimeout(self.name, f"no answer within {self.timeout_s:g}s") from exc
-        except aiohttp.ClientError as exc:
-            raise MemberError(self.name, f"cannot reach upstream: {type(exc).__name__}") from exc
-        self._check_status(status, raw)
-        try:
-            text, usage, model, finish = parse_completion(orjson.loads(raw))
-        except ValueError as exc:  # includes JSONDecodeError and UnicodeDecodeError
-            raise MemberError(self.name, f"upstream sent garbage: {exc}") from exc
+        body = await self.upstream.post(orjson.dumps(self._payload(request, stream=False)))
+        with self.upstream.garbled("body"):
+            text, usage, model, finish = parse_completion(body)
         return self._completion(request, text, usage, model, finish)
 
     async def stream(self, request: Request) -> AsyncIterator[str | Completion]:
         body = orjson.dumps(self._payload(request, stream=True))
         parts: list[str] = []
         usage, model, finish = Usage(), "", "stop"
-        try:
-            async with self.session.post(self._url, data=body) as response:
-                if response.status >= 400:
-                    self._check_status(response.status, await response.read())
-                async for line in _lines(response):
-                    chunk = parse_sse_line(line)
-                    if chunk is None:
-                        continue
-                    model = str(chunk.get("model") or model)
-                    usage = parse_usage(chunk.get("usage")) if chunk.get("usage") else usage
-                    for choice in chunk.get("choices") or ():
-                        delta = (choice.get("delta") or {}).get("content")
-                        finish = choice.get("finish_reason") or finish
-                        if delta:
-                            parts.append(delta)
-                            yield delta
-        except TimeoutError as exc:
-            raise MemberTimeout(self.name, f"stream stalled for {self.timeout_s:g}s") from exc
-        except aiohttp.ClientError as exc:
-            raise MemberError(self.name, f"stream broke: {type(exc).__name__}") from exc
-        except (ValueError, AttributeError) as exc:
-            raise MemberError(self.name, f"upstream sent a garbled stream: {exc}") from exc
+        async with aclosing(self.upstream.stream(body)) as chunks:
+            async for chunk in chunks:
+                with self.upstream.garbled("stream"):
+                    if isinstance(chunk, WholeBody):  # the upstream ignored ``stream``
+                        text, usage, model, finish = parse_completion(chunk.body)
+                        deltas = [text] if text else []
+                    else:
+                        model = str(chunk.get("model") or model)
+                        usage = parse_usage(chunk.get("usage")) if chunk.get("usage") else usage
+                        deltas = []
+                        for choice in chunk.get("choices") or ():
+                            finish = choice.get("finish_reason") or finish
+                            delta = (choice.get("delta") or {}).get("content")
+                            if delta:
+                                if not isinstance(delta, str):
+                                    raise ValueError("delta.content is not a string")
+                                deltas.append(delta)
+                for delta in deltas:
+                    parts.append(delta)
+                    yield delta
         yield self._completion(request, "".join(parts), usage, model, finish)
 
     def _payload(self, request: Request, *, stream: bool) -> dict[str, Any]:
@@ -188,16 +175,6 @@ class OpenAIHTTPMember(Member):
             self.settings.model,
             stream=stream,
             default_max_tokens=self.settings.default_max_tokens,
-        )
-
-    def _check_status(self, status: int, body: bytes) -> None:
-        if status < 400:
-            return
-        detail = body[:200].decode(errors="replace").strip().replace("\n", " ")
-        raise MemberError(
-            self.name,
-            f"upstream answered HTTP {status}: {detail}",
-            status=504 if status in (408, 504) else 502,
         )
 
     def _completion(
@@ -212,15 +189,3 @@ class OpenAIHTTPMember(Member):
             model=model or self.settings.model,
             finish_reason=finish,
         )
-
-
-async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
-    """The body as text lines, however the upstream splits its chunks."""
-    buffer = b""
-    async for chunk in response.content.iter_any():
-        buffer += chunk
-        while b"\n" in buffer:
-            line, buffer = buffer.split(b"\n", 1)
-            yield line.decode().rstrip("\r")
-    if buffer:
-        yield buffer.decode().rstrip("\r")

@@ -105,4 +105,8 @@ def build_observers(team: Team) -> Observers:
 
         kinds = {m.name: m.kind for m in team.members}
         observers.append(Tracing(spec.tracing, team=team.name, member_kinds=kinds))
+    from pinfactory.observe.access_log import AccessLog, wanted
+
+    if wanted(spec.access_log):
+        observers.append(AccessLog())
     return Observers(observers)

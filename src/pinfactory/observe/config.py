@@ -49,3 +49,8 @@ class ObserveSpec(BaseModel):
 
     tracing: TracingSpec = TracingSpec()
     metrics: MetricsSpec = MetricsSpec()
+    access_log: bool | None = Field(
+        default=None,
+        description="one JSON line per request on the pinfactory.access logger; unset: on "
+        "when that logger is enabled for INFO as the gateway starts (pinfactory serve does)",
+    )

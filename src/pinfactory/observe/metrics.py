@@ -94,6 +94,7 @@ class Metrics:
 
         self.workers: Gauge | None = None
         self.shared_dir: str | None = None
+        self._collectors: list[Any] = []  # gauges read at scrape time (breaker states)
         # labelled children of the per-answer metrics, looked up once per (member, unit)
         self._answer_children: dict[tuple[str, str], _AnswerChildren] = {}
         self._stage_children: dict[str, Any] = {}
@@ -157,12 +158,19 @@ class Metrics:
                     child = self._stage_children[span.name] = self.stage_seconds.labels(span.name)
                 child.observe(timeline.duration_s(span))
 
+    def add_collector(self, collector: Any) -> None:
+        """A collector read at each scrape (in multiprocess mode too: this worker's view)."""
+        self._collectors.append(collector)
+        self.registry.register(collector)
+
     def exposition(self) -> bytes:
         """Prometheus text: this app's registry, or every worker's files in multiprocess mode."""
         if self.shared_dir is None:
             return generate_latest(self.registry)
         merged = CollectorRegistry()
         multiprocess.MultiProcessCollector(merged, path=self.shared_dir)  # type: ignore[no-untyped-call]
+        for collector in self._collectors:
+            merged.register(collector)
         return generate_latest(merged)
 
 

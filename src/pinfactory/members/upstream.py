@@ -1,0 +1,444 @@
+"""The HTTP transport to one upstream: timeouts, retries, a circuit breaker and a size cap.
+
+Members that call an OpenAI-compatible endpoint translate requests and responses
+themselves (pure functions) and send through an :class:`Upstream`, which only moves
+bytes and decides what a fault means:
+
+- timeouts: connecting, the first token (SSE comments do not count), the gap between
+  two chunks, and the whole call, retries included;
+- retries with exponential backoff and jitter (tenacity) on connection errors and HTTP
+  408/409/429/5xx only, waiting out a ``Retry-After`` up to ``max_retry_after_s``; a
+  stream is retried only until its first chunk, so nothing already sent to a client is
+  ever sent twice;
+- an upstream 429 that cannot be waited out is answered 429 with its ``Retry-After``;
+- bodies and streams over ``max_response_bytes`` are cut and answered 502;
+- a stream that ends without ``[DONE]`` or carries something that is not JSON fails;
+- a :class:`~pinfactory.reliability.breaker.CircuitBreaker` per member.
+
+Every fault becomes a :class:`MemberError` naming the member: 502, 504 on timeouts, 503
+when the breaker is open, 429 for the upstream's rate limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+
+import aiohttp
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from pinfactory.errors import MemberError, MemberTimeout
+from pinfactory.reliability.breaker import BreakerSpec, CircuitBreaker, MemberUnavailable
+from pinfactory.reliability.state import SharedState, open_state
+
+T = TypeVar("T")
+RETRYABLE_STATUS = frozenset({408, 409, 429})
+MiB = 1024 * 1024
+
+
+class UpstreamSpec(BaseModel):
+    """How a member talks to its upstream. Team-wide defaults in the team file's
+    ``upstream:``; a member's own ``settings.upstream`` overrides them field by field.
+
+    Times are seconds; ``None`` means the member's ``timeout_s``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    first_token_timeout_s: float | None = Field(default=None, gt=0)
+    idle_timeout_s: float | None = Field(default=None, gt=0, description="gap between chunks")
+    total_timeout_s: float | None = Field(default=None, gt=0, description="retries included")
+    retries: int = Field(default=2, ge=0, le=10, description="extra attempts after the first")
+    backoff_s: float = Field(default=0.05, ge=0, description="first backoff; doubles, jittered")
+    backoff_max_s: float = Field(default=2.0, ge=0)
+    max_retry_after_s: float = Field(
+        default=5.0, ge=0, description="a longer Retry-After is passed on to the client"
+    )
+    max_response_bytes: int = Field(default=8 * MiB, gt=0)
+    breaker: BreakerSpec = BreakerSpec()
+    state_url: str | None = Field(
+        default=None, description="redis://... to share breaker state between workers"
+    )
+    state_namespace: str = Field(
+        default="pf", description="key prefix there; the team loader sets pf:<team name>"
+    )
+
+
+class UpstreamFailed(MemberError):
+    """The upstream failed one attempt; ``retryable`` when another attempt may succeed."""
+
+    def __init__(
+        self,
+        member: str,
+        message: str,
+        *,
+        status: int = 502,
+        retryable: bool = False,
+        retry_after_s: float | None = None,
+        counts: bool = True,
+    ) -> None:
+        super().__init__(member, message, status=status, retry_after_s=retry_after_s)
+        self.retryable = retryable
+        self.should_retry = retryable  # x-should-retry: the client may try again later
+        self.counts = counts  # a failure the breaker counts (not the upstream's rate limit)
+
+
+class UpstreamTimeout(MemberTimeout):
+    def __init__(self, member: str, message: str, *, retryable: bool = False) -> None:
+        super().__init__(member, message)
+        self.retryable = retryable
+
+
+@dataclass(frozen=True, slots=True)
+class WholeBody:
+    """A stream request answered with a plain JSON body (some upstreams ignore ``stream``)."""
+
+    body: Any
+
+
+class Upstream:
+    """POSTs JSON to one URL for one member. ``open`` in the app's lifespan, ``close`` after.
+
+    ``post`` returns the decoded JSON body; ``stream`` yields each SSE ``data:`` chunk
+    decoded (a :class:`WholeBody` when the answer was not a stream).
+    """
+
+    def __init__(
+        self,
+        member: str,
+        url: str,
+        spec: UpstreamSpec,
+        *,
+        timeout_s: float,
+        headers: Mapping[str, str] = {},
+        max_connections: int = 100,
+        state: SharedState | None = None,
+    ) -> None:
+        self.member = member
+        self.url = url
+        self.spec = spec
+        self.headers = dict(headers)
+        self.max_connections = max_connections
+        self.total_s = spec.total_timeout_s or timeout_s
+        self.first_token_s = spec.first_token_timeout_s or timeout_s
+        self.idle_s = spec.idle_timeout_s or timeout_s
+        self.state = state or open_state(spec.state_url, namespace=spec.state_namespace)
+        self.breaker = CircuitBreaker(member, spec.breaker, self.state)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def open(self) -> None:
+        if self._session is None:
+            await self.state.open()
+            connector = aiohttp.TCPConnector(
+                limit=self.max_connections,
+                limit_per_host=self.max_connections,
+                keepalive_timeout=30,
+            )
+            self._session = aiohttp.ClientSession(
+                headers={"content-type": "application/json", **self.headers},
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=self.spec.connect_timeout_s, sock_read=None
+                ),
+                auto_decompress=True,
+                skip_auto_headers=("user-agent",),
+            )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        await self.state.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise MemberError(self.member, "member is not open")
+        return self._session
+
+    async def post(self, body: bytes) -> Any:
+        """The decoded JSON answer to ``body``, after retries; raises :class:`MemberError`."""
+        deadline = time.monotonic() + self.total_s
+        return await self._with_retries(lambda: self._post_once(body, deadline), deadline)
+
+    async def stream(self, body: bytes) -> AsyncGenerator[Mapping[str, Any] | WholeBody, None]:
+        """Each decoded ``data:`` chunk until ``[DONE]``; raises :class:`MemberError`."""
+        deadline = time.monotonic() + self.total_s
+        reader, first = await self._with_retries(
+            lambda: self._open_stream(body, deadline), deadline
+        )
+        if reader is None:
+            if first is not None:
+                yield first
+            return
+        ok = False
+        try:
+            while first is not None:
+                yield first  # from the first chunk on the client may have bytes: no retries
+                limit = min(self.idle_s, deadline - time.monotonic())
+                with self._faults("stream", stalled=f"no chunk for {limit:.3g}s"):
+                    async with asyncio.timeout(max(limit, 0.0)):
+                        first = await reader.next_chunk()
+            ok = True
+        except MemberError as exc:
+            await self._failed(exc)
+            raise
+        finally:
+            if ok:
+                reader.response.release()
+                await self.breaker.succeeded()
+            else:
+                reader.response.close()
+
+    async def _with_retries(self, attempt: Callable[[], Awaitable[T]], deadline: float) -> T:
+        """One attempt; on a retryable failure, more with backoff (tenacity) while time lasts."""
+        try:
+            return await attempt()  # the healthy path never builds a retrying object
+        except MemberError as exc:
+            if not self._should_retry(exc, deadline):
+                raise
+            first = exc
+        backoff = wait_exponential_jitter(
+            multiplier=self.spec.backoff_s, max=self.spec.backoff_max_s, jitter=self.spec.backoff_s
+        )
+
+        def wait(state: RetryCallState) -> float:
+            failure = state.outcome.exception() if state.outcome else None
+            after = failure.retry_after_s if isinstance(failure, MemberError) else None
+            return max(backoff(state), after or 0.0)
+
+        async def sleep(seconds: float) -> None:
+            await asyncio.sleep(max(0.0, min(seconds, deadline - time.monotonic() - 0.001)))
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.spec.retries + 1),
+            wait=wait,
+            retry=retry_if_exception(
+                lambda e: isinstance(e, MemberError)
+                and not refused
+                and self._should_retry(e, deadline)
+            ),
+            sleep=sleep,
+            reraise=True,
+        )
+        last, refused = first, False
+        async for trial in retrying:
+            with trial:
+                if trial.retry_state.attempt_number == 1:
+                    raise first  # the attempt already made: tenacity waits and judges it
+                try:
+                    return await attempt()
+                except MemberUnavailable:
+                    refused = True  # our own failures opened the breaker: say why, stop
+                    raise last from None
+                except MemberError as exc:
+                    last = exc
+                    raise
+        raise last  # pragma: no cover - tenacity re-raises the last failure
+
+    def _should_retry(self, exc: MemberError, deadline: float) -> bool:
+        if self.spec.retries == 0 or not getattr(exc, "retryable", False):
+            return False
+        wait = exc.retry_after_s or 0.0
+        if wait > self.spec.max_retry_after_s:
+            return False
+        return time.monotonic() + wait < deadline
+
+    async def _post_once(self, body: bytes, deadline: float) -> Any:
+        await self.breaker.admit()
+        try:
+            limit = min(self.first_token_s, deadline - time.monotonic())
+            with self._faults("body", stalled=f"no answer within {limit:.3g}s"):
+                async with (
+                    asyncio.timeout(max(limit, 0.0)),
+                    self.session.post(self.url, data=body) as response,
+                ):
+                    raw = await self._read_capped(response)
+                    self._check_status(response.status, raw, response.headers)
+                value = orjson.loads(raw)
+        except MemberError as exc:
+            await self._failed(exc)
+            raise
+        await self.breaker.succeeded()
+        return value
+
+    async def _open_stream(
+        self, body: bytes, deadline: float
+    ) -> tuple[_SSEReader | None, Mapping[str, Any] | WholeBody | None]:
+        """Send, check the status and read up to the first chunk (comments do not count).
+
+        (reader, first chunk); (None, WholeBody) for a plain JSON answer; (reader, None)
+        for a stream that sent ``[DONE]`` and nothing else.
+        """
+        await self.breaker.admit()
+        response: aiohttp.ClientResponse | None = None
+        try:
+            limit = min(self.first_token_s, deadline - time.monotonic())
+            with self._faults("stream", stalled=f"no token within {limit:.3g}s"):
+                async with asyncio.timeout(max(limit, 0.0)):
+                    response = await self.session.post(self.url, data=body)
+                    if response.status >= 400:
+                        raw = await self._read_capped(response)
+                        self._check_status(response.status, raw, response.headers)
+                    if response.content_type == "application/json":
+                        whole = WholeBody(orjson.loads(await self._read_capped(response)))
+                        response.release()
+                        await self.breaker.succeeded()
+                        return None, whole
+                    reader = _SSEReader(self.member, response, self.spec.max_response_bytes)
+                    return reader, await reader.next_chunk()
+        except MemberError as exc:
+            if response is not None:
+                response.close()
+            await self._failed(exc)
+            raise
+
+    async def _failed(self, exc: MemberError) -> None:
+        if getattr(exc, "counts", True) and exc.status not in (429, 503):
+            await self.breaker.failed()
+
+    @contextmanager
+    def _faults(self, what: str, *, stalled: str) -> Iterator[None]:
+        """The one place aiohttp's and the wire's faults become :class:`MemberError`."""
+        try:
+            yield
+        except MemberError:
+            raise
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise UpstreamTimeout(
+                self.member,
+                f"cannot connect within {self.spec.connect_timeout_s:g}s",
+                retryable=True,
+            ) from exc
+        except TimeoutError as exc:
+            raise UpstreamTimeout(self.member, stalled) from exc
+        except aiohttp.ClientPayloadError as exc:  # the connection closed mid-body
+            ended = "stream ended without [DONE]" if what == "stream" else "body cut short"
+            raise UpstreamFailed(
+                self.member, f"{ended}: {type(exc).__name__}", retryable=True
+            ) from exc
+        except aiohttp.ClientConnectionError as exc:
+            broke = "stream broke" if what == "stream" else "cannot reach upstream"
+            raise UpstreamFailed(
+                self.member, f"{broke}: {type(exc).__name__}", retryable=True
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamFailed(self.member, f"upstream failed: {type(exc).__name__}") from exc
+        except (ValueError, TypeError, AttributeError, KeyError, UnicodeError) as exc:
+            said = "garbage" if what == "body" else f"a garbled {what}"
+            raise UpstreamFailed(self.member, f"upstream sent {said}: {exc}") from exc
+
+    @contextmanager
+    def garbled(self, what: str) -> Iterator[None]:
+        """Translation errors on what the upstream sent become a 502 naming the member."""
+        try:
+            yield
+        except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+            raise UpstreamFailed(self.member, f"upstream sent a garbled {what}: {exc}") from exc
+
+    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
+        """The whole body, refused (502) as soon as it passes ``max_response_bytes``."""
+        cap = self.spec.max_response_bytes
+        declared = response.content_length
+        if declared is not None and declared > cap:
+            raise UpstreamFailed(
+                self.member, f"upstream response of {declared} bytes is over the {cap}-byte limit"
+            )
+        parts, size = [], 0
+        while more := await response.content.readany():
+            size += len(more)
+            if size > cap:
+                raise UpstreamFailed(self.member, f"upstream response over the {cap}-byte limit")
+            parts.append(more)
+        return b"".join(parts)
+
+    def _check_status(self, status: int, body: bytes, headers: Mapping[str, str]) -> None:
+        if status < 400:
+            return
+        detail = body[:200].decode(errors="replace").strip().replace("\n", " ")
+        retry_after = retry_after_seconds(headers.get("retry-after"))
+        if status == 429:
+            answer = 429
+        elif status in (408, 504):
+            answer = 504
+        else:
+            answer = 502
+        raise UpstreamFailed(
+            self.member,
+            f"upstream answered HTTP {status}: {detail}",
+            status=answer,
+            retryable=status in RETRYABLE_STATUS or status >= 500,
+            retry_after_s=retry_after,
+            counts=status != 429 and (status >= 500 or status in (408, 409)),
+        )
+
+
+class _SSEReader:
+    """``data:`` chunks of an event stream, decoded; None after ``[DONE]``.
+
+    Comments and other fields are skipped. An end without ``[DONE]`` or more than ``cap``
+    bytes in all raise :class:`UpstreamFailed`; a chunk that is not a JSON object raises
+    ``ValueError`` (which :meth:`Upstream._faults` maps).
+    """
+
+    def __init__(self, member: str, response: aiohttp.ClientResponse, cap: int) -> None:
+        self.member = member
+        self.response = response
+        self.cap = cap
+        self.buffer = b""
+        self.size = 0
+
+    async def next_chunk(self) -> Mapping[str, Any] | None:
+        while True:
+            line = await self._line()
+            if not line.startswith(b"data:"):
+                continue  # blank separators, comments (": keep-alive"), event:/id: fields
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                return None
+            if not data:
+                continue
+            chunk = orjson.loads(data)
+            if not isinstance(chunk, Mapping):
+                raise ValueError("stream chunk is not a JSON object")
+            return chunk
+
+    async def _line(self) -> bytes:
+        while b"\n" not in self.buffer:
+            more = await self.response.content.readany()
+            if not more:
+                raise UpstreamFailed(self.member, "stream ended without [DONE]", retryable=True)
+            self.size += len(more)
+            if self.size > self.cap:
+                raise UpstreamFailed(self.member, f"upstream stream over the {self.cap}-byte limit")
+            self.buffer += more
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line.rstrip(b"\r")
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """``Retry-After`` as seconds from now: delta-seconds or an HTTP date; None if absent."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())

@@ -1,0 +1,173 @@
+"""Rate limits per key, user and unit: requests and tokens per minute, concurrent requests.
+
+A team file lists them::
+
+    rate_limits:
+      - {per: unit, name: research, rpm: 60, tpm: 20000, concurrent: 4}
+      - {per: key, rpm: 600}          # no name: every key, each counted on its own
+
+Minutes are fixed windows of wall-clock time (``Retry-After`` says when the next one
+starts); tokens are the prompt's estimate on admission plus the answer's tokens when it
+is done. Counters live in :mod:`pinfactory.reliability.state`, so with Redis every
+worker and host shares them; each check is one atomic increment, undone when refused.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from pinfactory.errors import RateLimited
+from pinfactory.reliability.state import SharedState
+
+WINDOW_S = 60.0
+INFLIGHT_TTL_S = 600.0  # a slot held by a worker that died is freed after this at the latest
+
+
+class RateLimitSpec(BaseModel):
+    """One limit: who it applies to (``per`` and ``name``) and what it allows."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    per: Literal["key", "user", "unit"]
+    name: str | None = Field(
+        default=None, description="the one unit/user it binds; none: each one apart"
+    )
+    rpm: int | None = Field(default=None, gt=0, description="requests per minute")
+    tpm: int | None = Field(default=None, gt=0, description="tokens per minute")
+    concurrent: int | None = Field(default=None, gt=0, description="requests in flight")
+
+    @model_validator(mode="after")
+    def _something(self) -> RateLimitSpec:
+        if self.rpm is None and self.tpm is None and self.concurrent is None:
+            raise ValueError("a rate limit needs at least one of rpm, tpm, concurrent")
+        if self.per == "key" and self.name is not None:
+            raise ValueError("'name' binds a unit or a user; a key limit applies to every key")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Who:
+    """The caller a limit is counted against."""
+
+    key: str  # an opaque id of the API key (a digest prefix), never the key
+    user: str
+    unit: str
+
+    def of(self, per: str) -> str:
+        return {"key": self.key, "user": self.user, "unit": self.unit}[per]
+
+
+@dataclass(slots=True)
+class Admission:
+    """What one admitted request holds; :meth:`RateLimiter.done` gives it back."""
+
+    window: int
+    tpm_keys: list[str] = field(default_factory=list)
+    inflight_keys: list[str] = field(default_factory=list)
+
+
+class RateLimiter:
+    """Checks every limit that applies to a caller. ``admit`` before, ``done`` after."""
+
+    def __init__(
+        self,
+        specs: list[RateLimitSpec],
+        state: SharedState,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.specs = specs
+        self.state = state
+        self.clock = clock
+
+    @property
+    def active(self) -> bool:
+        return bool(self.specs)
+
+    async def admit(self, who: Who, tokens: int) -> Admission:
+        """Count the request; raise :class:`RateLimited` (undoing its counts) if over a limit."""
+        now = self.clock()
+        window = math.floor(now / WINDOW_S)
+        retry_after = (window + 1) * WINDOW_S - now
+        admission = Admission(window)
+        taken: list[tuple[str, int]] = []
+        try:
+            for spec in self.specs:
+                subject = who.of(spec.per)
+                if spec.name is not None and spec.name != subject:
+                    continue
+                base = f"limit:{spec.per}:{subject}"
+                if spec.rpm is not None:
+                    await self._take(
+                        taken,
+                        f"{base}:rpm:{window}",
+                        1,
+                        spec.rpm,
+                        retry_after,
+                        f"{spec.per} '{subject}' is over {spec.rpm} requests a minute",
+                    )
+                if spec.tpm is not None:
+                    if tokens > spec.tpm:
+                        raise RateLimited(
+                            f"the request's {tokens} tokens exceed {spec.per} '{subject}''s "
+                            f"limit of {spec.tpm} tokens a minute",
+                            retry_after_s=retry_after,
+                            should_retry=False,
+                        )
+                    key = f"{base}:tpm:{window}"
+                    await self._take(
+                        taken,
+                        key,
+                        tokens,
+                        spec.tpm,
+                        retry_after,
+                        f"{spec.per} '{subject}' is over {spec.tpm} tokens a minute",
+                    )
+                    admission.tpm_keys.append(key)
+                if spec.concurrent is not None:
+                    key = f"{base}:inflight"
+                    await self._take(
+                        taken,
+                        key,
+                        1,
+                        spec.concurrent,
+                        1.0,
+                        f"{spec.per} '{subject}' has {spec.concurrent} requests in flight already",
+                        ttl_s=INFLIGHT_TTL_S,
+                    )
+                    admission.inflight_keys.append(key)
+        except RateLimited:
+            for key, amount in taken:
+                await self.state.incr(key, -amount, WINDOW_S * 2)
+            raise
+        return admission
+
+    async def done(self, admission: Admission, output_tokens: int) -> None:
+        """Free the concurrency slots; count the answer's tokens in the admission's minute."""
+        for key in admission.inflight_keys:
+            await self.state.incr(key, -1, INFLIGHT_TTL_S)
+        if output_tokens:
+            for key in admission.tpm_keys:
+                await self.state.incr(key, output_tokens, WINDOW_S * 2)
+
+    async def _take(
+        self,
+        taken: list[tuple[str, int]],
+        key: str,
+        amount: int,
+        limit: int,
+        retry_after: float,
+        message: str,
+        *,
+        ttl_s: float = WINDOW_S * 2,
+    ) -> None:
+        value = await self.state.incr(key, amount, ttl_s)
+        taken.append((key, amount))
+        if value > limit:
+            raise RateLimited(message, retry_after_s=retry_after)

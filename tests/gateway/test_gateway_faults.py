@@ -1,0 +1,167 @@
+"""The gateway in front of an upstream that fails on purpose, seen through the OpenAI SDK.
+
+What a client meets: an upstream 429 stays a 429 with its Retry-After, a stream that
+breaks ends with an error event (never a made-up ending) and a 502 row, a budget
+refusal tells the SDK not to retry, and every request is one ledger row.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from pinfactory.gateway import create_app
+from pinfactory.gateway.server import serve_in_thread
+from pinfactory.team import parse_team
+from pinfactory.testing.faults import Fault, FaultPlan, FaultUpstream, echo_answer, fault_upstream
+from tests.conftest import ledger_rows
+
+HI = [{"role": "user", "content": "say something true"}]
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FaultUpstream]:
+    with fault_upstream(FaultPlan(retry_after_s=7, hold_s=3.0)) as server:
+        yield server
+
+
+@pytest.fixture
+def gateway(
+    tmp_path: Path, upstream: FaultUpstream, request: pytest.FixtureRequest
+) -> Iterator[tuple[str, Path]]:
+    fault, extra = request.param
+    ledger = tmp_path / "ledger.db"
+    base_url = upstream.url if fault is None else upstream.fault_url(fault)
+    text = (
+        "name: faulty\n"
+        f"members: [{{name: remote, kind: openai_http, settings: {{base_url: '{base_url}', "
+        "model: m}, price: {per_call: 0.01}}]\n"
+        "routing: {kind: rules, fallback: remote}\n"
+        "upstream: {retries: 0, max_retry_after_s: 1, first_token_timeout_s: 0.5}\n" + extra
+    )
+    team = parse_team(text, "faulty.yaml", {"PINFACTORY_LEDGER": str(ledger)})
+    with serve_in_thread(create_app(team)) as url:
+        yield url, ledger
+
+
+def _client(url: str, retries: int = 0) -> openai.OpenAI:
+    return openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=retries)
+
+
+def _read_stream(client: openai.OpenAI, seen: list[str]) -> None:
+    stream = client.chat.completions.create(model="auto", messages=HI, stream=True)  # type: ignore[arg-type]
+    for chunk in stream:
+        if chunk.choices:
+            assert chunk.choices[0].finish_reason is None  # nothing invented
+            seen.append(chunk.choices[0].delta.content or "")
+
+
+@pytest.mark.parametrize("gateway", [(Fault.RATE_LIMITED, "")], indirect=True)
+def test_upstream_429_reaches_the_client_as_429_with_retry_after(
+    gateway: tuple[str, Path],
+) -> None:
+    url, ledger = gateway
+    with _client(url) as client, pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(model="auto", messages=HI)  # type: ignore[arg-type]
+    headers = caught.value.response.headers
+    assert headers["retry-after"] == "7"
+    assert headers["x-should-retry"] == "true"
+    assert headers["x-pinfactory-member"] == "remote"
+    assert [r["status"] for r in ledger_rows(ledger)] == [429]
+
+
+@pytest.mark.parametrize("gateway", [(Fault.TRUNCATED, "")], indirect=True)
+def test_a_stream_cut_upstream_ends_with_an_error_event_and_a_502_row(
+    gateway: tuple[str, Path],
+) -> None:
+    url, ledger = gateway
+    seen: list[str] = []
+    with _client(url) as client, pytest.raises(openai.APIError, match=r"without \[DONE\]"):
+        _read_stream(client, seen)
+    assert "".join(seen) and "".join(seen) != echo_answer(HI[0]["content"])
+    (row,) = ledger_rows(ledger)
+    assert row["status"] == 502
+    assert "without [DONE]" in row["error"]
+
+
+@pytest.mark.parametrize("gateway", [(Fault.KEEPALIVE, "")], indirect=True)
+def test_keepalives_only_time_out_as_504_before_the_stream_starts(
+    gateway: tuple[str, Path],
+) -> None:
+    url, ledger = gateway
+    with httpx.Client(base_url=url, timeout=10) as client:
+        response = client.post("/v1/chat/completions", json={"messages": HI, "stream": True})
+    assert response.status_code == 504
+    assert "no token within 0.5s" in response.json()["error"]["message"]
+    assert [r["status"] for r in ledger_rows(ledger)] == [504]
+
+
+@pytest.mark.parametrize("gateway", [(None, "rate_limits: [{per: unit, rpm: 2}]\n")], indirect=True)
+def test_rate_limited_requests_get_429_with_retry_after_and_are_recorded(
+    gateway: tuple[str, Path],
+) -> None:
+    url, ledger = gateway
+    with _client(url) as client:
+        for _ in range(2):
+            reply = client.chat.completions.create(model="auto", messages=HI)  # type: ignore[arg-type]
+            assert reply.choices[0].message.content == echo_answer(HI[0]["content"])
+        with pytest.raises(openai.RateLimitError, match="over 2 requests a minute") as caught:
+            client.chat.completions.create(model="auto", messages=HI)  # type: ignore[arg-type]
+    headers = caught.value.response.headers
+    assert 1 <= int(headers["retry-after"]) <= 60
+    assert headers["x-should-retry"] == "true"
+    assert [r["status"] for r in ledger_rows(ledger)] == [200, 200, 429]
+
+
+@pytest.mark.parametrize(
+    "gateway",
+    [(None, "budgets: [{unit: default, period: day, max_spend_usd: 0}]\n")],
+    indirect=True,
+)
+def test_a_budget_refusal_tells_the_sdk_not_to_retry(gateway: tuple[str, Path]) -> None:
+    url, ledger = gateway
+    with _client(url, retries=2) as client, pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(model="auto", messages=HI)  # type: ignore[arg-type]
+    assert caught.value.response.headers["x-should-retry"] == "false"
+    assert len(ledger_rows(ledger)) == 1  # the SDK asked once, not three times
+
+
+def test_health_and_one_json_access_line_per_request(
+    tmp_path: Path, upstream: FaultUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    team = parse_team(
+        "members: [{name: remote, kind: openai_http, settings: "
+        f"{{base_url: '{upstream.url}', model: m}}}}]\n"
+        "routing: {kind: rules, fallback: remote}\n",
+        "logged.yaml",
+        {"PINFACTORY_LEDGER": str(tmp_path / "ledger.db")},
+    )
+    with (
+        caplog.at_level(logging.INFO, logger="pinfactory.access"),
+        serve_in_thread(create_app(team)) as url,
+        httpx.Client(base_url=url) as client,
+    ):
+        assert client.get("/health/live").json() == {"status": "live"}
+        ready = client.get("/health/ready")
+        reply = client.post(
+            "/v1/chat/completions", json={"messages": HI}, headers={"x-request-id": "req_log1"}
+        )
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"members": "ok", "ledger": "ok"}
+    assert reply.status_code == 200
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "pinfactory.access"]
+    assert len(lines) == 1
+    line = lines[0]
+    assert (line["request_id"], line["unit"], line["member"], line["status"]) == (
+        "req_log1",
+        "default",
+        "remote",
+        200,
+    )
+    assert line["latency_ms"] > 0

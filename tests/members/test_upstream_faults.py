@@ -1,0 +1,246 @@
+"""The openai_http transport against a real upstream that fails on purpose.
+
+Each test points a member at a path of the fault upstream that picks its fault
+(``/fault/500*2/v1``: the first two requests fail, then it behaves), so the
+upstream's own request count shows what was retried and what was not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from pinfactory.errors import MemberError, MemberTimeout
+from pinfactory.members import Completion
+from pinfactory.members.openai_http import OpenAIHTTPMember, OpenAIHTTPSettings
+from pinfactory.members.upstream import retry_after_seconds
+from pinfactory.reliability.breaker import BreakerState, MemberUnavailable
+from pinfactory.request import Request
+from pinfactory.testing.faults import Fault, FaultPlan, FaultUpstream, echo_answer, fault_upstream
+
+QUESTION = "how many moons has Mars"
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FaultUpstream]:
+    plan = FaultPlan(slow_s=3.0, retry_after_s=1, oversize_bytes=3 * 1024 * 1024, hold_s=3.0)
+    with fault_upstream(plan) as server:
+        yield server
+
+
+async def _member(base_url: str, timeout_s: float = 5.0, **upstream: Any) -> OpenAIHTTPMember:
+    spec = {"backoff_s": 0.01, "backoff_max_s": 0.05, **upstream}
+    settings = OpenAIHTTPSettings(base_url=base_url, model="m", upstream=spec)
+    member = OpenAIHTTPMember("remote", settings, timeout_s=timeout_s)
+    await member.open()
+    return member
+
+
+async def _stream(member: OpenAIHTTPMember) -> AsyncIterator[str | Completion]:
+    async for event in member.stream(Request.from_text(QUESTION)):
+        yield event
+
+
+async def _drain(member: OpenAIHTTPMember, seen: list[str | Completion] | None = None) -> None:
+    """Read the member's stream to its end, keeping each event in ``seen``."""
+    async for event in _stream(member):
+        if seen is not None:
+            seen.append(event)
+
+
+async def _ask(member: OpenAIHTTPMember, stream: bool) -> None:
+    if stream:
+        await _drain(member)
+    else:
+        await member.complete(Request.from_text(QUESTION))
+
+
+async def test_healthy_upstream_answers_what_it_sent(upstream: FaultUpstream) -> None:
+    member = await _member(upstream.url)
+    try:
+        completion = await member.complete(Request.from_text(QUESTION))
+        events = [e async for e in _stream(member)]
+    finally:
+        await member.close()
+    assert completion.text == echo_answer(QUESTION)
+    assert "".join(e for e in events if isinstance(e, str)) == echo_answer(QUESTION)
+    assert isinstance(events[-1], Completion) and events[-1].text == echo_answer(QUESTION)
+
+
+@pytest.mark.parametrize("fault", [Fault.SERVER_ERROR, Fault.RESET, Fault.TRUNCATED])
+async def test_retryable_faults_are_retried_until_the_upstream_answers(
+    upstream: FaultUpstream, fault: Fault
+) -> None:
+    member = await _member(upstream.fault_url(fault, 2), retries=2)
+    try:
+        completion = await member.complete(Request.from_text(QUESTION))
+    finally:
+        await member.close()
+    assert completion.text == echo_answer(QUESTION)
+    assert upstream.hits(fault, 2) == 3  # two failures, one success
+
+
+async def test_without_retries_the_first_failure_is_a_502_naming_the_member(
+    upstream: FaultUpstream,
+) -> None:
+    member = await _member(upstream.fault_url(Fault.SERVER_ERROR, 1), retries=0)
+    try:
+        with pytest.raises(MemberError) as caught:
+            await member.complete(Request.from_text(QUESTION))
+    finally:
+        await member.close()
+    assert caught.value.status == 502
+    assert caught.value.member == "remote"
+    assert "HTTP 500" in caught.value.message
+
+
+@pytest.mark.parametrize("fault", [Fault.MALFORMED, Fault.BAD_USAGE])
+async def test_garbage_is_a_502_and_never_retried(upstream: FaultUpstream, fault: Fault) -> None:
+    member = await _member(upstream.fault_url(fault, 5), retries=3)
+    try:
+        with pytest.raises(MemberError) as caught:
+            await member.complete(Request.from_text(QUESTION))
+    finally:
+        await member.close()
+    assert caught.value.status == 502
+    assert "garbled" in caught.value.message or "garbage" in caught.value.message
+    assert upstream.hits(fault, 5) == 1
+
+
+async def test_a_429_too_long_to_wait_is_passed_on_with_its_retry_after(
+    upstream: FaultUpstream,
+) -> None:
+    member = await _member(upstream.fault_url(Fault.RATE_LIMITED, 3), max_retry_after_s=0.5)
+    try:
+        with pytest.raises(MemberError) as caught:
+            await member.complete(Request.from_text(QUESTION))
+    finally:
+        await member.close()
+    assert caught.value.status == 429
+    assert caught.value.retry_after_s == 1.0
+    assert upstream.hits(Fault.RATE_LIMITED, 3) == 1
+
+
+async def test_a_short_retry_after_is_waited_out(upstream: FaultUpstream) -> None:
+    member = await _member(upstream.fault_url(Fault.RATE_LIMITED, 1), max_retry_after_s=2)
+    try:
+        completion = await member.complete(Request.from_text(QUESTION))
+    finally:
+        await member.close()
+    assert completion.text == echo_answer(QUESTION)
+    assert upstream.hits(Fault.RATE_LIMITED, 1) == 2
+
+
+async def test_slow_upstream_times_out_within_the_total(upstream: FaultUpstream) -> None:
+    member = await _member(upstream.fault_url(Fault.SLOW, 9), timeout_s=0.3, retries=2)
+    try:
+        with pytest.raises(MemberTimeout) as caught:
+            await member.complete(Request.from_text(QUESTION))
+    finally:
+        await member.close()
+    assert caught.value.status == 504
+    assert upstream.hits(Fault.SLOW, 9) == 1  # a timeout is not retried
+
+
+async def test_keepalives_without_a_token_hit_the_first_token_timeout(
+    upstream: FaultUpstream,
+) -> None:
+    member = await _member(upstream.fault_url(Fault.KEEPALIVE), first_token_timeout_s=0.5)
+    try:
+        with pytest.raises(MemberTimeout, match=r"no token within 0\.5s"):
+            await _drain(member)
+    finally:
+        await member.close()
+
+
+async def test_a_stream_that_stalls_after_its_first_token_hits_the_idle_timeout(
+    upstream: FaultUpstream,
+) -> None:
+    member = await _member(upstream.fault_url(Fault.STALL), idle_timeout_s=0.4)
+    seen: list[str | Completion] = []
+    try:
+        with pytest.raises(MemberTimeout, match=r"no chunk for 0\.4s"):
+            await _drain(member, seen)
+    finally:
+        await member.close()
+    assert seen == ["echo: "]  # what the upstream sent, and nothing invented after it
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [(Fault.TRUNCATED, "stream ended without \\[DONE\\]"), (Fault.MALFORMED, "garbled stream")],
+)
+async def test_a_broken_stream_fails_after_what_was_sent_and_is_not_retried(
+    upstream: FaultUpstream, fault: Fault, message: str
+) -> None:
+    member = await _member(upstream.fault_url(fault, 7), retries=3)
+    seen: list[str | Completion] = []
+    try:
+        with pytest.raises(MemberError, match=message) as caught:
+            await _drain(member, seen)
+    finally:
+        await member.close()
+    assert caught.value.status == 502
+    assert seen and all(isinstance(e, str) for e in seen)  # no Completion was made up
+    assert "".join(str(e) for e in seen) != echo_answer(QUESTION)
+    assert upstream.hits(fault, 7) == 1
+
+
+async def test_a_plain_json_answer_to_a_stream_request_is_streamed_whole(
+    upstream: FaultUpstream,
+) -> None:
+    member = await _member(upstream.fault_url(Fault.JSON_ON_STREAM))
+    try:
+        events = [e async for e in _stream(member)]
+    finally:
+        await member.close()
+    assert events[:-1] == [echo_answer(QUESTION)]
+    assert isinstance(events[-1], Completion) and events[-1].text == echo_answer(QUESTION)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_oversized_answers_are_cut_at_the_limit(
+    upstream: FaultUpstream, stream: bool
+) -> None:
+    member = await _member(upstream.fault_url(Fault.OVERSIZED), max_response_bytes=256 * 1024)
+    try:
+        with pytest.raises(MemberError, match="over the 262144-byte limit") as caught:
+            await _ask(member, stream)
+    finally:
+        await member.close()
+    assert caught.value.status == 502
+
+
+async def test_breaker_opens_refuses_without_calling_then_closes_after_a_good_probe(
+    upstream: FaultUpstream,
+) -> None:
+    breaker = {"failures": 2, "window_s": 60, "cooldown_s": 0.3}
+    url = upstream.fault_url(Fault.SERVER_ERROR, 2, label="breaker")
+    member = await _member(url, retries=0, breaker=breaker)
+    try:
+        for _ in range(2):
+            with pytest.raises(MemberError, match="HTTP 500"):
+                await member.complete(Request.from_text(QUESTION))
+        assert (await member.upstream.breaker.current())[0] is BreakerState.OPEN
+        with pytest.raises(MemberUnavailable) as refused:
+            await member.complete(Request.from_text(QUESTION))
+        assert refused.value.status == 503 and refused.value.retry_after_s is not None
+        assert upstream.hits(Fault.SERVER_ERROR, 2, "breaker") == 2  # refused without a call
+        await asyncio.sleep(0.35)
+        assert (await member.upstream.breaker.current())[0] is BreakerState.HALF_OPEN
+        completion = await member.complete(Request.from_text(QUESTION))  # the probe
+        assert completion.text == echo_answer(QUESTION)
+        assert (await member.upstream.breaker.current())[0] is BreakerState.CLOSED
+    finally:
+        await member.close()
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("7", 7.0), (None, None), ("soon", None), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)],
+)
+def test_retry_after_reads_seconds_and_dates(header: str | None, seconds: float | None) -> None:
+    assert retry_after_seconds(header) == seconds
