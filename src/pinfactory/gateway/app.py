@@ -34,6 +34,7 @@ from pinfactory.errors import (
     RequestTimeout,
 )
 from pinfactory.gateway.admin import admin_routes
+from pinfactory.gateway.agents import agent_routes
 from pinfactory.gateway.auth import Caller, Keyring
 from pinfactory.gateway.errors import error_response, unexpected
 from pinfactory.gateway.health import health_routes, warm_up
@@ -321,6 +322,7 @@ def create_app(
         Route("/healthz", gateway.healthz, methods=["GET"]),
         *health_routes(gateway),  # /health/live, /health/ready
         *admin_routes(gateway),  # /admin/*, /v1/costs, /v1/reviews/{id}
+        *agent_routes(gateway),  # /v1/agents/runs
     ]
     if metrics is not None:
         metrics.add_collector(BreakerCollector(lambda: breakers_of(gateway.members).values()))
