@@ -155,7 +155,7 @@ def breakers_of(members: Mapping[str, Any]) -> dict[str, CircuitBreaker]:
         if isinstance(breaker, CircuitBreaker):
             found[name] = breaker
         parts = getattr(member, "parts", None)  # composite members: their parts' breakers
-        if isinstance(parts, list):
+        if isinstance(parts, list | tuple):
             found.update(breakers_of({part.name: part for part in parts}))
     return found
 
