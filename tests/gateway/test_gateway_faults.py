@@ -159,7 +159,7 @@ def test_health_and_one_json_access_line_per_request(
     assert len(lines) == 1
     line = lines[0]
     assert (line["request_id"], line["unit"], line["member"], line["status"]) == (
-        "req_log1",
+        reply.headers["x-request-id"],
         "default",
         "remote",
         200,

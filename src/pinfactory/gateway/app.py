@@ -16,6 +16,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -36,9 +37,15 @@ from pinfactory.errors import (
 from pinfactory.gateway.admin import admin_routes
 from pinfactory.gateway.agents import agent_routes
 from pinfactory.gateway.auth import Caller, Keyring
-from pinfactory.gateway.errors import error_response, unexpected
+from pinfactory.gateway.errors import error_response
 from pinfactory.gateway.health import health_routes, warm_up
-from pinfactory.gateway.schema import chunk_body, completion_body, final_chunk, parse_request
+from pinfactory.gateway.schema import (
+    chunk_body,
+    completion_body,
+    error_body,
+    final_chunk,
+    parse_request,
+)
 from pinfactory.ledger import Ledger
 from pinfactory.members import Member
 from pinfactory.observe import Observers, build_observers
@@ -47,7 +54,7 @@ from pinfactory.pipeline import Answer, Pipeline, open_pipeline
 from pinfactory.reliability.breaker import BreakerCollector, breakers_of
 from pinfactory.reliability.limits import Admission, RateLimiter, Who
 from pinfactory.reliability.state import open_state
-from pinfactory.request import Request, new_request_id
+from pinfactory.request import Request, correlation_id, new_request_id
 from pinfactory.routing import Decision
 from pinfactory.team import Team
 
@@ -80,11 +87,13 @@ class Gateway:
     async def chat_completions(self, http: HTTPRequest) -> Response:
         started = time.perf_counter()
         headers = header_dict(http.scope)
-        request_id = headers.get("x-request-id") or new_request_id()
+        request_id = new_request_id()  # always ours: a client's X-Request-Id only correlates
         pipeline = self.ready
         caller: Caller | None = None
         admission: Admission | None = None
+        correlation: str | None = None
         try:
+            correlation = correlation_id(headers.get("x-request-id"))
             caller = self.keyring.identify(headers.get("authorization"))
             body = await read_body(
                 http, self.max_body, headers.get("content-length"), self.body_timeout_s
@@ -107,19 +116,20 @@ class Gateway:
                 admission = await self.limits.admit(who, request.prompt_tokens)
         except PinfactoryError as exc:
             unit = caller.unit if caller else "-"
-            await pipeline.record_failure(None, exc, started, request_id=request_id, unit=unit)
-            return error_response(exc, request_id)
+            await pipeline.record_failure(
+                None, exc, started, request_id=request_id, unit=unit,
+                correlation_id=correlation or "",
+            )  # fmt: skip
+            return error_response(exc, request_id, correlation)
+        if correlation is not None:
+            request = replace(request, correlation_id=correlation)
         if request.stream:
             return await self._stream(pipeline, request, started, include_usage, admission)
         answer: Answer | None = None
         try:
-            answer = await pipeline.complete(request, started)
+            answer = await pipeline.complete(request, started)  # records every outcome
         except PinfactoryError as exc:
-            return error_response(exc, request_id)
-        except Exception as exc:
-            error = unexpected(exc, request_id)
-            await pipeline.record_failure(request, error, started)
-            return error_response(error, request_id)
+            return error_response(exc, request_id, correlation)
         finally:
             await self._done(admission, answer)
         return AnswerResponse(answer)
@@ -135,20 +145,18 @@ class Gateway:
         """Start the stream only once the member has begun answering.
 
         Routing errors and members that fail before their first token get a
-        proper 4xx/5xx error response instead of a broken event stream.
+        proper 4xx/5xx error response instead of a broken event stream; a
+        failure after it ends the stream with an OpenAI-style error event
+        (never ``finish_reason: stop``). The pipeline records either way.
         """
         events = pipeline.stream(request, started)
+        correlation = request.correlation_id
         try:
             decision = await anext(events)
             first = await anext(events)
         except PinfactoryError as exc:
             await self._done(admission, None)
-            return error_response(exc, request.request_id)
-        except Exception as exc:
-            await self._done(admission, None)
-            error = unexpected(exc, request.request_id)
-            await pipeline.record_failure(request, error, started)
-            return error_response(error, request.request_id)
+            return error_response(exc, request.request_id, correlation)
         assert isinstance(decision, Decision)
 
         async def sse() -> AsyncIterator[bytes]:
@@ -166,12 +174,14 @@ class Gateway:
             except StopAsyncIteration:
                 yield b"data: [DONE]\n\n"
             except PinfactoryError as exc:
-                body = {"error": {"message": exc.message, "type": exc.type, "code": exc.code}}
-                yield _sse(body)
+                yield _sse(error_body(exc.message, type_=exc.type, code=exc.code, param=exc.param))
             finally:
+                await events.aclose()  # a client that left: the pipeline books what it was sent
                 await self._done(admission, answer)
 
         headers = {"x-pinfactory-member": decision.member, "x-request-id": request.request_id}
+        if correlation is not None:
+            headers["x-correlation-id"] = correlation
         return StreamingResponse(sse(), media_type="text/event-stream", headers=headers)
 
     async def _done(self, admission: Admission | None, answer: Answer | None) -> None:
@@ -229,6 +239,8 @@ class AnswerResponse(Response):
             (b"content-length", str(len(self.body)).encode("latin-1")),
             (b"content-type", b"application/json"),
         ]
+        if answer.correlation_id is not None:
+            self.raw_headers.append((b"x-correlation-id", answer.correlation_id.encode("ascii")))
 
 
 def header_dict(scope: Scope) -> dict[str, str]:
@@ -285,8 +297,8 @@ class GatewayApp(Starlette):
             http = HTTPRequest(scope, receive)
             try:
                 response = await self.gateway.chat_completions(http)
-            except PinfactoryError as exc:  # the gateway is starting, or a bad key
-                response = error_response(exc, http.headers.get("x-request-id", ""))
+            except PinfactoryError as exc:  # the gateway is starting
+                response = error_response(exc)
             await response(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
@@ -312,9 +324,9 @@ def create_app(
         finally:
             await gateway.state.close()
 
-    async def on_error(http: HTTPRequest, exc: Exception) -> Response:
+    async def on_error(_: HTTPRequest, exc: Exception) -> Response:
         assert isinstance(exc, PinfactoryError)
-        return error_response(exc, http.headers.get("x-request-id", ""))
+        return error_response(exc)
 
     routes = [
         Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),

@@ -1,6 +1,14 @@
 """Team members: remote LLMs, the local model, tools and retrieval."""
 
-from pinfactory.members import balanced, calculator, llamacpp, openai_http, orders, retrieval
+from pinfactory.members import (
+    balanced,
+    calculator,
+    composite,  # members made of members: after the leaf kinds
+    llamacpp,
+    openai_http,
+    orders,
+    retrieval,
+)
 from pinfactory.members.base import Completion, Member, Price, Usage
 from pinfactory.members.registry import MEMBER_KINDS, member_class, register
 
@@ -12,6 +20,7 @@ __all__ = [
     "Usage",
     "balanced",
     "calculator",
+    "composite",
     "llamacpp",
     "member_class",
     "openai_http",

@@ -93,6 +93,7 @@ class BalancedMember(Member):
                 tier=self.tier,
                 tags=self.tags,
                 timeout_s=self.timeout_s,
+                max_output_tokens=self.max_output_tokens,
             )
             self.parts.append(part)
             self.weights[part.name] = deployment.weight

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from pinfactory.errors import MemberError
 from pinfactory.members.base import Completion, Member, Usage
 from pinfactory.members.registry import register
 from pinfactory.members.upstream import Upstream, UpstreamSpec, WholeBody
@@ -154,6 +155,8 @@ class OpenAIHTTPMember(Member):
                         text, usage, model, finish = parse_completion(chunk.body)
                         deltas = [text] if text else []
                     else:
+                        if chunk.get("error") is not None:  # an error event in a 200 stream
+                            raise MemberError(self.name, f"upstream stream error: {_error(chunk)}")
                         model = str(chunk.get("model") or model)
                         usage = parse_usage(chunk.get("usage")) if chunk.get("usage") else usage
                         deltas = []
@@ -189,3 +192,10 @@ class OpenAIHTTPMember(Member):
             model=model or self.settings.model,
             finish_reason=finish,
         )
+
+
+def _error(chunk: Mapping[str, Any]) -> str:
+    """The message of an OpenAI-style ``{"error": {...}}`` event, or the event itself."""
+    error = chunk.get("error")
+    message = error.get("message") if isinstance(error, Mapping) else error
+    return str(message)[:200]

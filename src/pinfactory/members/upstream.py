@@ -228,9 +228,9 @@ class Upstream:
             stop=stop_after_attempt(self.spec.retries + 1),
             wait=wait,
             retry=retry_if_exception(
-                lambda e: isinstance(e, MemberError)
-                and not refused
-                and self._should_retry(e, deadline)
+                lambda e: (
+                    isinstance(e, MemberError) and not refused and self._should_retry(e, deadline)
+                )
             ),
             sleep=sleep,
             reraise=True,
