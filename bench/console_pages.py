@@ -6,9 +6,11 @@ last seven days across four units, five members, two routers, some errors
 and downgrades, plus pending and decided reviews; serves it with a gateway
 on loopback; logs in through the form; then times every page (median and
 worst of ``--runs`` after one warm-up) and how long a request sent through
-the openai SDK takes to reach an open Live stream.
+the openai SDK takes to reach an open Live stream. "CPU ms" is the process CPU
+time one page took (server and client share the process): what a page costs when
+the machine is not shared, which wall times on a busy machine do not show.
 
-    python bench/console_pages.py [--requests 100000] [--runs 5] [--pg-dsn DSN]
+    python bench/console_pages.py [--requests 100000] [--runs 5] [--pg-dsn DSN] [--ledger F]
 
 Prints a table and writes bench/results/console_pages.json.
 """
@@ -51,7 +53,7 @@ MEMBERS = (  # name, tier, price per call, router, reason
     ("docs", "frontier", "0.004", "rules", "no rule matched; fallback 'docs'"),
     ("big", "frontier", "0.02", "rules", "quota 'big-daily' exhausted: downgraded from big"),
 )
-console = Console()
+console = Console(width=110)
 
 
 def team_text(location: str) -> str:
@@ -193,21 +195,23 @@ def time_pages(url: str, runs: int) -> list[dict[str, Any]]:
     with httpx.Client(base_url=url, timeout=60) as client:
         cookie = {"cookie": login(client)}
         for path in pages:
-            seconds = []
+            seconds, cpu = [], []
             for run in range(runs + 1):
-                started = time.perf_counter()
+                started, used = time.perf_counter(), time.process_time()
                 response = client.get(path, headers=cookie)
                 elapsed = time.perf_counter() - started
                 if response.status_code not in (200, 404):
                     raise SystemExit(f"{path}: HTTP {response.status_code}\n{response.text[:500]}")
                 if run:
                     seconds.append(elapsed)
+                    cpu.append(time.process_time() - used)
             results.append(
                 {
                     "page": path,
                     "status": response.status_code,
                     "median_s": statistics.median(seconds),
                     "max_s": max(seconds),
+                    "cpu_median_s": statistics.median(cpu),
                     "bytes": len(response.content),
                 }
             )
@@ -223,9 +227,12 @@ def live_delay(url: str, samples: int = 5) -> list[float]:
             lines: list[tuple[float, str]] = []
 
             def read() -> None:
-                for line in stream.iter_lines():
-                    if line.startswith("data:"):
-                        lines.append((time.perf_counter(), line))
+                try:
+                    for line in stream.iter_lines():
+                        if line.startswith("data:"):
+                            lines.append((time.perf_counter(), line))
+                except httpx.HTTPError:
+                    return  # the stream closed at the end of the measurement
 
             threading.Thread(target=read, daemon=True).start()
             with OpenAI(base_url=url + "/v1", api_key="sk-bench-sales-0001") as sdk:
@@ -249,12 +256,19 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--pg-dsn", default=None, help="bench a PostgreSQL ledger instead")
+    parser.add_argument(
+        "--ledger", default=None, help="SQLite file to fill once and reuse (default: a temp file)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        location = args.pg_dsn or str(Path(tmp) / "ledger.db")
-        started = time.perf_counter()
-        asyncio.run(fill(location, args.requests))
-        console.print(f"filled {args.requests:,} requests in {time.perf_counter() - started:.0f} s")
+        location = args.pg_dsn or args.ledger or str(Path(tmp) / "ledger.db")
+        if args.ledger and Path(args.ledger).exists():
+            console.print(f"reusing {args.ledger}")
+        else:
+            started = time.perf_counter()
+            asyncio.run(fill(location, args.requests))
+            took = time.perf_counter() - started
+            console.print(f"filled {args.requests:,} requests in {took:.0f} s")
         team_file = Path(tmp) / "team.yaml"
         team_file.write_text(team_text(location))
         settings = ConsoleSettings(secret="bench", lab_reports=str(Path(tmp) / "lab"))
@@ -265,7 +279,7 @@ def main() -> None:
         title=f"console pages on {args.requests:,} requests "
         f"({'PostgreSQL' if args.pg_dsn else 'SQLite'})"
     )
-    for column in ("page", "status", "median ms", "worst ms", "KiB"):
+    for column in ("page", "status", "median ms", "worst ms", "CPU ms", "KiB"):
         table.add_column(column, justify="left" if column == "page" else "right")
     for row in pages:
         table.add_row(
@@ -273,6 +287,7 @@ def main() -> None:
             str(row["status"]),
             f"{1000 * row['median_s']:.0f}",
             f"{1000 * row['max_s']:.0f}",
+            f"{1000 * row['cpu_median_s']:.0f}",
             f"{row['bytes'] / 1024:.0f}",
         )
     console.print(table)
@@ -289,7 +304,11 @@ def main() -> None:
                 "store": "postgresql" if args.pg_dsn else "sqlite",
                 "requests": args.requests,
                 "runs": args.runs,
-                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "load_average_1m": os.getloadavg()[0],
+                },
                 "pages": pages,
                 "live_delay_s": delays,
                 "worst_page_s": max(p["max_s"] for p in pages),

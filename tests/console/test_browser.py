@@ -9,6 +9,7 @@ Each page is screenshot into a test artefact folder.
 
 from __future__ import annotations
 
+import base64
 import re
 import threading
 from collections.abc import Iterator
@@ -34,9 +35,23 @@ from tests.console.conftest import (
 pytestmark = pytest.mark.slow
 
 
+# a 1x1 PNG: the lab report's plot
+PIXEL = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
+
+
 @pytest.fixture(scope="module")
 def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with serve_console(tmp_path_factory.mktemp("console")) as served:
+    tmp = tmp_path_factory.mktemp("console")
+    report = tmp / "lab-reports" / "clinc-demo"
+    report.mkdir(parents=True)
+    (report / "report.md").write_text(
+        "# CLINC150: rules vs learned\n\n| router | accuracy |\n|---|---|\n"
+        "| hybrid | 0.759 |\n\n![curves](curves.png)\n<script>alert(1)</script>\n"
+    )
+    (report / "curves.png").write_bytes(PIXEL)
+    with serve_console(tmp) as served:
         yield served
 
 
@@ -258,6 +273,13 @@ def test_admin_pages_render_with_data(url: str, context: Any, screenshots: Path)
         if name != "members":
             page.wait_for_selector(".chart .uplot")  # the vendored chart library drew it
         shoot(page, screenshots, name)
+    page.goto(f"{url}/ui/lab")
+    page.click("a:text('clinc-demo')")
+    page.wait_for_selector("article.report table")
+    assert "0.759" in page.locator("article.report").inner_text()
+    assert page.locator("article.report img").evaluate("img => img.naturalWidth") == 1
+    assert page.locator("article.report script").count() == 0  # the report's HTML is text
+    shoot(page, screenshots, "lab")
     page.goto(f"{url}/ui/routing")
     page.fill("input[name=q]", "What is 12 * 7?")
     page.click("button:text('Where would it go?')")

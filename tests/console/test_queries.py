@@ -67,7 +67,7 @@ async def filled(where: str) -> ConsoleQueries:
             "docs",
             cost="0.05",
             at=T0 + 120,
-            reason="no rule matched; fallback 'docs'",
+            reason="no rule matched; fallback 'docs' (no route claimed it)",
         )
     )
     for n, status in ((1, "pending"), (2, "approved")):
@@ -110,31 +110,37 @@ async def test_live_pages_newest_first_with_filters_and_annotations(location: st
         kinds = [s.kind for s in await queries.chain("req_0002")]
         assert kinds == ["decision", "verdict", "review.approved"]
     finally:
-        await queries._ledger.close()
+        await queries.ledger.close()
 
 
 async def test_aggregates_bucket_rank_and_count_in_sql(location: str) -> None:
     queries = await filled(location)
     try:
-        over = await queries.cost_over_time("member", T0 - 3600, 3600, None, until=T0 + 3 * 3600)
+        cube = await queries.spend_cube(T0 - 3600, 3600, None, until=T0 + 3 * 3600)
+        over = cube.over_time("member")
         assert over.starts == [T0 - T0 % 3600 + h * 3600 for h in range(-1, 4)]
         assert over.series["calc"][0] == 0.0  # the empty hour before the first request
         assert sum(over.series["calc"]) == pytest.approx(1.0)
         assert sum(over.series["docs"]) == pytest.approx(0.05)
-        only_sales = await queries.cost_over_time("unit", T0, 3600, "sales", until=T0)
-        assert list(only_sales.series) == ["sales"]
-        totals = {t.key: t for t in await queries.totals("member", T0 - DAY, None)}
+        sales = await queries.spend_cube(T0, 3600, "sales", until=T0)
+        assert list(sales.over_time("unit").series) == ["sales"]
+        totals = {t.key: t for t in cube.totals("member")}
         assert totals["calc"].requests == 100 and totals["docs"].errors == 1
         assert totals["calc"].cost_usd == Decimal("1")
+        assert totals == {t.key: t for t in await queries.totals("member", T0 - DAY, None)}
+        assert [t.key for t in cube.totals("unit")] == ["sales", "support"]
         health = {h.member: h for h in await queries.health(T0 - DAY)}
         assert (health["calc"].p50_ms, health["calc"].p95_ms) == (50.0, 95.0)
         assert health["docs"].error_rate == 0.5
         assert health["docs"].last_error == "upstream_error: boom"
-        assert await queries.reason_count(T0 - DAY, "%fallback%") == 1
-        routes = await queries.route_counts(T0 - DAY)
-        assert (routes[0].reason, routes[0].requests) == ("rule 'math' matched", 100)
-        daily = await queries.decisions_over_time(T0, DAY, until=T0)
-        assert daily.series["rules"] == [101.0]
+        routes = await queries.route_cube(T0, DAY, until=T0)
+        assert routes.fallbacks == 1 and routes.downgrades == 0
+        top = routes.routes()
+        assert [(r.reason, r.requests) for r in top] == [
+            ("rule 'math' matched", 100),
+            ("no rule matched; fallback 'docs'", 1),  # its detail in parentheses cut
+        ]
+        assert routes.over_time().series["rules"] == [101.0]
         pending = await queries.reviews(False, None)
         decided = await queries.reviews(True, "sales")
         assert [r.id for r in pending] == ["rev_1"] and [r.id for r in decided] == ["rev_2"]
@@ -144,7 +150,7 @@ async def test_aggregates_bucket_rank_and_count_in_sql(location: str) -> None:
         head = await queries.head_record()
         assert head is not None and json.loads(head.body)["kind"] == "review.approved"
     finally:
-        await queries._ledger.close()
+        await queries.ledger.close()
 
 
 def test_savings_price_the_answered_traffic_on_one_member() -> None:

@@ -20,7 +20,13 @@ from starlette.requests import Request as HTTPRequest
 from starlette.responses import FileResponse, Response
 
 from pinfactory.console.audit import ChainChecks
-from pinfactory.console.queries import ConsoleQueries, LiveFilter, StatusFilter
+from pinfactory.console.queries import (
+    HEALTH_SAMPLE,
+    ConsoleQueries,
+    LiveFilter,
+    StatusFilter,
+    Totals,
+)
 from pinfactory.console.session import Keys, Viewer
 from pinfactory.console.spend import limit_bars, savings
 from pinfactory.console.web import Web, when
@@ -112,7 +118,7 @@ class Pages:
     @property
     def queries(self) -> ConsoleQueries:
         ledger = self.pipeline.ledger
-        if self._queries is None or self._queries._ledger is not ledger:
+        if self._queries is None or self._queries.ledger is not ledger:
             self._queries = ConsoleQueries(ledger)
             self._checks = ChainChecks(ledger)
         return self._queries
@@ -184,8 +190,8 @@ class Pages:
     async def spend(self, http: HTTPRequest, viewer: Viewer) -> Response:
         span = window(http)
         unit = viewer.unit_scope
-        by_member = await self.queries.totals("member", span.since, unit)
-        by_unit = await self.queries.totals("unit", span.since, unit)
+        cube = await self.queries.spend_cube(span.since, span.width_s, unit)
+        by_member, by_unit = cube.totals("member"), cube.totals("unit")
         picked = http.query_params.get("compare") or None
         team = self.pipeline.team
         if picked is not None and picked not in team.member_names:
@@ -209,10 +215,8 @@ class Pages:
             unit_cost_shares=[(t.key, t.nusd) for t in by_unit],
             total=sum(t.requests for t in by_member),
             cost_total=sum(t.nusd for t in by_member),
-            over_units=await self.queries.cost_over_time("unit", span.since, span.width_s, unit),
-            over_members=await self.queries.cost_over_time(
-                "member", span.since, span.width_s, unit
-            ),
+            over_units=cube.over_time("unit"),
+            over_members=cube.over_time("member"),
             savings=savings(team, by_member, picked),
             members=team.member_names,
             picked=picked,
@@ -221,7 +225,7 @@ class Pages:
             ),
         )
 
-    def _by_tier(self, by_member: list[Any]) -> list[tuple[str, int, int]]:
+    def _by_tier(self, by_member: list[Totals]) -> list[tuple[str, int, int]]:
         """(tier, requests, nano-dollars), from the per-member totals and the team's tiers."""
         tiers: dict[str, list[int]] = {}
         for row in by_member:
@@ -275,17 +279,17 @@ class Pages:
 
     async def routing(self, http: HTTPRequest, viewer: Viewer) -> Response:
         span = window(http)
-        queries = self.queries
+        cube = await self.queries.route_cube(span.since, span.width_s)
         return self.web.render(
             "routing.html",
             viewer,
             window=span.name,
             windows=list(WINDOWS),
-            over_time=await queries.decisions_over_time(span.since, span.width_s),
-            routes=await queries.route_counts(span.since),
-            fallbacks=await queries.reason_count(span.since, "%fallback%"),
-            downgrades=await queries.reason_count(span.since, "%downgraded%"),
-            queued=await queries.reason_count(span.since, "%queued for review%"),
+            over_time=cube.over_time(),
+            routes=cube.routes(),
+            fallbacks=cube.fallbacks,
+            downgrades=cube.downgrades,
+            queued=cube.queued,
             router=self.pipeline.router.kind,
         )
 
@@ -313,6 +317,8 @@ class Pages:
             members=list(self.pipeline.members.values()),
             health=health,
             retired=sorted(set(health) - set(self.pipeline.members)),
+            breakers={},
+            sample=f"{HEALTH_SAMPLE:,}",
         )
 
     # -- Reviews ------------------------------------------------------------------------------
