@@ -27,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 from pinfactory.console import ConsoleSettings, console_routes
 from pinfactory.errors import PayloadTooLarge, PinfactoryError, RequestError
 from pinfactory.gateway.admin import admin_routes
+from pinfactory.gateway.agents import agent_routes
 from pinfactory.gateway.auth import Caller, Keyring
 from pinfactory.gateway.errors import error_response, unexpected
 from pinfactory.gateway.schema import chunk_body, completion_body, final_chunk, parse_request
@@ -266,6 +267,7 @@ def create_app(
         Route("/healthz", gateway.healthz, methods=["GET"]),
         *admin_routes(gateway),  # /admin/*, /v1/costs, /v1/reviews/{id}
         console_routes(gateway, console),  # the web console under /ui
+        *agent_routes(gateway),  # /v1/agents/runs
     ]
     if metrics is not None:
         endpoint = MetricsEndpoint(metrics, gateway.keyring, team.spec.observe.metrics)
