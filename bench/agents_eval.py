@@ -62,12 +62,7 @@ from pinfactory.agents import AgentsSpec, RunState, parse_agents, run_agents
 from pinfactory.agents.compounding import Chain, fit_composition, run_chain, step_rates
 from pinfactory.agents.runner import ensemble_spec, matched_samples
 from pinfactory.agents.spec import SwitchesSpec
-from pinfactory.agents.synergy import (
-    mutual_information,
-    o_information,
-    permutation_test,
-    pid,
-)
+from pinfactory.agents.synergy import group_information
 from pinfactory.pipeline import Pipeline, open_pipeline
 from pinfactory.team import load_team
 from pinfactory.verify.grounding import GroundingChecker
@@ -238,57 +233,23 @@ async def play_ensemble(
 
 def game_information(outcomes: Sequence[Outcome], permutations: int) -> dict[str, Any]:
     """PID, O-information and time-delayed MI of the players' moves, pooled over seeds."""
-    s1: list[int] = []
-    s2: list[int] = []
-    s3: list[int] = []
-    future: list[int] = []
-    lead: list[int] = []
-    follow: list[int] = []
-    for outcome in outcomes:
-        moves = outcome.moves
-        for t in range(1, len(moves) - 1):
-            change = [
-                (moves[t][i] > moves[t - 1][i]) - (moves[t][i] < moves[t - 1][i])
-                for i in range(len(moves[t]))
-            ]
-            if len(change) < 3:
-                continue
-            s1.append(change[0])
-            s2.append(change[1])
-            s3.append(change[2])
-            future.append(outcome.feedback[t + 1] if t + 1 < len(outcome.feedback) else 0)
-            nxt = [
-                (moves[t + 1][i] > moves[t][i]) - (moves[t + 1][i] < moves[t][i]) for i in range(3)
-            ]
-            lead.append(change[0])
-            follow.append(nxt[1])
-    if len(future) < 4:
-        return {"samples": len(future)}
-    decomposition = pid(s1, s2, future, "imin")
-    synergy = permutation_test(lambda t: pid(s1, s2, t).synergy, future, permutations=permutations)
-    redundancy = permutation_test(
-        lambda t: pid(s1, s2, t).redundancy, future, permutations=permutations
-    )
-    omega = o_information([s1, s2, s3])
-    omega_test = permutation_test(
-        lambda t: o_information([s1, s2, t]), s3, permutations=permutations, alternative="less"
-    )
-    tdmi = permutation_test(
-        lambda t: mutual_information(lead, t), follow, permutations=permutations
-    )
+    runs = [(o.moves, o.feedback) for o in outcomes]
+    found = group_information(runs, permutations=permutations)
+    if found is None:
+        return {"samples": sum(max(0, len(o.moves) - 2) for o in outcomes)}
     return {
-        "samples": len(future),
+        "samples": found.samples,
         "redundancy_measure": "I_min (Williams & Beer 2010)",
         "pid": {
-            k: round(getattr(decomposition, k), 4)
+            k: round(getattr(found.pid, k), 4)
             for k in ("redundancy", "unique_1", "unique_2", "synergy", "total")
         },
-        "synergy_p": round(synergy.p_value, 4),
-        "redundancy_p": round(redundancy.p_value, 4),
-        "o_information": round(omega, 4),
-        "o_information_p_synergy": round(omega_test.p_value, 4),
-        "tdmi_p1_to_p2": round(tdmi.value, 4),
-        "tdmi_p": round(tdmi.p_value, 4),
+        "synergy_p": round(found.synergy_p, 4),
+        "redundancy_p": round(found.redundancy_p, 4),
+        "o_information": round(found.o_information, 4),
+        "o_information_p_synergy": round(found.o_information_p, 4),
+        "tdmi_p1_to_p2": round(found.tdmi, 4),
+        "tdmi_p": round(found.tdmi_p, 4),
     }
 
 
@@ -489,6 +450,21 @@ def summarise(by_seed: dict[str, list[list[Outcome]]]) -> dict[str, Any]:
     return out
 
 
+def compare(by_seed: dict[str, list[list[Outcome]]], metric: str) -> dict[str, Any]:
+    """Each team condition minus single and minus the ensemble, paired by seed, 95% CI."""
+    out: dict[str, Any] = {}
+
+    def value(outcomes: list[Outcome]) -> float:
+        return statistics.fmean(float(getattr(o, metric)) for o in outcomes)
+
+    for condition in ("team", "personas", "personas+tom"):
+        for baseline in ("single", "ensemble"):
+            pairs = zip(by_seed[condition], by_seed[baseline], strict=False)
+            diffs = [value(a) - value(b) for a, b in pairs if a and b]
+            out[f"{condition} - {baseline}"] = mean_ci(diffs)
+    return out
+
+
 def plot(report: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -553,12 +529,20 @@ def report_of(
         "game": {
             "rounds": args.rounds,
             "conditions": summarise(game),
+            "differences": {
+                "correct": compare(game, "correct"),
+                "distance": compare(game, "distance"),
+            },
             "information": {
                 c: game_information(game_outcomes[c], args.permutations)
                 for c in ("team", "personas", "personas+tom")
             },
         },
-        "tasks": {"items_per_seed": args.items, "conditions": summarise(tasks)},
+        "tasks": {
+            "items_per_seed": args.items,
+            "conditions": summarise(tasks),
+            "differences": {"correct": compare(tasks, "correct")},
+        },
         "compounding": chains,
         "raw": {
             "game": {c: [[asdict(o) for o in s] for s in v] for c, v in game.items()},
