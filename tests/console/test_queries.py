@@ -108,7 +108,7 @@ async def test_live_pages_newest_first_with_filters_and_annotations(location: st
         assert (await queries.request("req_0002", unit="support")) is not None
         assert await queries.request("req_nope") is None
         kinds = [s.kind for s in await queries.chain("req_0002")]
-        assert kinds == ["decision", "verdict", "review.approved"]
+        assert kinds == ["decision", "verdict", "row", "review.approved"]  # row: sealed figures
     finally:
         await queries.ledger.close()
 
