@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up, start a local PostgreSQL for the ledger tests and a Redis for the shared-state
-# tests, then run the linters, the type checker and the whole test suite.
+# tests, install chromium for the console's browser tests, then run the linters, the
+# type checker and the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -8,6 +9,8 @@ PINFACTORY_TEST_PG_DSN=${PINFACTORY_TEST_PG_DSN:-$(bash scripts/postgres.sh)}
 export PINFACTORY_TEST_PG_DSN
 PINFACTORY_TEST_REDIS_URL=${PINFACTORY_TEST_REDIS_URL:-$(bash scripts/redis.sh)}
 export PINFACTORY_TEST_REDIS_URL
+PINFACTORY_CHROMIUM=${PINFACTORY_CHROMIUM:-$(bash scripts/chromium.sh)}
+export PINFACTORY_CHROMIUM
 .venv/bin/ruff check src tests bench
 .venv/bin/mypy src/pinfactory
 exec .venv/bin/python -m pytest "$@"

@@ -13,6 +13,7 @@ class Caller:
     unit: str
     user: str = ""
     admin: bool = False
+    reviewer: bool = False
     key_id: str = ""  # the first 16 hex digits of the key's SHA-256: names it in rate limits
 
 
@@ -29,7 +30,8 @@ class Keyring:
     def __init__(self, keys: list[KeySpec]) -> None:
         live = [spec for spec in keys if not spec.revoked]
         self._by_digest = {
-            spec.digest: Caller(spec.unit, spec.user, spec.admin, spec.digest[:16]) for spec in live
+            spec.digest: Caller(spec.unit, spec.user, spec.admin, spec.reviewer, spec.digest[:16])
+            for spec in live
         }
         self._revoked = {spec.digest for spec in keys if spec.revoked}
         self.units = sorted({spec.unit for spec in keys})
@@ -46,7 +48,10 @@ class Keyring:
         scheme, _, key = authorization.partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
             raise AuthError("malformed Authorization header: expected 'Bearer <key>'")
-        digest = hash_key(key.strip())
+        return self.holder(hash_key(key.strip()))
+
+    def holder(self, digest: str) -> Caller:
+        """Who holds the key with this SHA-256 digest; AuthError if revoked or unknown."""
         if digest in self._revoked:
             raise AuthError("API key revoked: ask an admin of this team for a new key")
         caller = self._by_digest.get(digest)
