@@ -30,6 +30,7 @@ from pinfactory.ledger.queued import queue_request, run_approved
 from pinfactory.ledger.quotas import Budgets
 from pinfactory.ledger.reviews import ReviewQueue
 from pinfactory.members import Completion, Member, member_class
+from pinfactory.members.base import Delta
 from pinfactory.observe import Observers, Timeline, build_observers, stage
 from pinfactory.observe.timeline import stage_end, stage_start
 from pinfactory.request import Request
@@ -159,8 +160,9 @@ class Pipeline:
 
     async def stream(
         self, request: Request, started: float | None = None
-    ) -> AsyncIterator[Decision | str | Answer]:
-        """Yield the :class:`Decision`, text deltas, then the recorded :class:`Answer`.
+    ) -> AsyncIterator[Decision | str | Delta | Answer]:
+        """Yield the :class:`Decision`, text deltas (or relayed chunks), then the recorded
+        :class:`Answer`.
 
         On a team that verifies, an answer must be whole before it can be checked,
         escalated or held for review: the stream then carries the verified answer
@@ -183,7 +185,7 @@ class Pipeline:
             yield decision
             call = timeline.open("call")
             async for event in self.members[decision.member].stream(request):
-                if isinstance(event, str):
+                if not isinstance(event, Completion):  # text, or a chunk the member relays
                     yield event
                 else:
                     timeline.close(call)

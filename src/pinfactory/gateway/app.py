@@ -28,7 +28,7 @@ from pinfactory.errors import PayloadTooLarge, PinfactoryError, RequestError
 from pinfactory.gateway.admin import admin_routes
 from pinfactory.gateway.auth import Caller, Keyring
 from pinfactory.gateway.errors import error_response, unexpected
-from pinfactory.gateway.schema import chunk_body, completion_body, final_chunk, parse_request
+from pinfactory.gateway.schema import ChunkWriter, completion_body, parse_request
 from pinfactory.ledger import Ledger
 from pinfactory.observe import Observers, build_observers
 from pinfactory.observe.metrics import Metrics, MetricsEndpoint
@@ -112,16 +112,17 @@ class Gateway:
             return error_response(error, request.request_id)
         assert isinstance(decision, Decision)
 
+        writer = ChunkWriter(request, decision.member, include_usage)
+
         async def sse() -> AsyncIterator[bytes]:
-            yield _sse(chunk_body(request, decision.member, {"role": "assistant", "content": ""}))
-            pending: list[str | Answer | Decision] = [first]
+            for body in writer.opening(first):
+                yield _sse(body)
+            pending: list[object] = [first]
             try:
                 while True:
                     event = pending.pop() if pending else await anext(events)
-                    if isinstance(event, str):
-                        yield _sse(chunk_body(request, decision.member, {"content": event}))
-                    elif isinstance(event, Answer):
-                        yield _sse(final_chunk(event, include_usage))
+                    for body in writer.write(event):
+                        yield _sse(body)
             except StopAsyncIteration:
                 yield b"data: [DONE]\n\n"
             except PinfactoryError as exc:

@@ -56,7 +56,11 @@ def held_request(request: Request, queued: QuotaQueued) -> dict[str, Any]:
         "counter": {"key": queued.key, "period": queued.period, "nusd": queued.nusd},
         "member": queued.decision.member,
         "model": request.model,
-        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "messages": [
+            {"role": m.role, "content": m.content, "wire": jsonable(m.wire)}
+            for m in request.messages
+        ],
+        "params": jsonable(dict(request.params)),
         "documents": [{"text": d.text, "title": d.title} for d in request.documents],
         "tools": jsonable(list(request.tools)),
         "temperature": request.temperature,
@@ -70,7 +74,10 @@ def rebuild(review: Review) -> Request:
     """The held request as it was sent, under its original id, unit and user."""
     held = review.held
     return Request(
-        messages=tuple(Message(m["role"], m["content"]) for m in held["messages"]),
+        messages=tuple(
+            Message(m["role"], m["content"], m.get("wire")) for m in held["messages"]
+        ),
+        params=held.get("params", {}),
         model=held["model"],
         temperature=held["temperature"],
         max_tokens=held["max_tokens"],
