@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from pinfactory.capabilities import Eligibility
 from pinfactory.errors import ClientGone, MemberError, MemberTimeout, PinfactoryError, UnknownModel
 from pinfactory.ledger import Ledger, LedgerEntry, open_ledger
 from pinfactory.ledger.base import Review, to_nano
@@ -97,18 +98,19 @@ class Pipeline:
         self._tiered = router if isinstance(router, TieredRouter) else None
         spec = team.spec.verification
         self.verification = VerifyStage(spec) if spec is not None else None
+        self.eligibility = Eligibility(self.members, team.spec.drop_unsupported)
 
     def decide(self, request: Request) -> Decision:
         """Which member answers: the router for ``auto``, else the pinned member."""
         if request.model in ("auto", "", self.team.name):
-            return self.router.decide(request)
+            return self.eligibility.choose(request, self.router.decide(request))
         member = self.members.get(request.model)
         if member is None:
             available = ", ".join(["auto", *self.members])
             raise UnknownModel(
                 f"unknown model '{request.model}'; available: {available}", param="model"
             )
-        return Decision(
+        pinned = Decision(
             member=member.name,
             reason=f"pinned by the request (model='{member.name}')",
             router="pinned",
@@ -116,6 +118,7 @@ class Pipeline:
             tier=member.tier,
             estimated_cost_usd=member.price.estimate(request.prompt_tokens),
         )
+        return self.eligibility.choose(request, pinned)
 
     async def route(self, request: Request) -> Decision:
         """The decision to carry out, after the unit's quotas and budgets had their say."""
@@ -184,7 +187,8 @@ class Pipeline:
             member_name = decision.member
             yield decision
             call = timeline.open("call")
-            async for event in self.members[decision.member].stream(request):
+            member = self.members[decision.member]
+            async for event in member.stream(self.eligibility.fit(member, request)):
                 if not isinstance(event, Completion):  # text, or a chunk the member relays
                     yield event
                 else:
@@ -231,6 +235,7 @@ class Pipeline:
     async def _call(self, member: Member, request: Request) -> Completion:
         if self.verification is not None:  # guards: size, injection, PII before remote members
             request = self.verification.guard_input(member, request)
+        request = self.eligibility.fit(member, request)
         try:
             async with asyncio.timeout(member.timeout_s):  # every member, tools included
                 return await member.complete(request)
@@ -308,6 +313,7 @@ def build_members(team: Team) -> dict[str, Member]:
             tier=spec.tier,
             tags=tuple(spec.tags),
             timeout_s=spec.timeout_s,
+            capabilities=spec.member_capabilities(cls.capabilities),
         )
     return members
 

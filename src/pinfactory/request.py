@@ -117,3 +117,14 @@ def text_of(content: object) -> str:
             text += " "
         text += piece
     return text
+
+
+def wire_message(message: Message) -> Mapping[str, Any]:
+    """The message in OpenAI shape: as the client sent it, or rebuilt from role and text
+    (and a message whose text the pipeline changed, by PII redaction, with that text)."""
+    wire = message.wire
+    if wire is None:
+        return {"role": message.role, "content": message.content}
+    if text_of(wire.get("content")) != message.content:
+        return {**wire, "content": message.content}
+    return wire

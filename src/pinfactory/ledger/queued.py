@@ -40,7 +40,7 @@ from pinfactory.ledger.events import request_event
 from pinfactory.ledger.reviews import released
 from pinfactory.members import Completion
 from pinfactory.members.base import Usage
-from pinfactory.request import Document, Message, Request
+from pinfactory.request import Document, Message, Request, text_of, wire_message
 from pinfactory.routing.quotas import QuotaQueued, window_start
 
 if TYPE_CHECKING:
@@ -56,10 +56,7 @@ def held_request(request: Request, queued: QuotaQueued) -> dict[str, Any]:
         "counter": {"key": queued.key, "period": queued.period, "nusd": queued.nusd},
         "member": queued.decision.member,
         "model": request.model,
-        "messages": [
-            {"role": m.role, "content": m.content, "wire": jsonable(m.wire)}
-            for m in request.messages
-        ],
+        "messages": [jsonable(wire_message(m)) for m in request.messages],
         "params": jsonable(dict(request.params)),
         "documents": [{"text": d.text, "title": d.title} for d in request.documents],
         "tools": jsonable(list(request.tools)),
@@ -74,9 +71,7 @@ def rebuild(review: Review) -> Request:
     """The held request as it was sent, under its original id, unit and user."""
     held = review.held
     return Request(
-        messages=tuple(
-            Message(m["role"], m["content"], m.get("wire")) for m in held["messages"]
-        ),
+        messages=tuple(Message(m["role"], text_of(m.get("content")), m) for m in held["messages"]),
         params=held.get("params", {}),
         model=held["model"],
         temperature=held["temperature"],

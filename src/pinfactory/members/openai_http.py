@@ -14,7 +14,7 @@ read (so a long stream that keeps talking is fine), connecting gets at most 5 s.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pinfactory.errors import MemberError, MemberTimeout
 from pinfactory.members.base import Capabilities, Completion, Delta, Member, Usage
 from pinfactory.members.registry import register
-from pinfactory.request import Message, Request, estimate_tokens, text_of
+from pinfactory.request import Request, estimate_tokens, wire_message
 
 
 class OpenAIHTTPSettings(BaseModel):
@@ -82,16 +82,6 @@ def to_payload(
         if stream_usage and "stream_options" not in params:
             payload["stream_options"] = {"include_usage": True}
     return payload
-
-
-def wire_message(message: Message) -> Mapping[str, Any]:
-    """The message as the client sent it, or rebuilt from role and text."""
-    wire = message.wire
-    if wire is None:
-        return {"role": message.role, "content": message.content}
-    if text_of(wire.get("content")) != message.content:
-        return {**wire, "content": message.content}
-    return wire
 
 
 def parse_completion(raw: bytes) -> ChatCompletion:
