@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -28,7 +29,9 @@ from pinfactory.errors import PayloadTooLarge, PinfactoryError, RequestError
 from pinfactory.gateway.admin import admin_routes
 from pinfactory.gateway.agents import agent_routes
 from pinfactory.gateway.auth import Caller, Keyring
-from pinfactory.gateway.errors import error_response, unexpected
+from pinfactory.gateway.errors import error_response, http_error, unexpected
+from pinfactory.gateway.models import model_routes
+from pinfactory.gateway.openapi import openapi_document
 from pinfactory.gateway.schema import ChunkWriter, completion_body, parse_request
 from pinfactory.ledger import Ledger
 from pinfactory.observe import Observers, build_observers
@@ -133,29 +136,6 @@ class Gateway:
         headers = {"x-pinfactory-member": decision.member, "x-request-id": request.request_id}
         return StreamingResponse(sse(), media_type="text/event-stream", headers=headers)
 
-    async def models(self, http: HTTPRequest) -> Response:
-        self.keyring.identify(http.headers.get("authorization"))
-        pipeline = self.ready
-        data: list[dict[str, Any]] = [
-            {"id": "auto", "object": "model", "created": 0, "owned_by": "pinfactory"}
-        ]
-        for member in pipeline.members.values():
-            data.append(
-                {
-                    "id": member.name,
-                    "object": "model",
-                    "created": 0,
-                    "owned_by": "pinfactory",
-                    "pinfactory": {
-                        "kind": member.kind,
-                        "tier": member.tier,
-                        "tags": list(member.tags),
-                        "price": member.price.model_dump(mode="json"),
-                    },
-                }
-            )
-        return JSONResponse({"object": "list", "data": data})
-
     async def healthz(self, _: HTTPRequest) -> Response:
         pipeline = self.ready
         return JSONResponse(
@@ -250,13 +230,17 @@ def create_app(
             yield
             gateway.pipeline = None
 
+    async def openapi(_: HTTPRequest) -> Response:
+        return JSONResponse(openapi_document(team.name))
+
     async def on_error(http: HTTPRequest, exc: Exception) -> Response:
         assert isinstance(exc, PinfactoryError)
         return error_response(exc, http.headers.get("x-request-id", ""))
 
     routes = [
         Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
-        Route("/v1/models", gateway.models, methods=["GET"]),
+        *model_routes(gateway),  # /v1/models, /v1/models/{id}
+        Route("/openapi.json", openapi, methods=["GET"]),
         Route("/healthz", gateway.healthz, methods=["GET"]),
         *admin_routes(gateway),  # /admin/*, /v1/costs, /v1/reviews/{id}
         *agent_routes(gateway),  # /v1/agents/runs
@@ -267,7 +251,7 @@ def create_app(
     app = GatewayApp(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={PinfactoryError: on_error},
+        exception_handlers={PinfactoryError: on_error, HTTPException: http_error},
     )
     app.state.gateway = app.gateway = gateway
     return app

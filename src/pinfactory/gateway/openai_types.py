@@ -52,7 +52,7 @@ def _eager(tp: Any, seen: dict[Any, Any]) -> Any:
         if tp not in seen:
             hints = typing.get_type_hints(tp, include_extras=True)
             seen[tp] = _typed_dict(
-                tp.__name__,
+                _name(tp),
                 {name: _eager_field(name, hint, tp, seen) for name, hint in hints.items()},
                 total=False,
             )
@@ -71,6 +71,16 @@ def _eager(tp: Any, seen: dict[Any, Any]) -> Any:
         key, value = get_args(tp)
         return dict.__class_getitem__((key, _eager(value, seen)))
     return tp
+
+
+def _name(tp: Any) -> str:
+    """A TypedDict's name, made unique: openai has several called ``Function`` or ``Custom``
+    (the schema names them); those take the name of their module as a prefix."""
+    module = tp.__module__.rsplit(".", 1)[-1]
+    prefix = "".join(word.capitalize() for word in module.split("_"))
+    prefix = prefix.replace("Json", "JSON").replace("Url", "URL")
+    name: str = tp.__name__
+    return name if prefix.lower() == name.lower() else prefix + name
 
 
 def _eager_field(name: str, hint: Any, owner: Any, seen: dict[Any, Any] | None = None) -> Any:
