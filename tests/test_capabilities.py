@@ -109,7 +109,7 @@ def test_a_tool_request_the_rules_send_to_the_calculator_goes_to_a_tool_member(
         "rule 'arithmetic' matched; 'calculator' lacks tools ('tools'), so the eligible 'remote'"
     )
     assert recorder.last["tools"] == [tool]
-    [row] = ledger_rows(gateway[1], "request_id = 'req_cap_moved'")
+    [row] = ledger_rows(gateway[1], "correlation_id = 'req_cap_moved'")
     assert row["member"] == "remote" and "lacks tools" in row["reason"]
 
 
@@ -183,7 +183,7 @@ def test_a_pinned_member_that_lacks_a_capability_is_a_400_naming_both(
         "code": "invalid_request",
     }
     assert recorder.bodies == []
-    [row] = ledger_rows(gateway[1], f"request_id = 'req_cap_{param}'")
+    [row] = ledger_rows(gateway[1], f"correlation_id = 'req_cap_{param}'")
     assert row["status"] == 400
 
 
@@ -198,7 +198,7 @@ def test_drop_unsupported_removes_the_parameter_and_records_it(
     assert meta["member"] == "calculator"
     assert pinned.json()["choices"][0]["message"]["content"] == "2 + 2 = 4"
     assert meta["reason"].endswith("; dropped unsupported: tools (calculator lacks tools)")
-    [row] = ledger_rows(tmp_path / "l.db", "request_id = 'req_cap_dropped'")
+    [row] = ledger_rows(tmp_path / "l.db", "correlation_id = 'req_cap_dropped'")
     assert "dropped unsupported: tools" in row["reason"]
     assert blind.status_code == 200
     assert recorder.last["messages"] == [{**IMAGE[0], "content": [IMAGE[0]["content"][0]]}]

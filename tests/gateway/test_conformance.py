@@ -527,7 +527,7 @@ def test_every_field_reaches_the_upstream_and_every_answer_field_the_client(
     assert body.pop("pinfactory")["member"] == "remote"
     answer = case.answer.body if case.answer is not None else completion()
     assert answer is not None
-    assert body == seen_by_client(dict(answer), request_id)
+    assert body == seen_by_client(dict(answer), response.headers["x-request-id"])
 
 
 @pytest.mark.parametrize("case", REFUSED, ids=lambda c: c.id)
@@ -546,25 +546,27 @@ def test_bad_bodies_get_an_exact_400_before_any_call(
         }
     }
     assert recorder.bodies == []
-    [row] = ledger_rows(gateway[1], f"request_id = '{request_id}'")
+    [row] = ledger_rows(gateway[1], f"correlation_id = '{request_id}'")
     assert row["status"] == 400 and case.error in row["error"]
 
 
-def stream(url: str, body: dict[str, Any], request_id: str) -> list[dict[str, Any]]:
+def stream(url: str, body: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    """The request id the gateway gave the stream, and its chunks (without ``created``)."""
     chunks = []
     with httpx.stream(
         "POST",
         url + "/v1/chat/completions",
         content=json.dumps({**body, "stream": True}),
-        headers={"x-request-id": request_id, "content-type": "application/json"},
+        headers={"content-type": "application/json"},
     ) as response:
         assert response.status_code == 200
+        request_id = response.headers["x-request-id"]
         for line in response.iter_lines():
             if line.startswith("data: ") and line != "data: [DONE]":
                 chunk_body = json.loads(line.removeprefix("data: "))
                 assert chunk_body.pop("created") > 0
                 chunks.append(chunk_body)
-    return chunks
+    return request_id, chunks
 
 
 def relayed(request_id: str, choices: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:
@@ -580,8 +582,7 @@ def relayed(request_id: str, choices: list[dict[str, Any]], **fields: Any) -> di
 def test_a_stream_without_usage_asks_no_stream_options(
     gateway: tuple[str, Path], recorder: RecordingUpstream
 ) -> None:
-    rid = "req_stream_plain"
-    chunks = stream(gateway[0], {"model": "remote", "messages": HELLO}, rid)
+    rid, chunks = stream(gateway[0], {"model": "remote", "messages": HELLO})
     assert recorder.bodies == [{"model": "upstream-model", "messages": HELLO, "stream": True}]
     assert chunks[-1].pop("pinfactory")["member"] == "remote"
     assert chunks == [
@@ -595,9 +596,8 @@ def test_a_stream_without_usage_asks_no_stream_options(
 def test_include_usage_follows_the_reference(
     gateway: tuple[str, Path], recorder: RecordingUpstream
 ) -> None:
-    rid = "req_stream_usage"
     body = {"model": "remote", "messages": HELLO, "stream_options": {"include_usage": True}}
-    chunks = stream(gateway[0], body, rid)
+    rid, chunks = stream(gateway[0], body)
     assert recorder.bodies == [{**body, "model": "upstream-model", "stream": True}]
     assert chunks[-1].pop("pinfactory")["member"] == "remote"
     assert chunks == [
@@ -612,9 +612,8 @@ def test_include_usage_follows_the_reference(
 def test_include_usage_false_is_forwarded_and_sends_no_usage_chunk(
     gateway: tuple[str, Path], recorder: RecordingUpstream
 ) -> None:
-    rid = "req_stream_no_usage"
     body = {"model": "remote", "messages": HELLO, "stream_options": {"include_usage": False}}
-    chunks = stream(gateway[0], body, rid)
+    _, chunks = stream(gateway[0], body)
     assert recorder.bodies == [{**body, "model": "upstream-model", "stream": True}]
     assert all(c["choices"] for c in chunks) and all("usage" not in c for c in chunks)
 
@@ -647,9 +646,8 @@ def test_streamed_tool_call_deltas_are_relayed_chunk_for_chunk(
     recorder.answer(
         Scripted(chunks=[chunk(c, system_fingerprint="fp_1") for c in upstream_choices])
     )
-    rid = "req_stream_tools"
     body = {"model": "remote", "messages": HELLO, "tools": [WEATHER]}
-    chunks = stream(gateway[0], body, rid)
+    rid, chunks = stream(gateway[0], body)
     assert recorder.bodies == [{**body, "model": "upstream-model", "stream": True}]
     assert chunks[-1].pop("pinfactory")["member"] == "remote"
     assert chunks == [relayed(rid, c, system_fingerprint="fp_1") for c in upstream_choices]
@@ -659,7 +657,7 @@ def test_an_upstream_400_is_a_502_naming_the_member(
     gateway: tuple[str, Path], recorder: RecordingUpstream
 ) -> None:
     recorder.answer(Scripted({"error": {"message": "max_tokens is not supported"}}, status=400))
-    response = post(gateway[0], {"model": "remote", "messages": HELLO}, "req_conf_up400")
+    response = post(gateway[0], {"model": "remote", "messages": HELLO}, "conf-up400")
     assert response.status_code == 502
     assert response.json() == {
         "error": {

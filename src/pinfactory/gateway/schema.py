@@ -19,7 +19,7 @@ from pinfactory.errors import RequestError
 from pinfactory.gateway.checks import check_values
 from pinfactory.gateway.openai_types import request_adapter
 from pinfactory.members.base import Completion, Delta
-from pinfactory.pipeline import Answer
+from pinfactory.outcome import Answer
 from pinfactory.request import Document, Message, Request, text_of
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pinfactory.request import Request, estimate_tokens
 
 MILLION = Decimal(1_000_000)
+DEFAULT_OUTPUT_CAP = 4096
+"""Output tokens a request may produce when neither it nor its member sets a cap."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +104,18 @@ class Capabilities(BaseModel):
         default=None, gt=0, description="prompt tokens it accepts (estimated); None: no limit"
     )
 
+    @classmethod
+    def common(cls, each: Iterable[Capabilities]) -> Capabilities:
+        """What all of ``each`` serve (a member made of members serves no more)."""
+        items = list(each)
+        limits = [c.max_context for c in items if c.max_context is not None]
+        flags = {
+            name: all(getattr(c, name) for c in items)
+            for name in cls.model_fields
+            if name != "max_context"
+        }
+        return cls(**flags, max_context=min(limits) if limits else None)
+
 
 class NoSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -119,6 +133,8 @@ class Member(ABC):
     Settings: ClassVar[type[BaseModel]] = NoSettings
     capabilities: Capabilities = Capabilities()
     """The kind's defaults; an instance built from a team file may override them."""
+    books_itself: ClassVar[bool] = False
+    """True for members made of members: their inner calls are booked, not the whole."""
 
     def __init__(
         self,
@@ -130,6 +146,7 @@ class Member(ABC):
         tags: tuple[str, ...] = (),
         timeout_s: float = 30.0,
         capabilities: Capabilities | None = None,
+        max_output_tokens: int | None = None,
     ) -> None:
         self.name = name
         if capabilities is not None:
@@ -139,6 +156,21 @@ class Member(ABC):
         self.tier = tier
         self.tags = tags
         self.timeout_s = timeout_s
+        self.max_output_tokens = max_output_tokens
+
+    def output_cap(self, request: Request) -> int:
+        """The most output tokens a call may produce: the request's ``max_tokens``, held
+        to the member's ``max_output_tokens`` (else :data:`DEFAULT_OUTPUT_CAP`)."""
+        cap = self.max_output_tokens or DEFAULT_OUTPUT_CAP
+        return min(request.max_tokens, cap) if request.max_tokens else cap
+
+    def worst_case_usd(self, request: Request) -> Decimal:
+        """What one call can cost at most: the prompt plus :meth:`output_cap` tokens (USD).
+
+        Exact when the member enforces the cap (the pipeline sends it as
+        ``max_tokens``); spend limits reserve this before the call.
+        """
+        return self.price.cost(Usage(request.prompt_tokens, self.output_cap(request)))
 
     async def open(self) -> None:
         """Acquire what the member needs (clients, models). Idempotent."""

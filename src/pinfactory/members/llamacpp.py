@@ -23,7 +23,7 @@ from openai.types.chat.chat_completion import Choice
 from pydantic import BaseModel, ConfigDict, Field
 
 from pinfactory.errors import MemberError
-from pinfactory.members.base import Capabilities, Completion, Member, Usage
+from pinfactory.members.base import Capabilities, Completion, Delta, Member, Usage
 from pinfactory.members.registry import register
 from pinfactory.request import Request
 
@@ -171,7 +171,7 @@ class LlamaCppMember(Member):
         )
         return replace(completion, choices=choices)
 
-    async def stream(self, request: Request) -> AsyncIterator[str | Completion]:
+    async def stream(self, request: Request) -> AsyncIterator[str | Delta | Completion]:
         llama, lock = self._ready()
         arguments = self._arguments(request)
         parts: list[str] = []

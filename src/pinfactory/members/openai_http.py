@@ -14,7 +14,7 @@ read (so a long stream that keeps talking is fine), connecting gets at most 5 s.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -116,7 +116,17 @@ def parse_sse_line(line: str) -> ChatCompletionChunk | None:
     data = line[5:].strip()
     if not data or data == "[DONE]":
         return None
-    return ChatCompletionChunk.model_validate_json(data)
+    try:
+        return ChatCompletionChunk.model_validate_json(data)
+    except ValidationError:
+        event = orjson.loads(data)
+        if isinstance(event, Mapping) and event.get("error") is not None:
+            raise StreamErrorEvent(_error(event)) from None
+        raise
+
+
+class StreamErrorEvent(ValueError):
+    """An OpenAI-style ``{"error": {...}}`` event inside a 200 stream."""
 
 
 class StreamReader:
@@ -241,6 +251,8 @@ class OpenAIHTTPMember(Member):
             raise MemberTimeout(self.name, f"stream stalled for {self.timeout_s:g}s") from exc
         except aiohttp.ClientError as exc:
             raise MemberError(self.name, f"stream broke: {type(exc).__name__}") from exc
+        except StreamErrorEvent as exc:
+            raise MemberError(self.name, f"upstream stream error: {exc}") from exc
         except ValueError as exc:
             raise MemberError(
                 self.name, f"upstream sent a garbled stream: {_first_line(exc)}"
@@ -305,6 +317,13 @@ class OpenAIHTTPMember(Member):
 def _first_line(exc: Exception) -> str:
     """A parse error's gist: pydantic's messages run to many lines."""
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _error(chunk: Mapping[str, Any]) -> str:
+    """The message of an OpenAI-style ``{"error": {...}}`` event, or the event itself."""
+    error = chunk.get("error")
+    message = error.get("message") if isinstance(error, Mapping) else error
+    return str(message)[:200]
 
 
 async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
