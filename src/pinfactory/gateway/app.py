@@ -26,6 +26,7 @@ from starlette.types import Receive, Scope, Send
 
 from pinfactory.errors import PayloadTooLarge, PinfactoryError, RequestError
 from pinfactory.gateway.admin import admin_routes
+from pinfactory.gateway.agents import agent_routes
 from pinfactory.gateway.auth import Caller, Keyring
 from pinfactory.gateway.errors import error_response, unexpected
 from pinfactory.gateway.schema import chunk_body, completion_body, final_chunk, parse_request
@@ -257,6 +258,7 @@ def create_app(
         Route("/v1/models", gateway.models, methods=["GET"]),
         Route("/healthz", gateway.healthz, methods=["GET"]),
         *admin_routes(gateway),  # /admin/*, /v1/costs, /v1/reviews/{id}
+        *agent_routes(gateway),  # /v1/agents/runs
     ]
     if metrics is not None:
         endpoint = MetricsEndpoint(metrics, gateway.keyring, team.spec.observe.metrics)
