@@ -12,7 +12,8 @@ the machine is not shared, which wall times on a busy machine do not show.
 
     python bench/console_pages.py [--requests 100000] [--runs 5] [--pg-dsn DSN] [--ledger F]
 
-Prints a table and writes bench/results/console_pages.json.
+Prints a table and writes bench/results/console_pages.json (console_pages.postgresql.json
+with --pg-dsn).
 """
 
 from __future__ import annotations
@@ -295,12 +296,15 @@ def main() -> None:
         f"Live stream delay after the SDK's response: median "
         f"{1000 * statistics.median(delays):.0f} ms, worst {1000 * max(delays):.0f} ms"
     )
-    out = ROOT / "bench" / "results" / "console_pages.json"
+    name = "console_pages.postgresql.json" if args.pg_dsn else "console_pages.json"
+    out = ROOT / "bench" / "results" / name
     out.write_text(
         json.dumps(
             {
                 "command": "python bench/console_pages.py"
-                + (f" --requests {args.requests}" if args.requests != 100_000 else ""),
+                + (f" --requests {args.requests}" if args.requests != 100_000 else "")
+                + (" --pg-dsn DSN" if args.pg_dsn else "")
+                + (f" --runs {args.runs}" if args.runs != 5 else ""),
                 "store": "postgresql" if args.pg_dsn else "sqlite",
                 "requests": args.requests,
                 "runs": args.runs,
