@@ -38,6 +38,6 @@ def test_a_request_page_renders_calls_without_latency_or_with_odd_costs() -> Non
         .get_template("request.html")
         .render(viewer=viewer, row=row, steps=steps, costs=steps, trace=None, review=None)
     )
-    assert "$0.010000" in html and "n/a" in html and "4 ms" in html
+    assert "$0.010000" in html and "n/a" in html and "4.2 ms" in html
     assert "upstream_error" in html and "retry" in html
     assert money(None) == "-" and money(Decimal("1.5"), 2) == "$1.50"
