@@ -17,7 +17,7 @@ from pinfactory.verify.base import LABEL_SEVERITY, Finding, Verdict
 from pinfactory.verify.citations import CitationVerifier
 from pinfactory.verify.confidence import Calibrator
 from pinfactory.verify.consistency import compare, self_consistency
-from pinfactory.verify.grounding import GroundingChecker, verdict_from
+from pinfactory.verify.grounding import GroundingChecker
 from pinfactory.verify.guards import check_size, redact, redact_request, screen_documents
 from pinfactory.verify.policy import (
     BUILT_IN_VERIFIERS,
@@ -26,6 +26,7 @@ from pinfactory.verify.policy import (
     finding_json,
     plugin_verifier,
 )
+from pinfactory.verify.report import verdict_from
 
 if TYPE_CHECKING:
     from pinfactory.pipeline import Answer
