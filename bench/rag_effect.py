@@ -191,16 +191,13 @@ class Bench:
         await self.docs.close()
         self.store.close()
 
-    async def _call(self, member: Member, request: Request) -> Completion:
-        return await member.complete(request)
-
     async def _verified(
         self, stage: VerifyStage, request: Request, completion: Completion
     ) -> tuple[Answer, float]:
         started = time.perf_counter()
         decision = Decision(member="local", reason="bench", router="bench", tier="small")
         answer = Answer(request, decision, completion, 0.0)
-        answer = await stage.review(answer, self.members, self._call)
+        answer = await stage.review(answer, self.members)
         return answer, (time.perf_counter() - started) * 1000
 
     async def ask(self, question: Question) -> list[Outcome]:
@@ -221,7 +218,7 @@ class Bench:
         for name, stage in (("rag+verify", self.review_stage), ("rag+verify->docs",
                                                                  self.escalate_stage)):  # fmt: skip
             answer, verify_ms = await self._verified(stage, request, rag)
-            escalation = answer.extra.get("escalation")
+            escalation = answer.escalation
             text = answer.completion.text
             outcome = Outcome(
                 question.id,
@@ -230,8 +227,8 @@ class Bench:
                 rag_ms + verify_ms,
                 reaches_user=not abstains(text) and not answer.completion.refused,
                 accurate=False,
-                confidence=answer.extra.get("verification_confidence"),
-                escalation=escalation["kind"] if escalation else None,
+                confidence=answer.verdict.confidence if answer.verdict else None,
+                escalation=escalation.kind if escalation else None,
             )
             outcomes.append(outcome)
 

@@ -7,6 +7,10 @@ The gateway maps them to OpenAI-shaped error objects in one place
 
 from __future__ import annotations
 
+import logging
+
+log = logging.getLogger("pinfactory")
+
 
 class PinfactoryError(Exception):
     """Base of every pinfactory error.
@@ -23,6 +27,12 @@ class PinfactoryError(Exception):
         super().__init__(message)
         self.message = message
         self.param = param
+
+
+def unexpected(exc: BaseException, request_id: str) -> PinfactoryError:
+    """An error nobody anticipated: logged with its traceback, answered (500) without it."""
+    log.error("request %s: unexpected %s", request_id, type(exc).__name__, exc_info=exc)
+    return PinfactoryError(f"internal error ({type(exc).__name__}); request id {request_id}")
 
 
 class TeamFileError(PinfactoryError):

@@ -1,74 +1,64 @@
-"""Composes the stages for one request.
+"""Composes the stages for one request, inside one failure boundary.
 
+    check      input the ledger cannot store is refused (400) before anything runs
     route      the router's decision, then the unit's quotas and budgets
-    call       the member (a cascade may try several tiers); input guards first
+    call       the decided member (a composite calls its own members); guards first
     verify     verdict and confidence; escalate, caveat or mark for review
     hold       answers escalated to a person wait in the review queue
     record     ledger row and audit chain in one commit, then traces and metrics
 
+Every member call made for a request, wherever it happens, is booked on the
+request's tab (``members.calls``); the typed outcome (``outcome.Answer`` or
+``outcome.Failure``) carries them, and what the request cost is their sum.
+
+:meth:`Pipeline.complete` and :meth:`Pipeline.stream` are the failure
+boundary: whatever fails, and whenever (before routing, in a member,
+mid-stream, in a verifier, in the ledger, or the client leaving), the request
+ends in exactly one ledger row and one sealed chain segment. The gateway
+records through :meth:`Pipeline.record_failure` only what fails before a
+request exists (a bad key, an unparsable body).
+
 :func:`open_pipeline` opens a team's members and ledger (the only I/O) and
 yields a :class:`Pipeline`; the gateway and the CLI both answer through it,
-so ``pinfactory ask`` routes exactly as the server does. Every request that
-fails at any stage is recorded too, with why.
+so ``pinfactory ask`` routes exactly as the server does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Coroutine, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from pinfactory.errors import ClientGone, MemberError, MemberTimeout, PinfactoryError, UnknownModel
-from pinfactory.ledger import Ledger, LedgerEntry, open_ledger
+from pinfactory.errors import (
+    ClientGone,
+    LedgerError,
+    PinfactoryError,
+    RequestError,
+    UnknownModel,
+    unexpected,
+)
+from pinfactory.ledger import Ledger, open_ledger
 from pinfactory.ledger.base import Review, to_nano
-from pinfactory.ledger.events import answer_events, failure_events
+from pinfactory.ledger.events import entry_of, events_of
 from pinfactory.ledger.queued import queue_request, run_approved
 from pinfactory.ledger.quotas import Budgets
 from pinfactory.ledger.reviews import ReviewQueue
 from pinfactory.members import Completion, Member, member_class
+from pinfactory.members.calls import MemberStream, Purpose, Tab, call_member, open_tab
+from pinfactory.members.composite import Composite
 from pinfactory.observe import Observers, Timeline, build_observers, stage
 from pinfactory.observe.timeline import stage_end, stage_start
-from pinfactory.request import Request
+from pinfactory.outcome import Answer, Failure, Outcome
+from pinfactory.request import Request, check_storable, storable
 from pinfactory.routing import Decision, Router, TieredRouter, build_router
 from pinfactory.routing.quotas import QuotaGate, QuotaQueued, build_quota_gate
 from pinfactory.team import Team
-from pinfactory.verify.stage import VerifyStage
+from pinfactory.verify.stage import VerifyStage, escalation_target
 
-
-@dataclass(slots=True)
-class Answer:
-    """What the pipeline produced for one request."""
-
-    request: Request
-    decision: Decision
-    completion: Completion
-    latency_ms: float
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def cost_usd(self) -> Decimal:
-        return self.completion.cost_usd
-
-    def metadata(self) -> dict[str, Any]:
-        """The ``pinfactory`` block of the response."""
-        return {
-            "member": self.decision.member,
-            "reason": self.decision.reason,
-            "router": self.decision.router,
-            "rule": self.decision.rule,
-            "fallback": self.decision.fallback,
-            "confidence": self.decision.confidence,
-            "cost_usd": float(self.cost_usd),
-            "latency_ms": round(self.latency_ms, 3),
-            "request_id": self.request.request_id,
-            "unit": self.request.unit,
-            "refused": self.completion.refused,
-            **self.extra,
-        }
+__all__ = ["Answer", "Failure", "Pipeline", "build_members", "open_pipeline"]
 
 
 class Pipeline:
@@ -88,7 +78,7 @@ class Pipeline:
         self.router = router
         self.ledger = ledger
         self.quotas = quotas or build_quota_gate(team, counter=ledger)
-        self.budgets = Budgets(team, ledger)
+        self.budgets = Budgets(team, ledger, self.worst_case)
         self.reviews = ReviewQueue(ledger, team.spec.reviews)
         self.observers = observers or Observers()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -96,6 +86,26 @@ class Pipeline:
         self._tiered = router if isinstance(router, TieredRouter) else None
         spec = team.spec.verification
         self.verification = VerifyStage(spec) if spec is not None else None
+        self._prepare = self.verification.guard_input if self.verification is not None else None
+
+    def worst_case(self, member: str, request: Request) -> Decimal:
+        """The most ``request`` can cost when ``member`` answers it, in USD: the member
+        at its output cap, plus every call verification may add (cross-check, samples,
+        escalation). Spend limits reserve this before anything is called."""
+        answering = self.members.get(member)
+        if answering is None:
+            return Decimal(0)
+        total = answering.worst_case_usd(request)
+        spec = self.team.spec.verification
+        if spec is None:
+            return total
+        extra: list[Member | None] = [self.members.get(spec.cross_check or "")]
+        sampling = spec.self_consistency
+        if sampling is not None and member in sampling.members:
+            extra += [answering] * sampling.samples
+        if spec.on_low_confidence == "escalate":
+            extra.append(escalation_target(spec.escalate_to, self.members, exclude=member))
+        return total + sum((m.worst_case_usd(request) for m in extra if m is not None), Decimal(0))
 
     def decide(self, request: Request) -> Decision:
         """Which member answers: the router for ``auto``, else the pinned member."""
@@ -129,43 +139,58 @@ class Pipeline:
         """Call the decided member; a tiered router (cascade) runs its tiers instead."""
 
         async def call(name: str) -> Completion:
-            return await self._call(self.members[name], request)
+            purpose: Purpose = "answer" if name == decision.member else "tier"
+            return await call_member(self.members[name], request, purpose)
 
         if decision.router != "pinned" and self._tiered is not None:
             return await self._tiered.answer(request, decision, call)
         return decision, await call(decision.member)
 
     async def complete(self, request: Request, started: float | None = None) -> Answer:
+        """Answer one request and record it; every failure is recorded, then raised.
+
+        Raises the :class:`PinfactoryError` the request failed with (anything
+        else is reported as a 500 :class:`PinfactoryError`).
+        """
         started = time.perf_counter() if started is None else started
         Timeline.begin(started)
+        tab = open_tab(self._prepare)
+        decision: Decision | None = None
+        await self._check(request, started)
         try:
             with stage("route"):
                 decision = await self.route(request)
             with stage("call"):
                 decision, completion = await self._answer(request, decision)
-            answer = Answer(request, decision, completion, _ms_since(started))
+            answer = self._answer_of(request, decision, completion, started, tab)
             if self.verification is not None:
                 with stage("verify"):
-                    answer = await self.verification.review(answer, self.members, self._call)
+                    answer = await self.verification.review(answer, self.members)
                 answer.latency_ms = _ms_since(started)
+            answer = await self.reviews.hold(answer)
         except QuotaQueued as queued:  # the queue policy: a person approves the spend
             return await queue_request(self, request, queued, started)
         except PinfactoryError as exc:
-            await self.record_failure(request, exc, started)
+            await self.record_failure(request, exc, started, tab=tab, decision=decision)
             raise
-        answer = await self.reviews.hold(answer)
+        except Exception as exc:  # a plug-in's bug anywhere in the stages: still one row
+            error = unexpected(exc, request.request_id)
+            await self.record_failure(request, error, started, tab=tab, decision=decision)
+            raise error from exc
         await self.record(answer)
         return answer
 
     async def stream(
         self, request: Request, started: float | None = None
-    ) -> AsyncIterator[Decision | str | Answer]:
+    ) -> AsyncGenerator[Decision | str | Answer, None]:
         """Yield the :class:`Decision`, text deltas, then the recorded :class:`Answer`.
 
         On a team that verifies, an answer must be whole before it can be checked,
         escalated or held for review: the stream then carries the verified answer
         as one delta. A request a quota holds for approval streams its pending
-        notice. A stream the client abandons is still recorded (status 499).
+        notice. A failure mid-stream is recorded (with the tokens streamed so
+        far) and raised; a stream the client abandons is recorded as 499 with
+        the tokens it was sent.
         """
         if self.verification is not None:
             answer = await self.complete(request, started)  # records, failures included
@@ -175,37 +200,88 @@ class Pipeline:
             return
         started = time.perf_counter() if started is None else started
         timeline = Timeline.begin(started)
-        member_name = request.model
+        tab = open_tab(self._prepare)
+        decision: Decision | None = None
+        member_stream: MemberStream | None = None
+        await self._check(request, started)
         try:
             with stage("route"):
                 decision = await self.route(request)  # streams are not cascaded
-            member_name = decision.member
             yield decision
             call = timeline.open("call")
-            async for event in self.members[decision.member].stream(request):
+            member_stream = MemberStream(self.members[decision.member], request, "answer", tab)
+            completion: Completion | None = None
+            async for event in member_stream:
                 if isinstance(event, str):
                     yield event
                 else:
-                    timeline.close(call)
-                    answer = Answer(request, decision, event, _ms_since(started))
-                    await self.record(answer)
-                    yield answer
+                    completion = event
+            timeline.close(call)
+            assert completion is not None  # a stream without one raised in MemberStream
+            answer = self._answer_of(request, decision, completion, started, tab)
         except QuotaQueued as queued:  # held for a person: the stream carries the notice
             held = await queue_request(self, request, queued, started)
             yield held.decision
             yield held.completion.text
             yield held
-        except TimeoutError as exc:
-            failure = MemberTimeout(member_name, "timed out while streaming")
-            await self.record_failure(request, failure, started)
-            raise failure from exc
+            return
         except PinfactoryError as exc:
-            await self.record_failure(request, exc, started)
+            await self.record_failure(request, exc, started, tab=tab, decision=decision)
             raise
         except (GeneratorExit, asyncio.CancelledError):
-            gone = ClientGone(member_name, "client closed the stream before it ended")
-            self._background(self.record_failure(request, gone, started))
+            member = decision.member if decision is not None else request.model
+            gone = ClientGone(member, "client closed the stream before it ended")
+            tab.abandon()  # books the tokens sent so far, now (inner parts' streams too)
+            if member_stream is not None:
+                self._background(member_stream.aclose())
+            self._background(
+                self.record_failure(request, gone, started, tab=tab, decision=decision)
+            )
             raise
+        except Exception as exc:  # a bug outside the member (which MemberStream maps): one row
+            error = unexpected(exc, request.request_id)
+            await self.record_failure(request, error, started, tab=tab, decision=decision)
+            raise error from exc
+        await self.record(answer)
+        yield answer
+
+    async def _check(self, request: Request, started: float) -> None:
+        """Refuse (400, recorded) input the ledger cannot store, before any member runs.
+
+        The failure row keeps the offending fields made storable.
+        """
+        try:
+            check_storable(request)
+        except RequestError as exc:
+            await self.record_failure(
+                None,
+                exc,
+                started,
+                request_id=request.request_id,
+                unit=storable(request.unit),
+                user=storable(request.user),
+                model=storable(request.model),
+                correlation_id=request.correlation_id or "",
+            )
+            raise
+
+    def _answer_of(
+        self,
+        request: Request,
+        decision: Decision,
+        completion: Completion,
+        started: float,
+        tab: Tab,
+    ) -> Answer:
+        return Answer(
+            request,
+            decision,
+            completion,
+            _ms_since(started),
+            calls=tuple(tab.calls),
+            events=tuple(tab.events),
+            correlation_id=request.correlation_id,
+        )
 
     async def execute_approved(
         self, review_id: str, reviewer: str, note: str | None = None
@@ -215,10 +291,11 @@ class Pipeline:
 
     async def run_held(self, member: Member, request: Request, started: float) -> Completion:
         """Call one member for an approved held request; a failure is recorded."""
+        tab = open_tab(self._prepare)
         try:
-            return await self._call(member, request)
+            return await call_member(member, request, "held", tab)
         except PinfactoryError as exc:
-            await self.record_failure(request, exc, started)
+            await self.record_failure(request, exc, started, tab=tab)
             raise
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
@@ -226,73 +303,102 @@ class Pipeline:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _call(self, member: Member, request: Request) -> Completion:
-        if self.verification is not None:  # guards: size, injection, PII before remote members
-            request = self.verification.guard_input(member, request)
-        try:
-            async with asyncio.timeout(member.timeout_s):  # every member, tools included
-                return await member.complete(request)
-        except TimeoutError as exc:
-            raise MemberTimeout(member.name, f"no answer within {member.timeout_s:g}s") from exc
-
     async def record(self, answer: Answer) -> None:
-        usage = answer.completion.usage
-        if self.budgets.active:
-            await self.budgets.settle(answer.request.request_id, to_nano(answer.cost_usd))
+        """Settle the answer's spend and write its row and chain segment in one commit.
+
+        A ledger that refuses the row gets one more try as a failure (500,
+        ``ledger_failed``) carrying the same calls and cost; if that fails too,
+        :class:`LedgerError` is raised and the answer is not acknowledged.
+        """
+        await self._settle(answer)
         recording = stage_start("record")
-        await self.ledger.record(
-            LedgerEntry(
-                request_id=answer.request.request_id,
-                unit=answer.request.unit,
-                user=answer.request.user,
-                model=answer.request.model,
-                member=answer.decision.member,
-                router=answer.decision.router,
-                reason=answer.decision.reason,
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cost_usd=answer.cost_usd,
-                latency_ms=answer.latency_ms,
-                status=200,
-                stream=answer.request.stream,
-                tags=answer.request.tags,
-            ),
-            answer_events(answer),
-        )
+        try:
+            await self.ledger.record(entry_of(answer), events_of(answer))
+        except LedgerError as exc:
+            stage_end(recording)
+            failure = _failure_of(answer.request, exc, answer.latency_ms, answer.calls)
+            failure.decision = answer.decision
+            await self._write_failure(failure)
+            raise
         stage_end(recording)
         self.observers.answered(answer)
 
     async def record_failure(
-        self, request: Request | None, error: PinfactoryError, started: float, **who: str
+        self,
+        request: Request | None,
+        error: PinfactoryError,
+        started: float,
+        *,
+        tab: Tab | None = None,
+        decision: Decision | None = None,
+        **who: str,
     ) -> None:
-        """Record a request that failed anywhere, even one that never parsed."""
-        member = error.member if isinstance(error, MemberError) else None
-        request_id = request.request_id if request else who.get("request_id", "")
-        if request is not None:
-            await self.budgets.release(request.request_id)
+        """Record a request that failed anywhere, even one that never parsed.
+
+        ``tab`` holds the calls made before it failed: their cost is booked.
+        ``who`` names unit, user, model and request id when there is no request.
+        """
+        calls = tuple(tab.calls) if tab is not None else ()
+        failure = _failure_of(request, error, _ms_since(started), calls, **who)
+        failure.decision = decision
+        await self._settle(failure)
+        await self._write_failure(failure)
+
+    async def _write_failure(self, failure: Failure) -> None:
         recording = stage_start("record")
-        await self.ledger.record(
-            LedgerEntry(
-                request_id=request_id,
-                unit=request.unit if request else who.get("unit", "-"),
-                user=request.user if request else who.get("user", ""),
-                model=request.model if request else who.get("model", "-"),
-                member=member,
-                router=None,
-                reason=None,
-                input_tokens=0,
-                output_tokens=0,
-                cost_usd=Decimal(0),
-                latency_ms=_ms_since(started),
-                status=error.status,
-                error=f"{error.code}: {error.message}",
-                stream=request.stream if request else False,
-                tags=request.tags if request else (),
-            ),
-            failure_events(request, error, request_id),
-        )
-        stage_end(recording)
-        self.observers.failed(request, error, started, **who)
+        try:
+            await self.ledger.record(entry_of(failure), events_of(failure))
+        except LedgerError:
+            if failure.error.code == LedgerError.code:
+                raise
+            # the row itself could not be stored: record that instead, with the same spend
+            stored = LedgerError(f"the ledger refused the request's row: {failure.error.code}")
+            again = Failure(
+                None, stored, failure.unit, "", "-", failure.request_id,
+                failure.latency_ms, failure.calls,
+            )  # fmt: skip
+            await self.ledger.record(entry_of(again), events_of(again))
+        finally:
+            stage_end(recording)
+        self.observers.failed(failure)
+
+    async def _settle(self, outcome: Outcome) -> None:
+        """Book the outcome's actual spend: budgets settle, quotas count the extra calls."""
+        request = outcome.request
+        if request is None:
+            return
+        if self.quotas.policies:
+            await self.quotas.book_extra(request.unit, outcome.calls)
+        if self.budgets.active:
+            if outcome.calls:
+                await self.budgets.settle(request.request_id, to_nano(outcome.cost_usd))
+            else:
+                await self.budgets.release(request.request_id)
+
+
+def _failure_of(
+    request: Request | None,
+    error: PinfactoryError,
+    latency_ms: float,
+    calls: tuple[Any, ...],
+    **who: str,
+) -> Failure:
+    if request is not None:
+        return Failure(
+            request, error, request.unit, request.user, request.model, request.request_id,
+            latency_ms, calls, correlation_id=request.correlation_id,
+        )  # fmt: skip
+    return Failure(
+        None,
+        error,
+        who.get("unit", "-"),
+        who.get("user", ""),
+        who.get("model", "-"),
+        who.get("request_id", ""),
+        latency_ms,
+        calls,
+        correlation_id=who.get("correlation_id") or None,
+    )
 
 
 def build_members(team: Team) -> dict[str, Member]:
@@ -306,7 +412,11 @@ def build_members(team: Team) -> dict[str, Member]:
             tier=spec.tier,
             tags=tuple(spec.tags),
             timeout_s=spec.timeout_s,
+            max_output_tokens=spec.max_output_tokens,
         )
+    for member in members.values():  # members made of members find their parts
+        if isinstance(member, Composite):
+            member.bind(members)
     return members
 
 
@@ -326,7 +436,10 @@ async def open_pipeline(
         for member in members.values():
             await member.open()
             stack.push_async_callback(member.close)
-        yield Pipeline(team, members, build_router(team), ledger, observers)
+        pipeline = Pipeline(team, members, build_router(team), ledger, observers)
+        yield pipeline
+        if pipeline._tasks:  # abandoned streams still being recorded
+            await asyncio.gather(*pipeline._tasks, return_exceptions=True)
 
 
 def _ms_since(started: float) -> float:

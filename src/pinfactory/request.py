@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+import os
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from pinfactory.errors import RequestError
 
 Role = Literal["system", "user", "assistant", "tool", "developer"]
 
@@ -31,6 +34,8 @@ class Request:
 
     ``model`` is ``"auto"`` (the router decides) or the name of a member.
     ``unit`` and ``user`` come from the caller's API key, never the body.
+    ``request_id`` is always issued by pinfactory; ``correlation_id`` is the
+    client's own ``X-Request-Id``, kept and returned but never used as a key.
     """
 
     messages: tuple[Message, ...]
@@ -46,6 +51,7 @@ class Request:
     tags: tuple[str, ...] = ()
     headers: Mapping[str, str] = field(default_factory=dict)
     request_id: str = field(default_factory=lambda: new_request_id())
+    correlation_id: str | None = None
 
     @classmethod
     def from_text(cls, text: str, **kwargs: Any) -> Request:
@@ -75,12 +81,73 @@ class Request:
 
 
 def new_request_id() -> str:
-    """96 random bits, as before from uuid4, but without a getrandom() syscall per request:
-    ids only need to be unique (the random module is seeded from the OS, and reseeded in
-    forked workers), not secret."""
-    return f"req_{random.getrandbits(96):024x}"
+    """96 random bits: unique, not secret. From pinfactory's own generator, seeded from the
+    OS and reseeded in forked workers, so nobody seeding the global ``random`` (a test
+    framework, a plug-in) can make two requests share an id; and without a getrandom()
+    syscall per request."""
+    return f"req_{_IDS.getrandbits(96):024x}"
+
+
+_IDS = random.Random()  # seeded from os.urandom
+os.register_at_fork(after_in_child=_IDS.seed)
 
 
 def estimate_tokens(text: str) -> int:
     """Token count estimate (about four characters a token) for members without a tokenizer."""
     return max(1, math.ceil(len(text) / 4)) if text else 0
+
+
+MAX_NAME = 256
+"""Longest model, user, unit or tag the ledger stores."""
+MAX_CORRELATION_ID = 128
+"""Longest client ``X-Request-Id`` kept as the correlation id."""
+
+
+def check_storable(request: Request) -> None:
+    """Refuse input the ledger cannot store, before any member is called.
+
+    Raises :class:`~pinfactory.errors.RequestError` (400) naming the field:
+    a NUL byte anywhere in the text the ledger or the review queue keeps
+    (PostgreSQL text cannot hold one), or a name past :data:`MAX_NAME`
+    characters.
+    """
+    for name, value in (("model", request.model), ("user", request.user), ("unit", request.unit)):
+        _check_text(name, value, MAX_NAME)
+    for index, tag in enumerate(request.tags):
+        _check_text(f"metadata.tags[{index}]", tag, MAX_NAME)
+    for index, message in enumerate(request.messages):
+        if "\x00" in message.content:
+            _check_text(f"messages[{index}].content", message.content, None)
+    for index, document in enumerate(request.documents):
+        _check_text(f"documents[{index}].text", document.text, None)
+        _check_text(f"documents[{index}].title", document.title, None)
+
+
+def storable(text: str, limit: int = MAX_NAME) -> str:
+    """``text`` as a failure row may keep it: NUL bytes replaced, cut to ``limit``."""
+    return text.replace("\x00", "\ufffd")[:limit]
+
+
+def correlation_id(value: str | None) -> str | None:
+    """A client's ``X-Request-Id`` as kept: printable ASCII, at most
+    :data:`MAX_CORRELATION_ID` characters; else a 400 naming the header."""
+    if value is None or value == "":
+        return None
+    if len(value) > MAX_CORRELATION_ID or not (value.isascii() and value.isprintable()):
+        raise _error(
+            "x-request-id",
+            f"header 'x-request-id' must be printable ASCII of at most {MAX_CORRELATION_ID} "
+            f"characters (got {len(value)} characters)",
+        )
+    return value
+
+
+def _check_text(name: str, value: str, limit: int | None) -> None:
+    if "\x00" in value:
+        raise _error(name, f"'{name}' contains a NUL byte (\\u0000), which cannot be stored")
+    if limit is not None and len(value) > limit:
+        raise _error(name, f"'{name}' is {len(value)} characters long; the limit is {limit}")
+
+
+def _error(param: str, message: str) -> RequestError:
+    return RequestError(message, param=param)

@@ -41,6 +41,12 @@ class MemberSpec(_Strict):
     price: Price = Price()
     tags: list[str] = []
     timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    max_output_tokens: int | None = Field(
+        default=None,
+        gt=0,
+        description="output cap sent upstream as max_tokens; spend limits "
+        "reserve a call's cost at this cap (default: the request's max_tokens, else 4096)",
+    )
     requires_env: list[str] = Field(
         default=[], description="the member is enabled only when all these variables are set"
     )

@@ -84,7 +84,7 @@ def test_bad_requests_get_clear_errors_and_are_recorded(
     assert fragment in error["message"]
     assert error["param"] == param
     assert error["type"] == "invalid_request_error"
-    rows = ledger_rows(gateway_ledger, f"request_id = '{request_id}'")
+    rows = ledger_rows(gateway_ledger, f"correlation_id = '{request_id}'")  # the client's id
     assert [row["status"] for row in rows] == [status]
     assert fragment.split("'")[0] in rows[0]["error"]
 
@@ -96,4 +96,5 @@ def test_body_over_the_limit_is_413_and_recorded(gateway_url: str, gateway_ledge
     )
     assert response.status_code == 413
     assert "limit" in response.json()["error"]["message"]
-    assert [r["status"] for r in ledger_rows(gateway_ledger, "request_id = 'req_huge'")] == [413]
+    huge_rows = ledger_rows(gateway_ledger, "correlation_id = 'req_huge'")
+    assert [r["status"] for r in huge_rows] == [413]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -26,8 +27,10 @@ def _data(shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_quick_grid_runs_resumes_and_reports(grid: str, tmp_path: Path) -> None:
     out = tmp_path / "out"
     args = ["lab", "run", str(GRIDS / grid), "--out", str(out), "--quick", "--workers", "2"]
-    result = CliRunner().invoke(app, args)
+    result = CliRunner().invoke(app, [*args, "--json"])  # for machines: no width, no wrapping
     assert result.exit_code == 0, result.output
+    first = json.loads(result.stdout)
+    assert first["already"] == 0 and first["ran"] == first["cells"] > 0
     rows = pd.read_csv(out / "results.csv")
     assert {"oracle", "best_single", "random"} <= set(rows["router"])
     for column in (
@@ -46,8 +49,12 @@ def test_quick_grid_runs_resumes_and_reports(grid: str, tmp_path: Path) -> None:
     assert (rows["quality"] <= oracle["quality"] + 1e-12).all()  # nothing beats reading the answers
     report = (out / "report.md").read_text()
     assert "## " in report and list(out.glob("*.png"))
-    again = CliRunner().invoke(app, args)
-    assert again.exit_code == 0 and f"{len(rows)} already in" in again.output
+    again = CliRunner().invoke(app, [*args, "--json"])
+    assert again.exit_code == 0, again.output
+    resumed = json.loads(again.stdout)
+    assert resumed["already"] == resumed["cells"] == len(rows) and resumed["ran"] == 0
+    human = CliRunner().invoke(app, args)  # the human form still runs (nothing left to do)
+    assert human.exit_code == 0, human.output
 
 
 def test_quick_and_full_share_the_evaluation(shared_data: Path) -> None:

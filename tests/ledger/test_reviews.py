@@ -14,17 +14,21 @@ from pinfactory.errors import Conflict, NotFound, RequestError
 from pinfactory.ledger import open_ledger
 from pinfactory.ledger.chain import verify_ledger
 from pinfactory.ledger.reviews import ReviewQueue
-from pinfactory.pipeline import Answer, open_pipeline
+from pinfactory.outcome import Answer, Escalation
+from pinfactory.pipeline import open_pipeline
 from pinfactory.request import Request
 from pinfactory.team import ReviewSpec, parse_team
+from pinfactory.verify.base import Finding, Verdict
 
 runner = CliRunner()
 
-ESCALATION = {
-    "kind": "review",
-    "reason": "verifier found no support for the claim",
-    "evidence": [{"claim": "6 * 7 = 41", "passage": ""}],
-}
+ESCALATION = Escalation(
+    "review",
+    "verifier found no support for the claim",
+    "review",
+    0.2,
+    (Finding("claim_unsupported", "no passage supports it", claim="6 * 7 = 41"),),
+)
 
 
 def team_text(location: str, mode: str = "poll") -> str:
@@ -45,12 +49,8 @@ async def escalated_answer(location: str, mode: str) -> tuple[Answer, str]:
         decision = pipeline.decide(request)
         completion = await pipeline.members[decision.member].complete(request)
         answer = Answer(request, decision, completion, 1.0)
-        answer.extra["verdict"] = {
-            "confidence": 0.2,
-            "label": "unsupported",
-            "verifier": "grounding",
-        }
-        answer.extra["escalation"] = ESCALATION
+        answer.verdict = Verdict(0.2, "unsupported", "grounding")
+        answer.escalation = ESCALATION
         if mode == "wait":
 
             async def reviewer() -> None:
@@ -65,30 +65,36 @@ async def escalated_answer(location: str, mode: str) -> tuple[Answer, str]:
         return held, request.request_id
 
 
+def _review_id(answer: Answer) -> str:
+    assert answer.review is not None
+    return answer.review.id
+
+
 async def test_poll_mode_withholds_the_answer_until_a_reviewer_approves(location: str) -> None:
     held, request_id = await escalated_answer(location, "poll")
-    block = held.extra["review"]
-    assert block["status"] == "pending"
+    block = held.review
+    assert block is not None and block.status == "pending" and block.poll is not None
     assert held.completion.text.startswith("This answer is waiting for human review")
-    assert block["poll"] in held.completion.text
-    assert block["poll"] == f"/v1/reviews/{block['id']}"
+    assert block.poll in held.completion.text
+    assert block.poll == f"/v1/reviews/{block.id}"
     ledger = open_ledger(location)
     await ledger.open()
     try:
         queue = ReviewQueue(ledger)
-        review = await queue.get(block["id"], unit="sales")
-        assert review.reason == ESCALATION["reason"] and review.evidence == ESCALATION["evidence"]
+        review = await queue.get(block.id, unit="sales")
+        assert review.reason == ESCALATION.reason
+        assert review.evidence[0]["claim"] == "6 * 7 = 41"
         assert review.answer == "6 * 7 = 42" and review.verdict["label"] == "unsupported"
         with pytest.raises(NotFound):
-            await queue.get(block["id"], unit="support")  # another unit never sees it
-        approved = await queue.approve(block["id"], "carol")
+            await queue.get(block.id, unit="support")  # another unit never sees it
+        approved = await queue.approve(block.id, "carol")
         assert approved.status == "approved" and approved.released_answer == "6 * 7 = 42"
         with pytest.raises(Conflict, match="already decided"):
-            await queue.override(block["id"], "dave", "something else")
+            await queue.override(block.id, "dave", "something else")
         with pytest.raises(NotFound):
             await queue.approve("rev_doesnotexist", "carol")
         with pytest.raises(RequestError):
-            await queue.approve(block["id"], " ")
+            await queue.approve(block.id, " ")
         kinds = [r.kind for r in await ledger.audit(request_id)]
         assert kinds.count("review.queued") == 1 and kinds.count("review.approved") == 1
         assert (await verify_ledger(ledger)).intact
@@ -99,8 +105,8 @@ async def test_poll_mode_withholds_the_answer_until_a_reviewer_approves(location
 async def test_wait_mode_returns_the_reviewers_answer(location: str) -> None:
     held, _ = await escalated_answer(location, "wait")
     assert held.completion.text == "6 * 7 = 42"
-    assert held.extra["review"]["status"] == "overridden"
-    assert held.extra["review"]["reviewer"] == "carol"
+    assert held.review is not None and held.review.status == "overridden"
+    assert held.review.reviewer == "carol"
 
 
 def test_explain_names_the_reviewer_override_and_the_flagging_verifier(tmp_path: Path) -> None:
@@ -123,13 +129,11 @@ def test_review_cli_lists_decides_and_exports_labelled_data(tmp_path: Path) -> N
     location = str(tmp_path / "ledger.db")
     team = tmp_path / "team.yaml"
     team.write_text(team_text(location))
-    ids = [
-        asyncio.run(escalated_answer(location, "poll"))[0].extra["review"]["id"] for _ in range(2)
-    ]
+    ids = [_review_id(asyncio.run(escalated_answer(location, "poll"))[0]) for _ in range(2)]
     listed = runner.invoke(app, ["review", "list", "--team", str(team), "--json"])
     assert listed.exit_code == 0 and {r["id"] for r in json.loads(listed.stdout)} == set(ids)
     shown = runner.invoke(app, ["review", "show", ids[0], "--team", str(team), "--json"])
-    assert json.loads(shown.stdout)["reason"] == ESCALATION["reason"]
+    assert json.loads(shown.stdout)["reason"] == ESCALATION.reason
     ok = runner.invoke(app, ["review", "approve", ids[0], "-r", "carol", "--team", str(team)])
     assert ok.exit_code == 0, ok.output
     new = ["review", "override", ids[1], "-r", "dave", "-a", "42", "--team", str(team)]

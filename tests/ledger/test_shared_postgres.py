@@ -96,6 +96,7 @@ async def test_two_processes_share_one_chain_and_one_exact_budget(
         report = await verify_ledger(ledger)
     finally:
         await ledger.close()
-    # 25 answered x (request, decision, call, response) + 35 refused x (request, error)
+    # 25 answered x (request, decision, call, response, row) + 35 refused x (request, error,
+    # row): every ledger row is sealed by its own entry
     assert report.intact, report.problem
-    assert report.checked == 25 * 4 + 35 * 2
+    assert report.checked == 25 * 5 + 35 * 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
@@ -20,7 +21,7 @@ from pinfactory.observe import Observers, Timeline, build_observers, stage
 from pinfactory.observe import attributes as a
 from pinfactory.observe.config import TracingSpec
 from pinfactory.observe.tracing import Tracing
-from pinfactory.pipeline import Answer
+from pinfactory.outcome import Answer, Disagreement, Escalation
 from pinfactory.request import Request
 from pinfactory.routing import Decision
 from pinfactory.verify.base import Verdict
@@ -147,14 +148,14 @@ def test_failures_are_error_spans_and_traceparent_is_honoured(
     assert len(unparsed) == 1 and unparsed[0].name == "chat -"
 
 
-def answer_with(extra: dict[str, object]) -> Answer:
+def answer_with(**typed: Any) -> Answer:
     request = Request.from_text("Is the sky green?", unit="sales", model="auto")
     decision = Decision(
         member="upstream", reason="rule 'x' matched", router="rules", rule="x",
         scores={"upstream": 0.9, "calculator": 0.1}, confidence=0.9,
     )  # fmt: skip
     completion = Completion("No.", Usage(4, 1), Decimal("0.00001"), model="instant")
-    return Answer(request, decision, completion, latency_ms=3.0, extra=dict(extra))
+    return Answer(request, decision, completion, latency_ms=3.0, **typed)
 
 
 def record(tracing: Tracing, answer: Answer, stages: tuple[str, ...]) -> None:
@@ -170,11 +171,9 @@ def test_verdict_escalation_and_disagreement_become_events(exporter: InMemorySpa
     tracing.open()
     verdict = Verdict(confidence=0.31, label="unsupported", verifier="grounding")
     answer = answer_with(
-        {
-            "verdict": verdict,
-            "escalation": {"to": "frontier", "reason": "low confidence", "confidence": 0.31},
-            "disagreement": {"members": ["upstream", "calculator"], "score": 0.7},
-        }
+        verdict=verdict,
+        escalation=Escalation("tier", "low confidence", "frontier", 0.31),
+        events=(Disagreement(("upstream", "calculator"), ("No.", "Yes."), 0.0, "short"),),
     )
     record(tracing, answer, ("route", "call", "verify", "record"))
     tracing.close()
@@ -191,7 +190,7 @@ def test_verdict_escalation_and_disagreement_become_events(exporter: InMemorySpa
         a.GEN_AI_EVALUATION_SCORE_VALUE: pytest.approx(0.31),
         a.GEN_AI_EVALUATION_SCORE_LABEL: "unsupported",
     }
-    assert events[a.ESCALATION_EVENT]["pinfactory.escalation.to"] == "frontier"
+    assert events[a.ESCALATION_EVENT]["pinfactory.escalation.target"] == "frontier"
     assert events[a.ESCALATION_EVENT]["pinfactory.escalation.reason"] == "low confidence"
     assert events[a.DISAGREEMENT_EVENT]["pinfactory.disagreement.members"] == (
         "upstream",
@@ -199,13 +198,13 @@ def test_verdict_escalation_and_disagreement_become_events(exporter: InMemorySpa
     )
     verify = dict(spans["pinfactory.verify"].attributes or {})
     assert verify[a.VERDICT_LABEL] == "unsupported"
-    assert answer.extra["trace_id"] == f"{root.context.trace_id:032x}"
+    assert answer.trace_id == f"{root.context.trace_id:032x}"
 
 
 def test_absent_verdict_and_escalation_add_no_events(exporter: InMemorySpanExporter) -> None:
     tracing = Tracing(TracingSpec(), exporter=exporter, member_kinds=KINDS)
     tracing.open()
-    record(tracing, answer_with({"escalation": None}), ("route", "call"))
+    record(tracing, answer_with(escalation=None), ("route", "call"))
     tracing.close()
     root = next(s for s in exporter.get_finished_spans() if s.name == "chat auto")
     assert list(root.events) == []

@@ -350,7 +350,7 @@ async def test_quota_policies(policy: str, tmp_path: Path) -> None:
                 await pipeline.route(request)
             assert "queued for review" in queued.value.decision.reason
             held = await pipeline.complete(request)
-            assert held.extra["review"]["status"] == "pending"
+            assert held.review is not None and held.review.status == "pending"
             assert held.decision.member == "orders" and held.cost_usd == 0
         else:
             with pytest.raises(QuotaExceeded, match="quota 'orders-daily'") as caught:

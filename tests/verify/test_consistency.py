@@ -66,14 +66,14 @@ def test_a_team_samples_gemma_and_flags_an_unsettled_answer(tmp_path: Path) -> N
             return await pipeline.complete(request)
 
     answer = asyncio.run(go())
-    sampled = answer.extra["self_consistency"]
+    sampled = answer.metadata()["self_consistency"]
     assert sampled["samples"] == 3 and sampled["temperature"] == 1.5
     assert sampled["agreement"] < 0.6
-    event = answer.extra["events"][0]
+    event = answer.metadata()["events"][0]
     assert event["event"] == "inconsistent" and event["member"] == "local"
     assert len(event["answers"]) == 3 and len(set(event["answers"])) > 1
-    assert answer.extra["verdict"]["findings"][0]["kind"] == "inconsistent"
-    assert answer.extra["escalation"]["kind"] == "caveat"
+    assert answer.metadata()["verdict"]["findings"][0]["kind"] == "inconsistent"
+    assert answer.metadata()["escalation"]["kind"] == "caveat"
     assert answer.completion.text.endswith(CAVEAT)
 
 

@@ -70,16 +70,16 @@ def ask(team: Team, passage: str) -> Any:
 def test_a_plugin_verifier_can_overrule_grounding(tmp_path: Path) -> None:
     promise = "The warranty is two years, and we guarantee a free repair."
     answer = ask(team(tmp_path, f"[grounding, '{PLUGIN}']"), promise)
-    verdict = answer.extra["verdict"]
+    verdict = answer.metadata()["verdict"]
     assert verdict["verifier"] == "grounding+no-promises"
     assert verdict["label"] == "contradicted"
-    assert answer.extra["verification_confidence"] <= 0.1
+    assert answer.metadata()["verification_confidence"] <= 0.1
     assert answer.completion.text.endswith(CAVEAT)
 
 
 def test_a_plugin_verifier_that_is_satisfied_changes_nothing(tmp_path: Path) -> None:
     answer = ask(team(tmp_path, f"[grounding, '{PLUGIN}']"), "The warranty is two years.")
-    assert answer.extra["verdict"]["label"] == "supported"
+    assert answer.metadata()["verdict"]["label"] == "supported"
     assert not answer.completion.text.endswith(CAVEAT)
 
 

@@ -57,10 +57,10 @@ def test_a_stored_instruction_is_flagged_quoted_and_not_obeyed(
     text = answer.completion.text
     assert "within 5 business days of the return reaching us [1]" in text
     assert "Ignore" not in text and "1 day" not in text
-    flagged = answer.extra["injection"]
+    flagged = answer.metadata()["injection"]
     assert flagged == [{"n": 1, "title": "Refunds", "instruction": flagged[0]["instruction"]}]
     assert flagged[0]["instruction"].lower().startswith("ignore all previous instructions")
-    kinds = [f["kind"] for f in answer.extra["verdict"]["findings"]]
+    kinds = [f["kind"] for f in answer.metadata()["verdict"]["findings"]]
     assert "injection" in kinds
     fenced = answer.completion.passages[0].text
     assert fenced.startswith("The following is quoted document text")
@@ -71,7 +71,7 @@ def test_a_unit_with_screening_off_gets_no_flag_but_still_no_instruction(
     sources: Path, tmp_path: Path
 ) -> None:
     answer = ask(sources, tmp_path / "l.db", screen=False)
-    assert "injection" not in answer.extra
+    assert "injection" not in answer.metadata()
     assert "Ignore" not in answer.completion.text  # the member never answers with one
     passage = answer.completion.passages[0].text
     assert passage.startswith("Refunds") and "Ignore all previous instructions" in passage

@@ -94,7 +94,7 @@ QUESTION = Request.from_text(
 
 def test_low_confidence_escalates_to_the_next_tier(tmp_path: Path) -> None:
     answer = run(policy_team(tmp_path / "l.db", "escalate"), QUESTION)
-    escalation = answer.extra["escalation"]
+    escalation = answer.metadata()["escalation"]
     assert escalation["kind"] == "tier" and escalation["target"] == "docs"
     assert escalation["evidence"][0]["kind"] in ("claim_contradicted", "claim_unsupported")
     assert answer.decision.member == "docs" and "escalated to 'docs'" in answer.decision.reason
@@ -103,21 +103,22 @@ def test_low_confidence_escalates_to_the_next_tier(tmp_path: Path) -> None:
 
 def test_low_confidence_goes_to_review_with_the_withheld_answer(tmp_path: Path) -> None:
     answer = run(policy_team(tmp_path / "l.db", "review"), QUESTION)
-    assert answer.extra["review"]["status"] == "pending"  # the queue holds it for a person
+    assert answer.metadata()["review"]["status"] == "pending"  # the queue holds it for a person
     assert "waiting for human review" in answer.completion.text
-    assert answer.extra["escalation"]["kind"] == "review"
-    assert "84" in answer.extra["escalation"]["answer"]
+    assert answer.metadata()["escalation"]["kind"] == "review"
+    assert "84" in answer.escalation.answer  # kept for the reviewer...
+    assert "answer" not in answer.metadata()["escalation"]  # ...never sent to the client
 
 
 def test_low_confidence_answers_with_a_caveat(tmp_path: Path) -> None:
     answer = run(policy_team(tmp_path / "l.db", "caveat"), QUESTION)
     assert "84" in answer.completion.text and answer.completion.text.endswith(CAVEAT)
-    assert answer.extra["verification_confidence"] < 0.6
+    assert answer.metadata()["verification_confidence"] < 0.6
 
 
 def test_no_documents_no_verdict(tmp_path: Path) -> None:
     answer = run(policy_team(tmp_path / "l.db", "caveat"), Request.from_text("12 times 7"))
-    assert "verdict" not in answer.extra and "84" in answer.completion.text
+    assert "verdict" not in answer.metadata() and "84" in answer.completion.text
 
 
 def test_a_streamed_answer_is_verified_before_it_is_sent(client: OpenAI) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from pinfactory.cli import audit, costs, lab, review, route, runtime, team, verify
+from pinfactory.cli import agents, audit, costs, lab, review, route, runtime, team, verify
 
 app = typer.Typer(
     name="pinfactory",
@@ -21,6 +21,7 @@ app.add_typer(team.app, name="team")
 app.add_typer(audit.app, name="audit")
 app.add_typer(review.app, name="review")
 lab.register(app)
+agents.register(app)
 
 
 def main() -> None:

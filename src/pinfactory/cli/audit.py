@@ -16,18 +16,25 @@ app = typer.Typer(help="The tamper-evident audit chain.", no_args_is_help=True)
 
 @app.command()
 def verify(team: TeamOption = None) -> None:
-    """Walk the whole chain; exit 1 naming the first broken entry."""
+    """Walk the whole chain, then check every ledger row against its sealed entry;
+    exit 1 naming the first broken entry or edited row."""
     loaded = team_from(team)
     report = with_ledger(loaded, verify_ledger)
     if report.intact:
         console.print(f"audit chain intact: {report.checked} entries checked", highlight=False)
         return
-    err_console.print(
-        f"[bold red]audit chain broken at entry {report.broken_seq}:[/] {report.problem} "
-        f"({report.checked} entries before it are intact)",
-        highlight=False,
-        soft_wrap=True,
-    )
+    if report.broken_row is not None:
+        message = (
+            f"[bold red]ledger row {report.broken_row} disagrees with its sealed audit entry "
+            f"{report.broken_seq}:[/] {report.problem} (the chain's {report.checked} entries "
+            "are intact)"
+        )
+    else:
+        message = (
+            f"[bold red]audit chain broken at entry {report.broken_seq}:[/] {report.problem} "
+            f"({report.checked} entries before it are intact)"
+        )
+    err_console.print(message, highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 

@@ -29,12 +29,29 @@ def run(
     ray: Annotated[
         str | None, typer.Option("--ray", help="run cells as Ray tasks on this cluster address")
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Run routers x datasets x training sizes x seeds; write results.csv and report.md."""
+    """Run routers x datasets x training sizes x seeds; write results.csv and report.md.
+
+    ``--json`` prints one JSON object (cells, already done, ran, output files) and no
+    progress: for scripts, whatever the terminal's width.
+    """
     from pinfactory.lab.experiment import plan, run_grid
 
     with clear_errors():
         every, todo = plan(grid, out, quick=quick)
+        if as_json:
+            done = run_grid(grid, out, workers=workers, quick=quick, ray_address=ray)
+            summary = {
+                "grid": str(grid),
+                "cells": len(every),
+                "already": len(every) - len(todo),
+                "ran": len(todo),
+                "results": str(done.results),
+                "report": str(done.report),
+            }
+            print(json.dumps(summary))
+            return
         console.print(f"{grid}: {len(every)} cells, {len(every) - len(todo)} already in {out}")
         columns = (
             TextColumn("{task.description}"),

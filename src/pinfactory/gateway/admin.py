@@ -9,14 +9,14 @@ unit; another unit's review is answered 404, as if it did not exist.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from pinfactory.errors import ForbiddenError, NotFound, RequestError
-from pinfactory.gateway.auth import Caller
+from pinfactory.gateway.auth import Caller, Keyring
 from pinfactory.ledger.chain import verify_ledger
 from pinfactory.ledger.reports import (
     check_format,
@@ -27,9 +27,17 @@ from pinfactory.ledger.reports import (
 )
 from pinfactory.ledger.responsibility import explain
 from pinfactory.ledger.reviews import full, public
+from pinfactory.pipeline import Pipeline
 
-if TYPE_CHECKING:
-    from pinfactory.gateway.app import Gateway
+
+class Gateway(Protocol):
+    """What the admin API needs of the gateway: its keys and its open pipeline."""
+
+    keyring: Keyring
+
+    @property
+    def ready(self) -> Pipeline: ...
+
 
 REVIEW_STATES = ("pending", "approved", "overridden", "all")
 MAX_BODY = 65_536
@@ -145,6 +153,7 @@ class Admin:
                 "intact": report.intact,
                 "checked": report.checked,
                 "broken_entry": report.broken_seq,
+                "broken_row": report.broken_row,
                 "problem": report.problem,
             }
         )

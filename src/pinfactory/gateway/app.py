@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -26,14 +27,21 @@ from starlette.types import Receive, Scope, Send
 
 from pinfactory.errors import PayloadTooLarge, PinfactoryError, RequestError
 from pinfactory.gateway.admin import admin_routes
+from pinfactory.gateway.agents import agent_routes
 from pinfactory.gateway.auth import Caller, Keyring
-from pinfactory.gateway.errors import error_response, unexpected
-from pinfactory.gateway.schema import chunk_body, completion_body, final_chunk, parse_request
+from pinfactory.gateway.errors import error_response
+from pinfactory.gateway.schema import (
+    chunk_body,
+    completion_body,
+    error_body,
+    final_chunk,
+    parse_request,
+)
 from pinfactory.ledger import Ledger
 from pinfactory.observe import Observers, build_observers
 from pinfactory.observe.metrics import Metrics, MetricsEndpoint
 from pinfactory.pipeline import Answer, Pipeline, open_pipeline
-from pinfactory.request import Request, new_request_id
+from pinfactory.request import Request, correlation_id, new_request_id
 from pinfactory.routing import Decision
 from pinfactory.team import Team
 
@@ -57,10 +65,12 @@ class Gateway:
     async def chat_completions(self, http: HTTPRequest) -> Response:
         started = time.perf_counter()
         headers = header_dict(http.scope)
-        request_id = headers.get("x-request-id") or new_request_id()
+        request_id = new_request_id()  # always ours: a client's X-Request-Id only correlates
         pipeline = self.ready
         caller: Caller | None = None
+        correlation: str | None = None
         try:
+            correlation = correlation_id(headers.get("x-request-id"))
             caller = self.keyring.identify(headers.get("authorization"))
             body = await read_body(http, self.max_body, headers.get("content-length"))
             request, include_usage = parse_request(
@@ -78,18 +88,19 @@ class Gateway:
                 )
         except PinfactoryError as exc:
             unit = caller.unit if caller else "-"
-            await pipeline.record_failure(None, exc, started, request_id=request_id, unit=unit)
-            return error_response(exc, request_id)
+            await pipeline.record_failure(
+                None, exc, started, request_id=request_id, unit=unit,
+                correlation_id=correlation or "",
+            )  # fmt: skip
+            return error_response(exc, request_id, correlation)
+        if correlation is not None:
+            request = replace(request, correlation_id=correlation)
         if request.stream:
             return await self._stream(pipeline, request, started, include_usage)
         try:
-            answer = await pipeline.complete(request, started)
+            answer = await pipeline.complete(request, started)  # records every outcome
         except PinfactoryError as exc:
-            return error_response(exc, request_id)
-        except Exception as exc:
-            error = unexpected(exc, request_id)
-            await pipeline.record_failure(request, error, started)
-            return error_response(error, request_id)
+            return error_response(exc, request_id, correlation)
         return AnswerResponse(answer)
 
     async def _stream(
@@ -98,18 +109,17 @@ class Gateway:
         """Start the stream only once the member has begun answering.
 
         Routing errors and members that fail before their first token get a
-        proper 4xx/5xx error response instead of a broken event stream.
+        proper 4xx/5xx error response instead of a broken event stream; a
+        failure after it ends the stream with an OpenAI-style error event
+        (never ``finish_reason: stop``). The pipeline records either way.
         """
         events = pipeline.stream(request, started)
+        correlation = request.correlation_id
         try:
             decision = await anext(events)
             first = await anext(events)
         except PinfactoryError as exc:
-            return error_response(exc, request.request_id)
-        except Exception as exc:
-            error = unexpected(exc, request.request_id)
-            await pipeline.record_failure(request, error, started)
-            return error_response(error, request.request_id)
+            return error_response(exc, request.request_id, correlation)
         assert isinstance(decision, Decision)
 
         async def sse() -> AsyncIterator[bytes]:
@@ -125,10 +135,13 @@ class Gateway:
             except StopAsyncIteration:
                 yield b"data: [DONE]\n\n"
             except PinfactoryError as exc:
-                body = {"error": {"message": exc.message, "type": exc.type, "code": exc.code}}
-                yield _sse(body)
+                yield _sse(error_body(exc.message, type_=exc.type, code=exc.code, param=exc.param))
+            finally:
+                await events.aclose()  # a client that left: the pipeline books what it was sent
 
         headers = {"x-pinfactory-member": decision.member, "x-request-id": request.request_id}
+        if correlation is not None:
+            headers["x-correlation-id"] = correlation
         return StreamingResponse(sse(), media_type="text/event-stream", headers=headers)
 
     async def models(self, http: HTTPRequest) -> Response:
@@ -181,6 +194,8 @@ class AnswerResponse(Response):
             (b"content-length", str(len(self.body)).encode("latin-1")),
             (b"content-type", b"application/json"),
         ]
+        if answer.correlation_id is not None:
+            self.raw_headers.append((b"x-correlation-id", answer.correlation_id.encode("ascii")))
 
 
 def header_dict(scope: Scope) -> dict[str, str]:
@@ -226,8 +241,8 @@ class GatewayApp(Starlette):
             http = HTTPRequest(scope, receive)
             try:
                 response = await self.gateway.chat_completions(http)
-            except PinfactoryError as exc:  # the gateway is starting, or a bad key
-                response = error_response(exc, http.headers.get("x-request-id", ""))
+            except PinfactoryError as exc:  # the gateway is starting
+                response = error_response(exc)
             await response(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
@@ -248,15 +263,16 @@ def create_app(
             yield
             gateway.pipeline = None
 
-    async def on_error(http: HTTPRequest, exc: Exception) -> Response:
+    async def on_error(_: HTTPRequest, exc: Exception) -> Response:
         assert isinstance(exc, PinfactoryError)
-        return error_response(exc, http.headers.get("x-request-id", ""))
+        return error_response(exc)
 
     routes = [
         Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
         Route("/v1/models", gateway.models, methods=["GET"]),
         Route("/healthz", gateway.healthz, methods=["GET"]),
         *admin_routes(gateway),  # /admin/*, /v1/costs, /v1/reviews/{id}
+        *agent_routes(gateway),  # /v1/agents/runs
     ]
     if metrics is not None:
         endpoint = MetricsEndpoint(metrics, gateway.keyring, team.spec.observe.metrics)

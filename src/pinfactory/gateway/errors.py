@@ -7,14 +7,20 @@ import logging
 import orjson
 from starlette.responses import Response
 
-from pinfactory.errors import MemberError, PinfactoryError
+from pinfactory.errors import MemberError, PinfactoryError, unexpected
 from pinfactory.gateway.schema import error_body
 
 log = logging.getLogger("pinfactory.gateway")
 
 
-def error_response(error: PinfactoryError, request_id: str = "") -> Response:
+def error_response(
+    error: PinfactoryError, request_id: str = "", correlation_id: str | None = None
+) -> Response:
+    """The OpenAI-shaped error object; ``x-request-id`` is the server's id, a client's
+    own id comes back as ``x-correlation-id``."""
     headers = {"x-request-id": request_id} if request_id else {}
+    if correlation_id:
+        headers["x-correlation-id"] = correlation_id
     if isinstance(error, MemberError):
         headers["x-pinfactory-member"] = error.member
     if error.status >= 500:
@@ -25,7 +31,4 @@ def error_response(error: PinfactoryError, request_id: str = "") -> Response:
     )
 
 
-def unexpected(exc: BaseException, request_id: str) -> PinfactoryError:
-    """An error nobody anticipated: logged with its traceback, answered without it."""
-    log.exception("request %s: unexpected %s", request_id, type(exc).__name__, exc_info=exc)
-    return PinfactoryError(f"internal error ({type(exc).__name__}); request id {request_id}")
+__all__ = ["error_response", "unexpected"]

@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from pinfactory.errors import RequestError
-from pinfactory.pipeline import Answer
+from pinfactory.outcome import Answer
 from pinfactory.request import Document, Message, Request
 
 

@@ -40,6 +40,24 @@ class LedgerEntry:
     stream: bool = False
     tags: tuple[str, ...] = ()
     time: float = field(default_factory=time.time)
+    correlation_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SealedRow:
+    """A ``requests`` row beside the audit entry that sealed its figures.
+
+    ``row`` holds the row's status, cost (``cost_nusd``), tokens, unit and
+    member as stored; ``sealed_body`` is the body of entry ``sealed_seq``
+    (None for rows written before figures were sealed).
+    """
+
+    seq: int
+    request_id: str
+    row: Mapping[str, Any]
+    sealed_seq: int | None
+    sealed_request_id: str | None
+    sealed_body: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +192,9 @@ class Ledger(QuotaCounter, Protocol):
 
     async def head(self) -> ChainHead:
         """The chain head as stored."""
+
+    async def sealed_rows(self, after: int = 0, limit: int = 1000) -> list[SealedRow]:
+        """``requests`` rows after row ``after`` (by seq), each with its sealing entry."""
 
     async def usage(self, key: str, window_start: float) -> tuple[int, int]:
         """(calls, nano-dollars) used by ``key`` in the window."""

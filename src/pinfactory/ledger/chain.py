@@ -22,7 +22,15 @@ from typing import Any
 
 import orjson
 
-from pinfactory.ledger.base import AuditEvent, AuditRecord, ChainHead, Ledger
+from pinfactory.ledger.base import (
+    AuditEvent,
+    AuditRecord,
+    ChainHead,
+    Ledger,
+    LedgerEntry,
+    SealedRow,
+    to_nano,
+)
 
 GENESIS = "0" * 64
 
@@ -115,11 +123,16 @@ def payload(record: AuditRecord) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class ChainReport:
-    """What :func:`verify` found: entries checked and the first break, if any."""
+    """What :func:`verify` found: entries checked and the first break, if any.
+
+    ``broken_row`` is set when the chain is whole but a ``requests`` row
+    disagrees with the entry that sealed it (``broken_seq`` is that entry).
+    """
 
     checked: int
     broken_seq: int | None = None
     problem: str | None = None
+    broken_row: int | None = None
 
     @property
     def intact(self) -> bool:
@@ -187,8 +200,55 @@ async def verify(pages: AsyncIterator[Sequence[AuditRecord]], head: ChainHead) -
     return walk.finish(head)
 
 
+def row_figures(entry: LedgerEntry) -> dict[str, Any]:
+    """What the chain seals of a ``requests`` row (:data:`SEALED_ROW_FIELDS`)."""
+    return {
+        "status": entry.status,
+        "cost_nusd": to_nano(entry.cost_usd),
+        "input_tokens": entry.input_tokens,
+        "output_tokens": entry.output_tokens,
+        "unit": entry.unit,
+        "member": entry.member,
+    }
+
+
+def row_event(entry: LedgerEntry) -> AuditEvent:
+    """The ``row`` entry every ledger write of a request ends with: its row's figures,
+    sealed in the same commit as the row, which points at it (``sealed_seq``)."""
+    return AuditEvent("row", entry.request_id, row_figures(entry), time=entry.time)
+
+
+def row_problem(row: SealedRow) -> str | None:
+    """How a ``requests`` row differs from the audit entry that sealed it, if it does."""
+    where = f"requests row {row.seq} (request {row.request_id})"
+    if row.sealed_seq is None or row.sealed_body is None:
+        return f"{where}: not linked to a sealed audit entry (edited or inserted)"
+    if row.sealed_request_id != row.request_id:
+        return f"{where}: its sealed entry {row.sealed_seq} belongs to another request (edited)"
+    try:
+        body = json.loads(row.sealed_body)
+        sealed, kind = body["payload"], body["kind"]
+    except (ValueError, KeyError, TypeError):
+        return f"{where}: its sealed entry {row.sealed_seq} is not readable (edited)"
+    if kind != "row" or not isinstance(sealed, dict):
+        return f"{where}: entry {row.sealed_seq} does not seal a row (edited)"
+    changed = [
+        f"{name} {row.row.get(name)!r} != sealed {sealed.get(name)!r}"
+        for name in SEALED_ROW_FIELDS
+        if row.row.get(name) != sealed.get(name)
+    ]
+    if changed:
+        return f"{where}: {', '.join(changed)} (edited)"
+    return None
+
+
+SEALED_ROW_FIELDS = ("status", "cost_nusd", "input_tokens", "output_tokens", "unit", "member")
+"""The row's figures its ``row`` audit entry seals (:func:`row_event`)."""
+
+
 async def verify_ledger(ledger: Ledger, page: int = 5000) -> ChainReport:
-    """Verify a ledger's whole chain against its stored head."""
+    """Verify a ledger's whole chain against its stored head, then every ``requests`` row
+    against the audit entry that sealed its figures (cost, tokens, status, unit, member)."""
     head = await ledger.head()
 
     async def pages() -> AsyncIterator[list[AuditRecord]]:
@@ -197,4 +257,14 @@ async def verify_ledger(ledger: Ledger, page: int = 5000) -> ChainReport:
             yield records
             after = records[-1].seq
 
-    return await verify(pages(), head)
+    report = await verify(pages(), head)
+    if not report.intact:
+        return report
+    after = 0
+    while rows := await ledger.sealed_rows(after=after, limit=page):
+        for row in rows:
+            problem = row_problem(row)
+            if problem is not None:
+                return ChainReport(report.checked, row.sealed_seq, problem, broken_row=row.seq)
+        after = rows[-1].seq
+    return report

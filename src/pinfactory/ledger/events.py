@@ -1,64 +1,116 @@
-"""The audit events of one request, read off what the pipeline produced.
+"""The ledger's projections of an outcome: its ``requests`` row and its audit events.
 
-Stages added later (guards, cascades, verifiers, escalations) put their
-results in ``Answer.extra``; every entry there becomes an event of that
-kind, so the chain records them without this module knowing each stage.
+Both are read off the typed outcome (``pinfactory.outcome``), so the row and
+the chain cannot disagree: the row's cost and tokens are the sums of the
+outcome's member calls, as are the ``response`` (or ``error``) entry's. The
+ledger then seals the row's own figures in a ``row`` entry in the same commit
+(``ledger.chain.row_event``), which ``audit verify`` checks every row against.
+
+A request's chain segment: ``request`` -> ``decision`` -> one ``call`` per
+member call -> ``verdict`` / ``disagreement`` / ``inconsistency`` /
+``escalation`` / ``self_consistency``... -> ``response`` (or ``error``) ->
+``row`` (written by the ledger).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pinfactory.errors import MemberError, PinfactoryError
-from pinfactory.ledger.base import AuditEvent
+from pinfactory.errors import PinfactoryError
+from pinfactory.ledger.base import AuditEvent, LedgerEntry
 from pinfactory.ledger.chain import digest, jsonable
+from pinfactory.outcome import Answer, Failure, Outcome, verdict_json
 from pinfactory.request import Request
 
-if TYPE_CHECKING:
-    from pinfactory.pipeline import Answer
+
+def entry_of(outcome: Outcome) -> LedgerEntry:
+    """The ``requests`` row of an outcome: cost and tokens are its calls' sums."""
+    usage = outcome.usage
+    if isinstance(outcome, Answer):
+        request, decision = outcome.request, outcome.decision
+        return LedgerEntry(
+            request_id=request.request_id,
+            unit=request.unit,
+            user=request.user,
+            model=request.model,
+            member=decision.member if outcome.calls else None,
+            router=decision.router,
+            reason=decision.reason,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cost_usd=outcome.cost_usd,
+            latency_ms=outcome.latency_ms,
+            status=200,
+            stream=request.stream,
+            tags=request.tags,
+            correlation_id=outcome.correlation_id,
+        )
+    error = outcome.error
+    asked = outcome.request
+    return LedgerEntry(
+        request_id=outcome.request_id,
+        unit=outcome.unit,
+        user=outcome.user,
+        model=outcome.model,
+        member=outcome.member,
+        router=outcome.decision.router if outcome.decision else None,
+        reason=outcome.decision.reason if outcome.decision else None,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cost_usd=outcome.cost_usd,
+        latency_ms=outcome.latency_ms,
+        status=error.status,
+        error=f"{error.code}: {error.message}",
+        stream=asked.stream if asked else False,
+        tags=asked.tags if asked else (),
+        correlation_id=outcome.correlation_id,
+    )
 
 
 def request_event(request: Request) -> AuditEvent:
     """Who asked what (the prompt as a digest: the chain holds decisions, not content)."""
-    return AuditEvent(
-        "request",
-        request.request_id,
-        {
-            "unit": request.unit,
-            "user": request.user,
-            "model": request.model,
-            "tags": list(request.tags),
-            "stream": request.stream,
-            "prompt_tokens": request.prompt_tokens,
-            "prompt": digest(request.text),
-        },
-    )
+    payload: dict[str, Any] = {
+        "unit": request.unit,
+        "user": request.user,
+        "model": request.model,
+        "tags": list(request.tags),
+        "stream": request.stream,
+        "prompt_tokens": request.prompt_tokens,
+        "prompt": digest(request.text),
+    }
+    if request.correlation_id is not None:
+        payload["correlation_id"] = request.correlation_id
+    return AuditEvent("request", request.request_id, payload)
 
 
-def answer_events(answer: Answer) -> list[AuditEvent]:
-    """request -> decision -> call -> every ``extra`` stage -> response."""
+def events_of(outcome: Outcome) -> list[AuditEvent]:
+    """The request's chain segment, ending with its sealed figures."""
+    if isinstance(outcome, Failure):
+        return failure_events(outcome)
+    answer = outcome
     rid = answer.request.request_id
-    completion = answer.completion
-    events = [
-        request_event(answer.request),
-        AuditEvent("decision", rid, jsonable(answer.decision)),
-        AuditEvent(
-            "call",
-            rid,
-            {
-                "member": answer.decision.member,
-                "model": completion.model,
-                "input_tokens": completion.usage.input_tokens,
-                "output_tokens": completion.usage.output_tokens,
-                "cost_usd": completion.cost_usd,
-                "finish_reason": completion.finish_reason,
-                "refused": completion.refused,
-            },
-        ),
-    ]
-    for kind, value in answer.extra.items():
-        data: Any = jsonable(value)
-        events.append(AuditEvent(kind, rid, data if isinstance(data, dict) else {"value": data}))
+    events = [request_event(answer.request), AuditEvent("decision", rid, jsonable(answer.decision))]
+    events += [AuditEvent("call", rid, c.to_json()) for c in answer.calls]
+    if answer.verdict is not None:
+        events.append(AuditEvent("verdict", rid, verdict_json(answer.verdict)))
+    for event in answer.events:
+        events.append(AuditEvent(event.kind, rid, event.to_json()))
+    if answer.sampling is not None:
+        events.append(AuditEvent("self_consistency", rid, answer.sampling.to_json()))
+    if answer.injection:
+        flagged = [
+            {"n": i.n, "title": i.title, "instruction": i.instruction} for i in answer.injection
+        ]
+        events.append(AuditEvent("injection", rid, {"passages": flagged}))
+    if answer.redacted:
+        events.append(AuditEvent("redacted", rid, {"kinds": list(answer.redacted)}))
+    if answer.escalation is not None:
+        escalation = answer.escalation.to_json()
+        if answer.escalation.answer:  # the withheld answer: named, not stored
+            escalation["answer"] = digest(answer.escalation.answer)
+        events.append(AuditEvent("escalation", rid, escalation))
+    if answer.review is not None:
+        events.append(AuditEvent("review", rid, answer.review.to_json()))
     events.append(
         AuditEvent(
             "response",
@@ -67,27 +119,35 @@ def answer_events(answer: Answer) -> list[AuditEvent]:
                 "status": 200,
                 "member": answer.decision.member,
                 "cost_usd": answer.cost_usd,
+                "input_tokens": answer.usage.input_tokens,
+                "output_tokens": answer.usage.output_tokens,
                 "latency_ms": round(answer.latency_ms, 3),
-                "answer": digest(completion.text),
+                "answer": digest(answer.completion.text),
             },
         )
     )
     return events
 
 
-def failure_events(
-    request: Request | None, error: PinfactoryError, request_id: str
-) -> list[AuditEvent]:
-    events = [request_event(request)] if request is not None else []
+def failure_events(failure: Failure) -> list[AuditEvent]:
+    rid = failure.request_id
+    events = [request_event(failure.request)] if failure.request is not None else []
+    if failure.decision is not None:
+        events.append(AuditEvent("decision", rid, jsonable(failure.decision)))
+    events += [AuditEvent("call", rid, c.to_json()) for c in failure.calls]
+    error: PinfactoryError = failure.error
     events.append(
         AuditEvent(
             "error",
-            request_id,
+            rid,
             {
                 "status": error.status,
                 "code": error.code,
                 "message": error.message,
-                "member": error.member if isinstance(error, MemberError) else None,
+                "member": failure.member,
+                "cost_usd": failure.cost_usd,
+                "input_tokens": failure.usage.input_tokens,
+                "output_tokens": failure.usage.output_tokens,
             },
         )
     )

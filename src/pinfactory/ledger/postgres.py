@@ -28,7 +28,11 @@ POSTGRES = Dialect(
     placeholder="%s",
     errors=(psycopg.Error,),
     pipelined=True,
-    migrations=("ALTER TABLE reviews ADD COLUMN IF NOT EXISTS held TEXT",),
+    migrations=(
+        "ALTER TABLE reviews ADD COLUMN IF NOT EXISTS held TEXT",
+        "ALTER TABLE requests ADD COLUMN IF NOT EXISTS correlation_id TEXT",
+        "ALTER TABLE requests ADD COLUMN IF NOT EXISTS sealed_seq BIGINT",
+    ),
 )
 SCHEMA_LOCK = 0x70696E66  # advisory lock id: creating tables from two processes at once
 

@@ -31,20 +31,34 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pinfactory.errors import Conflict
-from pinfactory.ledger.base import AuditEvent, LedgerEntry, Review, to_nano
+from pinfactory.ledger.base import AuditEvent, Ledger, Review, to_nano
 from pinfactory.ledger.chain import jsonable
-from pinfactory.ledger.events import request_event
-from pinfactory.ledger.reviews import released
-from pinfactory.members import Completion
-from pinfactory.members.base import Usage
+from pinfactory.ledger.events import entry_of, events_of
+from pinfactory.ledger.quotas import Budgets
+from pinfactory.ledger.reviews import ReviewQueue, released
+from pinfactory.members.base import Completion, Member, Usage
+from pinfactory.outcome import Answer, Escalation
 from pinfactory.request import Document, Message, Request
-from pinfactory.routing.quotas import QuotaQueued, window_start
+from pinfactory.routing.base import Decision
+from pinfactory.routing.quotas import QuotaGate, QuotaQueued, window_start
 
-if TYPE_CHECKING:
-    from pinfactory.pipeline import Answer, Pipeline
+
+class Pipeline(Protocol):
+    """What holding and running a request needs of the pipeline (it is one)."""
+
+    members: dict[str, Member]
+    ledger: Ledger
+    reviews: ReviewQueue
+    quotas: QuotaGate
+    budgets: Budgets
+
+    async def record(self, answer: Answer) -> None: ...
+
+    async def run_held(self, member: Member, request: Request, started: float) -> Completion: ...
+
 
 _RUNNING: set[str] = set()  # reviews being run in this process: one approval runs once
 
@@ -87,36 +101,10 @@ def rebuild(review: Review) -> Request:
 async def queue_request(
     pipeline: Pipeline, request: Request, queued: QuotaQueued, started: float
 ) -> Answer:
-    """File the request with the review queue; the client's (pending or decided) answer."""
-    from pinfactory.pipeline import Answer
-
+    """File the request with the review queue, record it (no member was called: no
+    calls, no cost); the client's pending or decided answer."""
     decision = queued.decision
     reason = f"{queued.escalation}: awaiting approval to spend"
-    escalation = {"kind": "review", "reason": reason, "source": queued.source}
-    latency_ms = (time.perf_counter() - started) * 1000.0
-    await pipeline.ledger.record(
-        LedgerEntry(
-            request_id=request.request_id,
-            unit=request.unit,
-            user=request.user,
-            model=request.model,
-            member=None,  # no member was called
-            router=decision.router,
-            reason=decision.reason,
-            input_tokens=0,
-            output_tokens=0,
-            cost_usd=Decimal(0),
-            latency_ms=latency_ms,
-            status=200,
-            stream=request.stream,
-            tags=request.tags,
-        ),
-        [
-            request_event(request),
-            AuditEvent("decision", request.request_id, jsonable(decision)),
-            AuditEvent("escalation", request.request_id, escalation),
-        ],
-    )
     review = await pipeline.reviews.submit(
         request_id=request.request_id,
         unit=request.unit,
@@ -132,8 +120,18 @@ async def queue_request(
     if policy.mode == "wait" and policy.timeout_s > 0:
         review = await pipeline.reviews.wait(review.id, policy.timeout_s)
     nothing = Completion(text="", usage=Usage(), cost_usd=Decimal(0), model=decision.member)
-    answer = Answer(request, decision, nothing, latency_ms, {"escalation": escalation})
-    return released(answer, review)
+    answer = Answer(
+        request,
+        decision,
+        nothing,
+        (time.perf_counter() - started) * 1000.0,
+        calls=(),
+        escalation=Escalation("review", reason, "review", 0.0, source=queued.source),
+        correlation_id=request.correlation_id,
+    )
+    answer = released(answer, review)
+    await pipeline.record(answer)
+    return answer
 
 
 async def run_approved(
@@ -187,38 +185,17 @@ async def _record(
     reviewer: str,
     started: float,
 ) -> None:
-    usage, rid = completion.usage, review.request_id
-    call = {
-        "member": review.member,
-        "model": completion.model,
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "cost_usd": completion.cost_usd,
-        "finish_reason": completion.finish_reason,
-        "refused": completion.refused,
-    }
-    await pipeline.ledger.record(
-        LedgerEntry(
-            request_id=rid,
-            unit=review.unit,
-            user=review.user,
-            model=request.model,
-            member=review.member,
-            router="review",
-            reason=f"run on approval by reviewer {reviewer}: {review.reason}",
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cost_usd=completion.cost_usd,
-            latency_ms=(time.perf_counter() - started) * 1000.0,
-            status=200,
-            tags=request.tags,
-        ),
-        [
-            AuditEvent("call", rid, jsonable(call)),
-            AuditEvent(
-                "review.executed",
-                rid,
-                jsonable({**call, "review_id": review.id, "reviewer": reviewer}),
-            ),
-        ],
+    """The approved run's own ledger row: its call, and the reviewer who allowed it."""
+    decision = Decision(
+        member=review.member,
+        reason=f"run on approval by reviewer {reviewer}: {review.reason}",
+        router="review",
     )
+    answer = Answer(request, decision, completion, (time.perf_counter() - started) * 1000.0)
+    executed = AuditEvent(
+        "review.executed",
+        review.request_id,
+        {**answer.calls[0].to_json(), "review_id": review.id, "reviewer": reviewer},
+    )
+    events = events_of(answer)
+    await pipeline.ledger.record(entry_of(answer), [*events[:-1], executed, events[-1]])

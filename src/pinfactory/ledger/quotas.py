@@ -1,18 +1,19 @@
 """Unit budgets on the ledger's atomic quota counters.
 
-A budget reserves the decision's estimated cost *before* the member is
-called, with one atomic conditional add (:meth:`QuotaCounter.try_consume`),
+A budget reserves the *worst case* a request can cost before any member is
+called (every call it may make, each at its output cap: the request's
+``max_tokens``, or the member's ``max_output_tokens``, which the member sends
+upstream), with one atomic conditional add (:meth:`QuotaCounter.try_consume`),
 so concurrent requests can never spend past the limit together; once the
-answer is in, :meth:`Budgets.settle` books the difference between the
-estimate and the actual cost (or gives the reservation back on failure).
-Members priced per call are exact; token-priced members are reserved at
-their estimate.
+request ends, :meth:`Budgets.settle` books the actual cost of every call it
+made (or gives the reservation back when it made none).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from decimal import Decimal
 
 from pinfactory.errors import QuotaExceeded
 from pinfactory.ledger.base import QuotaCounter, from_nano, to_nano
@@ -20,6 +21,9 @@ from pinfactory.request import Request
 from pinfactory.routing.base import Decision
 from pinfactory.routing.quotas import QuotaQueued, window_start
 from pinfactory.team import BudgetSpec, MemberSpec, Team
+
+WorstCase = Callable[[str, Request], Decimal]
+"""The most a request answered by the named member can cost, every call included (USD)."""
 
 
 def budget_key(spec: BudgetSpec) -> str:
@@ -36,9 +40,10 @@ class Reservation:
 class Budgets:
     """The team's unit budgets, enforced on a :class:`QuotaCounter`."""
 
-    def __init__(self, team: Team, counter: QuotaCounter) -> None:
+    def __init__(self, team: Team, counter: QuotaCounter, worst_case: WorstCase) -> None:
         self.team = team
         self.counter = counter
+        self.worst_case = worst_case
         self._by_unit: dict[str, list[BudgetSpec]] = {}
         for spec in team.spec.budgets:
             self._by_unit.setdefault(spec.unit, []).append(spec)
@@ -124,11 +129,7 @@ class Budgets:
         return None
 
     def _estimate(self, member: str, request: Request) -> int:
-        try:
-            spec = self.team.member(member)
-        except KeyError:
-            return 0
-        return to_nano(spec.price.estimate(request.prompt_tokens, request.max_tokens or 256))
+        return to_nano(self.worst_case(member, request))
 
     def _cheaper(
         self, current: str, request: Request, estimate: int

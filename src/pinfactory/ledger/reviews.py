@@ -1,7 +1,7 @@
 """The human review queue: escalated answers wait here for a person.
 
 The pipeline hands every answer to :meth:`ReviewQueue.hold`; one that
-carries an escalation of kind ``review`` (``Answer.extra['escalation']``,
+carries an escalation of kind ``review`` (``Answer.escalation``,
 set by the verifiers) is queued with its reason and evidence. Per the team's
 ``reviews`` policy the client then waits for the decision (up to
 ``timeout_s``) or gets the review id at once to poll ``GET /v1/reviews/{id}``.
@@ -16,37 +16,16 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 from pinfactory.errors import NotFound, RequestError
 from pinfactory.ledger.base import AuditEvent, Ledger, Review, ReviewStatus
 from pinfactory.ledger.chain import digest, jsonable
+from pinfactory.outcome import Answer, ReviewNotice, finding_json, verdict_json
 from pinfactory.team import ReviewSpec
 
-if TYPE_CHECKING:
-    from pinfactory.pipeline import Answer
-
 POLL_S = 0.2
-
-
-def review_escalation(extra: Mapping[str, Any]) -> tuple[str, Any, str | None] | None:
-    """(reason, evidence, withheld answer) when escalated to a person, else None.
-
-    The verify stage replaces the client's text with a notice and keeps the
-    member's own answer in the escalation's ``answer``: that is what the
-    reviewer judges and what an approval releases.
-    """
-    escalation = extra.get("escalation")
-    if escalation is None:
-        return None
-    data = jsonable(escalation)
-    if not isinstance(data, dict) or data.get("kind") != "review":
-        return None
-    withheld = data.get("answer")
-    reason = str(data.get("reason") or "escalated for review")
-    return reason, data.get("evidence"), withheld if isinstance(withheld, str) else None
 
 
 def new_review_id() -> str:
@@ -96,11 +75,16 @@ class ReviewQueue:
         return review
 
     async def hold(self, answer: Answer) -> Answer:
-        """The pipeline hook: queue a review-escalated answer; wait or return pending."""
-        escalation = review_escalation(answer.extra)
-        if escalation is None:
+        """The pipeline hook: queue a review-escalated answer; wait or return pending.
+
+        The verify stage replaces the client's text with a notice and keeps the
+        member's own answer in the escalation's ``answer``: that is what the
+        reviewer judges and what an approval releases. It never reaches the
+        client until a reviewer releases it.
+        """
+        escalation = answer.escalation
+        if escalation is None or escalation.kind != "review":
             return answer
-        reason, evidence, withheld = escalation
         request = answer.request
         review = await self.submit(
             request_id=request.request_id,
@@ -108,10 +92,10 @@ class ReviewQueue:
             user=request.user,
             prompt=request.text,
             member=answer.decision.member,
-            answer=answer.completion.text if withheld is None else withheld,
-            reason=reason,
-            evidence=evidence,
-            verdict=answer.extra.get("verdict"),
+            answer=escalation.answer or answer.completion.text,
+            reason=escalation.reason or "escalated for review",
+            evidence=[finding_json(f) for f in escalation.evidence],
+            verdict=verdict_json(answer.verdict) if answer.verdict is not None else None,
         )
         if self.policy.mode == "wait" and self.policy.timeout_s > 0:
             review = await self.wait(review.id, self.policy.timeout_s)
@@ -201,19 +185,18 @@ class ReviewQueue:
 
 def released(answer: Answer, review: Review) -> Answer:
     """The answer as the client may see it given the review's state."""
-    block: dict[str, Any] = {"id": review.id, "status": review.status, "reason": review.reason}
     if review.status == "pending":
-        block["poll"] = f"/v1/reviews/{review.id}"
+        poll = f"/v1/reviews/{review.id}"
         if review.held is not None:
             what = "request is waiting for a person's approval to spend"
         else:
             what = "answer is waiting for human review"
-        held = f"This {what} (review {review.id}): poll {block['poll']}."
-        completion = replace(answer.completion, text=held)
+        notice = ReviewNotice(review.id, review.status, review.reason, poll=poll)
+        text = f"This {what} (review {review.id}): poll {poll}."
     else:
-        block["reviewer"] = review.reviewer
-        completion = replace(answer.completion, text=review.released_answer or "")
-    return replace(answer, completion=completion, extra={**answer.extra, "review": block})
+        notice = ReviewNotice(review.id, review.status, review.reason, reviewer=review.reviewer)
+        text = review.released_answer or ""
+    return replace(answer, completion=replace(answer.completion, text=text), review=notice)
 
 
 def labelled(review: Review) -> dict[str, Any]:

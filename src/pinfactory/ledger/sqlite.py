@@ -27,7 +27,11 @@ SQLITE = Dialect(
     errors=(sqlite3.Error,),
 )
 # columns added since the first release: (table, column, type), added when missing
-ADDED_COLUMNS = (("reviews", "held", "TEXT"),)
+ADDED_COLUMNS = (
+    ("reviews", "held", "TEXT"),
+    ("requests", "correlation_id", "TEXT"),
+    ("requests", "sealed_seq", "INTEGER"),
+)
 
 
 class SQLiteLedger(SQLLedger):

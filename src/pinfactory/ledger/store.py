@@ -31,19 +31,21 @@ from pinfactory.ledger.base import (
     LedgerEntry,
     Review,
     ReviewStatus,
+    SealedRow,
     SpendRow,
     from_nano,
     to_nano,
 )
-from pinfactory.ledger.chain import GENESIS, seal
+from pinfactory.ledger.chain import GENESIS, row_event, seal
 from pinfactory.ledger.writer import BatchWriter, Connection, Durability
 
 T = TypeVar("T")
 
 REQUEST_COLUMNS = (
     'request_id, time, unit, "user", model, member, router, reason, input_tokens, '
-    "output_tokens, cost_nusd, latency_ms, status, error, stream, tags"
+    "output_tokens, cost_nusd, latency_ms, status, error, stream, tags, correlation_id"
 )
+INSERT_COLUMNS = REQUEST_COLUMNS + ", sealed_seq"
 REVIEW_COLUMNS = (
     'id, request_id, unit, "user", created, reason, evidence, prompt, member, answer, '
     "verdict, status, reviewer, final_answer, note, decided, held"
@@ -171,7 +173,9 @@ CREATE TABLE IF NOT EXISTS requests (
     status INTEGER NOT NULL,
     error TEXT,
     stream INTEGER NOT NULL,
-    tags TEXT NOT NULL
+    tags TEXT NOT NULL,
+    correlation_id TEXT,
+    sealed_seq {big}
 );
 CREATE INDEX IF NOT EXISTS requests_time ON requests(time);
 CREATE TABLE IF NOT EXISTS audit (
@@ -320,14 +324,43 @@ class SQLLedger:
             entry.error,
             int(entry.stream),
             json.dumps(list(entry.tags)) if entry.tags else "[]",
+            entry.correlation_id,
         )
-        insert = f"INSERT INTO requests ({REQUEST_COLUMNS}) VALUES ({_marks(16)})"
+        insert = f"INSERT INTO requests ({INSERT_COLUMNS}) VALUES ({_marks(18)})"
+
+        sealed = [*events, row_event(entry)]
 
         def write(tx: SQLBatch) -> None:
-            tx.insert(insert, row)
-            tx.seal(events)
+            tx.seal(sealed)  # the row points at the entry that seals its figures
+            tx.insert(insert, (*row, tx.head.seq))
 
         await self._write(write)
+
+    async def sealed_rows(self, after: int = 0, limit: int = 1000) -> list[SealedRow]:
+        sql = (
+            "SELECT r.seq, r.request_id, r.status, r.cost_nusd, r.input_tokens, r.output_tokens, "
+            "r.unit, r.member, r.sealed_seq, a.request_id, a.body FROM requests r "
+            "LEFT JOIN audit a ON a.seq = r.sealed_seq WHERE r.seq > ? ORDER BY r.seq LIMIT ?"
+        )
+        rows = await self._read(self._rows(sql, (after, limit)))
+        return [
+            SealedRow(
+                seq=int(seq),
+                request_id=str(rid),
+                row={
+                    "status": int(status),
+                    "cost_nusd": int(nusd),
+                    "input_tokens": int(tin),
+                    "output_tokens": int(tout),
+                    "unit": str(unit),
+                    "member": member,
+                },
+                sealed_seq=int(sealed) if sealed is not None else None,
+                sealed_request_id=str(srid) if srid is not None else None,
+                sealed_body=str(body) if body is not None else None,
+            )
+            for seq, rid, status, nusd, tin, tout, unit, member, sealed, srid, body in rows
+        ]
 
     async def append(self, events: Sequence[AuditEvent]) -> None:
         if events:
@@ -553,7 +586,7 @@ def _review(row: Sequence[Any]) -> Review:
 
 def _entry(row: Sequence[Any]) -> LedgerEntry:
     (rid, t, unit, user, model, member, router, reason, tin, tout, nusd, ms) = row[:12]
-    status, error, stream, tags = row[12:]
+    status, error, stream, tags, correlation_id = row[12:]
     return LedgerEntry(
         request_id=str(rid),
         time=float(t),
@@ -571,4 +604,5 @@ def _entry(row: Sequence[Any]) -> LedgerEntry:
         error=error,
         stream=bool(stream),
         tags=tuple(json.loads(str(tags))),
+        correlation_id=correlation_id,
     )

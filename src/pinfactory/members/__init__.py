@@ -1,6 +1,13 @@
 """Team members: remote LLMs, the local model, tools and retrieval."""
 
-from pinfactory.members import calculator, llamacpp, openai_http, orders, retrieval
+from pinfactory.members import (
+    calculator,
+    composite,  # members made of members: after the leaf kinds
+    llamacpp,
+    openai_http,
+    orders,
+    retrieval,
+)
 from pinfactory.members.base import Completion, Member, Price, Usage
 from pinfactory.members.registry import MEMBER_KINDS, member_class, register
 
@@ -11,6 +18,7 @@ __all__ = [
     "Price",
     "Usage",
     "calculator",
+    "composite",
     "llamacpp",
     "member_class",
     "openai_http",

@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pinfactory.request import Request, estimate_tokens
 
 MILLION = Decimal(1_000_000)
+DEFAULT_OUTPUT_CAP = 4096
+"""Output tokens a request may produce when neither it nor its member sets a cap."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +73,8 @@ class Member(ABC):
 
     kind: ClassVar[str]
     Settings: ClassVar[type[BaseModel]] = NoSettings
+    books_itself: ClassVar[bool] = False
+    """True for members made of members: their inner calls are booked, not the whole."""
 
     def __init__(
         self,
@@ -81,6 +85,7 @@ class Member(ABC):
         tier: str = "default",
         tags: tuple[str, ...] = (),
         timeout_s: float = 30.0,
+        max_output_tokens: int | None = None,
     ) -> None:
         self.name = name
         self.settings = settings if settings is not None else self.Settings()
@@ -88,6 +93,21 @@ class Member(ABC):
         self.tier = tier
         self.tags = tags
         self.timeout_s = timeout_s
+        self.max_output_tokens = max_output_tokens
+
+    def output_cap(self, request: Request) -> int:
+        """The most output tokens a call may produce: the request's ``max_tokens``, held
+        to the member's ``max_output_tokens`` (else :data:`DEFAULT_OUTPUT_CAP`)."""
+        cap = self.max_output_tokens or DEFAULT_OUTPUT_CAP
+        return min(request.max_tokens, cap) if request.max_tokens else cap
+
+    def worst_case_usd(self, request: Request) -> Decimal:
+        """What one call can cost at most: the prompt plus :meth:`output_cap` tokens (USD).
+
+        Exact when the member enforces the cap (the pipeline sends it as
+        ``max_tokens``); spend limits reserve this before the call.
+        """
+        return self.price.cost(Usage(request.prompt_tokens, self.output_cap(request)))
 
     async def open(self) -> None:
         """Acquire what the member needs (clients, models). Idempotent."""

@@ -166,6 +166,8 @@ class OpenAIHTTPMember(Member):
                     chunk = parse_sse_line(line)
                     if chunk is None:
                         continue
+                    if chunk.get("error") is not None:  # an error event inside a 200 stream
+                        raise MemberError(self.name, f"upstream stream error: {_error(chunk)}")
                     model = str(chunk.get("model") or model)
                     usage = parse_usage(chunk.get("usage")) if chunk.get("usage") else usage
                     for choice in chunk.get("choices") or ():
@@ -212,6 +214,13 @@ class OpenAIHTTPMember(Member):
             model=model or self.settings.model,
             finish_reason=finish,
         )
+
+
+def _error(chunk: Mapping[str, Any]) -> str:
+    """The message of an OpenAI-style ``{"error": {...}}`` event, or the event itself."""
+    error = chunk.get("error")
+    message = error.get("message") if isinstance(error, Mapping) else error
+    return str(message)[:200]
 
 
 async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[str]:

@@ -52,6 +52,8 @@ MEMBER: Final = "pinfactory.member"
 MEMBER_KIND: Final = "pinfactory.member.kind"
 TIER: Final = "pinfactory.tier"
 COST_USD: Final = "pinfactory.cost_usd"
+CALLS: Final = "pinfactory.calls"
+"""How many member calls the request made (its cost is their sum)."""
 ERROR_MESSAGE: Final = "pinfactory.error.message"
 TEAM: Final = "pinfactory.team"
 
@@ -73,15 +75,10 @@ VERDICT_VERIFIER: Final = "pinfactory.verdict.verifier"
 # span events
 ESCALATION_EVENT: Final = "pinfactory.escalation"
 DISAGREEMENT_EVENT: Final = "pinfactory.disagreement"
+INCONSISTENCY_EVENT: Final = "pinfactory.inconsistency"
 
 # span names: "{operation} {model}" for the request and member calls; these for the rest
 STAGE_SPAN_PREFIX: Final = "pinfactory."
-
-# the keys of Answer.extra that other stages fill in
-EXTRA_VERDICT: Final = "verdict"
-EXTRA_ESCALATION: Final = "escalation"
-EXTRA_DISAGREEMENT: Final = "disagreement"
-EXTRA_TRACE_ID: Final = "trace_id"
 
 # Prometheus metric names (prometheus_client appends _total to counters)
 METRIC_REQUESTS: Final = "pinfactory_requests"

@@ -1,47 +1,22 @@
-"""What the pipeline tells its observers, and the set of observers a team has."""
+"""What the pipeline tells its observers, and the set of observers a team has.
+
+Observers see the typed outcome (``pinfactory.outcome``): metrics and traces
+are projections of it, as the ledger row is.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from pinfactory.errors import MemberError, PinfactoryError
 from pinfactory.observe.timeline import Timeline
+from pinfactory.outcome import Answer, Failure
 
 if TYPE_CHECKING:
-    from pinfactory.pipeline import Answer
-    from pinfactory.request import Request
     from pinfactory.team import Team
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """A request that failed anywhere, even one that never parsed (``request`` is None)."""
-
-    request: Request | None
-    error: PinfactoryError
-    unit: str
-    model: str
-    request_id: str
-
-    @property
-    def member(self) -> str | None:
-        return self.error.member if isinstance(self.error, MemberError) else None
-
-    @classmethod
-    def of(cls, request: Request | None, error: PinfactoryError, who: Mapping[str, str]) -> Failure:
-        if request is not None:
-            return cls(request, error, request.unit, request.model, request.request_id)
-        return cls(
-            None,
-            error,
-            who.get("unit", "-"),
-            who.get("model", "-"),
-            who.get("request_id", ""),
-        )
 
 
 class Observer(Protocol):
@@ -82,12 +57,11 @@ class Observers:
             for observer in self.all:
                 observer.answered(answer, timeline)
 
-    def failed(
-        self, request: Request | None, error: PinfactoryError, started: float, **who: Any
-    ) -> None:
+    def failed(self, failure: Failure) -> None:
         if self.all:
-            timeline = Timeline.current() or Timeline.begin(started)
-            failure = Failure.of(request, error, who)
+            timeline = Timeline.current() or Timeline.begin(
+                time.perf_counter() - failure.latency_ms / 1000.0
+            )
             for observer in self.all:
                 observer.failed(failure, timeline)
 
@@ -106,3 +80,6 @@ def build_observers(team: Team) -> Observers:
         kinds = {m.name: m.kind for m in team.members}
         observers.append(Tracing(spec.tracing, team=team.name, member_kinds=kinds))
     return Observers(observers)
+
+
+__all__ = ["Failure", "Observer", "Observers", "build_observers"]

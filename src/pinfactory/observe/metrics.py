@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hmac
 import os
-from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, values
@@ -21,15 +21,15 @@ from starlette.requests import Request as HTTPRequest
 from starlette.responses import Response
 
 from pinfactory.errors import AuthError, ForbiddenError, QuotaExceeded
+from pinfactory.members.calls import MemberCall
 from pinfactory.observe import attributes as a
-from pinfactory.observe.base import Failure
 from pinfactory.observe.config import MetricsSpec
 from pinfactory.observe.timeline import Timeline
+from pinfactory.outcome import Answer, Disagreement, Failure
 from pinfactory.team import hash_key
 
 if TYPE_CHECKING:
     from pinfactory.gateway.auth import Keyring
-    from pinfactory.pipeline import Answer
 
 LATENCY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -119,7 +119,34 @@ class Metrics:
 
     def answered(self, answer: Answer, timeline: Timeline) -> None:
         member, unit = answer.decision.member, answer.request.unit
-        usage = answer.completion.usage
+        children = self._children(member, unit)
+        children[0].inc()
+        children[4].observe(answer.latency_ms / 1000.0)
+        self._spend(answer.calls, unit)
+        self._stages(timeline)
+        if answer.escalation is not None:
+            self.escalations.labels(member, unit).inc()
+        if any(isinstance(event, Disagreement) for event in answer.events):
+            self.disagreements.labels(member, unit).inc()
+
+    def failed(self, failure: Failure, timeline: Timeline) -> None:
+        member, error = failure.member or NO_MEMBER, failure.error
+        self.requests.labels(member, failure.unit, str(error.status)).inc()
+        self.errors.labels(member, failure.unit, error.code).inc()
+        if isinstance(error, QuotaExceeded):
+            self.quota_refusals.labels(failure.unit).inc()
+        self._spend(failure.calls, failure.unit)
+        self._stages(timeline)
+
+    def _spend(self, calls: Sequence[MemberCall], unit: str) -> None:
+        """Cost and tokens of every member call, each under the member that was called."""
+        for call in calls:
+            _, cost, tokens_in, tokens_out, _ = self._children(call.member, unit)
+            cost.inc(float(call.cost_usd))
+            tokens_in.inc(call.usage.input_tokens)
+            tokens_out.inc(call.usage.output_tokens)
+
+    def _children(self, member: str, unit: str) -> _AnswerChildren:
         children = self._answer_children.get((member, unit))
         if children is None:
             children = self._answer_children[(member, unit)] = (
@@ -129,25 +156,7 @@ class Metrics:
                 self.tokens.labels(member, unit, "output"),
                 self.request_seconds.labels(member),
             )
-        requests, cost, tokens_in, tokens_out, seconds = children
-        requests.inc()
-        cost.inc(float(answer.cost_usd))
-        tokens_in.inc(usage.input_tokens)
-        tokens_out.inc(usage.output_tokens)
-        seconds.observe(answer.latency_ms / 1000.0)
-        self._stages(timeline)
-        if answer.extra.get(a.EXTRA_ESCALATION):
-            self.escalations.labels(member, unit).inc()
-        if _disagreed(answer.extra.get(a.EXTRA_DISAGREEMENT)):
-            self.disagreements.labels(member, unit).inc()
-
-    def failed(self, failure: Failure, timeline: Timeline) -> None:
-        member, error = failure.member or NO_MEMBER, failure.error
-        self.requests.labels(member, failure.unit, str(error.status)).inc()
-        self.errors.labels(member, failure.unit, error.code).inc()
-        if isinstance(error, QuotaExceeded):
-            self.quota_refusals.labels(failure.unit).inc()
-        self._stages(timeline)
+        return children
 
     def _stages(self, timeline: Timeline) -> None:
         for span in timeline.stages:
@@ -164,13 +173,6 @@ class Metrics:
         merged = CollectorRegistry()
         multiprocess.MultiProcessCollector(merged, path=self.shared_dir)  # type: ignore[no-untyped-call]
         return generate_latest(merged)
-
-
-def _disagreed(value: Any) -> bool:
-    """``disagreement`` may be a flag, a score, or a mapping with a ``disagreed`` flag."""
-    if isinstance(value, Mapping):
-        return bool(value.get("disagreed", True))
-    return bool(value)
 
 
 class MetricsEndpoint:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -30,13 +30,11 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from opentelemetry.util.types import AttributeValue
 
 from pinfactory.observe import attributes as a
-from pinfactory.observe.base import Failure
 from pinfactory.observe.config import TracingSpec
 from pinfactory.observe.timeline import Timeline
-
-if TYPE_CHECKING:
-    from pinfactory.pipeline import Answer
-    from pinfactory.request import Request
+from pinfactory.outcome import Answer, Disagreement, Failure
+from pinfactory.request import Request
+from pinfactory.verify.base import Verdict
 
 Attributes = dict[str, AttributeValue]
 
@@ -97,6 +95,7 @@ class Tracing:
 
     def answered(self, answer: Answer, timeline: Timeline) -> None:
         request, decision, completion = answer.request, answer.decision, answer.completion
+        usage = answer.usage  # every call made for the request, as the ledger books it
         attrs = _request_attributes(request)
         attrs.update(_route_attributes(decision))
         attrs.update(
@@ -104,17 +103,18 @@ class Tracing:
                 a.GEN_AI_RESPONSE_ID: request.completion_id,
                 a.GEN_AI_RESPONSE_MODEL: completion.model,
                 a.GEN_AI_RESPONSE_FINISH_REASONS: (completion.finish_reason,),
-                a.GEN_AI_USAGE_INPUT_TOKENS: completion.usage.input_tokens,
-                a.GEN_AI_USAGE_OUTPUT_TOKENS: completion.usage.output_tokens,
+                a.GEN_AI_USAGE_INPUT_TOKENS: usage.input_tokens,
+                a.GEN_AI_USAGE_OUTPUT_TOKENS: usage.output_tokens,
                 a.MEMBER: decision.member,
                 a.COST_USD: float(answer.cost_usd),
+                a.CALLS: len(answer.calls),
                 a.HTTP_RESPONSE_STATUS_CODE: 200,
             }
         )
-        verdict = _verdict_attributes(answer.extra.get(a.EXTRA_VERDICT))
+        verdict = _verdict_attributes(answer.verdict)
         attrs.update(verdict)
         root = self._root(request, timeline, attrs)
-        answer.extra[a.EXTRA_TRACE_ID] = format(root.get_span_context().trace_id, "032x")
+        answer.trace_id = format(root.get_span_context().trace_id, "032x")
         self._events(root, answer, verdict)
         self._stages(root, timeline, answer=answer)
         root.end()
@@ -130,6 +130,10 @@ class Tracing:
                 a.ERROR_TYPE: error.code,
                 a.ERROR_MESSAGE: error.message,
                 a.HTTP_RESPONSE_STATUS_CODE: error.status,
+                a.COST_USD: float(failure.cost_usd),
+                a.CALLS: len(failure.calls),
+                a.GEN_AI_USAGE_INPUT_TOKENS: failure.usage.input_tokens,
+                a.GEN_AI_USAGE_OUTPUT_TOKENS: failure.usage.output_tokens,
             }
         )
         if failure.member:
@@ -184,7 +188,7 @@ class Tracing:
         if stage == "route" and answer is not None:
             return name, SpanKind.INTERNAL, _route_attributes(answer.decision)
         if stage == "verify" and answer is not None:
-            return name, SpanKind.INTERNAL, _verdict_attributes(answer.extra.get(a.EXTRA_VERDICT))
+            return name, SpanKind.INTERNAL, _verdict_attributes(answer.verdict)
         if stage == "call":
             member = answer.decision.member if answer else (failure.member if failure else None)
             return self._call_span(member or "-", answer)
@@ -235,13 +239,14 @@ class Tracing:
             if a.VERDICT_LABEL in verdict:
                 event[a.GEN_AI_EVALUATION_SCORE_LABEL] = verdict[a.VERDICT_LABEL]
             root.add_event(a.GEN_AI_EVALUATION_RESULT_EVENT, event)
-        for key, event_name in (
-            (a.EXTRA_ESCALATION, a.ESCALATION_EVENT),
-            (a.EXTRA_DISAGREEMENT, a.DISAGREEMENT_EVENT),
-        ):
-            value = answer.extra.get(key)
-            if value:
-                root.add_event(event_name, _flatten(value, prefix=event_name))
+        if answer.escalation is not None:
+            escalation = answer.escalation.to_json()
+            root.add_event(a.ESCALATION_EVENT, _flatten(escalation, prefix=a.ESCALATION_EVENT))
+        for noticed in answer.events:
+            name = (
+                a.DISAGREEMENT_EVENT if isinstance(noticed, Disagreement) else a.INCONSISTENCY_EVENT
+            )
+            root.add_event(name, _flatten(noticed.to_json(), prefix=name))
 
 
 def _request_attributes(request: Request) -> Attributes:
@@ -278,23 +283,15 @@ def _route_attributes(decision: Any) -> Attributes:
     return attrs
 
 
-def _verdict_attributes(verdict: Any) -> Attributes:
-    """A verdict as attributes, whether a ``Verdict`` object or its JSON form; {} if absent."""
+def _verdict_attributes(verdict: Verdict | None) -> Attributes:
+    """A verdict as attributes; {} if there is none."""
     if verdict is None:
         return {}
-
-    def read(key: str) -> Any:
-        return verdict.get(key) if isinstance(verdict, Mapping) else getattr(verdict, key, None)
-
-    attrs: Attributes = {}
-    confidence, label, verifier = read("confidence"), read("label"), read("verifier")
-    if isinstance(confidence, int | float):
-        attrs[a.VERDICT_CONFIDENCE] = float(confidence)
-    if label:
-        attrs[a.VERDICT_LABEL] = str(label)
-    if verifier:
-        attrs[a.VERDICT_VERIFIER] = str(verifier)
-    return attrs
+    return {
+        a.VERDICT_CONFIDENCE: float(verdict.confidence),
+        a.VERDICT_LABEL: verdict.label,
+        a.VERDICT_VERIFIER: verdict.verifier,
+    }
 
 
 def _flatten(value: Any, prefix: str) -> Attributes:

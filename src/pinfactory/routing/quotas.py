@@ -45,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pinfactory.errors import QuotaExceeded, TeamFileError
 from pinfactory.ledger.base import QuotaCounter, to_nano
+from pinfactory.members.calls import MemberCall
 from pinfactory.request import Request
 from pinfactory.routing.base import (
     Decision,
@@ -115,11 +116,14 @@ class QuotaPolicy(BaseModel):
         return self
 
     def covers(self, decision: Decision, unit: str) -> bool:
+        return self.covers_member(decision.member, decision.tier, unit)
+
+    def covers_member(self, member: str, tier: str | None, unit: str) -> bool:
         if self.unit not in ("*", unit):
             return False
         if self.member is not None:
-            return decision.member == self.member
-        return decision.tier == self.tier
+            return member == self.member
+        return tier == self.tier
 
     def key(self, unit: str) -> str:
         return f"quota:{self.name}:{unit}"
@@ -241,6 +245,21 @@ class QuotaGate:
             if not added:
                 return policy
         return None
+
+    async def book_extra(self, unit: str, calls: Sequence[MemberCall]) -> None:
+        """Count the calls made beyond the admitted one (cascade tiers, fallbacks,
+        cross-checks, samples, escalations) on every quota that covers their member:
+        booked, never refused, since they were already made."""
+        now = self.clock()
+        for call in calls:
+            if call.purpose == "answer":
+                continue
+            tier = self.members[call.member][0] if call.member in self.members else None
+            for policy in self.policies:
+                if policy.covers_member(call.member, tier, unit):
+                    window = window_start(policy.period, now)
+                    nusd = to_nano(call.cost_usd)
+                    await self.counter.adjust(policy.key(unit), window, 1, nusd)
 
     def _downgrade(self, decision: Decision, policy: QuotaPolicy, note: str) -> Decision:
         target = resolve_member(self.members, policy.downgrade_to or self.fallback)

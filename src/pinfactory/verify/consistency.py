@@ -15,15 +15,14 @@ import itertools
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
 
 from pinfactory.embeddings import Encoder, get_encoder
 from pinfactory.members.base import Completion, Member
 from pinfactory.request import Request
 from pinfactory.verify.base import Finding, Label, Verdict
 from pinfactory.verify.claims import STOPWORDS, normalise_number, strip_citations
+from pinfactory.verify.events import Comparison, Disagreement
 
-Comparison = Literal["numbers", "short", "prose", "empty"]
 Call = Callable[[Member, Request], Awaitable[Completion]]
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 _WORD = re.compile(r"[a-z0-9]+")
@@ -33,25 +32,6 @@ _WORD = re.compile(r"[a-z0-9]+")
 class Agreement:
     score: float
     comparison: Comparison
-
-
-@dataclass(frozen=True, slots=True)
-class Disagreement:
-    """Two members answered one request differently: an event for the trace and ledger."""
-
-    members: tuple[str, str]
-    answers: tuple[str, str]
-    agreement: float
-    comparison: Comparison
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "event": "disagreement",
-            "members": list(self.members),
-            "answers": list(self.answers),
-            "agreement": round(self.agreement, 4),
-            "comparison": self.comparison,
-        }
 
 
 def _numbers(text: str) -> set[str]:

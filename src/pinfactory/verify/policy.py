@@ -16,13 +16,13 @@ verification:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pinfactory.outcome import Escalation, finding_json
 from pinfactory.plugins import PluginNotFound, import_object
-from pinfactory.verify.base import Finding, Verifier
+from pinfactory.verify.base import Verifier
 from pinfactory.verify.guards import GuardSpec
 
 BUILT_IN_VERIFIERS = ("grounding", "citations")
@@ -115,39 +115,11 @@ def plugin_verifier(name: str) -> Verifier:
     return verifier
 
 
-@dataclass(frozen=True, slots=True)
-class Escalation:
-    """An answer that could not be trusted as it was.
-
-    ``kind`` is ``tier`` (asked a stronger member: ``target`` names it),
-    ``review`` (held for the human review queue: ``target`` is ``review``, the
-    withheld answer is in ``answer``) or ``caveat`` (answered with a warning).
-    ``evidence`` holds the findings that caused it.
-    """
-
-    kind: Literal["tier", "review", "caveat"]
-    reason: str
-    target: str
-    confidence: float
-    evidence: tuple[Finding, ...] = field(default_factory=tuple)
-    answer: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "reason": self.reason,
-            "target": self.target,
-            "confidence": round(self.confidence, 4),
-            "evidence": [finding_json(f) for f in self.evidence],
-            "answer": self.answer,
-        }
-
-
-def finding_json(finding: Finding) -> dict[str, Any]:
-    return {
-        "kind": finding.kind,
-        "message": finding.message,
-        "claim": finding.claim,
-        "passage": finding.passage,
-        "score": finding.score,
-    }
+__all__ = [
+    "BUILT_IN_VERIFIERS",
+    "Escalation",
+    "SelfConsistencySpec",
+    "VerificationSpec",
+    "finding_json",
+    "plugin_verifier",
+]

@@ -1,39 +1,42 @@
 """The verify stage of the pipeline: guards in, check, escalate, guards out.
 
-The pipeline calls :meth:`VerifyStage.guard_input` before a member answers
-and :meth:`VerifyStage.review` after; everything verification does lives
-here, so the pipeline's own code stays route -> call -> record.
+The pipeline hands :meth:`VerifyStage.guard_input` to the request's tab
+(``members.calls``), so every member call, inner and extra ones included, is
+guarded; it calls :meth:`VerifyStage.review` once the answer is in, which
+fills the answer's typed fields (verdict, events, escalation...) and books
+every second opinion on the tab. Everything verification does lives here, so
+the pipeline's own code stays route -> call -> record.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
 
 from pinfactory.members.base import Completion, Member
+from pinfactory.members.calls import call_member, current_tab
+from pinfactory.outcome import (
+    Answer,
+    Escalation,
+    Event,
+    Inconsistency,
+    Injection,
+    Sampling,
+    Source,
+)
 from pinfactory.request import Document, Request
+from pinfactory.routing.base import resolve_member
 from pinfactory.verify.base import LABEL_SEVERITY, Finding, Verdict
 from pinfactory.verify.citations import CitationVerifier
 from pinfactory.verify.confidence import Calibrator
 from pinfactory.verify.consistency import compare, self_consistency
 from pinfactory.verify.grounding import GroundingChecker
 from pinfactory.verify.guards import check_size, redact, redact_request, screen_documents
-from pinfactory.verify.policy import (
-    BUILT_IN_VERIFIERS,
-    Escalation,
-    VerificationSpec,
-    finding_json,
-    plugin_verifier,
-)
+from pinfactory.verify.policy import BUILT_IN_VERIFIERS, VerificationSpec, plugin_verifier
 from pinfactory.verify.report import verdict_from
-
-if TYPE_CHECKING:
-    from pinfactory.pipeline import Answer
 
 CAVEAT = "Caution: parts of this answer could not be verified against the sources."
 HELD = "This answer could not be verified and has been sent for human review."
-Call = Callable[[Member, Request], Awaitable[Completion]]
 
 
 def evidence_of(request: Request, completion: Completion) -> tuple[Document, ...]:
@@ -93,42 +96,44 @@ class VerifyStage:
         combined = Verdict(round(confidence, 4), label, "+".join(names), tuple(findings))
         return combined, confidence
 
-    async def review(self, answer: Answer, members: Mapping[str, Member], call: Call) -> Answer:
-        """Verify an answer; escalate, hold or caveat it when confidence is too low."""
+    async def review(self, answer: Answer, members: Mapping[str, Member]) -> Answer:
+        """Verify an answer; escalate, hold or caveat it when confidence is too low.
+
+        Every second opinion, sample and escalation is a member call booked on
+        the request's tab (``members.calls``); the answer's ``calls`` include them.
+        """
         request, completion = answer.request, answer.completion
-        extra: dict[str, Any] = {}
         assessed = self.assess(request, completion)
-        events, findings = await self._second_opinions(answer, members, call, extra)
-        findings += self._screen_passages(answer, extra)
+        events, findings = await self._second_opinions(answer, members)
+        findings += self._screen_passages(answer)
         if findings:
             if assessed is None:  # no evidence: the samples' agreement is the verdict
+                confidence = min(f.score for f in findings)
                 assessed = (
-                    Verdict(findings[0].score, "unverified", "consistency", findings),
-                    min(f.score for f in findings),
+                    Verdict(round(confidence, 4), "unverified", "consistency", findings),
+                    confidence,
                 )
             else:
                 verdict, confidence = assessed
                 assessed = replace(verdict, findings=verdict.findings + findings), confidence
-        if events:
-            extra["events"] = events
+        answer.events = answer.events + tuple(events)
         if assessed is not None:
             verdict, confidence = assessed
-            extra["verdict"] = _verdict_json(verdict)
-            extra["verification_confidence"] = round(confidence, 4)
+            answer.verdict = replace(verdict, confidence=round(confidence, 4))
             if confidence < self.spec.min_confidence:
-                answer = await self._escalate(answer, verdict, members, call, extra)
+                answer = await self._escalate(answer, answer.verdict, members)
         guards = self.spec.guards_for(request.unit)
         if guards.redact_output_pii:
             redaction = redact(answer.completion.text)
             if redaction.found:
                 answer.completion = replace(answer.completion, text=redaction.text)
-                extra["redacted"] = redaction.found
+                answer.redacted = tuple(redaction.found)
         if passages := getattr(answer.completion, "passages", ()):
-            extra["sources"] = [{"n": i + 1, "title": p.title} for i, p in enumerate(passages)]
-        answer.extra.update(extra)
+            answer.sources = tuple(Source(i + 1, p.title) for i, p in enumerate(passages))
+        answer.calls = tuple(current_tab().calls) or answer.calls
         return answer
 
-    def _screen_passages(self, answer: Answer, extra: dict[str, Any]) -> tuple[Finding, ...]:
+    def _screen_passages(self, answer: Answer) -> tuple[Finding, ...]:
         """Flag and fence the stored passages a retrieval answer cites that carry instructions."""
         passages: tuple[Document, ...] = getattr(answer.completion, "passages", ())
         if not passages or not self.spec.guards_for(answer.request.unit).screen_injection:
@@ -137,10 +142,9 @@ class VerifyStage:
         if not screening.flagged:
             return ()
         answer.completion = replace(answer.completion, passages=screening.documents)  # type: ignore[call-arg]
-        extra["injection"] = [
-            {"n": index + 1, "title": passages[index].title, "instruction": text}
-            for index, text in screening.flagged
-        ]
+        answer.injection = tuple(
+            Injection(index + 1, passages[index].title, text) for index, text in screening.flagged
+        )
         return tuple(
             Finding(
                 "injection",
@@ -151,63 +155,56 @@ class VerifyStage:
         )
 
     async def _second_opinions(
-        self, answer: Answer, members: Mapping[str, Member], call: Call, extra: dict[str, Any]
-    ) -> tuple[list[dict[str, Any]], tuple[Finding, ...]]:
+        self, answer: Answer, members: Mapping[str, Member]
+    ) -> tuple[list[Event], tuple[Finding, ...]]:
         """Cross-check with another member and sample this one again, as the spec asks.
 
         Returns the events (disagreement, inconsistency) and their findings.
         """
         request, completion = answer.request, answer.completion
-        events: list[dict[str, Any]] = []
+        events: list[Event] = []
         findings: list[Finding] = []
         other = members.get(self.spec.cross_check or "")
         if other is not None and other.name != answer.decision.member:
-            second = await call(other, request)
+            second = await call_member(other, request, "cross_check")
             checked, event = compare(
                 answer.decision.member, completion.text, other.name, second.text
             )
             if event is not None:
-                events.append(event.to_json())
+                events.append(event)
                 findings.extend(checked.findings)
         sampling = self.spec.self_consistency
         member = members.get(answer.decision.member)
         if sampling is not None and member is not None and member.name in sampling.members:
             consistency = await self_consistency(
                 member, request, sampling.samples, sampling.temperature,
-                sampling.min_agreement, call,
+                sampling.min_agreement, _sample,
             )  # fmt: skip
-            extra["self_consistency"] = {
-                "samples": sampling.samples,
-                "temperature": sampling.temperature,
-                "agreement": round(consistency.agreement, 4),
-            }
+            answer.sampling = Sampling(
+                sampling.samples, sampling.temperature, consistency.agreement
+            )
             if not consistency.consistent:
-                events.append(consistency.to_json())
+                events.append(
+                    Inconsistency(consistency.member, consistency.answers, consistency.agreement)
+                )
                 findings.extend(consistency.verdict.findings)
         return events, tuple(findings)
 
     async def _escalate(
-        self,
-        answer: Answer,
-        verdict: Verdict,
-        members: Mapping[str, Member],
-        call: Call,
-        extra: dict[str, Any],
+        self, answer: Answer, verdict: Verdict, members: Mapping[str, Member]
     ) -> Answer:
         spec = self.spec
         reason = (
-            f"confidence {extra['verification_confidence']:.2f} is below "
+            f"confidence {verdict.confidence:.2f} is below "
             f"{spec.min_confidence:.2f} ({verdict.label})"
         )
-        target = _target(spec.escalate_to, members, exclude=answer.decision.member)
+        target = escalation_target(spec.escalate_to, members, exclude=answer.decision.member)
         if spec.on_low_confidence == "escalate" and target is not None:
-            completion = await call(target, answer.request)
+            completion = await call_member(target, answer.request, "escalation")
             escalation = Escalation(
                 "tier", reason, target.name, verdict.confidence, verdict.findings
             )
-            answer.completion = replace(
-                completion, cost_usd=completion.cost_usd + answer.completion.cost_usd
-            )
+            answer.completion = completion
             answer.decision = replace(
                 answer.decision,
                 member=target.name,
@@ -216,8 +213,7 @@ class VerifyStage:
             )
             again = self.assess(answer.request, answer.completion)
             if again is not None:
-                extra["verdict"] = _verdict_json(again[0])
-                extra["verification_confidence"] = round(again[1], 4)
+                answer.verdict = replace(again[0], confidence=round(again[1], 4))
         elif spec.on_low_confidence == "review":
             escalation = Escalation(
                 "review", reason, "review", verdict.confidence, verdict.findings,
@@ -229,34 +225,27 @@ class VerifyStage:
             answer.completion = replace(
                 answer.completion, text=f"{answer.completion.text}\n\n{CAVEAT}"
             )
-        extra["escalation"] = escalation.to_json()
+        answer.escalation = escalation
         return answer
 
 
-def _verdict_json(verdict: Verdict) -> dict[str, Any]:
-    return {
-        "label": verdict.label,
-        "verifier": verdict.verifier,
-        "findings": [finding_json(f) for f in verdict.findings],
-    }
+async def _sample(member: Member, request: Request) -> Completion:
+    return await call_member(member, request, "sample")
 
 
 def _is_remote(member: Member) -> bool:
     return member.kind == "openai_http" or "remote" in member.tags
 
 
-def _target(where: str | None, members: Mapping[str, Member], exclude: str) -> Member | None:
+def escalation_target(
+    where: str | None, members: Mapping[str, Member], exclude: str
+) -> Member | None:
     """The member ``where`` names (``name`` or ``tier:<tier>``, the cheapest of that tier)."""
     if where is None:
         return None
-    if where.startswith("tier:"):
-        tier = where.removeprefix("tier:")
-        found: Sequence[Member] = [
-            m for m in members.values() if m.tier == tier and m.name != exclude
-        ]
-        return min(found, key=lambda m: m.price.estimate(500), default=None)
-    member = members.get(where)
-    return member if member is not None and member.name != exclude else None
+    table = {m.name: (m.tier, m.price.estimate(64)) for m in members.values() if m.name != exclude}
+    name = resolve_member(table, where)
+    return members.get(name) if name is not None else None
 
 
-__all__ = ["CAVEAT", "HELD", "Finding", "VerifyStage", "evidence_of"]
+__all__ = ["CAVEAT", "HELD", "Finding", "VerifyStage", "escalation_target", "evidence_of"]

@@ -1,0 +1,169 @@
+"""A run's state: its steps, blackboard, events and outcome; checkpointed after every step.
+
+The state is all a run needs to continue, so a cancelled or interrupted run
+resumes from its last checkpoint. Steps that were answered stay in the ledger
+either way (each step is one pipeline request, tagged with the run id).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import tempfile
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pinfactory.agents.blackboard import Post
+from pinfactory.agents.spec import Action, AgentsSpec, SwitchesSpec
+from pinfactory.errors import NotFound
+
+RunStatus = Literal["running", "completed", "stopped", "cancelled", "awaiting_review", "failed"]
+StepStatus = Literal["ok", "failed", "cancelled"]
+FINAL: frozenset[str] = frozenset({"completed", "stopped", "failed"})
+
+
+def new_run_id() -> str:
+    return "run_" + secrets.token_hex(10)
+
+
+class Step(BaseModel):
+    """One pipeline request of a run: an agent's turn or a tool call it asked for."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    index: int
+    agent: str
+    kind: Literal["agent", "tool"]
+    round: int
+    member: str = ""
+    request_id: str
+    status: StepStatus = "ok"
+    text: str = ""
+    error: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Decimal = Decimal(0)
+    latency_ms: float = 0.0
+
+
+class RunEvent(BaseModel):
+    """A failure or drift the detectors saw, named by its MAST code (Cemri et al. 2025)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    step: int
+    code: str
+    name: str
+    detail: str
+    agents: list[str] = []
+    action: Action = "record"
+
+
+class RunState(BaseModel):
+    """Everything about one run; JSON on disk, the API's status body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(default_factory=new_run_id)
+    spec: AgentsSpec
+    task: str
+    seed: int
+    unit: str = "default"
+    user: str = ""
+    status: RunStatus = "running"
+    reason: str = ""
+    switches: SwitchesSpec
+    steps: list[Step] = []
+    turns: list[str] = []
+    posts: list[Post] = []
+    dropped: list[str] = []
+    events: list[RunEvent] = []
+    answer: str | None = None
+    review_id: str | None = None
+
+    @property
+    def cost_usd(self) -> Decimal:
+        """The sum of the run's steps' costs (each the pipeline's cost for that request)."""
+        return sum((s.cost_usd for s in self.steps), Decimal(0))
+
+    @property
+    def tokens(self) -> int:
+        return sum(s.input_tokens + s.output_tokens for s in self.steps)
+
+    @property
+    def tag(self) -> str:
+        """The ledger tag of every step of this run."""
+        return f"agent-run:{self.id}"
+
+    def summary(self) -> dict[str, object]:
+        """The status body: no steps' texts, just counts and the outcome."""
+        return {
+            "id": self.id,
+            "object": "agents.run",
+            "name": self.spec.name,
+            "status": self.status,
+            "reason": self.reason,
+            "steps": len(self.steps),
+            "cost_usd": float(self.cost_usd),
+            "tokens": self.tokens,
+            "switches": self.switches.model_dump(),
+            "events": [e.model_dump() for e in self.events],
+            "review_id": self.review_id,
+            "answer": self.answer,
+        }
+
+
+class RunStore(Protocol):
+    def save(self, state: RunState) -> None: ...
+
+    def load(self, run_id: str) -> RunState:
+        """The run's last checkpoint; :class:`NotFound` if there is none."""
+
+
+class MemoryRunStore:
+    """Runs kept in this process (tests, the gateway without a runs directory)."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, str] = {}
+
+    def save(self, state: RunState) -> None:
+        self._runs[state.id] = state.model_dump_json()
+
+    def load(self, run_id: str) -> RunState:
+        if run_id not in self._runs:
+            raise NotFound(f"no agents run '{run_id}'", param="run_id")
+        return RunState.model_validate_json(self._runs[run_id])
+
+
+class FileRunStore:
+    """One JSON file per run in ``directory``, replaced atomically at every checkpoint."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+
+    def _path(self, run_id: str) -> Path:
+        if not run_id.startswith("run_") or not run_id[4:].isalnum():
+            raise NotFound(f"no agents run '{run_id}'", param="run_id")
+        return self.directory / f"{run_id}.json"
+
+    def save(self, state: RunState) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(state.model_dump_json(indent=1))
+        os.replace(tmp, self._path(state.id))
+
+    def load(self, run_id: str) -> RunState:
+        path = self._path(run_id)
+        try:
+            return RunState.model_validate_json(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise NotFound(
+                f"no agents run '{run_id}' in {self.directory}", param="run_id"
+            ) from None
+        except json.JSONDecodeError as exc:
+            raise NotFound(f"agents run '{run_id}' is unreadable: {exc}", param="run_id") from exc

@@ -1,0 +1,191 @@
+"""Members made of members: a fallback list, a cascade, a cross-check.
+
+A composite is a :class:`~pinfactory.members.base.Member` like any other (the
+way pydantic-ai's ``FallbackModel`` is itself a ``Model``): the pipeline
+calls exactly one member and never knows whether it is a composite. The
+composite calls its parts through :meth:`Composite.call` /
+:meth:`Composite.stream_call`, which book every inner call on the request's
+tab (``members.calls``) with its purpose, so the request, its unit, budgets
+and quotas see each of them; the composite itself is never booked
+(``books_itself``). Parts are named in the team file and bound once every
+member exists (:meth:`Composite.bind`); ``tier:NAME`` resolves to the
+cheapest member of that tier, by the one resolver routers use.
+
+```yaml
+members:
+  - {name: steady, kind: fallback, settings: {members: [remote, local]}}
+  - {name: checked, kind: cross_check, settings: {members: [local, remote], threshold: 0.6}}
+  - {name: climb, kind: cascade, settings: {members: [local, tier:frontier], threshold: 0.5}}
+```
+
+To add a composite (retries, load balancing, hedging...), subclass
+:class:`Composite` and implement ``complete`` (and ``stream`` if it can start
+streaming before it is done) on top of ``call`` / ``stream_call``;
+:class:`FallbackMember` shows the shape, and its :meth:`FallbackMember.falls_back`
+is the hook deciding which errors move on to the next part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from decimal import Decimal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pinfactory.errors import MemberError, PinfactoryError, TeamFileError
+from pinfactory.members.base import Completion, Member
+from pinfactory.members.calls import MemberStream, Purpose, call_member, current_tab
+from pinfactory.members.registry import register
+from pinfactory.request import Request
+from pinfactory.routing.base import resolve_member
+from pinfactory.verify.consistency import compare
+from pinfactory.verify.events import Disagreement
+
+
+class CompositeSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    members: list[str] = Field(min_length=1, description="member names or tier:<name>, in order")
+
+
+class Composite(Member):
+    """The small base of every member made of members (see the module docstring)."""
+
+    books_itself = True
+    Settings = CompositeSettings
+    settings: CompositeSettings
+    parts: tuple[Member, ...] = ()  # set by bind()
+
+    def bind(self, members: Mapping[str, Member]) -> None:
+        """Resolve the parts' names against the team's members; a typo fails here."""
+        table = {m.name: (m.tier, m.price.estimate(64)) for m in members.values() if m is not self}
+        parts = []
+        for target in self.settings.members:
+            name = resolve_member(table, target)
+            if name is None:
+                allowed = ", ".join(sorted(table))
+                raise TeamFileError(
+                    f"member '{self.name}': '{target}' names no other member; members: {allowed}"
+                )
+            parts.append(members[name])
+        self.parts = tuple(parts)
+
+    def worst_case_usd(self, request: Request) -> Decimal:
+        """What the request can cost at most: every part called (see ``Member``)."""
+        return sum((part.worst_case_usd(request) for part in self.parts), Decimal(0))
+
+    async def call(self, member: Member, request: Request, purpose: Purpose) -> Completion:
+        """Call one part, booked on the request's tab."""
+        return await call_member(member, request, purpose)
+
+    def stream_call(self, member: Member, request: Request, purpose: Purpose) -> MemberStream:
+        """Stream one part, booked on the request's tab however it ends."""
+        return MemberStream(member, request, purpose)
+
+
+@register
+class FallbackMember(Composite):
+    """Try each part in order; the first that answers wins.
+
+    A part that fails with a :class:`MemberError` (an upstream error, a
+    timeout) passes the request on; a stream falls back only until its first
+    delta, after which a failure is the stream's. Every attempt is booked.
+    """
+
+    kind = "fallback"
+
+    def falls_back(self, error: PinfactoryError) -> bool:
+        """Whether ``error`` moves the request on to the next part."""
+        return isinstance(error, MemberError)
+
+    async def complete(self, request: Request) -> Completion:
+        failures: list[str] = []
+        for index, part in enumerate(self.parts):
+            try:
+                return await self.call(part, request, "answer" if index == 0 else "fallback")
+            except PinfactoryError as exc:
+                if not self.falls_back(exc) or index == len(self.parts) - 1:
+                    raise
+                failures.append(exc.message)
+        raise MemberError(self.name, "no part to call")  # bind() guarantees one
+
+    async def stream(self, request: Request) -> AsyncIterator[str | Completion]:
+        for index, part in enumerate(self.parts):
+            events = self.stream_call(part, request, "answer" if index == 0 else "fallback")
+            try:
+                first = await anext(events)
+            except PinfactoryError as exc:
+                if not self.falls_back(exc) or index == len(self.parts) - 1:
+                    raise
+                continue
+            yield first
+            async for event in events:
+                yield event
+            return
+
+
+class CrossCheckSettings(CompositeSettings):
+    threshold: float = Field(default=0.6, ge=0, le=1, description="least agreement accepted")
+
+
+@register
+class CrossCheckMember(Composite):
+    """Ask the first part and check its answer with every other part.
+
+    Answers with the first part's completion; each part that disagrees with
+    it (``verify.consistency.agreement`` below ``threshold``) adds a
+    :class:`~pinfactory.outcome.Disagreement` event to the request's tab.
+    """
+
+    kind = "cross_check"
+    Settings = CrossCheckSettings
+    settings: CrossCheckSettings
+
+    async def complete(self, request: Request) -> Completion:
+        first, *others = self.parts
+        answer = await self.call(first, request, "answer")
+        for other in others:
+            second = await self.call(other, request, "cross_check")
+            _, event = compare(
+                first.name, answer.text, other.name, second.text, self.settings.threshold
+            )
+            if isinstance(event, Disagreement):
+                current_tab().events.append(event)
+        return answer
+
+
+class CascadeSettings(CompositeSettings):
+    threshold: float = Field(default=0.5, ge=0, le=1, description="confidence to accept a tier")
+
+
+@register
+class CascadeMember(Composite):
+    """Try the parts cheapest first; escalate while the answer looks weak.
+
+    A tier's answer is accepted when it is non-empty and not a refusal (the
+    ``answered`` scorer, 1.0 or 0.0) reaches ``threshold``; the last part's is
+    always accepted. Every tier tried is booked (purpose ``tier`` after the first).
+    """
+
+    kind = "cascade"
+    Settings = CascadeSettings
+    settings: CascadeSettings
+
+    async def complete(self, request: Request) -> Completion:
+        completion: Completion | None = None
+        for index, part in enumerate(self.parts):
+            completion = await self.call(part, request, "answer" if index == 0 else "tier")
+            confidence = 0.0 if completion.refused or not completion.text.strip() else 1.0
+            if confidence >= self.settings.threshold:
+                break
+        assert completion is not None  # bind() guarantees a part
+        return completion
+
+
+__all__ = [
+    "CascadeMember",
+    "Composite",
+    "CompositeSettings",
+    "CrossCheckMember",
+    "FallbackMember",
+]
