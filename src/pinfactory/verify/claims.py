@@ -516,7 +516,15 @@ class QuantityCheck:
 def compare_quantities(claim: str, evidence: list[str]) -> QuantityCheck:
     """Check the claim's numbers against every evidence sentence (see :class:`QuantityCheck`)."""
     said = quantities(claim)
-    stated = [q for sentence in evidence for q in quantities(sentence)]
+    per_sentence = [quantities(sentence) for sentence in evidence]
+    stated = [q for found in per_sentence for q in found]
+    values = {q.value for q in said}
+    # A bare number conflicts only inside a sentence that shares two more of the claim's
+    # numbers ("12 x 7 is 48" against "12 x 7 = 84"): years and counts scattered through
+    # a page say nothing about it.
+    related = [
+        q for found in per_sentence if len(values & {q.value for q in found}) >= 2 for q in found
+    ]
     conflict: list[str] = []
     bounds: list[str] = []
     missing: list[str] = []
@@ -529,7 +537,7 @@ def compare_quantities(claim: str, evidence: list[str]) -> QuantityCheck:
                 bounds.append(f"{q.bound} {shown}")
             continue
         missing.append(shown)
-        if any(s.unit == q.unit for s in stated):  # unitless against unitless too
+        if any(s.unit == q.unit for s in (stated if q.unit else related)):
             conflict.append(shown)
     return QuantityCheck(tuple(conflict), tuple(bounds), tuple(missing), len(said))
 

@@ -360,7 +360,7 @@ def pair_features(
         back = (top.vectors @ said.vectors.T).max(axis=1)
         mask = top.weights > 0
         values["evidence_precision"] = float(back[mask].mean()) if mask.any() else 0.0
-    values.update(_lexical(claim, evidence))
+    values.update(lexical_features(claim, evidence))
     values["claim_pieces_log"] = math.log1p(len(said.vectors))
     values["sentences_log"] = math.log1p(len(evidence))
     for i, name in enumerate(FEATURES):
@@ -376,8 +376,9 @@ def _quantile(ordered: npt.NDArray[Any], q: float) -> float:
     return float(ordered[low] + (position - low) * (ordered[high] - ordered[low]))
 
 
-def _lexical(claim: str, evidence: list[str]) -> dict[str, float]:
-    """Stem coverage, word order, unseen names, quantities and negation."""
+def lexical_features(claim: str, evidence: list[str]) -> dict[str, float]:
+    """The lexical :data:`FEATURES`: stem coverage, word order, unseen names, quantities
+    and negation of ``claim`` against ``evidence`` (names -> values, in FEATURES order)."""
     said = tokens(claim)
     seen = [tokens(s) for s in evidence]
     wanted = said.content | said.numbers | said.months

@@ -107,6 +107,20 @@ def _key(items: Sequence[tuple[str, Sequence[str], str, int, str]]) -> str:
     return digest.hexdigest()[:16]
 
 
+def refresh_lexical(data: Featurised) -> Featurised:
+    """Recompute the lexical columns (quantities, negation, coverage...) from the stored
+    texts, so a cached set follows the current rules without another encoder pass."""
+    from pinfactory.verify.support import lexical_features
+
+    columns = None
+    for matrix, claims in zip(data.matrices, data.texts, strict=True):
+        for row, (claim, evidence) in zip(matrix, claims, strict=True):
+            values = lexical_features(claim, evidence)
+            columns = columns or [FEATURES.index(name) for name in values]
+            row[columns] = list(values.values())
+    return data
+
+
 def cached(
     work: Path,
     name: str,
@@ -117,7 +131,7 @@ def cached(
     """:func:`featurise`, cached in ``work`` by the items' content and the feature list."""
     path = work / f"{name}-{_key(items)}.npz"
     if path.exists():
-        return Featurised.load(path)
+        return refresh_lexical(Featurised.load(path))
     result = featurise(checker, items, name, progress)
     work.mkdir(parents=True, exist_ok=True)
     result.save(path)
