@@ -64,6 +64,9 @@ class KeySpec(_Strict):
     unit: str = Field(pattern=NAME_PATTERN)
     user: str = ""
     admin: bool = False
+    reviewer: bool = Field(
+        default=False, description="may work the review queue in the web console (/ui)"
+    )
     revoked: bool = Field(default=False, description="refuse this key (kept to say why)")
 
     @model_validator(mode="after")
@@ -287,6 +290,8 @@ def _describe(
             message = "unknown field; check the spelling against the team file reference"
         elif error["type"] == "missing":
             message = "required field is missing"
+        elif isinstance(error.get("input"), bool) and error["type"] == "string_type":
+            message += " (YAML reads unquoted yes/no/on/off/true/false as booleans: quote the word)"
         lines.append(_at(source, node, loc, message))
     return "\n".join(lines)
 
