@@ -89,8 +89,6 @@ def verify_batch(
 
     A line that is not valid is written as {id, error} and the command exits 1 at the end.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
     from pinfactory.verify.batch import BatchError, parse_line, score_line
     from pinfactory.verify.grounding import GroundingChecker
 
@@ -101,11 +99,9 @@ def verify_batch(
         raise typer.Exit(1) from None
     checker = GroundingChecker()
     errors = 0
-    columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-               TimeRemainingColumn())  # fmt: skip
     with (
         out.open("w", encoding="utf-8") as handle,
-        Progress(*columns, console=err_console) as progress,
+        _progress() as progress,
     ):
         task = progress.add_task("verifying", total=len([x for x in lines if x.strip()]))
         for number, line in enumerate(lines, 1):
@@ -140,8 +136,6 @@ def verify_train(
     threads: Annotated[int, typer.Option(help="torch threads for the encoder")] = 1,
 ) -> None:
     """Train the support model's head and tune its threshold and calibration on dev data."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
     from pinfactory.embeddings import cache_dir
     from pinfactory.verify.datasets import data_root
     from pinfactory.verify.grounding import GroundingChecker
@@ -155,9 +149,7 @@ def verify_train(
             err_console.print(f"[bold red]error:[/] {exc}; pass --data", highlight=False)
             raise typer.Exit(1) from None
         checker = GroundingChecker(model=SupportModel(threads=threads, cache_size=20000))
-        columns = ("[progress.description]{task.description}", BarColumn(),
-                   MofNCompleteColumn(), TimeRemainingColumn())  # fmt: skip
-        with Progress(*columns, console=err_console) as bar:
+        with _progress() as bar:
             tasks: dict[str, Any] = {}
             last = [0.0]
 
@@ -177,6 +169,19 @@ def verify_train(
     console.print_json(json.dumps(result.metrics))
     for path in paths:
         console.print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+
+
+def _progress() -> Any:
+    """A progress bar on stderr: description, bar, done/total, time left."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+    )
 
 
 @docs.command("add")
