@@ -96,7 +96,9 @@ def test_keepalives_only_time_out_as_504_before_the_stream_starts(
 ) -> None:
     url, ledger = gateway
     with httpx.Client(base_url=url, timeout=10) as client:
-        response = client.post("/v1/chat/completions", json={"messages": HI, "stream": True})
+        response = client.post(
+            "/v1/chat/completions", json={"model": "auto", "messages": HI, "stream": True}
+        )
     assert response.status_code == 504
     assert "no token within 0.5s" in response.json()["error"]["message"]
     assert [r["status"] for r in ledger_rows(ledger)] == [504]
@@ -150,7 +152,9 @@ def test_health_and_one_json_access_line_per_request(
         assert client.get("/health/live").json() == {"status": "live"}
         ready = client.get("/health/ready")
         reply = client.post(
-            "/v1/chat/completions", json={"messages": HI}, headers={"x-request-id": "req_log1"}
+            "/v1/chat/completions",
+            json={"model": "auto", "messages": HI},
+            headers={"x-request-id": "req_log1"},
         )
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"members": "ok", "ledger": "ok"}

@@ -89,7 +89,7 @@ async def load(url: str, count: int, acknowledged: list[str], stop_after: float 
             if stop_after is not None and time.monotonic() - started > stop_after:
                 return
             i = queue.pop()
-            body = {"messages": [{"role": "user", "content": f"{i} + 1"}]}
+            body = {"model": "auto", "messages": [{"role": "user", "content": f"{i} + 1"}]}
             try:
                 reply = await client.post(url + "/v1/chat/completions", json=body, headers=KEY)
             except httpx.TransportError:

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 ADMIN = {"authorization": "Bearer sk-admin-0001"}
 UNIT = {"authorization": "Bearer sk-sales-0001"}
-HI = {"messages": [{"role": "user", "content": "two workers"}]}
+HI = {"model": "auto", "messages": [{"role": "user", "content": "two workers"}]}
 
 
 def team_file(tmp_path: Path, dsn: str, redis_url: str, name: str, upstream: FaultUpstream) -> Path:

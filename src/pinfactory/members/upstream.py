@@ -27,10 +27,9 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mappi
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import aiohttp
-import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from tenacity import (
     AsyncRetrying,
@@ -107,7 +106,7 @@ class UpstreamTimeout(MemberTimeout):
 class WholeBody:
     """A stream request answered with a plain JSON body (some upstreams ignore ``stream``)."""
 
-    body: Any
+    body: bytes
 
 
 class Upstream:
@@ -170,13 +169,13 @@ class Upstream:
             raise MemberError(self.member, "member is not open")
         return self._session
 
-    async def post(self, body: bytes) -> Any:
-        """The decoded JSON answer to ``body``, after retries; raises :class:`MemberError`."""
+    async def post(self, body: bytes) -> bytes:
+        """The answer's body to ``body``, after retries; raises :class:`MemberError`."""
         deadline = time.monotonic() + self.total_s
         return await self._with_retries(lambda: self._post_once(body, deadline), deadline)
 
-    async def stream(self, body: bytes) -> AsyncGenerator[Mapping[str, Any] | WholeBody, None]:
-        """Each decoded ``data:`` chunk until ``[DONE]``; raises :class:`MemberError`."""
+    async def stream(self, body: bytes) -> AsyncGenerator[bytes | WholeBody, None]:
+        """Each ``data:`` payload until ``[DONE]``; raises :class:`MemberError`."""
         deadline = time.monotonic() + self.total_s
         reader, first = await self._with_retries(
             lambda: self._open_stream(body, deadline), deadline
@@ -258,7 +257,7 @@ class Upstream:
             return False
         return time.monotonic() + wait < deadline
 
-    async def _post_once(self, body: bytes, deadline: float) -> Any:
+    async def _post_once(self, body: bytes, deadline: float) -> bytes:
         await self.breaker.admit()
         try:
             limit = min(self.first_token_s, deadline - time.monotonic())
@@ -269,16 +268,15 @@ class Upstream:
                 ):
                     raw = await self._read_capped(response)
                     self._check_status(response.status, raw, response.headers)
-                value = orjson.loads(raw)
         except MemberError as exc:
             await self._failed(exc)
             raise
         await self.breaker.succeeded()
-        return value
+        return raw
 
     async def _open_stream(
         self, body: bytes, deadline: float
-    ) -> tuple[_SSEReader | None, Mapping[str, Any] | WholeBody | None]:
+    ) -> tuple[_SSEReader | None, bytes | WholeBody | None]:
         """Send, check the status and read up to the first chunk (comments do not count).
 
         (reader, first chunk); (None, WholeBody) for a plain JSON answer; (reader, None)
@@ -295,7 +293,7 @@ class Upstream:
                         raw = await self._read_capped(response)
                         self._check_status(response.status, raw, response.headers)
                     if response.content_type == "application/json":
-                        whole = WholeBody(orjson.loads(await self._read_capped(response)))
+                        whole = WholeBody(await self._read_capped(response))
                         response.release()
                         await self.breaker.succeeded()
                         return None, whole
@@ -388,11 +386,10 @@ class Upstream:
 
 
 class _SSEReader:
-    """``data:`` chunks of an event stream, decoded; None after ``[DONE]``.
+    """The ``data:`` payloads of an event stream; None after ``[DONE]``.
 
     Comments and other fields are skipped. An end without ``[DONE]`` or more than ``cap``
-    bytes in all raise :class:`UpstreamFailed`; a chunk that is not a JSON object raises
-    ``ValueError`` (which :meth:`Upstream._faults` maps).
+    bytes in all raise :class:`UpstreamFailed`.
     """
 
     def __init__(self, member: str, response: aiohttp.ClientResponse, cap: int) -> None:
@@ -402,7 +399,7 @@ class _SSEReader:
         self.buffer = b""
         self.size = 0
 
-    async def next_chunk(self) -> Mapping[str, Any] | None:
+    async def next_chunk(self) -> bytes | None:
         while True:
             line = await self._line()
             if not line.startswith(b"data:"):
@@ -412,10 +409,7 @@ class _SSEReader:
                 return None
             if not data:
                 continue
-            chunk = orjson.loads(data)
-            if not isinstance(chunk, Mapping):
-                raise ValueError("stream chunk is not a JSON object")
-            return chunk
+            return data
 
     async def _line(self) -> bytes:
         while b"\n" not in self.buffer:
