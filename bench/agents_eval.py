@@ -51,7 +51,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -62,12 +62,7 @@ from pinfactory.agents import AgentsSpec, RunState, parse_agents, run_agents
 from pinfactory.agents.compounding import Chain, fit_composition, run_chain, step_rates
 from pinfactory.agents.runner import ensemble_spec, matched_samples
 from pinfactory.agents.spec import SwitchesSpec
-from pinfactory.agents.synergy import (
-    mutual_information,
-    o_information,
-    permutation_test,
-    pid,
-)
+from pinfactory.agents.synergy import group_information
 from pinfactory.pipeline import Pipeline, open_pipeline
 from pinfactory.team import load_team
 from pinfactory.verify.grounding import GroundingChecker
@@ -238,57 +233,23 @@ async def play_ensemble(
 
 def game_information(outcomes: Sequence[Outcome], permutations: int) -> dict[str, Any]:
     """PID, O-information and time-delayed MI of the players' moves, pooled over seeds."""
-    s1: list[int] = []
-    s2: list[int] = []
-    s3: list[int] = []
-    future: list[int] = []
-    lead: list[int] = []
-    follow: list[int] = []
-    for outcome in outcomes:
-        moves = outcome.moves
-        for t in range(1, len(moves) - 1):
-            change = [
-                (moves[t][i] > moves[t - 1][i]) - (moves[t][i] < moves[t - 1][i])
-                for i in range(len(moves[t]))
-            ]
-            if len(change) < 3:
-                continue
-            s1.append(change[0])
-            s2.append(change[1])
-            s3.append(change[2])
-            future.append(outcome.feedback[t + 1] if t + 1 < len(outcome.feedback) else 0)
-            nxt = [
-                (moves[t + 1][i] > moves[t][i]) - (moves[t + 1][i] < moves[t][i]) for i in range(3)
-            ]
-            lead.append(change[0])
-            follow.append(nxt[1])
-    if len(future) < 4:
-        return {"samples": len(future)}
-    decomposition = pid(s1, s2, future, "imin")
-    synergy = permutation_test(lambda t: pid(s1, s2, t).synergy, future, permutations=permutations)
-    redundancy = permutation_test(
-        lambda t: pid(s1, s2, t).redundancy, future, permutations=permutations
-    )
-    omega = o_information([s1, s2, s3])
-    omega_test = permutation_test(
-        lambda t: o_information([s1, s2, t]), s3, permutations=permutations, alternative="less"
-    )
-    tdmi = permutation_test(
-        lambda t: mutual_information(lead, t), follow, permutations=permutations
-    )
+    runs = [(o.moves, o.feedback) for o in outcomes]
+    found = group_information(runs, permutations=permutations)
+    if found is None:
+        return {"samples": sum(max(0, len(o.moves) - 2) for o in outcomes)}
     return {
-        "samples": len(future),
+        "samples": found.samples,
         "redundancy_measure": "I_min (Williams & Beer 2010)",
         "pid": {
-            k: round(getattr(decomposition, k), 4)
+            k: round(getattr(found.pid, k), 4)
             for k in ("redundancy", "unique_1", "unique_2", "synergy", "total")
         },
-        "synergy_p": round(synergy.p_value, 4),
-        "redundancy_p": round(redundancy.p_value, 4),
-        "o_information": round(omega, 4),
-        "o_information_p_synergy": round(omega_test.p_value, 4),
-        "tdmi_p1_to_p2": round(tdmi.value, 4),
-        "tdmi_p": round(tdmi.p_value, 4),
+        "synergy_p": round(found.synergy_p, 4),
+        "redundancy_p": round(found.redundancy_p, 4),
+        "o_information": round(found.o_information, 4),
+        "o_information_p_synergy": round(found.o_information_p, 4),
+        "tdmi_p1_to_p2": round(found.tdmi, 4),
+        "tdmi_p": round(found.tdmi_p, 4),
     }
 
 
@@ -349,7 +310,7 @@ def task_spec(condition: str, member: str, max_tokens: int) -> AgentsSpec:
     ]
     return parse_agents(
         {
-            "name": f"solve-{condition}",
+            "name": "solve-" + condition.replace("+", "-"),
             "agents": agents,
             "protocol": {"kind": "sequential"},
             "blackboard": {"context_posts": 4},
@@ -489,6 +450,21 @@ def summarise(by_seed: dict[str, list[list[Outcome]]]) -> dict[str, Any]:
     return out
 
 
+def compare(by_seed: dict[str, list[list[Outcome]]], metric: str) -> dict[str, Any]:
+    """Each team condition minus single and minus the ensemble, paired by seed, 95% CI."""
+    out: dict[str, Any] = {}
+
+    def value(outcomes: list[Outcome]) -> float:
+        return statistics.fmean(float(getattr(o, metric)) for o in outcomes)
+
+    for condition in ("team", "personas", "personas+tom"):
+        for baseline in ("single", "ensemble"):
+            pairs = zip(by_seed[condition], by_seed[baseline], strict=False)
+            diffs = [value(a) - value(b) for a, b in pairs if a and b]
+            out[f"{condition} - {baseline}"] = mean_ci(diffs)
+    return out
+
+
 def plot(report: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -537,13 +513,78 @@ def plot(report: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def report_of(
+    args: argparse.Namespace,
+    game: dict[str, list[list[Outcome]]],
+    tasks: dict[str, list[list[Outcome]]],
+    chains: dict[str, Any],
+    seconds: float,
+) -> dict[str, Any]:
+    game_outcomes = {c: [o for s in v for o in s] for c, v in game.items()}
+    return {
+        "command": "python bench/agents_eval.py " + " ".join(args.argv),
+        "member": args.member,
+        "seeds": min((len(v) for v in tasks.values()), default=0),
+        "seconds": round(seconds, 1),
+        "game": {
+            "rounds": args.rounds,
+            "conditions": summarise(game),
+            "differences": {
+                "correct": compare(game, "correct"),
+                "distance": compare(game, "distance"),
+            },
+            "information": {
+                c: game_information(game_outcomes[c], args.permutations)
+                for c in ("team", "personas", "personas+tom")
+            },
+        },
+        "tasks": {
+            "items_per_seed": args.items,
+            "conditions": summarise(tasks),
+            "differences": {"correct": compare(tasks, "correct")},
+        },
+        "compounding": chains,
+        "raw": {
+            "game": {c: [[asdict(o) for o in s] for s in v] for c, v in game.items()},
+            "tasks": {c: [[asdict(o) for o in s] for s in v] for c, v in tasks.items()},
+        },
+    }
+
+
+def merge(args: argparse.Namespace, paths: Sequence[Path]) -> dict[str, Any]:
+    """One report from runs over disjoint seeds (``--first-seed``); compounding from the one
+    that ran it."""
+    game: dict[str, list[list[Outcome]]] = {c: [] for c in CONDITIONS}
+    tasks: dict[str, list[list[Outcome]]] = {c: [] for c in CONDITIONS}
+    chains: dict[str, Any] = {}
+    seconds = 0.0
+    commands = []
+    for path in paths:
+        part = json.loads(path.read_text(encoding="utf-8"))
+        for name, into in (("game", game), ("tasks", tasks)):
+            for condition, seeds in part["raw"][name].items():
+                into[condition].extend([[Outcome(**o) for o in s] for s in seeds])
+        chains = chains or part["compounding"]
+        seconds = max(seconds, part["seconds"])
+        commands.append(part["command"])
+    report = report_of(args, game, tasks, chains, seconds)
+    report["command"] = " & ".join(commands) + "; then --merge"
+    return report
+
+
+def save(report: dict[str, Any], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
+    """Compounding first, then seed after seed; the JSON is rewritten after every seed."""
     team = load_team(args.team)
     if args.member not in team.member_names:
         raise SystemExit(f"member '{args.member}' is not enabled; enabled: {team.member_names}")
     ledger = Path(tempfile.mkdtemp(prefix="agents-eval-")) / "ledger.db"
     team.ledger_location = str(ledger)
-    seeds = list(range(args.seeds))
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     game: dict[str, list[list[Outcome]]] = {c: [] for c in CONDITIONS}
     tasks: dict[str, list[list[Outcome]]] = {c: [] for c in CONDITIONS}
     total = len(seeds) * len(CONDITIONS) * (1 + args.items) + 2 * args.chains
@@ -561,10 +602,22 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             def tick(label: str = "") -> None:
                 progress.update(bar, advance=1, description=label or "agents_eval")
 
+            chains = (
+                await compounding(
+                    pipeline,
+                    args.member,
+                    args.chains,
+                    args.length,
+                    args.max_tokens,
+                    lambda: tick("compounding"),
+                )
+                if args.chains
+                else {}
+            )
             for seed in seeds:
                 for condition in CONDITIONS:
                     outcome = await play(
-                        pipeline, condition, seed, args.rounds, args.member, args.max_tokens
+                        pipeline, condition, seed, args.rounds, args.member, args.game_tokens
                     )
                     game[condition].append([outcome])
                     tick(f"game seed {seed} {condition}")
@@ -586,31 +639,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     tasks[condition].append(done)
                     if condition == "team":
                         team_tokens = int(statistics.fmean(o.tokens for o in done))
-            chains = await compounding(
-                pipeline,
-                args.member,
-                args.chains,
-                args.length,
-                args.max_tokens,
-                lambda: tick("compounding"),
-            )
-    game_outcomes = {c: [o for s in v for o in s] for c, v in game.items()}
-    return {
-        "command": "python bench/agents_eval.py " + " ".join(args.argv),
-        "member": args.member,
-        "seeds": len(seeds),
-        "seconds": round(time.perf_counter() - started, 1),
-        "game": {
-            "rounds": args.rounds,
-            "conditions": summarise(game),
-            "information": {
-                c: game_information(game_outcomes[c], args.permutations)
-                for c in ("team", "personas", "personas+tom")
-            },
-        },
-        "tasks": {"items_per_seed": args.items, "conditions": summarise(tasks)},
-        "compounding": chains,
-    }
+                partial = report_of(args, game, tasks, chains, time.perf_counter() - started)
+                save(partial, args.out)
+    return report_of(args, game, tasks, chains, time.perf_counter() - started)
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -618,11 +649,14 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--team", type=Path, default=None, help="team file (default packaged)")
     parser.add_argument("--member", default="local", help="member every agent runs on")
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0, help="to split seeds over runs")
+    parser.add_argument("--merge", type=Path, nargs="+", help="merge these runs' JSON instead")
     parser.add_argument("--rounds", type=int, default=5, help="guessing game rounds")
     parser.add_argument("--items", type=int, default=4, help="checkable tasks per seed")
     parser.add_argument("--chains", type=int, default=30, help="compounding questions")
     parser.add_argument("--length", type=int, default=4, help="longest chain")
-    parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--max-tokens", type=int, default=12, help="tasks and chains")
+    parser.add_argument("--game-tokens", type=int, default=4, help="a guess is a number")
     parser.add_argument("--permutations", type=int, default=200)
     parser.add_argument("--quick", action="store_true", help="2 seeds, 2 rounds, 2 items")
     parser.add_argument("--out", type=Path, default=RESULTS / "agents_eval.json")
@@ -637,9 +671,9 @@ if __name__ == "__main__":
     import sys
 
     arguments = parse(sys.argv[1:])
-    report = asyncio.run(main(arguments))
-    arguments.out.parent.mkdir(parents=True, exist_ok=True)
-    arguments.out.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    merging = arguments.merge is not None
+    report = merge(arguments, arguments.merge) if merging else asyncio.run(main(arguments))
+    save(report, arguments.out)
     plot(report, arguments.out.with_suffix(".png"))
     print(json.dumps({k: report[k] for k in ("member", "seeds", "seconds")}))
     for name in ("game", "tasks"):
@@ -648,6 +682,6 @@ if __name__ == "__main__":
             print(
                 f"{name:5} {condition:13} accuracy {acc['mean']:.2f} "
                 f"[{acc['low']:.2f}, {acc['high']:.2f}]  tokens {row['tokens']['mean']:.0f}  "
-                f"cost ${row['cost_usd']['mean']:.6f}"
+                f"cost ${row['cost_usd']['mean']:.8f}"
             )
     print(json.dumps(report["compounding"], indent=1))

@@ -9,6 +9,7 @@ import pytest
 from pinfactory.agents.synergy import (
     discretise,
     entropy,
+    group_information,
     joint,
     mutual_information,
     o_information,
@@ -105,3 +106,32 @@ def test_discretise_by_rank() -> None:
     assert discretise([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], bins=3) == [0, 0, 1, 1, 2, 2]
     assert discretise([5.0, 5.0, 5.0]) == [0, 0, 0]
     assert discretise([]) == []
+
+
+def walk(rng: random.Random, steps: list[int]) -> list[float]:
+    out = [25.0]
+    for step in steps:
+        out.append(out[-1] + step)
+    return out
+
+
+def test_group_information_finds_synergy_in_complementary_players() -> None:
+    rng = random.Random(20)
+    complementary, redundant = [], []
+    for _ in range(60):
+        m = [[rng.choice((-1, 1)) for _ in range(6)] for _ in range(3)]
+        outputs = [list(r) for r in zip(*(walk(rng, p) for p in m), strict=True)]
+        outcome = [0, 0, *[m[0][t] * m[1][t] for t in range(6)]][:7]
+        complementary.append((outputs, outcome))
+        copy = [m[0], m[0], m[2]]  # player 2 copies player 1, the outcome follows both
+        outputs = [list(r) for r in zip(*(walk(rng, p) for p in copy), strict=True)]
+        redundant.append((outputs, [0, 0, *m[0]][:7]))
+    found = group_information(complementary, permutations=49)
+    assert found is not None and found.samples == 60 * 5
+    assert found.pid.synergy > 0.9 and found.synergy_p <= 0.02
+    assert found.pid.redundancy < 0.05
+    same = group_information(redundant, permutations=49)
+    assert same is not None
+    assert same.pid.redundancy > 0.9 and same.redundancy_p <= 0.02 and same.pid.synergy < 0.05
+    assert same.tdmi < 0.05  # player 1's move does not predict player 2's next one
+    assert group_information([([[1.0, 2.0, 3.0]], [0])]) is None

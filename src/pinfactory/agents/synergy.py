@@ -30,6 +30,7 @@ applies these to the guessing game's per-agent guesses.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections import Counter
@@ -160,3 +161,87 @@ def discretise(values: Sequence[float], bins: int = 3) -> list[int]:
     order = sorted(values)
     edges = [order[min(len(order) - 1, (len(order) * k) // bins)] for k in range(1, bins)]
     return [sum(1 for e in edges if v >= e) if len(set(values)) > 1 else 0 for v in values]
+
+
+def moves(values: Sequence[float]) -> list[int]:
+    """Each step's direction: -1 down, 0 same, 1 up (len(values) - 1 symbols)."""
+    return [(b > a) - (b < a) for a, b in itertools.pairwise(values)]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInformation:
+    """How a group's per-round outputs relate, pooled over runs (bits, permutation p-values).
+
+    ``pid`` splits what players 1 and 2's moves at round t say about the group's outcome at
+    t+1; ``o_information`` is over players 1-3's moves at t (< 0: synergy dominates);
+    ``tdmi`` is I(player 1's move at t; player 2's move at t+1).
+    """
+
+    samples: int
+    pid: PID
+    synergy_p: float
+    redundancy_p: float
+    o_information: float
+    o_information_p: float
+    tdmi: float
+    tdmi_p: float
+
+
+def group_information(
+    runs: Sequence[tuple[Sequence[Sequence[float]], Sequence[Hashable]]],
+    *,
+    permutations: int = 200,
+    seed: int = 0,
+) -> GroupInformation | None:
+    """Measures over runs of (outputs[round][player], outcome[round]) with >= 3 players.
+
+    Moves are the direction of each player's change between rounds; samples are pooled over
+    runs (one run has too few rounds alone). None when there are fewer than 4 samples.
+    """
+    s1: list[Hashable] = []
+    s2: list[Hashable] = []
+    s3: list[Hashable] = []
+    future: list[Hashable] = []
+    lead: list[Hashable] = []
+    follow: list[Hashable] = []
+    for outputs, outcome in runs:
+        if not outputs or len(outputs[0]) < 3:
+            continue
+        players = [moves([r[i] for r in outputs]) for i in range(3)]
+        for t in range(len(players[0]) - 1):  # move t (round t -> t+1) and outcome at t+2
+            if t + 2 >= len(outcome):
+                break
+            s1.append(players[0][t])
+            s2.append(players[1][t])
+            s3.append(players[2][t])
+            future.append(outcome[t + 2])
+            lead.append(players[0][t])
+            follow.append(players[1][t + 1])
+    if len(future) < 4:
+        return None
+    synergy = permutation_test(
+        lambda t: pid(s1, s2, t).synergy, future, permutations=permutations, seed=seed
+    )
+    redundancy = permutation_test(
+        lambda t: pid(s1, s2, t).redundancy, future, permutations=permutations, seed=seed
+    )
+    omega = permutation_test(
+        lambda t: o_information([s1, s2, t]),
+        s3,
+        permutations=permutations,
+        seed=seed,
+        alternative="less",
+    )
+    tdmi = permutation_test(
+        lambda t: mutual_information(lead, t), follow, permutations=permutations, seed=seed
+    )
+    return GroupInformation(
+        len(future),
+        pid(s1, s2, future),
+        synergy.p_value,
+        redundancy.p_value,
+        omega.value,
+        omega.p_value,
+        tdmi.value,
+        tdmi.p_value,
+    )
