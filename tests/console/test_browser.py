@@ -83,6 +83,14 @@ def pending_card(page: Any) -> Any:
     return page.locator("article.review").first
 
 
+def override(page: Any, card: Any, answer: str) -> None:
+    """Override the review on ``card`` with ``answer`` and wait for the confirmation."""
+    card.locator("summary:text('Override')").click()
+    card.locator("textarea[name=answer]").fill(answer)
+    card.locator("button[name=override]").click()
+    page.wait_for_selector(".notice.good")
+
+
 def test_unauthenticated_browser_gets_the_login_page_and_no_data(
     url: str, context: Any, screenshots: Path
 ) -> None:
@@ -170,10 +178,7 @@ def test_a_second_decision_from_another_tab_is_told_who_decided(url: str, contex
     second = context.new_page()
     second.goto(f"{url}/ui/reviews")
     card_one, card_two = pending_card(first), pending_card(second)
-    card_one.locator("summary:text('Override')").click()
-    card_one.locator("textarea[name=answer]").fill("Twelve times seven is 84 (checked by hand).")
-    card_one.locator("button[name=override]").click()
-    first.wait_for_selector(".notice.good")
+    override(first, card_one, "Twelve times seven is 84 (checked by hand).")
     card_two.locator("button[name=approve]").click()
     second.wait_for_selector(".notice.problem")
     assert re.search(
@@ -190,11 +195,7 @@ def test_an_override_is_visible_in_the_audit_view(
     client = Waiting(url, SUPPORT)
     client.start()
     reviewer = login(context, url, REVIEWER)
-    card = pending_card(reviewer)
-    card.locator("summary:text('Override')").click()
-    card.locator("textarea[name=answer]").fill("It is 84; the puzzle text is wrong.")
-    card.locator("button[name=override]").click()
-    reviewer.wait_for_selector(".notice.good")
+    override(reviewer, pending_card(reviewer), "It is 84; the puzzle text is wrong.")
     client.join(timeout=30)
     assert client.result is not None
     admin = context.browser.new_context(viewport={"width": 1360, "height": 900})

@@ -59,7 +59,8 @@ async def filled(where: str) -> ConsoleQueries:
                 AuditEvent("verdict", f"req_{i:04d}", {"label": "supported", "confidence": 0.9}),
             ],
         )
-    await ledger.record(entry(101, "sales", "docs", status=502, at=T0 + 60))
+    tries = [AuditEvent("call", "req_0101", {"member": "docs", "error": "upstream_error"})] * 2
+    await ledger.record(entry(101, "sales", "docs", status=502, at=T0 + 60), tries)
     await ledger.record(
         entry(
             102,
@@ -91,19 +92,20 @@ async def test_live_pages_newest_first_with_filters_and_annotations(location: st
     queries = await filled(location)
     try:
         page = await queries.requests(LiveFilter(), limit=10)
-        assert [r.request_id for r in page.rows][:3] == ["req_0102", "req_0101", "req_0100"]
+        assert [r.entry.request_id for r in page.rows][:3] == ["req_0102", "req_0101", "req_0100"]
         assert page.older == page.rows[-1].seq
         older = await queries.requests(LiveFilter(), before=page.older, limit=10)
         assert older.rows[0].seq == page.older - 1
         row = page.rows[2]
-        assert (row.verdict, row.confidence) == ("supported", 0.9)
+        assert (row.verdict, row.confidence, row.calls) == ("supported", 0.9, 0)
         failed = await queries.requests(LiveFilter(status="error"))
-        assert [r.request_id for r in failed.rows] == ["req_0101"]
+        assert [r.entry.request_id for r in failed.rows] == ["req_0101"]
+        assert failed.rows[0].calls == 2  # a retry: both calls are in its chain
         assert failed.older is None
         docs = await queries.requests(LiveFilter(unit="sales", member="docs"))
-        assert {r.request_id for r in docs.rows} == {"req_0101", "req_0102"}
+        assert {r.entry.request_id for r in docs.rows} == {"req_0101", "req_0102"}
         newer = await queries.requests(LiveFilter(), after=(await queries.latest_seq()) - 2)
-        assert [r.request_id for r in newer.rows] == ["req_0102", "req_0101"]
+        assert [r.entry.request_id for r in newer.rows] == ["req_0102", "req_0101"]
         assert await queries.request("req_0002", unit="sales") is None  # support's
         assert (await queries.request("req_0002", unit="support")) is not None
         assert await queries.request("req_nope") is None
@@ -122,6 +124,9 @@ async def test_aggregates_bucket_rank_and_count_in_sql(location: str) -> None:
         assert over.series["calc"][0] == 0.0  # the empty hour before the first request
         assert sum(over.series["calc"]) == pytest.approx(1.0)
         assert sum(over.series["docs"]) == pytest.approx(0.05)
+        tiers = cube.over_time({"calc": "tool"})
+        assert sum(tiers.series["tool"]) == pytest.approx(1.0)
+        assert sum(tiers.series["-"]) == pytest.approx(0.05)  # docs: not in the mapping
         sales = await queries.spend_cube(T0, 3600, "sales", until=T0)
         assert list(sales.over_time("unit").series) == ["sales"]
         totals = {t.key: t for t in cube.totals("member")}

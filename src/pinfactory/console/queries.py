@@ -12,23 +12,20 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
 from pinfactory.errors import LedgerError
-from pinfactory.ledger.base import AuditRecord, Ledger, Review, from_nano
-from pinfactory.ledger.store import REVIEW_COLUMNS, SQLLedger, _review
+from pinfactory.ledger.base import AuditRecord, Ledger, LedgerEntry, Review, from_nano
+from pinfactory.ledger.store import REQUEST_COLUMNS, REVIEW_COLUMNS, SQLLedger, _entry, _review
 
 StatusFilter = Literal["ok", "error"]
 ROUTE_MARKERS = ("fallback", "downgraded", "queued for review")  # counted per route cell
 LONG_WINDOW_S = 2 * 86400  # aggregates over longer windows scan instead of using the index
 HEALTH_SAMPLE = 10_000  # latency percentiles: over this many of the newest answers
-LIVE_COLUMNS = (
-    'seq, request_id, time, unit, "user", model, member, router, reason, input_tokens, '
-    "output_tokens, cost_nusd, latency_ms, status, error, stream"
-)
+LIVE_COLUMNS = f"seq, {REQUEST_COLUMNS}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,26 +39,14 @@ class LiveFilter:
 
 @dataclass(slots=True)
 class RequestRow:
-    """One request as Live lists it; ``confidence`` and ``verdict`` come from its audit entries."""
+    """One request as Live lists it: its ledger entry, and from its audit entries the
+    confidence, the verdict's label and how many member calls it took."""
 
     seq: int
-    request_id: str
-    time: float
-    unit: str
-    user: str
-    model: str
-    member: str | None
-    router: str | None
-    reason: str | None
-    input_tokens: int
-    output_tokens: int
-    cost_usd: Decimal
-    latency_ms: float
-    status: int
-    error: str | None
-    stream: bool
+    entry: LedgerEntry
     confidence: float | None = None
     verdict: str | None = None
+    calls: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,12 +106,18 @@ class SpendCube:
         rows = [Totals(key, *values) for key, values in sums.items()]
         return sorted(rows, key=lambda r: (-r.nusd, -r.requests, r.key))
 
-    def over_time(self, by: Literal["unit", "member"]) -> Bucketed:
-        """Dollars per time bucket, one series per unit or member."""
-        points = [
-            (c.bucket, c.unit if by == "unit" else c.member, float(from_nano(c.nusd)))
-            for c in self.cells
-        ]
+    def over_time(self, by: Literal["unit", "member"] | Mapping[str, str]) -> Bucketed:
+        """Dollars per time bucket, one series per unit or member, or per group of
+        members (``by`` maps each member to its group, e.g. its tier; others are ``-``)."""
+
+        def key(cell: SpendCell) -> str:
+            if by == "unit":
+                return cell.unit
+            if by == "member":
+                return cell.member
+            return by.get(cell.member, "-")
+
+        points = [(c.bucket, key(c), float(from_nano(c.nusd))) for c in self.cells]
         return _bucketed(points, self.since, self.until, self.width_s)
 
 
@@ -296,20 +287,22 @@ class ConsoleQueries:
         return int(found[0][0] or 0) if found else 0
 
     async def _annotate(self, rows: list[RequestRow]) -> None:
-        """Confidence and verdict from the rows' ``decision`` and ``verdict`` audit entries."""
+        """Confidence, verdict and call count from the rows' audit entries."""
         if not rows:
             return
-        by_id = {row.request_id: row for row in rows}
+        by_id = {row.entry.request_id: row for row in rows}
         marks = ", ".join("?" * len(by_id))
         found = await self._select(
             f"SELECT request_id, kind, body FROM audit WHERE request_id IN ({marks}) "
-            "AND kind IN ('decision', 'verdict') ORDER BY seq",
+            "AND kind IN ('decision', 'verdict', 'call') ORDER BY seq",
             list(by_id),
         )
         for request_id, kind, body in found:
             data = json.loads(body).get("payload") or {}
             row = by_id[str(request_id)]
-            if kind == "decision" and isinstance(data.get("confidence"), int | float):
+            if kind == "call":
+                row.calls += 1
+            elif kind == "decision" and isinstance(data.get("confidence"), int | float):
                 row.confidence = float(data["confidence"])
             elif kind == "verdict":
                 label = data.get("label")
@@ -512,26 +505,7 @@ def _filtered(where: LiveFilter) -> tuple[str, list[Any]]:
 
 
 def _request_row(row: Sequence[Any]) -> RequestRow:
-    seq, rid, t, unit, user, model, member, router, reason, tin, tout, nusd = row[:12]
-    ms, status, error, stream = row[12:]
-    return RequestRow(
-        seq=int(seq),
-        request_id=str(rid),
-        time=float(t),
-        unit=str(unit),
-        user=str(user),
-        model=str(model),
-        member=member,
-        router=router,
-        reason=reason,
-        input_tokens=int(tin),
-        output_tokens=int(tout),
-        cost_usd=from_nano(int(nusd)),
-        latency_ms=float(ms),
-        status=int(status),
-        error=error,
-        stream=bool(stream),
-    )
+    return RequestRow(int(row[0]), _entry(row[1:]))
 
 
 def _step(record: AuditRecord) -> ChainStep:
