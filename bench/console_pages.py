@@ -257,14 +257,15 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--pg-dsn", default=None, help="bench a PostgreSQL ledger instead")
+    parser.add_argument("--reuse", action="store_true", help="the ledger is already filled")
     parser.add_argument(
         "--ledger", default=None, help="SQLite file to fill once and reuse (default: a temp file)"
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         location = args.pg_dsn or args.ledger or str(Path(tmp) / "ledger.db")
-        if args.ledger and Path(args.ledger).exists():
-            console.print(f"reusing {args.ledger}")
+        if args.reuse or (args.ledger and Path(args.ledger).exists()):
+            console.print("reusing the ledger as filled before")
         else:
             started = time.perf_counter()
             asyncio.run(fill(location, args.requests))
