@@ -64,6 +64,9 @@ class KeySpec(_Strict):
     unit: str = Field(pattern=NAME_PATTERN)
     user: str = ""
     admin: bool = False
+    reviewer: bool = Field(
+        default=False, description="may work the review queue in the web console (/ui)"
+    )
     revoked: bool = Field(default=False, description="refuse this key (kept to say why)")
 
     @model_validator(mode="after")

@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from pinfactory.console import ConsoleSettings, console_routes
 from pinfactory.errors import PayloadTooLarge, PinfactoryError, RequestError
 from pinfactory.gateway.admin import admin_routes
 from pinfactory.gateway.agents import agent_routes
@@ -249,9 +250,16 @@ class GatewayApp(Starlette):
 
 
 def create_app(
-    team: Team, *, ledger: Ledger | None = None, observers: Observers | None = None
+    team: Team,
+    *,
+    ledger: Ledger | None = None,
+    observers: Observers | None = None,
+    console: ConsoleSettings | None = None,
 ) -> Starlette:
-    """The gateway for one team; members, the ledger and the observers open in the lifespan."""
+    """The gateway for one team; members, the ledger and the observers open in the lifespan.
+
+    ``console`` configures the web console under ``/ui`` (default: from the environment).
+    """
     gateway = Gateway(team)
     observers = build_observers(team) if observers is None else observers
     metrics = observers.get(Metrics)
@@ -272,6 +280,7 @@ def create_app(
         Route("/v1/models", gateway.models, methods=["GET"]),
         Route("/healthz", gateway.healthz, methods=["GET"]),
         *admin_routes(gateway),  # /admin/*, /v1/costs, /v1/reviews/{id}
+        console_routes(gateway, console),  # the web console under /ui
         *agent_routes(gateway),  # /v1/agents/runs
     ]
     if metrics is not None:

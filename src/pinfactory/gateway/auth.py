@@ -13,6 +13,7 @@ class Caller:
     unit: str
     user: str = ""
     admin: bool = False
+    reviewer: bool = False
 
 
 OPEN_CALLER = Caller(unit="default", admin=True)
@@ -27,7 +28,9 @@ class Keyring:
 
     def __init__(self, keys: list[KeySpec]) -> None:
         live = [spec for spec in keys if not spec.revoked]
-        self._by_digest = {spec.digest: Caller(spec.unit, spec.user, spec.admin) for spec in live}
+        self._by_digest = {
+            spec.digest: Caller(spec.unit, spec.user, spec.admin, spec.reviewer) for spec in live
+        }
         self._revoked = {spec.digest for spec in keys if spec.revoked}
         self.units = sorted({spec.unit for spec in keys})
 
@@ -43,7 +46,10 @@ class Keyring:
         scheme, _, key = authorization.partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
             raise AuthError("malformed Authorization header: expected 'Bearer <key>'")
-        digest = hash_key(key.strip())
+        return self.holder(hash_key(key.strip()))
+
+    def holder(self, digest: str) -> Caller:
+        """Who holds the key with this SHA-256 digest; AuthError if revoked or unknown."""
         if digest in self._revoked:
             raise AuthError("API key revoked: ask an admin of this team for a new key")
         caller = self._by_digest.get(digest)
