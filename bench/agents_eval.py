@@ -472,11 +472,11 @@ def plot(report: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    for ax, (name, key, label) in zip(
-        axes[:2],
-        (("game", "accuracy", "game: win rate"), ("tasks", "accuracy", "tasks: accuracy")),
-        strict=True,
-    ):
+    panels = (
+        ("game", "distance", "game: final |total - target| (lower is better)", None),
+        ("tasks", "accuracy", "tasks: accuracy", (0.0, 1.0)),
+    )
+    for ax, (name, key, label, limits) in zip(axes[:2], panels, strict=True):
         rows = report[name]["conditions"]
         names = list(rows)
         means = [rows[c][key]["mean"] for c in names]
@@ -485,8 +485,9 @@ def plot(report: dict[str, Any], path: Path) -> None:
             [rows[c][key]["high"] - m for c, m in zip(names, means, strict=True)],
         ]
         ax.bar(names, means, yerr=errs, capsize=4, color="#4c72b0")
-        ax.set_title(f"{label} (95% CI over seeds)")
-        ax.set_ylim(0, 1)
+        ax.set_title(f"{label}\n95% CI over seeds", fontsize=10)
+        if limits is not None:
+            ax.set_ylim(*limits)
         ax.tick_params(axis="x", rotation=25)
     ax = axes[2]
     for gated, style in (("ungated", "o-"), ("gated", "s-")):
