@@ -12,7 +12,8 @@ the machine is not shared, which wall times on a busy machine do not show.
 
     python bench/console_pages.py [--requests 100000] [--runs 5] [--pg-dsn DSN] [--ledger F]
 
-Prints a table and writes bench/results/console_pages.json.
+Prints a table and writes bench/results/console_pages.json (console_pages.postgresql.json
+with --pg-dsn).
 """
 
 from __future__ import annotations
@@ -256,14 +257,15 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--pg-dsn", default=None, help="bench a PostgreSQL ledger instead")
+    parser.add_argument("--reuse", action="store_true", help="the ledger is already filled")
     parser.add_argument(
         "--ledger", default=None, help="SQLite file to fill once and reuse (default: a temp file)"
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         location = args.pg_dsn or args.ledger or str(Path(tmp) / "ledger.db")
-        if args.ledger and Path(args.ledger).exists():
-            console.print(f"reusing {args.ledger}")
+        if args.reuse or (args.ledger and Path(args.ledger).exists()):
+            console.print("reusing the ledger as filled before")
         else:
             started = time.perf_counter()
             asyncio.run(fill(location, args.requests))
@@ -295,12 +297,15 @@ def main() -> None:
         f"Live stream delay after the SDK's response: median "
         f"{1000 * statistics.median(delays):.0f} ms, worst {1000 * max(delays):.0f} ms"
     )
-    out = ROOT / "bench" / "results" / "console_pages.json"
+    name = "console_pages.postgresql.json" if args.pg_dsn else "console_pages.json"
+    out = ROOT / "bench" / "results" / name
     out.write_text(
         json.dumps(
             {
                 "command": "python bench/console_pages.py"
-                + (f" --requests {args.requests}" if args.requests != 100_000 else ""),
+                + (f" --requests {args.requests}" if args.requests != 100_000 else "")
+                + (" --pg-dsn DSN" if args.pg_dsn else "")
+                + (f" --runs {args.runs}" if args.runs != 5 else ""),
                 "store": "postgresql" if args.pg_dsn else "sqlite",
                 "requests": args.requests,
                 "runs": args.runs,

@@ -140,6 +140,10 @@ def get_encoder(name: str = "minilm-static") -> Encoder:
         raise ValueError(f"unknown encoder '{name}'; allowed: {', '.join(ENCODERS)}") from None
 
 
+_MEMO: dict[str, dict[str, Vectors]] = {}
+"""Per encoder name, text -> its vector, for :class:`CachedEncoder`."""
+
+
 class CachedEncoder:
     """Wraps an encoder with an on-disk cache keyed by the texts' content hash.
 
@@ -147,18 +151,38 @@ class CachedEncoder:
     the second start-up reads the vectors instead of encoding them again.
     """
 
+    MEMO_LIMIT = 200_000
+    """Texts whose vectors one process remembers per encoder (about 300 MB at 384 dims)."""
+
     def __init__(self, encoder: Encoder) -> None:
         self.encoder = encoder
         self.name = encoder.name
 
     def encode(self, texts: Sequence[str]) -> Vectors:
+        """The vectors of ``texts``: the set's file when there is one, else only the texts
+        this process has not encoded yet (a subset or superset of a known set, new
+        examples added to a route) are encoded."""
         path = self.path(texts)
+        memo = _MEMO.setdefault(self.name, {})
         if path.exists():
             cached: Vectors = np.load(path)
+            self._remember(memo, texts, cached)
             return cached
-        vectors = self.encoder.encode(texts)
+        if not texts:
+            return self.encoder.encode([])
+        missing = list(dict.fromkeys(t for t in texts if t not in memo))
+        fresh: dict[str, Vectors] = {}
+        if missing:
+            fresh = dict(zip(missing, self.encoder.encode(missing), strict=True))
+        vectors = np.stack([fresh[t] if t in fresh else memo[t] for t in texts])
+        vectors = vectors.astype(np.float32, copy=False)
+        self._remember(memo, missing, np.stack(list(fresh.values())) if fresh else vectors[:0])
         self.store(texts, vectors)
         return vectors
+
+    def _remember(self, memo: dict[str, Vectors], texts: Sequence[str], vectors: Vectors) -> None:
+        if len(memo) + len(texts) <= self.MEMO_LIMIT:
+            memo.update(zip(texts, vectors, strict=True))
 
     def path(self, texts: Sequence[str]) -> Path:
         """Where the vectors of ``texts`` are cached: keyed by the encoder and the texts."""

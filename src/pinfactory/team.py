@@ -290,6 +290,8 @@ def _describe(
             message = "unknown field; check the spelling against the team file reference"
         elif error["type"] == "missing":
             message = "required field is missing"
+        elif isinstance(error.get("input"), bool) and error["type"] == "string_type":
+            message += " (YAML reads unquoted yes/no/on/off/true/false as booleans: quote the word)"
         lines.append(_at(source, node, loc, message))
     return "\n".join(lines)
 

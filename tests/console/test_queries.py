@@ -124,6 +124,9 @@ async def test_aggregates_bucket_rank_and_count_in_sql(location: str) -> None:
         assert over.series["calc"][0] == 0.0  # the empty hour before the first request
         assert sum(over.series["calc"]) == pytest.approx(1.0)
         assert sum(over.series["docs"]) == pytest.approx(0.05)
+        tiers = cube.over_time({"calc": "tool"})
+        assert sum(tiers.series["tool"]) == pytest.approx(1.0)
+        assert sum(tiers.series["-"]) == pytest.approx(0.05)  # docs: not in the mapping
         sales = await queries.spend_cube(T0, 3600, "sales", until=T0)
         assert list(sales.over_time("unit").series) == ["sales"]
         totals = {t.key: t for t in cube.totals("member")}

@@ -10,7 +10,7 @@ import pytest
 
 from pinfactory.errors import DatasetError
 from pinfactory.lab import datasets, metrics
-from pinfactory.lab.logs import load_log
+from pinfactory.routing.log_table import load_log
 
 
 def test_routerbench_matches_the_published_figures(shared_data: Path) -> None:

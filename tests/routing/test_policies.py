@@ -58,7 +58,13 @@ RULE_TABLE = [
     ("prove that there are infinitely many primes", None),  # frontier is off
     ("What is the capital of France?", None),
     ("Who wrote Romeo and Juliet?", None),
-    ("hello", None),
+    ("hello", "local"),  # the greeting rule: never a paid call
+    ("Call me at 555-1234 about the meeting", None),  # a phone number is not a subtraction
+    ("read pages 10-20 for tomorrow", None),
+    ("Prove that the square root of 2 is irrational", None),  # not arithmetic; frontier is off
+    ("Born 12/05/1990, is that a Saturday?", None),
+    ("1000 - 357", "calculator"),
+    ("¿Dónde está mi pedido 1042?", "orders"),
     ("tell me a story about a dragon", None),
     ("I ordered a pizza yesterday", None),
     ("the border is closed", None),
@@ -95,13 +101,15 @@ def test_frontier_rule_and_route_turn_on_with_frontier() -> None:
     proof = router.decide(Request.from_text("prove that there are infinitely many primes"))
     assert proof.member == "frontier" and proof.rule == "hard-reasoning"
     code = router.decide(Request.from_text("Write a python function to reverse a linked list"))
-    assert code.member == "frontier" and "semantic route 'hard-work'" in code.reason
+    assert code.member == "frontier" and code.rule == "code-and-writing"
+    plan = router.decide(Request.from_text("what are the pros and cons of a monolith"))
+    assert plan.member == "frontier" and "semantic route 'hard-work'" in plan.reason
     odd = router.decide(Request.from_text("Compose a sonnet about autumn leaves"))
     assert odd.router == "cascade" and odd.member == "local" and "local -> frontier" in odd.reason
 
 
 def test_unclaimed_requests_fall_back_and_say_so() -> None:
-    decision = build_router(load_team(None, {})).decide(Request.from_text("qwxz plorp"))
+    decision = build_router(load_team(None, {})).decide(Request.from_text("the meaning of tides"))
     assert decision.member == "local" and decision.fallback
     assert decision.reason.startswith("no rule matched; no semantic route above its threshold")
     assert decision.reason.endswith("fallback 'local'")
@@ -154,12 +162,14 @@ CONFIGS = {
     "classifier": "  path: classifier.pkl",
     "quality": "  path: quality.pkl",
     "gumbel": "  path: gumbel.pkl",
+    "cluster": "  path: cluster.pkl",
+    "irt": "  path: irt.pkl",
 }
 
 
 @pytest.mark.parametrize("kind", sorted(ROUTER_KINDS))
 def test_every_router_kind_follows_the_protocol(kind: str, tmp_path: Path) -> None:
-    if kind in ("classifier", "quality", "gumbel"):
+    if kind in ("classifier", "quality", "gumbel", "cluster", "irt"):
         learned_file(tmp_path, kind)
     team = load_team(mini(kind, CONFIGS[kind], tmp_path), {})
     router = build_router(team)

@@ -14,6 +14,14 @@ from pinfactory.cli.common import JsonOption, TeamOption, clear_errors, console,
 
 rules_app = typer.Typer(help="Routing rules.", no_args_is_help=True)
 router_app = typer.Typer(help="Learned routers: train and score.", no_args_is_help=True)
+SplitOption = Annotated[
+    str,
+    typer.Option(
+        "--split",
+        help="rows of a generic log's split column to use: train | test | all "
+        "(files without one are used whole)",
+    ),
+]
 DataOption = Annotated[
     list[Path], typer.Option("--data", help="RouterBench CSV, generic CSV or JSONL (repeatable)")
 ]
@@ -95,6 +103,7 @@ def router_fit(
         float | None, typer.Option(help="calibrate lambda to this mean quality")
     ] = None,
     encoder: Annotated[str, typer.Option(help="minilm-static | minilm")] = "minilm-static",
+    split: SplitOption = "train",
 ) -> None:
     """Train a learned router on a routing table and save it."""
     from pinfactory.errors import RoutingError
@@ -104,7 +113,14 @@ def router_fit(
     with clear_errors():
         if kind not in LEARNED_KINDS:
             raise RoutingError(f"unknown kind '{kind}'; allowed: {', '.join(LEARNED_KINDS)}")
-        table = load_tables(data)
+        if kind == "classifier" and (budget is not None or target is not None or lam):
+            raise RoutingError(
+                "kind classifier has no cost weight: --lam, --budget and --target need "
+                "--kind quality or --kind gumbel"
+            )
+        if budget is not None and target is not None:
+            raise RoutingError("give --budget or --target, not both")
+        table = load_tables(data, split=None if split == "all" else split)
         params: dict[str, Any] = {"encoder": encoder}
         if model is not None:
             params["model"] = model
@@ -114,8 +130,16 @@ def router_fit(
         router.save(out)
     lam_ = getattr(router, "lam_", None)
     extra = f", lambda={lam_:g}/USD" if lam_ is not None else ""
+    held = getattr(router, "calibration_", None)
+    if held is not None:
+        extra += f" (held-out {held[2]} prompts: quality {held[0]:.3f}, ${held[1]:.3g} a query)"
+    rows = (
+        f"{len(table)} {table.meta['split']} prompts"
+        if "split" in table.meta
+        else (f"{len(table)} prompts")
+    )
     console.print(
-        f"trained {kind} on {len(table)} prompts x {len(table.members)} members{extra}: {out}"
+        f"trained {kind} on {rows} x {len(table.members)} members{extra}: {out}", highlight=False
     )
 
 
@@ -125,6 +149,7 @@ def router_eval(
     data: DataOption,
     lam: Annotated[float | None, typer.Option(help="override the cost weight")] = None,
     as_json: JsonOption = False,
+    split: SplitOption = "test",
 ) -> None:
     """Score a saved router on a labelled table against every single member and the oracle."""
     from pinfactory.routing.learned import load_router
@@ -132,7 +157,7 @@ def router_eval(
 
     with clear_errors():
         learned = load_router(router)
-        table = load_tables(data)
+        table = load_tables(data, split=None if split == "all" else split)
         knobs = {} if lam is None else {"lam": lam}
         choice = learned.predict(table.prompts, **knobs)
     rows = np.arange(len(table))
@@ -163,3 +188,68 @@ def router_eval(
         console.print(
             f"{name:<36} quality {row['quality']:.3f}  cost ${row['cost_usd']:.2e}", highlight=False
         )
+
+
+@router_app.command("evaluate-offline")
+def router_evaluate_offline(
+    log: Annotated[
+        Path,
+        typer.Option(
+            "--log",
+            help="decision log, CSV or JSONL: prompt, member, propensity, quality, cost_usd",
+        ),
+    ],
+    candidate: Annotated[Path, typer.Option("--candidate", help="a file from `router fit`")],
+    lam: Annotated[
+        float, typer.Option(help="reward = quality - lam x cost (quality per USD)")
+    ] = 0.0,
+    candidate_lam: Annotated[
+        float | None, typer.Option(help="the candidate's own cost weight (default: its file's)")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Estimate a candidate router's value from logged decisions (IPS and doubly robust,
+    95% intervals) and say whether it beats the policy that logged them; exit 1 if not."""
+    from pinfactory.errors import RoutingError
+    from pinfactory.lab import ope
+    from pinfactory.routing.learned import load_router
+
+    with clear_errors():
+        decisions = ope.read_decisions(log)
+        router = load_router(candidate)
+        members = list(router.members_)
+        unknown = sorted(set(decisions.chosen) - set(members))
+        if unknown:
+            raise RoutingError(
+                f"{log}: members {', '.join(unknown)} are not among the candidate's "
+                f"({', '.join(members)})"
+            )
+        chosen = np.array([members.index(m) for m in decisions.chosen], dtype=np.int64)
+        vectors = router.embed(decisions.prompts, cache=True).astype(np.float64)
+        knobs = {} if candidate_lam is None else {"lam": candidate_lam}
+        target = router.predict_vectors(vectors.astype(np.float32), **knobs)
+        rewards = decisions.rewards(lam)
+        predicted = ope.cross_fitted_rewards(vectors, chosen, rewards, len(members))
+        result = ope.compare(chosen, decisions.propensity, rewards, target, predicted)
+    report: dict[str, Any] = {
+        "decisions": len(chosen),
+        "live": vars(result.live),
+        "ips": vars(result.ips),
+        "dr": vars(result.dr),
+        "dr_gain_over_live": vars(result.gain),
+        "beats_live": result.beats_live,
+        "agreement_with_log": float((target == chosen).mean()),
+    }
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        for name in ("live", "ips", "dr", "dr_gain_over_live"):
+            row = report[name]
+            console.print(
+                f"{name:<18} {row['value']:+.4f}  [{row['low']:+.4f}, {row['high']:+.4f}]",
+                highlight=False,
+            )
+        verdict = "beats" if result.beats_live else "does not surely beat"
+        console.print(f"candidate {candidate} {verdict} the live policy ({len(chosen)} decisions)")
+    if not result.beats_live:
+        raise typer.Exit(1)

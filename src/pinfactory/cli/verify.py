@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -16,18 +17,44 @@ StoreOption = Annotated[Path, typer.Option("--store", help="SQLite document stor
 DEFAULT_STORE = Path("pinfactory-docs.db")
 
 
+verify_app = typer.Typer(
+    help="Check answers against evidence; score a JSONL file; train the checker.",
+    invoke_without_command=True,
+)
+EXIT_CODES = {"supported": 0, "unverified": 0, "partly_supported": 2, "unsupported": 3,
+              "contradicted": 4}  # fmt: skip
+"""``pinfactory verify`` exits with the answer's label: 0 supported (or nothing to check),
+2 partly supported, 3 unsupported, 4 contradicted; 1 is an input error."""
+
+
 def register(app: typer.Typer) -> None:
-    app.command()(verify)
+    app.add_typer(verify_app, name="verify")
     app.add_typer(docs, name="docs")
 
 
+@verify_app.callback()
 def verify(
-    answer: Annotated[str, typer.Option("--answer", help="the answer to check")],
-    evidence: Annotated[list[Path], typer.Option("--evidence", help="evidence file(s)")],
+    ctx: typer.Context,
+    answer: Annotated[str | None, typer.Option("--answer", help="the answer to check")] = None,
+    evidence: Annotated[
+        list[Path] | None, typer.Option("--evidence", help="evidence file(s)")
+    ] = None,
     question: Annotated[str, typer.Option("--question", help="the question asked")] = "",
     as_json: JsonOption = False,
 ) -> None:
-    """Check an answer's claims against evidence files."""
+    """Check an answer's claims against evidence files.
+
+    Exit status: 0 supported, 2 partly supported, 3 unsupported, 4 contradicted, 1 bad input.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if answer is None or not evidence:
+        err_console.print(
+            "[bold red]error:[/] give --answer TEXT and --evidence FILE (one or more), "
+            "or a subcommand: batch, train",
+            highlight=False,
+        )
+        raise typer.Exit(1)
     from pinfactory.documents.reader import DocumentError, read_document
     from pinfactory.verify.grounding import GroundingChecker
 
@@ -41,13 +68,120 @@ def verify(
     report = GroundingChecker().assess(answer, texts, question=question)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
-        return
-    table = Table(title=f"{report.label} (score {report.score:.2f})")
-    for column in ("claim", "label", "why", "passage"):
-        table.add_column(column, overflow="fold")
-    for check in report.claims:
-        table.add_row(check.text, check.label, check.reason, check.passage[:160])
-    console.print(table)
+    else:
+        table = Table(title=f"{report.label} (confidence {report.score:.2f})")
+        for column in ("claim", "label", "why", "passage"):
+            table.add_column(column, overflow="fold")
+        for check in report.claims:
+            table.add_row(check.text, check.label, check.reason, check.passage[:160])
+        for skipped in report.skipped:
+            table.add_row(skipped.text, "[dim]skipped[/]", skipped.reason, "")
+        console.print(table)
+    raise typer.Exit(EXIT_CODES[report.label])
+
+
+@verify_app.command("batch")
+def verify_batch(
+    source: Annotated[Path, typer.Argument(help="JSONL: id, answer, evidence, question?")],
+    out: Annotated[Path, typer.Option("--out", help="JSONL to write")],
+) -> None:
+    """Score every line of SOURCE; write {id, label, confidence, findings} lines to --out.
+
+    A line that is not valid is written as {id, error} and the command exits 1 at the end.
+    """
+    from pinfactory.verify.batch import BatchError, parse_line, score_line
+    from pinfactory.verify.grounding import GroundingChecker
+
+    try:
+        lines = source.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        err_console.print(f"[bold red]error:[/] {source}: {exc.strerror or exc}", highlight=False)
+        raise typer.Exit(1) from None
+    checker = GroundingChecker()
+    errors = 0
+    with (
+        out.open("w", encoding="utf-8") as handle,
+        _progress() as progress,
+    ):
+        task = progress.add_task("verifying", total=len([x for x in lines if x.strip()]))
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = score_line(checker, parse_line(line, number))
+            except BatchError as exc:
+                errors += 1
+                record = {"id": exc.id, "line": number, "error": exc.message}
+            handle.write(json.dumps(record) + "\n")
+            progress.advance(task)
+    console.print(f"wrote {out} ({errors} line(s) with errors)" if errors else f"wrote {out}")
+    if errors:
+        raise typer.Exit(1)
+
+
+@verify_app.command("train")
+def verify_train(
+    data: Annotated[
+        Path | None, typer.Option("--data", help="shared/data (default: found above here)")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="where the weights go (default: the package)")
+    ] = None,
+    work: Annotated[
+        Path | None, typer.Option("--work", help="feature cache (default: the cache folder)")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="random seed (sampling, head initialisation)")] = 0,
+    per_nli: Annotated[int, typer.Option(help="pairs sampled from FEVER-NLI and MNLI each")] = 6000,
+    hidden: Annotated[int, typer.Option(help="hidden units of the head")] = 32,
+    threads: Annotated[int, typer.Option(help="torch threads for the encoder")] = 1,
+) -> None:
+    """Train the support model's head and tune its threshold and calibration on dev data."""
+    from pinfactory.embeddings import cache_dir
+    from pinfactory.verify.datasets import data_root
+    from pinfactory.verify.grounding import GroundingChecker
+    from pinfactory.verify.support import SupportModel, head_path
+    from pinfactory.verify.training import train, write
+
+    with clear_errors():
+        try:
+            root = data or data_root(Path.cwd())
+        except FileNotFoundError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}; pass --data", highlight=False)
+            raise typer.Exit(1) from None
+        checker = GroundingChecker(model=SupportModel(threads=threads, cache_size=20000))
+        with _progress() as bar:
+            tasks: dict[str, Any] = {}
+            last = [0.0]
+
+            def progress(phase: str, done: int, total: int) -> None:
+                if phase not in tasks:
+                    tasks[phase] = bar.add_task(phase, total=total)
+                bar.update(tasks[phase], completed=done)
+                if not err_console.is_terminal and time.monotonic() - last[0] > 30:
+                    last[0] = time.monotonic()
+                    err_console.print(f"{phase}: {done}/{total}", highlight=False)
+
+            result = train(
+                root, work or cache_dir() / "grounding-train", seed, per_nli, hidden,
+                progress, checker,
+            )  # fmt: skip
+        paths = write(result, out or head_path().parent)
+    console.print_json(json.dumps(result.metrics))
+    for path in paths:
+        console.print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+
+
+def _progress() -> Any:
+    """A progress bar on stderr: description, bar, done/total, time left."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+    )
 
 
 @docs.command("add")

@@ -217,6 +217,7 @@ class Pages:
             cost_total=sum(t.nusd for t in by_member),
             over_units=cube.over_time("unit"),
             over_members=cube.over_time("member"),
+            over_tiers=cube.over_time({n: m.tier for n, m in self.pipeline.members.items()}),
             savings=savings(team, by_member, picked),
             members=team.member_names,
             picked=picked,

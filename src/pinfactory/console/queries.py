@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
@@ -106,12 +106,18 @@ class SpendCube:
         rows = [Totals(key, *values) for key, values in sums.items()]
         return sorted(rows, key=lambda r: (-r.nusd, -r.requests, r.key))
 
-    def over_time(self, by: Literal["unit", "member"]) -> Bucketed:
-        """Dollars per time bucket, one series per unit or member."""
-        points = [
-            (c.bucket, c.unit if by == "unit" else c.member, float(from_nano(c.nusd)))
-            for c in self.cells
-        ]
+    def over_time(self, by: Literal["unit", "member"] | Mapping[str, str]) -> Bucketed:
+        """Dollars per time bucket, one series per unit or member, or per group of
+        members (``by`` maps each member to its group, e.g. its tier; others are ``-``)."""
+
+        def key(cell: SpendCell) -> str:
+            if by == "unit":
+                return cell.unit
+            if by == "member":
+                return cell.member
+            return by.get(cell.member, "-")
+
+        points = [(c.bucket, key(c), float(from_nano(c.nusd))) for c in self.cells]
         return _bucketed(points, self.since, self.until, self.width_s)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Awaitable, Callable
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import quote
 
@@ -50,11 +50,14 @@ NAV: tuple[tuple[Page, str], ...] = (
 )
 
 
-def money(value: Decimal | float | int | None, digits: int = 6) -> str:
+def money(value: Decimal | float | int | str | None, digits: int = 6) -> str:
     """Dollars with enough digits for a cheap call: ``$0.000123``."""
     if value is None:
         return "-"
-    return f"${Decimal(value):,.{digits}f}"
+    try:
+        return f"${Decimal(str(value)):,.{digits}f}"
+    except (InvalidOperation, ValueError):
+        return str(value)  # an audit payload's own text, shown as it is
 
 
 def when(epoch: float | None) -> str:

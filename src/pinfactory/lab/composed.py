@@ -18,7 +18,8 @@
   tiers runs (``judge``, whose verdicts are 0/1).
 - ``hybrid``: :class:`~pinfactory.routing.hybrid.HybridRouter`: the rules
   file first, then a semantic router (fitted as above) for what no rule
-  claims, then the rules' fallback.
+  claims, then the rules' fallback. Rules the semantic router beats out of
+  fold on the prompts they claim are dropped (:class:`HybridLab`).
 """
 
 from __future__ import annotations
@@ -33,11 +34,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from pinfactory.embeddings import CachedEncoder, get_encoder
 from pinfactory.errors import RoutingError
 from pinfactory.lab.metrics import Floats, Replay
-from pinfactory.lab.routers import Indices, Knob, RouterSpec, RulesLab, _rank_members
+from pinfactory.lab.routers import Indices, Knob, RouterSpec, RulesLab
 from pinfactory.request import Request
 from pinfactory.routing.cascade import Cascade, answered
 from pinfactory.routing.hybrid import HybridRouter
 from pinfactory.routing.quality import QualityRouter
+from pinfactory.routing.rules import RulesRouter
 from pinfactory.routing.semantic import Route, SemanticRouter
 from pinfactory.routing.table import RoutingTable
 
@@ -83,9 +85,9 @@ class SemanticLab:
 
     def fit(self, train: RoutingTable) -> SemanticLab:
         p = self.params
-        fallback = p.fallback or (
-            GENERALIST if GENERALIST in train.members else train.members[_rank_members(train)[0]]
-        )
+        fallback = p.fallback or (GENERALIST if GENERALIST in train.members else None)
+        if fallback is None:  # no out-of-scope class: every member is a route, none abstains
+            return self._fit_closed(train)
         if fallback not in train.members:
             raise RoutingError(f"router '{self.name}': fallback '{fallback}' is not a member")
         labels = [train.members[i] for i in train.oracle()]
@@ -118,6 +120,28 @@ class SemanticLab:
         self.index_ = np.array([train.members.index(m) for m in examples], dtype=np.int64)
         return self
 
+    def _fit_closed(self, train: RoutingTable) -> SemanticLab:
+        """Every prompt belongs to some member (no generalist, no fallback given): one route
+        per member from all its training prompts and no threshold, so nothing is sent to
+        an arbitrary member by abstention."""
+        p = self.params
+        labels = [train.members[i] for i in train.oracle()]
+        examples: dict[str, list[str]] = {}
+        for text, label in zip(train.prompts, labels, strict=True):
+            examples.setdefault(label, []).append(text)
+        routes = [Route(name=m, member=m, utterances=u) for m, u in examples.items()]
+        self.router_ = SemanticRouter(
+            routes,
+            routes[0].member,
+            threshold=-1.0,
+            encoder=p.encoder,
+            scoring="centroid" if p.scoring == "centroid" else "nearest",
+            k=p.k,
+        )
+        self.fallback_ = -1
+        self.index_ = np.array([train.members.index(m) for m in examples], dtype=np.int64)
+        return self
+
     def knobs(self) -> list[Knob]:
         return [None]
 
@@ -125,6 +149,8 @@ class SemanticLab:
         vectors = CachedEncoder(get_encoder(self.params.encoder)).encode(test.prompts)
         scores = self.router_.scores_for(vectors)
         best = scores.argmax(axis=1)
+        if self.fallback_ < 0:
+            return np.asarray(self.index_[best], dtype=np.int64)
         limits = np.array([self.router_.threshold_of(r) for r in range(scores.shape[1])])
         claimed = scores[np.arange(len(test)), best] >= limits[best]
         return np.where(claimed, self.index_[best], self.fallback_).astype(np.int64)
@@ -218,30 +244,78 @@ class CascadeLab:
 
 
 class HybridLab:
-    """Rules first, a semantic router for what no rule claims, then the fallback."""
+    """Rules first, a semantic router for what no rule claims, then the fallback.
 
-    def __init__(self, name: str, seed: int, rules: Path, params: SemanticParams) -> None:
+    A rule is kept only where the training data does not say the learned router is
+    better on the prompts it claims: the semantic router is fitted on ``folds - 1``
+    folds of the training sample and scored on the one left out, and a rule whose
+    claimed prompts the learned router gets right more often (by more than one
+    standard error of the paired difference, over at least ``min_claims`` prompts)
+    is dropped, so those prompts go to the learned router. ``deferred_`` names them.
+    """
+
+    def __init__(
+        self, name: str, seed: int, rules: Path, params: SemanticParams, folds: int = 3
+    ) -> None:
         self.name = name
+        self.seed = seed
+        self.folds = folds
+        self.min_claims = 5
         self.rules = RulesLab(name, rules)
         self.semantic = SemanticLab(name, seed, params)
 
     def fit(self, train: RoutingTable) -> HybridLab:
         self.rules.fit(train)
-        if self.semantic.params.fallback is None:  # abstentions go where the rules' do
-            fallback = self.rules.router_.fallback
-            self.semantic.params = self.semantic.params.model_copy(update={"fallback": fallback})
-        self.semantic.fit(train)
-        self.router_ = HybridRouter(self.rules.router_, second=self.semantic.router_)
         self.index_ = {m: i for i, m in enumerate(train.members)}
+        if self.semantic.params.fallback is None and GENERALIST in train.members:
+            fallback = self.rules.router_.fallback  # abstentions go where the rules' do
+            self.semantic.params = self.semantic.params.model_copy(update={"fallback": fallback})
+        self.deferred_ = self._rules_to_defer(train)
+        kept = [r for r in self.rules.router_.rules if r.name not in self.deferred_]
+        rules = RulesRouter(kept, self.rules.router_.fallback)
+        self.semantic.fit(train)
+        self.router_ = HybridRouter(rules, second=self.semantic.router_)
         return self
+
+    def _rules_to_defer(self, train: RoutingTable) -> list[str]:
+        """Rules the learned router beats, out of fold, on the prompts they claim."""
+        claims = [self.rules.router_.match(Request.from_text(p)) for p in train.prompts]
+        rule_ok = np.zeros(len(train), dtype=bool)
+        names = np.array([found[0].name if found else "" for found in claims], dtype=object)
+        best = train.quality.max(axis=1)
+        for i, found in enumerate(claims):
+            if found is not None:
+                rule_ok[i] = np.isclose(train.quality[i, self.index_[found[1]]], best[i])
+        learned_ok = np.zeros(len(train), dtype=bool)
+        fold = np.random.default_rng(self.seed).integers(0, self.folds, size=len(train))
+        for k in range(self.folds):
+            inside, out = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
+            part = train.subset(inside)
+            if len(out) == 0 or len(set(part.oracle().tolist())) < 2:
+                return []  # too little data to judge: keep every rule
+            learner = SemanticLab(self.name, self.seed, self.semantic.params).fit(part)
+            held = train.subset(out)
+            chosen = learner.predict(held)
+            learned_ok[out] = np.isclose(held.quality[np.arange(len(out)), chosen], best[out])
+        deferred = []
+        for rule in self.rules.router_.rules:
+            mine = names == rule.name
+            n = int(mine.sum())
+            if n < self.min_claims:
+                continue
+            diff = learned_ok[mine].astype(float) - rule_ok[mine].astype(float)
+            se = float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else 1.0
+            if diff.mean() > max(se, 1e-9):
+                deferred.append(rule.name)
+        return deferred
 
     def knobs(self) -> list[Knob]:
         return [None]
 
     def predict(self, test: RoutingTable, knob: Knob = None) -> Indices:  # noqa: ARG002
-        """``HybridRouter.decide`` batched: the rules' claims per prompt, then one
+        """``HybridRouter.decide`` batched: the kept rules' claims per prompt, then one
         encoding pass of the semantic router over what no rule claimed (its
-        abstentions are already its fallback, the rules' fallback)."""
+        abstentions are already its fallback)."""
         rules = self.router_.rules
         claims = [rules.match(Request.from_text(p)) for p in test.prompts]
         choices = self.semantic.predict(test)

@@ -13,7 +13,7 @@ members columns, quality in [0, 1], cost in USD per query.
   to (score - 1) / 9, one row per question turn; split by question.
 - ``clinc150``: intents grouped into 10 domain specialists plus a
   ``generalist`` for out-of-scope queries; quality 1 on the right member.
-- ``log``: the generic format of :mod:`pinfactory.lab.logs`.
+- ``log``: the generic format of :mod:`pinfactory.routing.log_table`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import numpy as np
 import yaml
 
 from pinfactory.errors import DatasetError
-from pinfactory.lab.logs import load_log, number
+from pinfactory.routing.log_table import load_log, number, split_marks
 from pinfactory.routing.table import RoutingTable
 
 ROUTERBENCH_MODELS = (
@@ -376,11 +376,10 @@ def generic_log(root: Path, *, path: str, test_share: float = 0.3) -> Splits:
     """The generic log; its ``split`` column when given, else a hashed split by id."""
     file = Path(path)
     table = load_log(file if file.is_absolute() else root / file)
-    if "splits" in table.meta:
-        marks = json.loads(table.meta["splits"])
-        if all(marks):
-            test = np.array([m == "test" for m in marks])
-            return Splits(table.subset(np.flatnonzero(~test)), table.subset(np.flatnonzero(test)))
+    marks = split_marks(table)
+    if marks is not None:
+        test = np.array([m == "test" for m in marks])
+        return Splits(table.subset(np.flatnonzero(~test)), table.subset(np.flatnonzero(test)))
     return _split(table, table.ids, test_share)
 
 

@@ -34,7 +34,8 @@ from pinfactory.embeddings import CachedEncoder, get_encoder
 from pinfactory.errors import DatasetError, PinfactoryError
 from pinfactory.lab import metrics
 from pinfactory.lab.datasets import Splits, default_root, load
-from pinfactory.lab.routers import BASELINES, LabRouter, RouterSpec, build
+from pinfactory.lab.routers import BASELINES, LabRouter, RouterSpec, build, rank_members
+from pinfactory.routing.rules_file import load_rules_file
 from pinfactory.routing.table import RoutingTable
 
 TrainSize = int | Literal["all"]
@@ -123,7 +124,11 @@ def cells(spec: GridSpec, grid_path: Path, quick: bool = False) -> list[Cell]:
         root = (base / spec.data_root).resolve()
     else:
         root = default_root()
+    datasets = [_resolve_dataset(d, base, root) for d in spec.datasets]
     routers = [*BASELINES, *(r for r in spec.routers if r.name not in {b.name for b in BASELINES})]
+    for router in routers:  # a broken rules file fails here, before any cell runs
+        if router.rules is not None:
+            load_rules_file((base / router.rules).resolve())
     sizes, seeds = spec.train_sizes, spec.seeds
     if quick and spec.quick is not None:
         keep = set(spec.quick.routers) | {b.name for b in BASELINES}
@@ -134,11 +139,27 @@ def cells(spec: GridSpec, grid_path: Path, quick: bool = False) -> list[Cell]:
         sizes, seeds = spec.quick.train_sizes, spec.quick.seeds
     return [
         Cell(d, r, size, seed, spec.per_member, str(root), str(base))
-        for d in spec.datasets
+        for d in datasets
         for r in routers
         for size in sizes
         for seed in seeds
     ]
+
+
+def _resolve_dataset(dataset: DatasetSpec, base: Path, root: Path) -> DatasetSpec:
+    """A ``log`` dataset's ``path`` made absolute: relative to the grid file, as ``rules:``
+    is (the data root is tried second, for grids written before); missing -> one clear error."""
+    path = dataset.options.get("path")
+    if dataset.loader != "log" or not isinstance(path, str) or Path(path).is_absolute():
+        return dataset
+    tried = [(base / path).resolve(), (root / path).resolve()]
+    found = next((p for p in tried if p.is_file()), None)
+    if found is None:
+        raise DatasetError(
+            f"dataset '{dataset.name}': log {path!r} not found; looked beside the grid file "
+            f"({tried[0]}) and in the data root ({tried[1]})"
+        )
+    return dataset.model_copy(update={"options": {**dataset.options, "path": str(found)}})
 
 
 @lru_cache(maxsize=8)
@@ -206,7 +227,9 @@ def run_cell(cell: Cell) -> dict[str, Any]:
     if cell.train_size != "all" and cell.router.resolved_kind == "python":
         prime_vectors(str(cell.router.params.get("encoder", "minilm-static")), splits.train, train)
     started = time.perf_counter()
-    router = build(cell.router, cell.seed, Path(cell.base)).fit(train)
+    # best_single is the whole split's best member at every size (docs/lab.md)
+    fit_on = splits.train if cell.router.resolved_kind == "best_single" else train
+    router = build(cell.router, cell.seed, Path(cell.base)).fit(fit_on)
     fit_s = time.perf_counter() - started
     started = time.perf_counter()
     sweep, default_choices = _sweep(router, test)
@@ -215,8 +238,9 @@ def run_cell(cell: Cell) -> dict[str, Any]:
     single_quality = test.quality.mean(axis=0)
     costs = [p["cost_usd"] for p in sweep]
     qualities = [p["quality"] for p in sweep]
-    best = int(np.lexsort((splits.train.cost.mean(axis=0), -splits.train.quality.mean(axis=0)))[0])
+    best, _ = rank_members(splits.train, cell.seed)
     reach = metrics.cost_to_reach(costs, qualities, float(single_quality[best]))
+    priced = metrics.costs_differ(single_cost)
     row: dict[str, Any] = {
         "dataset": cell.dataset.name,
         "router": cell.router.name,
@@ -230,17 +254,19 @@ def run_cell(cell: Cell) -> dict[str, Any]:
         "cost_usd": sweep[0]["cost_usd"],
         "aiq": (
             metrics.aiq(costs, qualities, float(single_cost.min()), float(single_cost.max()))
-            if len({round(c, 12) for c in costs}) > 1
-            else None  # one point is not a curve: AIQ is defined for swept routers
+            if priced and metrics.costs_differ(costs)
+            else None  # one point is not a curve, and equal costs leave no cost range
         ),
         "best_single_member": test.members[best],
-        "cost_to_best_single_quality": reach,
-        "cost_share_of_best_single": None if reach is None else reach / float(single_cost[best]),
+        "cost_to_best_single_quality": reach if priced else None,
+        "cost_share_of_best_single": (
+            reach / float(single_cost[best]) if priced and reach is not None else None
+        ),
         "fit_s": fit_s,
         "predict_s": predict_s,
     }
     pair = two_members(test, splits.train)
-    if pair is not None:
+    if pair is not None and single_quality[pair[0]] != single_quality[pair[1]]:
         weak, strong = pair
         shares = [p["shares"][strong] for p in sweep]
         qw, qs = float(single_quality[weak]), float(single_quality[strong])
@@ -284,6 +310,8 @@ def same_fit(cell: Cell) -> tuple[Any, ...]:
     """Cells with the same value compute the same result: a router that ignores the seed
     on the whole training split (or a rules file, which learns nothing) is fitted once."""
     router = cell.router
+    if router.resolved_kind == "best_single":  # fitted on the whole split at every size
+        return (cell.dataset.model_dump_json(), router.model_dump_json(), cell.seed)
     if router.resolved_seeded or (cell.train_size != "all" and router.resolved_kind != "rules"):
         return (cell.key,)
     return (cell.dataset.model_dump_json(), router.model_dump_json(), cell.train_size)

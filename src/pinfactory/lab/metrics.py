@@ -151,6 +151,13 @@ def hull_at(vertices: Floats, cost: float) -> float:
     return float(np.interp(cost, vertices[:, 0], vertices[:, 1]))
 
 
+def costs_differ(costs: Sequence[float] | Floats) -> bool:
+    """Whether the costs span a range (AIQ and cost-to-quality need one; equal-cost
+    members, as on intent data, leave none)."""
+    values = np.asarray(costs, float)
+    return len(values) > 1 and not np.isclose(values.min(), values.max(), rtol=1e-9, atol=0)
+
+
 def aiq(costs: Sequence[float], qualities: Sequence[float], c_min: float, c_max: float) -> float:
     """Area under the non-decreasing convex hull over [c_min, c_max], normalised by the range."""
     if c_max <= c_min:

@@ -89,6 +89,7 @@ def _dataset_section(
     sizes = sorted(part["train_size"].unique(), key=_size_order)
     largest = sizes[-1]
     two = "apgr" in part.columns and part["apgr"].notna().any()
+    priced = metrics.costs_differ(splits_for(cells[0][0]).test.cost.mean(axis=0))
     columns = ["router", "train size", "accuracy", "quality", "cost USD/query", "AIQ"]
     columns += ["APGR", "CPT(50%)", "CPT(80%)"] if two else ["cost to best-single quality"]
     lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -103,7 +104,13 @@ def _dataset_section(
             cells_ += [_fmt(*interval(group[m].tolist())) for m in ("apgr", "cpt50", "cpt80")]
         else:
             share = group["cost_share_of_best_single"].dropna()
-            cells_ += [_fmt(*interval(share.tolist())) + " of its cost" if len(share) else "never"]
+            cells_ += [
+                _fmt(*interval(share.tolist())) + " of its cost"
+                if len(share)
+                else "never"
+                if priced
+                else "-"
+            ]
         lines.append("| " + " | ".join(cells_) + " |")
     lines.append("")
     lines += _headline(part, largest, splits_for(cells[0][0]).test)
@@ -118,26 +125,44 @@ def _dataset_section(
 
 
 def _headline(part: pd.DataFrame, largest: str, test: RoutingTable) -> list[str]:
+    """The best real router (baselines are bounds or references, not candidates): by AIQ
+    when the members' costs differ, else by accuracy, where AIQ means nothing."""
     cost, quality = test.cost.mean(axis=0), test.quality.mean(axis=0)
-    zero = metrics.aiq(cost, quality, float(cost.min()), float(cost.max()))
     at = part[part["train_size"] == largest]
     means = at.groupby("router")[["accuracy", "quality", "cost_usd", "aiq"]].mean()
-    bounds = set(at[at["family"] == "baseline"]["router"]) - {"random"}  # they read answers
-    routers = means.drop(index=[r for r in bounds if r in means.index]).dropna()
-    if routers.empty:
-        return []
-    best = str(routers["aiq"].idxmax())
-    lines = [
-        f"At train size {largest}: best AIQ **{best}** {means.loc[best, 'aiq']:.3f}"
-        + f", zero router (hull of the single members) {zero:.3f}"
-        + (f", oracle {means.loc['oracle', 'aiq']:.3f}" if "oracle" in means.index else "")
-        + ".",
-        "",
-    ]
-    best_acc = at[at["family"] != "baseline"].groupby("router")["accuracy"].mean()
-    if len(best_acc):
-        top = str(best_acc.idxmax())
-        lines += [f"Most accurate non-baseline router: **{top}** {best_acc.max():.3f}.", ""]
+    candidates = means.drop(
+        index=[r for r in set(at[at["family"] == "baseline"]["router"]) if r in means.index]
+    )
+    lines: list[str] = []
+    priced = metrics.costs_differ(cost)
+    swept = candidates["aiq"].dropna()
+    if priced and len(swept):
+        zero = metrics.aiq(cost, quality, float(cost.min()), float(cost.max()))
+        best = str(swept.idxmax())
+        lines += [
+            f"At train size {largest}: best AIQ **{best}** {swept.max():.3f}"
+            + f", zero router (hull of the single members) {zero:.3f}"
+            + (f", oracle {means.loc['oracle', 'aiq']:.3f}" if "oracle" in means.index else "")
+            + ".",
+            "",
+        ]
+    elif not priced:
+        lines += [
+            f"Every member costs the same (${float(cost[0]):.6f} a query): AIQ and "
+            "cost-to-quality are undefined, routers are compared by accuracy.",
+            "",
+        ]
+    if len(candidates):
+        accuracy = candidates["accuracy"]
+        top = str(accuracy.idxmax())
+        reference = ""
+        if "best_single" in means.index:
+            reference = f" (best single member {means.loc['best_single', 'accuracy']:.3f})"
+        lines += [
+            f"At train size {largest}: most accurate router **{top}** "
+            f"{accuracy.max():.3f}{reference}.",
+            "",
+        ]
     return lines
 
 

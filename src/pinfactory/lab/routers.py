@@ -6,7 +6,8 @@ member index per test prompt). Kinds:
 
 - ``oracle``: per prompt, the cheapest member with the best quality (it reads
   the answers: an upper bound, not a router). Swept over a cost weight.
-- ``best_single``: the member with the best mean quality on the train split.
+- ``best_single``: the member with the best mean quality on the whole train split
+  (cheaper, then more sole wins on ties; remaining ties drawn by the seed).
 - ``random``: uniform over members; swept, with probability ``knob`` the
   train split's best member, else its cheapest (RouteLLM's random router).
 - ``rules``: a hand-written :class:`~pinfactory.routing.rules.RulesRouter`
@@ -36,15 +37,15 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from pinfactory.errors import RoutingError
 from pinfactory.lab.metrics import Replay
 from pinfactory.plugins import PluginNotFound, import_object
 from pinfactory.request import Request
 from pinfactory.routing.quality import QualityRouter
-from pinfactory.routing.rules import RulesConfig, RulesRouter
+from pinfactory.routing.rules import RulesRouter
+from pinfactory.routing.rules_file import load_rules_file
 from pinfactory.routing.table import RoutingTable
 
 Indices = npt.NDArray[np.int64]
@@ -98,7 +99,7 @@ class RouterSpec(BaseModel):
     def resolved_seeded(self) -> bool:
         if self.seeded is not None:
             return self.seeded
-        return self.resolved_kind not in ("oracle", "best_single", "rules")
+        return self.resolved_kind not in ("oracle", "rules")
 
     @property
     def resolved_family(self) -> str:
@@ -110,12 +111,28 @@ class RouterSpec(BaseModel):
         return "rules" if kind == "rules" else "learned"
 
 
-def _rank_members(train: RoutingTable) -> tuple[int, int]:
-    """(best mean quality, cheaper on ties; cheapest mean cost) member indices."""
+def tied_best(train: RoutingTable) -> list[int]:
+    """The members with the best mean quality, then the lowest mean cost, then the most
+    prompts they alone answer best; usually one, several on balanced intent data."""
     quality = train.quality.mean(axis=0)
     cost = train.cost.mean(axis=0)
-    best = int(np.lexsort((cost, -quality))[0])
-    return best, int(np.argmin(cost))
+    top = np.flatnonzero(np.isclose(quality, quality.max(), rtol=0, atol=1e-12))
+    top = top[np.isclose(cost[top], cost[top].min(), rtol=1e-9, atol=0)]
+    best = train.quality.max(axis=1, keepdims=True)
+    alone = (train.quality >= best) & ((train.quality >= best).sum(axis=1, keepdims=True) == 1)
+    wins = alone.sum(axis=0)[top]
+    return [int(i) for i in top[wins == wins.max()]]
+
+
+def rank_members(train: RoutingTable, seed: int = 0) -> tuple[int, int]:
+    """(best member, cheapest member) indices. Ties that no measure breaks are broken by
+    ``seed``, not by member order, so no member is favoured for being listed first."""
+    tied = tied_best(train)
+    best = tied[0] if len(tied) == 1 else int(np.random.default_rng(seed).choice(tied))
+    cost = train.cost.mean(axis=0)
+    cheap = np.flatnonzero(np.isclose(cost, cost.min(), rtol=1e-9, atol=0))
+    cheapest = int(cheap[0]) if len(cheap) == 1 else int(np.random.default_rng(seed).choice(cheap))
+    return best, cheapest
 
 
 class Oracle:
@@ -142,11 +159,17 @@ class Oracle:
 
 
 class BestSingle:
-    def __init__(self, name: str = "best_single") -> None:
+    """One member for every prompt: the best on the training split (the grid fits it on the
+    whole split whatever the sample size). Members tied on quality, cost and sole wins are
+    drawn by the seed (``tied_`` lists them), so the mean over seeds is not member order's."""
+
+    def __init__(self, name: str = "best_single", seed: int = 0) -> None:
         self.name = name
+        self.seed = seed
 
     def fit(self, train: RoutingTable) -> BestSingle:
-        self.member_, _ = _rank_members(train)
+        self.tied_ = tied_best(train)
+        self.member_, _ = rank_members(train, self.seed)
         return self
 
     def knobs(self) -> list[Knob]:
@@ -163,7 +186,7 @@ class RandomRouter:
         self.points = points
 
     def fit(self, train: RoutingTable) -> RandomRouter:
-        self.best_, self.cheapest_ = _rank_members(train)
+        self.best_, self.cheapest_ = rank_members(train, self.seed)
         self.members_ = len(train.members)
         return self
 
@@ -186,13 +209,7 @@ class RulesLab:
         self.path = path
 
     def fit(self, train: RoutingTable) -> RulesLab:
-        try:
-            raw = yaml.safe_load(self.path.read_text(encoding="utf-8"))
-            config = RulesConfig.model_validate(raw)
-        except OSError as exc:
-            raise RoutingError(f"rules file {self.path}: {exc.strerror}") from None
-        except (yaml.YAMLError, ValidationError) as exc:
-            raise RoutingError(f"rules file {self.path}: {exc}") from None
+        config = load_rules_file(self.path)
         unknown = {r.route for r in config.rules} | {config.fallback}
         unknown -= set(train.members)
         if unknown:
@@ -279,7 +296,7 @@ def build(spec: RouterSpec, seed: int, base: Path) -> LabRouter:
     if kind == "oracle":
         return Oracle(spec.name)
     if kind == "best_single":
-        return BestSingle(spec.name)
+        return BestSingle(spec.name, seed=seed)
     if kind == "random":
         return RandomRouter(spec.name, seed=seed)
     if kind == "rules":

@@ -15,7 +15,7 @@ from typing import Any
 from pinfactory.ledger.base import AuditRecord
 from pinfactory.ledger.chain import payload
 
-FLAGGED_LABELS = ("unsupported", "contradicted")
+FLAGGED_LABELS = ("partly_supported", "unsupported", "contradicted")
 LOW_CONFIDENCE = 0.5
 
 

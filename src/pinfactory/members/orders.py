@@ -33,11 +33,14 @@ ASK_FOR_NUMBER = (
 )
 
 _COLUMNS = "id, status, customer, placed_on, updated_on, item, carrier, tracking"
+ORDER_WORDS = r"(?:order|pedido|commande|bestellung|ordine|encomenda)"
+"""'order' in English, Spanish, French, German, Italian and Portuguese."""
 _NUMBER_AFTER_ORDER = re.compile(
-    r"\border\b(?:\s+(?:number|num|no\.?|id))?\s*(?:[:#]\s*)?(\d+)\b", re.IGNORECASE
+    rf"\b{ORDER_WORDS}\b(?:\s+(?:number|num|no\.?|id|nr\.?|n[ºo°]\.?))?\s*(?:[:#]\s*)?(\d+)\b",
+    re.IGNORECASE,
 )
 _HASH_NUMBER = re.compile(r"#\s*(\d+)\b")
-_MENTIONS_ORDER = re.compile(r"\borders?\b", re.IGNORECASE)
+_MENTIONS_ORDER = re.compile(rf"\b{ORDER_WORDS}s?\b", re.IGNORECASE)
 _NUMBER = re.compile(r"(?<![\d.,])\d+(?![\d.,]?\d)")
 
 
@@ -77,6 +80,19 @@ def find_order_number(text: str) -> int | None:
         numbers = _NUMBER.findall(text)
         if len(numbers) == 1:
             return int(numbers[0])
+    return None
+
+
+def order_in_conversation(request: Request) -> int | None:
+    """The order the last user turn asks about; in a follow-up that names only a number
+    ("And what about 1043?") after turns about orders, that number."""
+    found = find_order_number(request.text)
+    if found is not None:
+        return found
+    earlier = [m.content for m in request.messages if m.role == "user"][:-1]
+    numbers = _NUMBER.findall(request.text)
+    if len(numbers) == 1 and any(find_order_number(t) is not None for t in earlier):
+        return int(numbers[0])
     return None
 
 
@@ -168,7 +184,7 @@ class OrdersMember(Member):
         return self._db
 
     async def complete(self, request: Request) -> Completion:
-        order_id = find_order_number(request.text)
+        order_id = order_in_conversation(request)
         if order_id is None:
             return self.local_completion(request, ASK_FOR_NUMBER, model="orders", refused=True)
         try:

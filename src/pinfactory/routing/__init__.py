@@ -9,8 +9,10 @@ from pinfactory.errors import RoutingError, TeamFileError
 from pinfactory.routing.base import Decision, MemberTable, Router, TieredRouter, member_table
 from pinfactory.routing.cascade import Cascade
 from pinfactory.routing.classifier import ClassifierRouter
+from pinfactory.routing.cluster import ClusterRouter
 from pinfactory.routing.gumbel import GumbelRouter
 from pinfactory.routing.hybrid import HybridRouter
+from pinfactory.routing.irt import IRTRouter
 from pinfactory.routing.learned import LearnedRouter
 from pinfactory.routing.quality import QualityRouter
 from pinfactory.routing.quotas import build_quota_gate
@@ -28,6 +30,8 @@ ROUTER_KINDS: dict[str, RouterFactory] = {
     "classifier": ClassifierRouter.from_config,
     "quality": QualityRouter.from_config,
     "gumbel": GumbelRouter.from_config,
+    "cluster": ClusterRouter.from_config,
+    "irt": IRTRouter.from_config,
     "cascade": Cascade.from_config,
     "hybrid": HybridRouter.from_config,
 }
@@ -35,6 +39,8 @@ LEARNED_KINDS: dict[str, type[LearnedRouter]] = {
     "classifier": ClassifierRouter,
     "quality": QualityRouter,
     "gumbel": GumbelRouter,
+    "cluster": ClusterRouter,
+    "irt": IRTRouter,
 }
 
 __all__ = [

@@ -1,12 +1,19 @@
 """A router trained end-to-end through the discrete choice (Gumbel-softmax).
 
-A small MLP maps a prompt's embedding, plus the cost weight ``lam``, to one
-logit per member. Training samples a hard one-hot choice with the
-straight-through Gumbel-softmax estimator and maximises the realised
-quality minus ``lam`` times the realised cost of that choice; ``lam`` is
-drawn afresh for every example, so one trained network serves every cost
-weight and ``predict(prompts, lam=...)`` sweeps it without retraining.
-Trained with PyTorch on the CPU; inference is plain NumPy.
+A small MLP maps a prompt's embedding, plus the cost weight ``lam``, to what each member
+is worth for it; a member's logit is ``worth - lam * its mean cost`` (centred over
+members: cost enters explicitly, so the cheap member does not win at every ``lam`` for
+want of learning what ``lam`` means). Training draws a relaxed choice with the Gumbel-
+softmax and maximises the realised quality minus ``lam`` times the realised cost of that
+choice; ``lam`` is drawn afresh for every example (zero a third of the time), so one
+trained network serves every cost weight and ``predict(prompts, lam=...)`` sweeps it
+without retraining.
+
+Against collapse (a few members chosen for everything, or the cheap member at every lam):
+the relaxed sample (``hard=False``) passes every member's value back, not only the sampled
+one's; the temperature anneals from ``tau`` to ``tau / 10``; an entropy bonus keeps the
+early policy spread; and training runs at least ``epochs`` passes over the data. Trained
+with PyTorch on the CPU; inference is plain NumPy.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ class GumbelRouter(CostAwareRouter):
         *,
         hidden: int = 64,
         steps: int = 600,
+        epochs: int = 30,
         batch: int = 256,
         tau: float = 1.0,
         lr: float = 1e-2,
@@ -50,6 +58,7 @@ class GumbelRouter(CostAwareRouter):
         )
         self.hidden = hidden
         self.steps = steps
+        self.epochs = epochs
         self.batch = batch
         self.tau = tau
         self.lr = lr
@@ -73,15 +82,25 @@ class GumbelRouter(CostAwareRouter):
             x = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
             quality = torch.from_numpy(table.quality.astype(np.float32))
             cost = torch.from_numpy((table.cost / self.cost_scale_).astype(np.float32))
-            for _ in range(self.steps):
-                rows = torch.randint(0, len(x), (min(self.batch, len(x)),))
-                scaled = 10 ** (torch.rand(len(rows)) * (_LOG_HIGH - _LOG_LOW) + _LOG_LOW)
-                scaled = torch.where(torch.rand(len(rows)) < 0.15, 0.0, scaled)
+            centred = (self.mean_cost_ - self.mean_cost_.mean()) / self.cost_scale_
+            mean_cost = torch.from_numpy(centred.astype(np.float32))  # softmax ignores a shift
+            size = min(self.batch, len(x))
+            steps = max(self.steps, int(np.ceil(self.epochs * len(x) / size)))
+            for step in range(steps):
+                progress = step / max(steps - 1, 1)
+                tau = self.tau * 10 ** (-progress)  # tau -> tau / 10
+                rows = torch.randint(0, len(x), (size,))
+                scaled = 10 ** (torch.rand(size) * (_LOG_HIGH - _LOG_LOW) + _LOG_LOW)
+                scaled = torch.where(torch.rand(size) < 1 / 3, 0.0, scaled)
                 feature = (torch.log10(scaled + 10**_LOG_LOW) - _LOG_LOW) / (_LOG_HIGH - _LOG_LOW)
-                logits = net(torch.cat([x[rows], feature[:, None]], dim=1))
-                choice = functional.gumbel_softmax(logits, tau=self.tau, hard=True)
+                worth = net(torch.cat([x[rows], feature[:, None]], dim=1))
+                logits = worth - scaled[:, None] * mean_cost
+                choice = functional.gumbel_softmax(logits, tau=tau, hard=False)
                 value = quality[rows] - scaled[:, None] * cost[rows]
-                loss = -(choice * value).sum(dim=1).mean()
+                probs = functional.softmax(logits, dim=1)
+                entropy = -(probs * functional.log_softmax(logits, dim=1)).sum(dim=1).mean()
+                bonus = 0.05 * max(0.0, 1.0 - 2 * progress)  # spread early, none after half
+                loss = -(choice * value).sum(dim=1).mean() - bonus * entropy
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
@@ -96,7 +115,9 @@ class GumbelRouter(CostAwareRouter):
         scaled = self.cost_weight(knobs) * self.cost_scale_
         feature = np.full((len(vectors), 1), _lam_feature(scaled), dtype=np.float32)
         hidden = np.maximum(np.hstack([vectors, feature]) @ self.w1_ + self.b1_, 0.0)
-        logits = hidden @ self.w2_ + self.b2_
+        worth = hidden @ self.w2_ + self.b2_
+        centred = (self.mean_cost_ - self.mean_cost_.mean()) / self.cost_scale_
+        logits = worth - scaled * centred
         logits -= logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
         return np.asarray(exp / exp.sum(axis=1, keepdims=True), dtype=np.float64)

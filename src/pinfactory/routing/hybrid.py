@@ -12,6 +12,7 @@ routing:
   rules: [...]                          # as for kind: rules
   semantic: {routes: [...]}             # as for kind: semantic (or `learned:`)
   cascade: {tiers: [local, tier:frontier], scorer: answered}
+  conversation: true                    # route follow-ups with the turn they continue
 ```
 """
 
@@ -27,6 +28,7 @@ from pinfactory.members.base import Completion
 from pinfactory.request import Request
 from pinfactory.routing.base import CallMember, Decision, Router
 from pinfactory.routing.cascade import Cascade
+from pinfactory.routing.conversation import is_follow_up, previous_turn, with_context
 from pinfactory.routing.rules import Rule, RulesRouter
 from pinfactory.routing.semantic import SemanticRouter
 
@@ -43,6 +45,7 @@ class HybridConfig(BaseModel):
     semantic: dict[str, Any] | None = None
     learned: dict[str, Any] | None = None
     cascade: dict[str, Any] | None = None
+    conversation: bool = False
 
 
 class HybridRouter:
@@ -54,16 +57,46 @@ class HybridRouter:
         *,
         second: Router | None = None,
         cascade: Cascade | None = None,
+        conversation: bool = False,
     ) -> None:
+        """``conversation``: place a later turn as part of its conversation (see :meth:`decide`)."""
         self.rules = rules
         self.second = second
         self.cascade = cascade
+        self.conversation = conversation
 
     @property
     def fallback(self) -> str:
         return self.rules.fallback
 
     def decide(self, request: Request) -> Decision:
+        """Place the last user turn; with ``conversation``, as part of its conversation.
+
+        A turn a rule claims is placed by it. A follow-up ("And what about 1043?") is placed
+        on the previous user turn and itself together. Any other later turn goes where the
+        conversation went when that member is dearer than the turn alone would get (a
+        question about a proof stays with the member that wrote the proof; "thanks" after
+        an order lookup does not go back to the orders tool).
+        """
+        own = self._decide_turn(request)
+        before = previous_turn(request) if self.conversation else None
+        if before is None or (own.router == RulesRouter.kind and not own.fallback):
+            return own
+        if is_follow_up(request.text):
+            placed = self._decide_turn(with_context(request))
+            return replace(
+                placed, reason=f"follow-up, placed with the turn before: {placed.reason}"
+            )
+        earlier = self._decide_turn(before)
+        if earlier.member != own.member and earlier.estimated_cost_usd > own.estimated_cost_usd:
+            return replace(
+                earlier,
+                reason=f"continues a conversation placed on '{earlier.member}' "
+                f"({earlier.reason}); the last turn alone: '{own.member}'",
+            )
+        return own
+
+    def _decide_turn(self, request: Request) -> Decision:
         found = self.rules.match(request)
         if found is not None:
             return self.rules.decide(request)
@@ -94,7 +127,7 @@ class HybridRouter:
 
     @classmethod
     def from_config(cls, config: dict[str, Any], team: Team) -> HybridRouter:
-        from pinfactory.routing import ROUTER_KINDS
+        from pinfactory.routing import LEARNED_KINDS, ROUTER_KINDS
 
         parsed = HybridConfig.model_validate(config)
         rules = RulesRouter.from_config(
@@ -109,9 +142,9 @@ class HybridRouter:
             )
         elif parsed.learned is not None:
             kind = parsed.learned.get("kind")
-            if kind not in ("classifier", "quality", "gumbel"):
+            if kind not in LEARNED_KINDS:
                 raise TeamFileError(
-                    f"hybrid.learned.kind '{kind}'; allowed: classifier, quality, gumbel"
+                    f"hybrid.learned.kind '{kind}'; allowed: {', '.join(LEARNED_KINDS)}"
                 )
             second = ROUTER_KINDS[kind]({"fallback": parsed.fallback, **parsed.learned}, team)
         cascade = None
@@ -119,4 +152,4 @@ class HybridRouter:
             cascade = Cascade.from_config(
                 {"kind": "cascade", "fallback": parsed.fallback, **parsed.cascade}, team
             )
-        return cls(rules, second=second, cascade=cascade)
+        return cls(rules, second=second, cascade=cascade, conversation=parsed.conversation)

@@ -56,6 +56,7 @@ class LearnedRouter:
 
     kind: ClassVar[str] = "learned"
     lam_: float  # set by fit or by the team file, in the routers that weigh cost
+    calibration_: tuple[float, float, int]  # held-out (quality, USD a query, prompts) at lam_
 
     def __init__(self, *, encoder: str = "minilm-static", seed: int = 0) -> None:
         self.encoder = encoder
@@ -258,9 +259,9 @@ class CostAwareRouter(LearnedRouter):
         cut = int(len(order) * (1 - self.holdout))
         super().fit(table.subset(order[:cut]))
         self.calibrate(table.subset(order[cut:]), self.budget_usd, self.quality_target)
-        lam = self.lam_
+        lam, held_out = self.lam_, self.calibration_
         super().fit(table)
-        self.lam_ = lam
+        self.lam_, self.calibration_ = lam, held_out
         return self
 
     def calibrate(
@@ -277,13 +278,27 @@ class CostAwareRouter(LearnedRouter):
         cost = np.array([p[2] for p in points])
         if budget_usd is not None:
             ok = cost <= budget_usd
-            pick = int(np.flatnonzero(ok)[np.argmax(quality[ok])]) if ok.any() else len(lams) - 1
+            if not ok.any():
+                raise RoutingError(
+                    f"budget ${budget_usd:.3g} a query is not reachable on {len(table)} held-out "
+                    f"prompts: the cheapest choice costs ${cost.min():.3g} "
+                    f"(quality {quality[int(np.argmin(cost))]:.3f})"
+                )
+            pick = int(np.flatnonzero(ok)[np.argmax(quality[ok])])
         elif quality_target is not None:
             ok = quality >= quality_target
-            pick = int(np.flatnonzero(ok)[np.argmin(cost[ok])]) if ok.any() else 0
+            if not ok.any():
+                best = int(np.argmax(quality))
+                raise RoutingError(
+                    f"quality target {quality_target:g} is not reached on {len(table)} held-out "
+                    f"prompts: the best is {quality[best]:.3f} (lambda={lams[best]:g}/USD, "
+                    f"${cost[best]:.3g} a query); lower the target or give a budget"
+                )
+            pick = int(np.flatnonzero(ok)[np.argmin(cost[ok])])
         else:
             raise RoutingError("calibrate needs budget_usd or quality_target")
         self.lam_ = float(lams[pick])
+        self.calibration_ = (float(quality[pick]), float(cost[pick]), len(table))
         return self
 
     def sweep(

@@ -1,6 +1,10 @@
 """Reading routing tables (prompts x members -> quality, cost) from files.
 
-Three layouts, told apart by their columns:
+Four layouts, told apart by their columns:
+
+- **generic log** (the lab's format, CSV / JSONL / Parquet): ``id``, ``prompt``,
+  ``member``, ``quality``, ``cost_usd`` (+ ``label``, ``split``), one record
+  per prompt and member; read by :mod:`pinfactory.routing.log_table`.
 
 - **RouterBench CSV**: ``prompt``, ``sample_id``, ``eval_name``, one 0/1
   column per model, ``<model>|total_cost``; prompts are stored as the
@@ -21,27 +25,56 @@ import csv
 import json
 import sys
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pinfactory.errors import RoutingError
+from pinfactory.errors import DatasetError, RoutingError
+from pinfactory.routing.log_table import is_log, load_log, split_marks
 from pinfactory.routing.table import RoutingTable
 
 _COST_SUFFIXES = ("|total_cost", "|cost")
 
 
-def load_tables(paths: Iterable[str | Path]) -> RoutingTable:
-    """Read and concatenate tables; every file must have the same members."""
-    tables = [load_table(p) for p in paths]
+def load_tables(paths: Iterable[str | Path], split: str | None = None) -> RoutingTable:
+    """Read and concatenate tables; every file must have the same members.
+
+    ``split`` (``train`` or ``test``) keeps, from a generic log with a ``split``
+    column, only that split's prompts; files without one are kept whole.
+    """
+    tables = [select_split(load_table(p), split) for p in paths]
     if not tables:
         raise RoutingError("no data files given")
     return concat(tables)
 
 
+def select_split(table: RoutingTable, split: str | None) -> RoutingTable:
+    """The rows of ``split`` when the table carries split marks, else the table."""
+    if split is None:
+        return table
+    if split not in ("train", "test"):
+        raise RoutingError(f"split {split!r}; allowed: train, test")
+    marks = split_marks(table)
+    if marks is None:
+        return table
+    rows = [i for i, mark in enumerate(marks) if mark == split]
+    if not rows:
+        raise RoutingError(f"{table.name}: no prompts in the '{split}' split")
+    part = table.subset(rows)
+    return replace(part, meta={**part.meta, "split": split})
+
+
 def load_table(path: str | Path) -> RoutingTable:
+    """One file: RouterBench CSV, wide generic CSV, JSONL, or the lab's generic log
+    (one record per prompt and member; see :mod:`pinfactory.routing.log_table`)."""
     source = Path(path)
+    if is_log(source):
+        try:
+            return load_log(source)
+        except DatasetError as exc:
+            raise RoutingError(exc.message) from None
     try:
         if source.suffix in (".jsonl", ".ndjson"):
             rows = [json.loads(line) for line in _lines(source) if line.strip()]
@@ -69,7 +102,12 @@ def concat(tables: Sequence[RoutingTable]) -> RoutingTable:
         cost=np.concatenate([t.cost for t in tables]),
         labels=None if any(x is None for x in labels) else [y for x in labels for y in x or []],
         name="+".join(t.name for t in tables),
-        meta={"dropped": str(sum(int(t.meta.get("dropped", "0")) for t in tables))},
+        meta={"dropped": str(sum(int(t.meta.get("dropped", "0")) for t in tables))}
+        | (
+            {"split": tables[0].meta["split"]}
+            if len({t.meta.get("split") for t in tables}) == 1 and "split" in tables[0].meta
+            else {}
+        ),
     )
 
 

@@ -9,7 +9,7 @@ from typing import Literal, Protocol, runtime_checkable
 from pinfactory.members.base import Completion
 from pinfactory.request import Document, Request
 
-Label = Literal["supported", "unsupported", "contradicted", "unverified"]
+Label = Literal["supported", "partly_supported", "unsupported", "contradicted", "unverified"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +36,9 @@ class Verdict:
 LABEL_SEVERITY: dict[Label, int] = {
     "supported": 0,
     "unverified": 1,
-    "unsupported": 2,
-    "contradicted": 3,
+    "partly_supported": 2,
+    "unsupported": 3,
+    "contradicted": 4,
 }
 """How bad a label is: when verifiers disagree, the worst label stands."""
 

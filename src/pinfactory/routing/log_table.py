@@ -92,6 +92,37 @@ def number(path: Path, row: int, field: str, value: Any) -> float:
     return parsed
 
 
+def is_log(path: Path) -> bool:
+    """Whether a file is in the generic log format (one record per prompt and member)."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            with path.open(newline="", encoding="utf-8") as handle:
+                columns = next(csv.reader(handle), [])
+        elif suffix in (".jsonl", ".ndjson"):
+            with path.open(encoding="utf-8") as handle:
+                first = next((line for line in handle if line.strip()), "{}")
+            record = json.loads(first)
+            columns = list(record) if isinstance(record, dict) else []
+        elif suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            columns = list(pq.read_schema(path).names)
+        else:
+            return False
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return all(c in columns for c in REQUIRED)
+
+
+def split_marks(table: RoutingTable) -> list[str] | None:
+    """Each prompt's ``split`` (``train``/``test``) when every prompt of the log has one."""
+    if "splits" not in table.meta:
+        return None
+    marks: list[str] = json.loads(table.meta["splits"])
+    return marks if all(marks) else None
+
+
 def load_log(path: str | Path, name: str | None = None) -> RoutingTable:
     """A :class:`RoutingTable` from a generic log, validated row by row."""
     path = Path(path)

@@ -1,0 +1,319 @@
+"""``pinfactory verify train``: the support model's head, its claim threshold and the
+answer calibration, reproducible under a seed.
+
+Phases (each featurised set is cached in ``--work``, so a re-run only refits):
+
+1. **Featurise** the training pairs (:func:`pinfactory.verify.datasets.training`,
+   sentence-level) and the development answers through the checker's own path
+   (claim splitting, evidence selection, frozen-MiniLM alignment features).
+2. **Fit the head**: an MLP (scikit-learn, ``random_state=seed``) on the training
+   pairs, its weights exported to numpy (:class:`~pinfactory.verify.support.SupportHead`).
+3. **Tune on development data only**: the claim threshold that maximises the mean
+   answer-level balanced accuracy over the development sets, then the answer
+   calibration (logistic) on the same sets.
+4. **Write** ``support-head.npz`` and ``calibration.json`` to ``--out`` and a
+   metrics JSON (dev AUROC, BA, ECE per set) beside them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pinfactory.verify.datasets import Item, claim_pairs, development, training
+from pinfactory.verify.grounding import GroundingChecker, Plan, answer_features
+from pinfactory.verify.support import FEATURES, SupportHead
+
+SHARD = 2000  # training pairs featurised and cached together
+Progress = Callable[[str, int, int], None]
+"""Called as ``progress(phase, done, total)``."""
+
+
+@dataclass(slots=True)
+class Featurised:
+    """Per answer: the claim feature matrix ``[claims, F]``, the answer's 0/1 label,
+    per-claim labels where known (training) and the source set."""
+
+    matrices: list[np.ndarray] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    texts: list[list[tuple[str, list[str]]]] = field(default_factory=list)
+    """Per answer, per claim: the checked text and the evidence sentences it read (so the
+    lexical features can be recomputed without the encoder)."""
+
+    def save(self, path: Path) -> None:
+        counts = np.array([len(m) for m in self.matrices], dtype=np.int64)
+        stacked = np.concatenate(self.matrices) if self.matrices else np.zeros((0, len(FEATURES)))
+        np.savez_compressed(
+            path, x=stacked, counts=counts, labels=np.array(self.labels),
+            sources=np.array(self.sources), texts=np.array(json.dumps(self.texts)),
+        )  # fmt: skip
+
+    @classmethod
+    def load(cls, path: Path) -> Featurised:
+        with np.load(path) as data:
+            x, counts = data["x"], data["counts"]
+            offsets = np.concatenate([[0], np.cumsum(counts)])
+            return cls(
+                [x[offsets[i] : offsets[i + 1]] for i in range(len(counts))],
+                [int(v) for v in data["labels"]],
+                [str(v) for v in data["sources"]],
+                [[(c, list(e)) for c, e in claims] for claims in json.loads(str(data["texts"]))],
+            )
+
+
+def featurise(
+    checker: GroundingChecker,
+    items: Sequence[tuple[str, Sequence[str], str, int, str]],
+    phase: str,
+    progress: Progress,
+    chunk: int = 32,
+) -> Featurised:
+    """Feature matrices of ``(answer, evidence, question, label, source)`` items, encoded
+    ``chunk`` items to a batch."""
+    out = Featurised()
+    for start in range(0, len(items), chunk):
+        batch = items[start : start + chunk]
+        plans: list[Plan] = [checker.plan(a, e, q) for a, e, q, _, _ in batch]
+        checker.model.encode([t for plan in plans for t in plan.texts()])
+        for plan, (_, _, _, label, source) in zip(plans, batch, strict=True):
+            out.matrices.append(checker.claim_features(plan))
+            out.texts.append(
+                [
+                    (u.hypothesis, [plan.sentences[i] for i in c])
+                    for u, c in zip(plan.units, plan.chosen, strict=True)
+                ]
+            )
+            out.labels.append(label)
+            out.sources.append(source)
+        progress(phase, min(start + chunk, len(items)), len(items))
+    return out
+
+
+def _key(items: Sequence[tuple[str, Sequence[str], str, int, str]]) -> str:
+    digest = hashlib.sha256(",".join(FEATURES).encode())
+    for answer, evidence, question, label, source in items:
+        digest.update(f"{answer}\0{question}\0{label}\0{source}\0".encode())
+        for text in evidence:
+            digest.update(text.encode())
+    return digest.hexdigest()[:16]
+
+
+def refresh_lexical(data: Featurised) -> Featurised:
+    """Recompute the lexical columns (quantities, negation, coverage...) from the stored
+    texts, so a cached set follows the current rules without another encoder pass."""
+    from pinfactory.verify.support import lexical_features
+
+    columns = None
+    for matrix, claims in zip(data.matrices, data.texts, strict=True):
+        for row, (claim, evidence) in zip(matrix, claims, strict=True):
+            values = lexical_features(claim, evidence)
+            columns = columns or [FEATURES.index(name) for name in values]
+            row[columns] = list(values.values())
+    return data
+
+
+def cached(
+    work: Path,
+    name: str,
+    checker: GroundingChecker,
+    items: Sequence[tuple[str, Sequence[str], str, int, str]],
+    progress: Progress,
+) -> Featurised:
+    """:func:`featurise`, cached in ``work`` by the items' content and the feature list."""
+    path = work / f"{name}-{_key(items)}.npz"
+    if path.exists():
+        return refresh_lexical(Featurised.load(path))
+    result = featurise(checker, items, name, progress)
+    work.mkdir(parents=True, exist_ok=True)
+    result.save(path)
+    return result
+
+
+def training_items(
+    root: Path, per_nli: int, seed: int
+) -> list[tuple[str, tuple[str, ...], str, int, str]]:
+    """Sentence-level training pairs as featurise() items."""
+    return [(c, e, "", y, s) for c, e, y, s in claim_pairs(training(root, per_nli, seed))]
+
+
+def answer_items(items: list[Item]) -> list[tuple[str, tuple[str, ...], str, int, str]]:
+    return [(i.answer, i.evidence, i.question, i.label, i.source) for i in items]
+
+
+def fit_head(x: np.ndarray, y: np.ndarray, seed: int, hidden: int = 32) -> SupportHead:
+    """An MLP on standardised features (early stopping on a 10% split), as numpy arrays."""
+    from sklearn.neural_network import MLPClassifier
+
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale < 1e-6] = 1.0
+    mlp = MLPClassifier(
+        hidden_layer_sizes=(hidden,),
+        alpha=1e-3,
+        max_iter=400,
+        early_stopping=True,
+        n_iter_no_change=20,
+        random_state=seed,
+    ).fit((x - mean) / scale, y)
+    arrays = {
+        "mean": mean,
+        "scale": scale,
+        "w1": mlp.coefs_[0],
+        "b1": mlp.intercepts_[0],
+        "w2": mlp.coefs_[1][:, 0],
+        "b2": np.array(mlp.intercepts_[1][0]),
+    }
+    # The head ships as float16: fit-time arrays are rounded the same way.
+    return SupportHead(
+        {k: v.astype(np.float16).astype(np.float64) for k, v in arrays.items()}, FEATURES
+    )
+
+
+def answer_decisions(
+    head: SupportHead, data: Featurised, threshold: float
+) -> tuple[list[dict[str, float]], list[bool]]:
+    """Per answer: the calibration features and whether every claim clears ``threshold``
+    (the lexical contradiction rules are applied by the checker, not here)."""
+    rows, passed = [], []
+    for matrix in data.matrices:
+        if len(matrix) == 0:
+            rows.append({"claims": 0.0})
+            passed.append(True)
+            continue
+        p = head.predict(matrix)
+        labels = ["supported" if v >= threshold else "unsupported" for v in p]
+        rows.append(answer_features(list(p), labels))
+        passed.append(all(v >= threshold for v in p))
+    return rows, passed
+
+
+def balanced_accuracy(labels: Sequence[int], passed: Sequence[bool]) -> float:
+    y = np.asarray(labels)
+    p = np.asarray(passed)
+    positive = (p[y == 1]).mean() if (y == 1).any() else 0.0
+    negative = (~p[y == 0]).mean() if (y == 0).any() else 0.0
+    return float((positive + negative) / 2)
+
+
+def choose_threshold(head: SupportHead, dev: dict[str, Featurised]) -> tuple[float, float]:
+    """The claim threshold with the best mean answer-level BA over the dev sets."""
+    best = (0.5, -1.0)
+    for threshold in np.round(np.arange(0.05, 0.96, 0.01), 2):
+        scores = [
+            balanced_accuracy(d.labels, answer_decisions(head, d, float(threshold))[1])
+            for d in dev.values()
+        ]
+        mean = float(np.mean(scores))
+        if mean > best[1]:
+            best = (float(threshold), mean)
+    return best
+
+
+@dataclass(slots=True)
+class TrainingResult:
+    head: SupportHead
+    threshold: float
+    metrics: dict[str, Any]
+    calibration: dict[str, Any]
+
+
+def _quiet(phase: str, done: int, total: int) -> None:  # noqa: ARG001 (a Progress)
+    return None
+
+
+def train(
+    root: Path,
+    work: Path,
+    seed: int = 0,
+    per_nli: int = 6000,
+    hidden: int = 32,
+    progress: Progress | None = None,
+    checker: GroundingChecker | None = None,
+) -> TrainingResult:
+    """Featurise (cached), fit the head, tune threshold and calibration on dev."""
+    from sklearn.metrics import roc_auc_score
+
+    from pinfactory.verify.confidence import Calibrator, expected_calibration_error
+
+    report = progress or _quiet
+    checker = checker or GroundingChecker()
+    started = time.perf_counter()
+    items = training_items(root, per_nli, seed)
+    random.Random(seed).shuffle(items)
+    train_set = Featurised()
+    for start in range(0, len(items), SHARD):  # shards: an interrupted run resumes
+        shard = cached(
+            work, f"train{start // SHARD:02d}", checker, items[start : start + SHARD], report
+        )
+        train_set.matrices += shard.matrices
+        train_set.labels += shard.labels
+        train_set.sources += shard.sources
+    dev = {
+        name: cached(work, name, checker, answer_items(items), report)
+        for name, items in development(root).items()
+    }
+    x = np.concatenate([m for m in train_set.matrices if len(m) == 1])
+    y = np.array(
+        [lab for m, lab in zip(train_set.matrices, train_set.labels, strict=True) if len(m) == 1]
+    )
+    head = fit_head(x, y, seed, hidden)
+    threshold, dev_ba = choose_threshold(head, dev)
+    rows: list[dict[str, float]] = []
+    labels: list[int] = []
+    per_set: dict[str, dict[str, float]] = {}
+    for name, data in dev.items():
+        features, passed = answer_decisions(head, data, threshold)
+        rows.extend(features)
+        labels.extend(data.labels)
+        weakest = [f.get("min_logit", 0.0) for f in features]
+        per_set[name] = {
+            "n": len(data.labels),
+            "auroc_min_claim": round(float(roc_auc_score(data.labels, weakest)), 4),
+            "ba_at_threshold": round(balanced_accuracy(data.labels, passed), 4),
+        }
+    calibrator = Calibrator(claim_threshold=threshold).fit(rows, labels)
+    for name, data in dev.items():
+        features, _ = answer_decisions(head, data, threshold)
+        probabilities = [calibrator.predict(f) for f in features]
+        per_set[name]["auroc_calibrated"] = round(
+            float(roc_auc_score(data.labels, probabilities)), 4
+        )
+        per_set[name]["ece"] = round(expected_calibration_error(probabilities, data.labels), 4)
+    calibrator.meta = {
+        "fitted_on": sorted(dev),
+        "seed": seed,
+        "note": "claim threshold and coefficients fitted on development data only",
+    }
+    metrics = {
+        "seed": seed,
+        "train_pairs": len(y),
+        "train_positive_share": round(float(y.mean()), 4),
+        "claim_threshold": threshold,
+        "dev_mean_ba": round(dev_ba, 4),
+        "dev": per_set,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    return TrainingResult(head, threshold, metrics, calibrator.to_json())
+
+
+def write(result: TrainingResult, out: Path) -> list[Path]:
+    """Save the head, the calibration and the metrics into ``out``; returns the paths."""
+    from pinfactory.verify.support import head_path
+
+    out.mkdir(parents=True, exist_ok=True)
+    head = out / head_path().name
+    result.head.save(head, threshold=result.threshold)
+    calibration = out / "calibration.json"
+    calibration.write_text(json.dumps(result.calibration, indent=2) + "\n")
+    metrics = out / "support-training.json"
+    metrics.write_text(json.dumps(result.metrics, indent=2) + "\n")
+    return [head, calibration, metrics]
