@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import overhead_bodies  # bench/ is on the path when this script runs
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 PROMPT = "Say ok."
@@ -466,6 +468,10 @@ def gateway(
         fsync = fsync_ms(team.parent)
         result = measure(Target("pinfactory", port, "auto"), args, folder, pid)
         result["fsync_p50_ms"] = fsync
+        if args.bodies and src is None:  # the faithful paths (tools, streams) against plain
+            result["bodies"] = overhead_bodies.compare(
+                up_port, port, KEY, PROMPT, args.requests, args.warmup
+            )
         return result
 
 
@@ -590,10 +596,20 @@ def main() -> None:
         metavar="SRC",
         help="also serve each configuration from another checkout's src/ (before/after)",
     )
+    parser.add_argument(
+        "--bodies",
+        action="store_true",
+        help="also time tool-calling and streaming bodies against the plain one "
+        "(bench/overhead_bodies.py)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "gateway_overhead.json")
     args = parser.parse_args()
     report = run(args)
     show(report)
+    for row in report["rows"]:
+        if "bodies" in row:
+            print(f"\n{row['target']} {row['workers']}w {row['durability']}:", end="")
+            overhead_bodies.show(row["bodies"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -32,6 +32,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
+from pinfactory.capabilities import Eligibility
 from pinfactory.errors import (
     ClientGone,
     LedgerError,
@@ -47,6 +48,7 @@ from pinfactory.ledger.queued import queue_request, run_approved
 from pinfactory.ledger.quotas import Budgets
 from pinfactory.ledger.reviews import ReviewQueue
 from pinfactory.members import Completion, Member, member_class
+from pinfactory.members.base import Delta
 from pinfactory.members.calls import MemberStream, Purpose, Tab, call_member, open_tab
 from pinfactory.members.composite import Composite
 from pinfactory.observe import Observers, Timeline, build_observers, stage
@@ -86,7 +88,14 @@ class Pipeline:
         self._tiered = router if isinstance(router, TieredRouter) else None
         spec = team.spec.verification
         self.verification = VerifyStage(spec) if spec is not None else None
-        self._prepare = self.verification.guard_input if self.verification is not None else None
+        self.eligibility = Eligibility(self.members, team.spec.drop_unsupported)
+
+    def _prepare(self, member: Member, request: Request) -> Request:
+        """The request as ``member`` gets it: input guards (size, injection, PII before
+        remote members), less what it cannot serve and the team drops."""
+        if self.verification is not None:
+            request = self.verification.guard_input(member, request)
+        return self.eligibility.fit(member, request)
 
     def worst_case(self, member: str, request: Request) -> Decimal:
         """The most ``request`` can cost when ``member`` answers it, in USD: the member
@@ -110,14 +119,14 @@ class Pipeline:
     def decide(self, request: Request) -> Decision:
         """Which member answers: the router for ``auto``, else the pinned member."""
         if request.model in ("auto", "", self.team.name):
-            return self.router.decide(request)
+            return self.eligibility.choose(request, self.router.decide(request))
         member = self.members.get(request.model)
         if member is None:
             available = ", ".join(["auto", *self.members])
             raise UnknownModel(
                 f"unknown model '{request.model}'; available: {available}", param="model"
             )
-        return Decision(
+        pinned = Decision(
             member=member.name,
             reason=f"pinned by the request (model='{member.name}')",
             router="pinned",
@@ -125,6 +134,7 @@ class Pipeline:
             tier=member.tier,
             estimated_cost_usd=member.price.estimate(request.prompt_tokens),
         )
+        return self.eligibility.choose(request, pinned)
 
     async def route(self, request: Request) -> Decision:
         """The decision to carry out, after the unit's quotas and budgets had their say."""
@@ -182,8 +192,9 @@ class Pipeline:
 
     async def stream(
         self, request: Request, started: float | None = None
-    ) -> AsyncGenerator[Decision | str | Answer, None]:
-        """Yield the :class:`Decision`, text deltas, then the recorded :class:`Answer`.
+    ) -> AsyncGenerator[Decision | str | Delta | Answer, None]:
+        """Yield the :class:`Decision`, text deltas (or chunks the member relays,
+        :class:`Delta`), then the recorded :class:`Answer`.
 
         On a team that verifies, an answer must be whole before it can be checked,
         escalated or held for review: the stream then carries the verified answer
@@ -212,7 +223,7 @@ class Pipeline:
             member_stream = MemberStream(self.members[decision.member], request, "answer", tab)
             completion: Completion | None = None
             async for event in member_stream:
-                if isinstance(event, str):
+                if not isinstance(event, Completion):  # text, or a chunk the member relays
                     yield event
                 else:
                     completion = event
@@ -413,6 +424,7 @@ def build_members(team: Team) -> dict[str, Member]:
             tags=tuple(spec.tags),
             timeout_s=spec.timeout_s,
             max_output_tokens=spec.max_output_tokens,
+            capabilities=spec.member_capabilities(cls.capabilities),
         )
     for member in members.values():  # members made of members find their parts
         if isinstance(member, Composite):

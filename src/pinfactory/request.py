@@ -16,8 +16,14 @@ Role = Literal["system", "user", "assistant", "tool", "developer"]
 
 @dataclass(frozen=True, slots=True)
 class Message:
+    """One chat message. ``content`` is its text (text parts joined), what routers and
+    verifiers read; ``wire`` is the message exactly as the client sent it (OpenAI shape:
+    content parts, ``tool_calls``, ``tool_call_id``, ``name``), what members that speak
+    OpenAI forward. None for messages made here (the CLI, the lab, tests)."""
+
     role: Role
     content: str
+    wire: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +52,11 @@ class Request:
     stream: bool = False
     documents: tuple[Document, ...] = ()
     tools: tuple[Mapping[str, Any], ...] = ()
+    params: Mapping[str, Any] = field(default_factory=dict)
+    """Every other OpenAI parameter the client sent (``tools``, ``tool_choice``,
+    ``response_format``, ``n``, ``seed``, ``top_p``, ``max_completion_tokens``,
+    ``stream_options`` ...), validated against ``openai.types.chat`` and forwarded unchanged;
+    ``model``, ``messages``, ``stream`` and pinfactory's own ``documents`` are not in it."""
     unit: str = "default"
     user: str = ""
     tags: tuple[str, ...] = ()
@@ -95,6 +106,39 @@ os.register_at_fork(after_in_child=_IDS.seed)
 def estimate_tokens(text: str) -> int:
     """Token count estimate (about four characters a token) for members without a tokenizer."""
     return max(1, math.ceil(len(text) / 4)) if text else 0
+
+
+def text_of(content: object) -> str:
+    """The text of an OpenAI message ``content``: the string, or its text parts joined.
+
+    Parts are joined with a space unless one side already has whitespace there, so
+    ``["status of my", "order 1042?"]`` reads "status of my order 1042?"; image, audio
+    and file parts carry no text.
+    """
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return ""
+    text = ""
+    for part in content:
+        piece = part.get("text") if isinstance(part, dict) else None
+        if not isinstance(piece, str) or not piece:
+            continue
+        if text and not text[-1].isspace() and not piece[0].isspace():
+            text += " "
+        text += piece
+    return text
+
+
+def wire_message(message: Message) -> Mapping[str, Any]:
+    """The message in OpenAI shape: as the client sent it, or rebuilt from role and text
+    (and a message whose text the pipeline changed, by PII redaction, with that text)."""
+    wire = message.wire
+    if wire is None:
+        return {"role": message.role, "content": message.content}
+    if text_of(wire.get("content")) != message.content:
+        return {**wire, "content": message.content}
+    return wire
 
 
 MAX_NAME = 256

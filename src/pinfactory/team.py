@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pinfactory.errors import TeamFileError
-from pinfactory.members.base import Price
+from pinfactory.members.base import Capabilities, Price
 from pinfactory.observe.config import ObserveSpec
 from pinfactory.verify.policy import VerificationSpec
 
@@ -51,9 +51,20 @@ class MemberSpec(_Strict):
         default=[], description="the member is enabled only when all these variables are set"
     )
     settings: dict[str, Any] = {}
+    capabilities: dict[str, Any] = Field(
+        default={},
+        description="override the kind's capabilities (tools, json_mode, json_schema, vision, "
+        "n, logprobs, streaming, max_context), e.g. {vision: false}",
+    )
 
     def enabled(self, environ: Mapping[str, str]) -> bool:
         return all(environ.get(name) for name in self.requires_env)
+
+    def member_capabilities(self, defaults: Capabilities) -> Capabilities:
+        """The kind's capabilities with this member's overrides (raises ValidationError)."""
+        if not self.capabilities:
+            return defaults
+        return Capabilities.model_validate({**defaults.model_dump(), **self.capabilities})
 
 
 class KeySpec(_Strict):
@@ -132,6 +143,11 @@ class TeamSpec(_Strict):
     budgets: list[BudgetSpec] = []
     reviews: ReviewSpec = ReviewSpec()
     observe: ObserveSpec = ObserveSpec()
+    drop_unsupported: list[Literal["tools", "response_format", "n", "logprobs", "images"]] = Field(
+        default=[],
+        description="parameters removed (and the removal recorded) for a member that lacks "
+        "them, instead of refusing the request with a 400",
+    )
 
     @field_validator("members")
     @classmethod
@@ -249,6 +265,11 @@ def _check_members(team: Team, node: yaml.Node | None) -> None:
             cls.Settings.model_validate(spec.settings)
         except ValidationError as exc:
             raise TeamFileError(_describe(exc, team.source, node, (*where, "settings"))) from exc
+        try:
+            spec.member_capabilities(cls.capabilities)
+        except ValidationError as exc:
+            at = (*where, "capabilities")
+            raise TeamFileError(_describe(exc, team.source, node, at)) from exc
 
 
 def _check_routing(team: Team, node: yaml.Node | None) -> None:

@@ -64,7 +64,8 @@ def test_bad_key_is_refused_with_401_and_recorded(keyed: tuple[str, Path]) -> No
 def test_missing_key_is_refused(keyed: tuple[str, Path]) -> None:
     url, _ = keyed
     response = httpx.post(
-        url + "/v1/chat/completions", json={"messages": [{"role": "user", "content": "1+1"}]}
+        url + "/v1/chat/completions",
+        json={"model": "auto", "messages": [{"role": "user", "content": "1+1"}]},
     )
     assert response.status_code == 401
     assert "missing API key" in response.json()["error"]["message"]

@@ -21,13 +21,16 @@ HELLO = [{"role": "user", "content": "hello"}]
         (json.dumps({"model": "auto"}).encode(), 400, "'messages' is required", "messages"),
         (json.dumps({"model": "auto", "messages": []}).encode(), 400, "non-empty list", "messages"),
         (
-            json.dumps({"messages": [{"role": "user", "content": ""}]}).encode(),
+            json.dumps({"model": "auto", "messages": [{"role": "user", "content": ""}]}).encode(),
             400,
-            "non-empty user message",
+            "at least one message with content",
             "messages",
         ),
+        (json.dumps({"messages": HELLO}).encode(), 400, "'model' is required", "model"),
         (
-            json.dumps({"messages": [{"role": "wizard", "content": "x"}]}).encode(),
+            json.dumps(
+                {"model": "auto", "messages": [{"role": "wizard", "content": "x"}]}
+            ).encode(),
             400,
             "messages.0.role",
             "messages.0.role",
@@ -39,30 +42,35 @@ HELLO = [{"role": "user", "content": "hello"}]
             "model",
         ),
         (
-            json.dumps({"messages": HELLO, "temperature": "hot"}).encode(),
+            json.dumps({"model": "auto", "messages": HELLO, "temperature": "hot"}).encode(),
             400,
             "'temperature'",
             "temperature",
         ),
         (
-            json.dumps({"messages": HELLO, "temperature": 7}).encode(),
+            json.dumps({"model": "auto", "messages": HELLO, "temperature": 7}).encode(),
             400,
-            "less than or equal to 2",
+            "between 0 and 2",
             "temperature",
         ),
         (
-            json.dumps({"messages": HELLO, "max_tokens": "ten"}).encode(),
+            json.dumps({"model": "auto", "messages": HELLO, "max_tokens": "ten"}).encode(),
             400,
             "'max_tokens'",
             "max_tokens",
         ),
         (
-            json.dumps({"messages": HELLO, "max_tokens": -1}).encode(),
+            json.dumps({"model": "auto", "messages": HELLO, "max_tokens": -1}).encode(),
             400,
-            "greater than 0",
+            "between 1 and",
             "max_tokens",
         ),
-        (json.dumps({"messages": HELLO, "stream": "yes"}).encode(), 400, "'stream'", "stream"),
+        (
+            json.dumps({"model": "auto", "messages": HELLO, "stream": "yes"}).encode(),
+            400,
+            "'stream'",
+            "stream",
+        ),
     ],
 )
 def test_bad_requests_get_clear_errors_and_are_recorded(
@@ -90,7 +98,7 @@ def test_bad_requests_get_clear_errors_and_are_recorded(
 
 
 def test_body_over_the_limit_is_413_and_recorded(gateway_url: str, gateway_ledger: Path) -> None:
-    huge = json.dumps({"messages": [{"role": "user", "content": "x" * 1_100_000}]})
+    huge = json.dumps({"model": "auto", "messages": [{"role": "user", "content": "x" * 1_100_000}]})
     response = httpx.post(
         gateway_url + "/v1/chat/completions", content=huge, headers={"x-request-id": "req_huge"}
     )

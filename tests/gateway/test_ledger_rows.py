@@ -31,13 +31,15 @@ gateway: {{max_body_bytes: 2000, max_messages: 3}}
     )
     hi = [{"role": "user", "content": "1 + 1"}]
     bodies: list[bytes] = [
-        json.dumps({"messages": hi}).encode(),
-        json.dumps({"messages": hi, "stream": True}).encode(),
+        json.dumps({"model": "auto", "messages": hi}).encode(),
+        json.dumps({"model": "auto", "messages": hi, "stream": True}).encode(),
         json.dumps({"model": "gone", "messages": hi}).encode(),
         json.dumps({"model": "gone", "messages": hi, "stream": True}).encode(),
         json.dumps({"model": "nobody", "messages": hi}).encode(),
-        json.dumps({"messages": [{"role": "user", "content": "x" * 3000}]}).encode(),
-        json.dumps({"messages": hi * 4}).encode(),
+        json.dumps(
+            {"model": "auto", "messages": [{"role": "user", "content": "x" * 3000}]}
+        ).encode(),
+        json.dumps({"model": "auto", "messages": hi * 4}).encode(),
         b"{",
     ]
     with serve_in_thread(create_app(team)) as url, httpx.Client(base_url=url) as client:

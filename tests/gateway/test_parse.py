@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from pinfactory.gateway.schema import parse_request
+from pinfactory.request import Request
 
 BODIES = [
-    {"messages": [{"role": "user", "content": "hello"}]},
+    {"model": "auto", "messages": [{"role": "user", "content": "hello"}]},
     {
         "model": "local",
         "messages": [
@@ -24,30 +26,46 @@ BODIES = [
         "stream": True,
         "user": "bob",
     },
-    {"messages": [{"role": "user", "content": "x"}], "temperature": 1.5, "stop": "."},
+    {
+        "model": "auto",
+        "messages": [{"role": "user", "content": "x"}],
+        "temperature": 1.5,
+        "stop": ".",
+    },
 ]
 
 
 @pytest.mark.parametrize("body", BODIES)
 def test_common_shape_and_full_model_give_the_same_request(body: dict[str, object]) -> None:
-    def parse(data: dict[str, object]) -> object:
-        request, usage = parse_request(
+    def parse(data: dict[str, object]) -> tuple[Request, bool]:
+        return parse_request(
             json.dumps(data).encode(), unit="u", user="", headers={}, request_id="req_1"
         )
-        return request, usage
 
-    # an unknown OpenAI field sends the body through the pydantic model
-    assert parse(body) == parse({**body, "seed": 3})
+    # another OpenAI field sends the body through the full checks; it is kept, unchanged
+    common, usage = parse(body)
+    full, full_usage = parse({**body, "seed": 3})
+    assert full.params == {**common.params, "seed": 3}
+    assert replace(full, params=common.params) == common and full_usage == usage
 
 
 @pytest.mark.parametrize(
     ("body", "fragment"),
     [
-        ({"messages": [{"role": "user", "content": "x"}], "temperature": True}, "'temperature'"),
-        ({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}, "greater than 0"),
-        ({"messages": [{"role": "user", "content": 3}]}, "messages.0.content"),
-        ({"messages": [{"role": "user", "content": "x"}], "stop": [1]}, "'stop'"),
-        ({"messages": [{"role": "system", "content": "x"}]}, "non-empty user message"),
+        (
+            {"model": "auto", "messages": [{"role": "user", "content": "x"}], "temperature": True},
+            "'temperature'",
+        ),
+        (
+            {"model": "auto", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0},
+            "between 1 and",
+        ),
+        ({"model": "auto", "messages": [{"role": "user", "content": 3}]}, "messages.0.content"),
+        (
+            {"model": "auto", "messages": [{"role": "user", "content": "x"}], "stop": [1]},
+            "'stop.0'",
+        ),
+        ({"model": "auto", "messages": [{"role": "user", "content": ""}]}, "message with content"),
     ],
 )
 def test_bad_common_bodies_get_the_models_messages(body: dict[str, object], fragment: str) -> None:

@@ -32,7 +32,7 @@ def test_unexpected_errors_are_500_objects_and_recorded(tmp_path: Path) -> None:
         "bug.yaml",
         {"PINFACTORY_LEDGER": str(ledger)},
     )
-    hi = {"messages": [{"role": "user", "content": "hi"}]}
+    hi = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
     with serve_in_thread(create_app(team)) as url, httpx.Client(base_url=url) as client:
         plain = client.post("/v1/chat/completions", json=hi)
         streamed = client.post("/v1/chat/completions", json={**hi, "stream": True})
@@ -64,7 +64,8 @@ def test_every_member_kind_honours_its_timeout(tmp_path: Path) -> None:
     )
     with serve_in_thread(create_app(team)) as url, httpx.Client(base_url=url) as client:
         response = client.post(
-            "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}
+            "/v1/chat/completions",
+            json={"model": "auto", "messages": [{"role": "user", "content": "hi"}]},
         )
     assert response.status_code == 504
     assert response.json()["error"]["message"] == "member 'stuck': no answer within 0.2s"

@@ -80,7 +80,7 @@ async def test_two_processes_share_one_chain_and_one_exact_budget(
         reply = await client.post(
             url + "/v1/chat/completions",
             headers={"authorization": "Bearer sk-sales-0001"},
-            json={"messages": [{"role": "user", "content": "3 + 4"}]},
+            json={"model": "auto", "messages": [{"role": "user", "content": "3 + 4"}]},
         )
         return reply.status_code
 

@@ -101,3 +101,49 @@ async def test_an_abandoned_stream_releases_the_model_when_its_thread_ends(
     await stream.aclose()  # the client went away after one token
     answer = await gemma.complete(Request.from_text("What is the capital of France?"))
     assert "Paris" in answer.text
+
+
+CITY = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
+    "required": ["city", "country"],
+    "additionalProperties": False,
+}
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_json_schema_constrains_the_answer(gemma: LlamaCppMember) -> None:
+    import json
+
+    from jsonschema import validate
+
+    request = Request.from_text(
+        "Name the capital of France and its country.",
+        params={
+            "response_format": {"type": "json_schema", "json_schema": {"name": "c", "schema": CITY}}
+        },
+    )
+    completion = await gemma.complete(request)
+    validate(json.loads(completion.text), CITY)  # a 270M base model, made to answer in shape
+
+
+def test_json_mode_and_text_formats_pick_their_grammars() -> None:
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    from pinfactory.members.llamacpp import json_grammar
+
+    assert isinstance(json_grammar({"type": "json_object"}), LlamaGrammar)
+    assert json_grammar({"type": "text"}) is None and json_grammar(None) is None
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_n_choices_and_a_seed(gemma: LlamaCppMember) -> None:
+    request = Request.from_text(
+        "Name a colour.", temperature=1.0, params={"n": 3, "seed": 11, "max_tokens": 4}
+    )
+    first, again = await gemma.complete(request), await gemma.complete(request)
+    assert [c.index for c in first.choices] == [0, 1, 2]
+    assert first.choices[0].message.content == first.text
+    # the same seed gives the same three answers
+    assert [c.message.content for c in first.choices] == [c.message.content for c in again.choices]
+    assert first.usage.output_tokens >= 3

@@ -15,11 +15,12 @@ from pinfactory.errors import MemberError, MemberTimeout
 from pinfactory.gateway import create_app
 from pinfactory.gateway.server import free_port, serve_in_thread
 from pinfactory.members import Completion
-from pinfactory.members.base import Price
+from pinfactory.members.base import Delta, Price
 from pinfactory.members.openai_http import (
     OpenAIHTTPMember,
     OpenAIHTTPSettings,
     parse_completion,
+    parse_usage,
     to_payload,
 )
 from pinfactory.request import Request
@@ -77,14 +78,17 @@ async def test_streams_against_another_pinfactory(pinfactory_upstream: str) -> N
         await remote.close()
     final = events[-1]
     assert isinstance(final, Completion)
-    assert "12.5" in "".join(e for e in events if isinstance(e, str)) == final.text
+    relayed = [e for e in events if isinstance(e, Delta)]
+    assert relayed and len(relayed) == len(events) - 1  # every chunk relayed as it came
+    assert "12.5" in "".join(e.text for e in relayed) == final.text
+    assert relayed[-1].finish and relayed[-1].chunk.choices[0].finish_reason == "stop"
 
 
 @pytest.mark.parametrize(
     ("model", "error", "fragment", "status"),
     [
         ("garbage", MemberError, "garbage", 502),
-        ("wrong-shape", MemberError, "no choices", 502),
+        ("wrong-shape", MemberError, "not a chat completion", 502),
         ("error-500", MemberError, "HTTP 500", 502),
         ("error-429", MemberError, "HTTP 429", 502),
         ("slow", MemberTimeout, "no answer within 0.5s", 504),
@@ -137,24 +141,26 @@ def test_translation_is_pure() -> None:
         "max_tokens": 9,
         "stop": ["END"],
         "stream": True,
-        "stream_options": {"include_usage": True},
     }
-    text, usage, model, finish = parse_completion(
-        {
-            "model": "m",
-            "choices": [{"message": {"content": "yo"}, "finish_reason": "length"}],
-            "usage": {"prompt_tokens": 3, "completion_tokens": 1},
-        }
+    asked = to_payload(request, "m", stream=True, default_max_tokens=None, stream_usage=True)
+    assert asked["stream_options"] == {"include_usage": True}
+    answer = parse_completion(
+        b'{"id": "c", "object": "chat.completion", "created": 0, "model": "m",'
+        b' "choices": [{"index": 0, "message": {"role": "assistant", "content": "yo"},'
+        b' "finish_reason": "length"}], "usage": {"prompt_tokens": 3, "completion_tokens": 1,'
+        b' "total_tokens": 4}}'
     )
-    assert (text, usage.input_tokens, usage.output_tokens, model, finish) == (
+    usage = parse_usage(answer.usage)
+    first = answer.choices[0]
+    assert (first.message.content, usage.input_tokens, usage.output_tokens, answer.model) == (
         "yo",
         3,
         1,
         "m",
-        "length",
     )
-    with pytest.raises(ValueError, match="not a JSON object"):
-        parse_completion(["nope"])
+    assert first.finish_reason == "length"
+    with pytest.raises(ValueError, match="not a chat completion"):
+        parse_completion(b'["nope"]')
 
 
 def test_gateway_answers_502_and_504_naming_the_member(bad_upstream: str, tmp_path: Path) -> None:
@@ -175,7 +181,7 @@ routing: {{kind: rules, fallback: flaky}}
     )
     with serve_in_thread(create_app(team)) as url:
         hi = [{"role": "user", "content": "hi"}]
-        garbage = httpx.post(url + "/v1/chat/completions", json={"messages": hi})
+        garbage = httpx.post(url + "/v1/chat/completions", json={"model": "auto", "messages": hi})
         slow = httpx.post(url + "/v1/chat/completions", json={"model": "sleepy", "messages": hi})
         slow_stream = httpx.post(
             url + "/v1/chat/completions", json={"model": "sleepy", "messages": hi, "stream": True}

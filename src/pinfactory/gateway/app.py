@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -30,14 +31,10 @@ from pinfactory.errors import PayloadTooLarge, PinfactoryError, RequestError
 from pinfactory.gateway.admin import admin_routes
 from pinfactory.gateway.agents import agent_routes
 from pinfactory.gateway.auth import Caller, Keyring
-from pinfactory.gateway.errors import error_response
-from pinfactory.gateway.schema import (
-    chunk_body,
-    completion_body,
-    error_body,
-    final_chunk,
-    parse_request,
-)
+from pinfactory.gateway.errors import error_response, http_error
+from pinfactory.gateway.models import model_routes
+from pinfactory.gateway.openapi import openapi_document
+from pinfactory.gateway.schema import ChunkWriter, completion_body, error_body, parse_request
 from pinfactory.ledger import Ledger
 from pinfactory.observe import Observers, build_observers
 from pinfactory.observe.metrics import Metrics, MetricsEndpoint
@@ -123,16 +120,17 @@ class Gateway:
             return error_response(exc, request.request_id, correlation)
         assert isinstance(decision, Decision)
 
+        writer = ChunkWriter(request, decision.member, include_usage)
+
         async def sse() -> AsyncIterator[bytes]:
-            yield _sse(chunk_body(request, decision.member, {"role": "assistant", "content": ""}))
-            pending: list[str | Answer | Decision] = [first]
+            for body in writer.opening(first):
+                yield _sse(body)
+            pending: list[object] = [first]
             try:
                 while True:
                     event = pending.pop() if pending else await anext(events)
-                    if isinstance(event, str):
-                        yield _sse(chunk_body(request, decision.member, {"content": event}))
-                    elif isinstance(event, Answer):
-                        yield _sse(final_chunk(event, include_usage))
+                    for body in writer.write(event):
+                        yield _sse(body)
             except StopAsyncIteration:
                 yield b"data: [DONE]\n\n"
             except PinfactoryError as exc:
@@ -144,29 +142,6 @@ class Gateway:
         if correlation is not None:
             headers["x-correlation-id"] = correlation
         return StreamingResponse(sse(), media_type="text/event-stream", headers=headers)
-
-    async def models(self, http: HTTPRequest) -> Response:
-        self.keyring.identify(http.headers.get("authorization"))
-        pipeline = self.ready
-        data: list[dict[str, Any]] = [
-            {"id": "auto", "object": "model", "created": 0, "owned_by": "pinfactory"}
-        ]
-        for member in pipeline.members.values():
-            data.append(
-                {
-                    "id": member.name,
-                    "object": "model",
-                    "created": 0,
-                    "owned_by": "pinfactory",
-                    "pinfactory": {
-                        "kind": member.kind,
-                        "tier": member.tier,
-                        "tags": list(member.tags),
-                        "price": member.price.model_dump(mode="json"),
-                    },
-                }
-            )
-        return JSONResponse({"object": "list", "data": data})
 
     async def healthz(self, _: HTTPRequest) -> Response:
         pipeline = self.ready
@@ -271,13 +246,17 @@ def create_app(
             yield
             gateway.pipeline = None
 
+    async def openapi(_: HTTPRequest) -> Response:
+        return JSONResponse(openapi_document(team.name))
+
     async def on_error(_: HTTPRequest, exc: Exception) -> Response:
         assert isinstance(exc, PinfactoryError)
         return error_response(exc)
 
     routes = [
         Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
-        Route("/v1/models", gateway.models, methods=["GET"]),
+        *model_routes(gateway),  # /v1/models, /v1/models/{id}
+        Route("/openapi.json", openapi, methods=["GET"]),
         Route("/healthz", gateway.healthz, methods=["GET"]),
         *admin_routes(gateway),  # /admin/*, /v1/costs, /v1/reviews/{id}
         console_routes(gateway, console),  # the web console under /ui
@@ -289,7 +268,7 @@ def create_app(
     app = GatewayApp(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={PinfactoryError: on_error},
+        exception_handlers={PinfactoryError: on_error, HTTPException: http_error},
     )
     app.state.gateway = app.gateway = gateway
     return app

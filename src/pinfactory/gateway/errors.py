@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 
 import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.responses import Response
 
 from pinfactory.errors import MemberError, PinfactoryError, unexpected
@@ -31,4 +33,29 @@ def error_response(
     )
 
 
-__all__ = ["error_response", "unexpected"]
+async def http_error(http: Request, exc: Exception) -> Response:
+    """Starlette's own 404 (no such route) and 405 (wrong method), OpenAI-shaped."""
+    assert isinstance(exc, HTTPException)
+    method, path = http.method, http.url.path
+    if exc.status_code == 405:
+        headers = exc.headers or {}
+        allowed = sorted(
+            m.strip() for m in (headers.get("allow") or headers.get("Allow", "")).split(",")
+        )
+        message = f"method {method} is not allowed on {path}; allowed: {', '.join(allowed)}"
+        code = "method_not_allowed"
+    elif exc.status_code == 404:
+        message = f"no such endpoint: {method} {path}; see /openapi.json"
+        code = "not_found"
+    else:
+        message, code = str(exc.detail), "http_error"
+    body = error_body(message, type_="invalid_request_error", code=code, param=None)
+    return Response(
+        orjson.dumps(body),
+        status_code=exc.status_code,
+        headers=dict(exc.headers or {}),
+        media_type="application/json",
+    )
+
+
+__all__ = ["error_response", "http_error", "unexpected"]

@@ -9,40 +9,18 @@ the pydantic model, which gives every error its message.
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictBool,
-    StrictFloat,
-    StrictInt,
-    StrictStr,
-    ValidationError,
-)
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, TypeAdapter, ValidationError
 
 from pinfactory.errors import RequestError
+from pinfactory.gateway.checks import check_values
+from pinfactory.gateway.openai_types import request_adapter
+from pinfactory.members.base import Completion, Delta
 from pinfactory.outcome import Answer
-from pinfactory.request import Document, Message, Request
-
-
-class TextPart(BaseModel):
-    type: Literal["text"]
-    text: StrictStr
-
-
-class WireMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: StrictStr | list[TextPart] | None = None
-
-    def text(self) -> str:
-        if isinstance(self.content, list):
-            return "".join(part.text for part in self.content)
-        return self.content or ""
+from pinfactory.request import Document, Message, Request, text_of
 
 
 class WireDocument(BaseModel):
@@ -52,29 +30,9 @@ class WireDocument(BaseModel):
     title: StrictStr = ""
 
 
-class StreamOptions(BaseModel):
-    include_usage: StrictBool = False
-
-
-class ChatCompletionRequest(BaseModel):
-    """What ``POST /v1/chat/completions`` accepts. Unknown OpenAI fields are ignored."""
-
-    model_config = ConfigDict(extra="allow")
-
-    model: StrictStr = "auto"
-    messages: list[WireMessage] = Field(min_length=1)
-    temperature: StrictFloat | StrictInt | None = Field(default=None, ge=0, le=2)
-    max_tokens: StrictInt | None = Field(default=None, gt=0)
-    max_completion_tokens: StrictInt | None = Field(default=None, gt=0)
-    stop: StrictStr | list[StrictStr] | None = None
-    stream: StrictBool = False
-    stream_options: StreamOptions | None = None
-    user: StrictStr | None = None
-    documents: list[WireDocument] = Field(
-        default=[], description="pinfactory: passages to ground on"
-    )
-    tools: list[dict[str, Any]] = []
-    metadata: dict[str, StrictStr] | None = None
+_DOCUMENTS: TypeAdapter[list[WireDocument]] = TypeAdapter(list[WireDocument])
+_OWN = frozenset({"model", "messages", "stream", "documents"})
+"""Body fields the gateway consumes; every other one is forwarded in ``Request.params``."""
 
 
 def parse_request(
@@ -82,6 +40,10 @@ def parse_request(
 ) -> tuple[Request, bool]:
     """Parse and validate a request body; errors name the field and what is allowed.
 
+    The body is checked against ``openai.types.chat``'s own request type
+    (:mod:`pinfactory.gateway.openai_types`) and OpenAI's value rules
+    (:mod:`pinfactory.gateway.checks`); a body in the common shape (plain string
+    messages and the usual sampling fields, all well typed) is read directly.
     Returns the request and whether a stream should end with a usage chunk.
     """
     try:
@@ -90,56 +52,71 @@ def parse_request(
         raise RequestError(f"request body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise RequestError("request body must be a JSON object")
-    common = _common_shape(data)
-    if common is not None:
-        messages, text = common
-        if not text:
-            raise RequestError(
-                "'messages' needs at least one non-empty user message", param="messages"
-            )
-        stop = data.get("stop")
-        temperature = data.get("temperature")
-        request = Request(
-            messages=messages,
-            model=data.get("model", "auto"),
-            temperature=float(temperature) if temperature is not None else None,
-            max_tokens=data.get("max_completion_tokens") or data.get("max_tokens"),
-            stop=(stop,) if isinstance(stop, str) else tuple(stop or ()),
-            stream=data.get("stream", False),
-            unit=unit,
-            user=user or (data.get("user") or ""),
-            headers=headers,
-            request_id=request_id,
+    if "model" not in data:
+        raise RequestError(
+            "'model' is required: a member's name, or 'auto' to let the team route", param="model"
         )
-        return request, False
-    try:
-        wire = ChatCompletionRequest.model_validate(data)
-    except ValidationError as exc:
-        raise _field_error(exc) from exc
-    if not any(m.text() for m in wire.messages if m.role == "user"):
-        raise RequestError("'messages' needs at least one non-empty user message", param="messages")
-    stop = (wire.stop,) if isinstance(wire.stop, str) else tuple(wire.stop or ())
-    tags = tuple(sorted((wire.metadata or {}).get("tags", "").split(","))) if wire.metadata else ()
+    common = _common_shape(data)
+    messages = _validate(data) if common is None else common
+    if not any(m.content or (m.wire is not None and _says_something(m.wire)) for m in messages):
+        raise RequestError("'messages' needs at least one message with content", param="messages")
+    stop = data.get("stop")
+    temperature = data.get("temperature")
+    metadata = data.get("metadata") or {}
+    tags = sorted(t for t in metadata.get("tags", "").split(",") if t)
+    stream_options = data.get("stream_options") or {}
     request = Request(
-        messages=tuple(Message(m.role, m.text()) for m in wire.messages),
-        model=wire.model,
-        temperature=float(wire.temperature) if wire.temperature is not None else None,
-        max_tokens=wire.max_completion_tokens or wire.max_tokens,
-        stop=stop,
-        stream=wire.stream,
-        documents=tuple(Document(d.text, d.title) for d in wire.documents),
-        tools=tuple(wire.tools),
+        messages=messages,
+        model=data["model"],
+        temperature=float(temperature) if temperature is not None else None,
+        max_tokens=data.get("max_completion_tokens") or data.get("max_tokens"),
+        stop=(stop,) if isinstance(stop, str) else tuple(stop or ()),
+        stream=bool(data.get("stream")),
+        documents=tuple(Document(d.text, d.title) for d in _documents(data.get("documents", []))),
+        tools=tuple(data.get("tools") or ()),
+        params={k: v for k, v in data.items() if k not in _OWN},
         unit=unit,
-        user=user or (wire.user or ""),
-        tags=tuple(t for t in tags if t),
+        user=user or (data.get("user") or ""),
+        tags=tuple(tags),
         headers=headers,
         request_id=request_id,
     )
-    include_usage = bool(wire.stream_options and wire.stream_options.include_usage)
-    return request, include_usage
+    return request, bool(request.stream and stream_options.get("include_usage"))
 
 
-_ROLES = frozenset({"system", "user", "assistant", "tool", "developer"})
+def _validate(data: dict[str, Any]) -> tuple[Message, ...]:
+    """The messages of a body in any shape, after the full type and value checks."""
+    messages = data.get("messages")
+    if "messages" not in data:
+        raise RequestError("'messages' is required", param="messages")
+    if not isinstance(messages, list) or not messages:
+        raise RequestError(
+            "'messages' must be a non-empty list of {role, content} objects", param="messages"
+        )
+    try:
+        request_adapter().validate_python(data, strict=True)
+    except ValidationError as exc:
+        raise field_error(exc, data) from exc
+    check_values(data)
+    return tuple(Message(m["role"], text_of(m.get("content")), m) for m in messages)
+
+
+def _documents(raw: object) -> list[WireDocument]:
+    try:
+        return _DOCUMENTS.validate_python(raw)
+    except ValidationError as exc:
+        raise field_error(exc, raw, prefix=("documents",)) from exc
+
+
+def _says_something(message: Mapping[str, Any]) -> bool:
+    """Whether a message has more than text: tool calls, or non-text content parts."""
+    return bool(message.get("tool_calls")) or (
+        isinstance(message.get("content"), list)
+        and any(part.get("type") != "text" for part in message["content"])
+    )
+
+
+_ROLES = frozenset({"system", "user", "assistant", "developer"})  # a tool message needs its id
 _COMMON_FIELDS = frozenset(
     {"model", "messages", "temperature", "max_tokens", "max_completion_tokens", "stop"}
     | {"stream", "user"}
@@ -147,24 +124,22 @@ _COMMON_FIELDS = frozenset(
 _MESSAGE_FIELDS = frozenset({"role", "content"})
 
 
-def _common_shape(data: dict[str, Any]) -> tuple[tuple[Message, ...], bool] | None:
-    """The messages and whether a user said something, if ``data`` is a valid request in
-    the common shape; None sends it to the pydantic model (the same rules, every message)."""
+def _common_shape(data: dict[str, Any]) -> tuple[Message, ...] | None:
+    """The messages, if ``data`` is a valid request in the common shape; None sends it
+    through the full checks (the same rules, every message)."""
     if not _COMMON_FIELDS.issuperset(data):
         return None
-    model, messages = data.get("model", "auto"), data.get("messages")
+    model, messages = data.get("model"), data.get("messages")
     if type(model) is not str or type(messages) is not list or not messages:
         return None
-    parsed, said = [], False
+    parsed = []
     for message in messages:
         if type(message) is not dict or not _MESSAGE_FIELDS.issuperset(message):
             return None
         role, content = message.get("role"), message.get("content")
-        if role not in _ROLES or (content is not None and type(content) is not str):
+        if role not in _ROLES or type(content) is not str:
             return None
-        text = content or ""
-        said = said or (role == "user" and bool(text))
-        parsed.append(Message(role, text))
+        parsed.append(Message(role, content, message))
     temperature = data.get("temperature")
     if temperature is not None and (
         type(temperature) not in (int, float) or not 0 <= temperature <= 2
@@ -179,18 +154,34 @@ def _common_shape(data: dict[str, Any]) -> tuple[tuple[Message, ...], bool] | No
         return None
     if type(data.get("stream", False)) is not bool or (user is not None and type(user) is not str):
         return None
-    return tuple(parsed), said
+    return tuple(parsed)
 
 
 def _strings(value: object) -> bool:
     return type(value) is list and all(type(item) is str for item in value)
 
 
-def _field_error(exc: ValidationError) -> RequestError:
-    error = exc.errors()[0]
-    loc = error["loc"]
-    field = ".".join(str(p) for p in loc if not _is_type_tag(p))
+def field_error(exc: ValidationError, data: object, prefix: tuple[str, ...] = ()) -> RequestError:
+    """The one error a client most needs from a failed validation of ``data``, naming the
+    field.
+
+    A value that fits no variant of a union fails once per variant; the one the client
+    meant is the variant of the value's own kind (a string, a list, an object) that
+    failed least, not on its tag, and deepest.
+    """
+    error = _likeliest(exc.errors(), data)
+    loc = (*prefix, *_clean(error, data))
     kind = error["type"]
+    if kind == "union_tag_invalid":
+        tag = str(error["ctx"]["discriminator"]).strip("'")
+        loc = (*loc, tag)
+        field = ".".join(str(p) for p in loc)
+        message = (
+            f"'{field}' must be one of {error['ctx']['expected_tags']} "
+            f"(got {error['ctx']['tag']!r})"
+        )
+        return RequestError(message, param=field)
+    field = ".".join(str(p) for p in loc)
     if kind == "missing":
         message = f"'{field}' is required"
     elif kind in ("too_short", "list_type") and field == "messages":
@@ -202,36 +193,113 @@ def _field_error(exc: ValidationError) -> RequestError:
     return RequestError(message, param=field or None)
 
 
-def _is_type_tag(part: object) -> bool:
-    """Pydantic puts union member names ('str', 'list[TextPart]') into error locations."""
+def _likeliest(errors: list[Any], data: object) -> Any:
+    groups: dict[tuple[Any, ...], list[Any]] = {}
+    for error in errors:
+        groups.setdefault(_variant(error, data), []).append(error)
+
+    def fit(item: tuple[tuple[Any, ...], list[Any]]) -> tuple[bool, bool, int, int]:
+        prefix, group = item
+        wrong_kind = any(
+            e["type"].endswith("_type") and len(e["loc"]) <= len(prefix) for e in group
+        )
+        literal = any(e["type"] == "literal_error" for e in group)
+        return wrong_kind, literal, len(group), -max(len(e["loc"]) for e in group)
+
+    group = min(groups.items(), key=fit)[1]
+    # within the variant, a wrong tag ('type') explains the other errors
+    return next((e for e in group if e["type"] == "literal_error"), group[0])
+
+
+def _labels(error: Any, data: object) -> list[bool]:
+    """For each part of the error's location: whether it is pydantic's union label (a
+    variant's name or tag) rather than a key or index of ``data``."""
+    node, labels = data, []
+    loc = error["loc"]
+    for index, part in enumerate(loc):
+        in_list = isinstance(part, int) and isinstance(node, list) and part < len(node)
+        in_dict = isinstance(node, dict) and part in node and not _is_type_label(part)
+        if in_list or in_dict:
+            node, label = node[part], False  # type: ignore[index]
+        else:  # not in the data: a label, unless it names the missing field itself
+            label = not (index == len(loc) - 1 and error["type"] == "missing")
+        labels.append(label)
+    return labels
+
+
+def _clean(error: Any, data: object) -> tuple[Any, ...]:
+    """The location without pydantic's union labels."""
+    return tuple(
+        p for p, label in zip(error["loc"], _labels(error, data), strict=True) if not label
+    )
+
+
+def _variant(error: Any, data: object) -> tuple[Any, ...]:
+    """The location up to the innermost union variant the error belongs to."""
+    labels = _labels(error, data)
+    cut = max((i for i, label in enumerate(labels) if label), default=len(labels))
+    return tuple(error["loc"][: cut + 1])
+
+
+def _is_type_label(part: object) -> bool:
+    """'str', 'list[...]', 'literal[...]', a TypedDict's class name."""
     text = str(part)
-    return text in _TYPE_TAGS or "[" in text or text.startswith("function-")
+    return text in _TYPE_TAGS or "[" in text or text[:1].isupper() or text.startswith("function-")
 
 
 _TYPE_TAGS = frozenset({"str", "int", "float", "bool", "none", "dict", "list"})
 
 
 def completion_body(answer: Answer) -> dict[str, Any]:
-    usage = answer.completion.usage
-    return {
+    """The ``chat.completion`` body: every choice and usage detail the member gave,
+    the first choice's text as the pipeline settled it, and the ``pinfactory`` block."""
+    completion = answer.completion
+    body: dict[str, Any] = {
         "id": answer.request.completion_id,
         "object": "chat.completion",
         "created": int(time.time()),
         "model": answer.decision.member,
-        "choices": [
+        "choices": _choices(completion),
+        "usage": usage_body(completion),
+    }
+    if completion.system_fingerprint is not None:
+        body["system_fingerprint"] = completion.system_fingerprint
+    if completion.service_tier is not None:
+        body["service_tier"] = completion.service_tier
+    body["pinfactory"] = answer.metadata()
+    return body
+
+
+def _choices(completion: Completion) -> list[dict[str, Any]]:
+    if not completion.choices:
+        return [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": answer.completion.text},
-                "finish_reason": _finish(answer.completion.finish_reason),
+                "message": {"role": "assistant", "content": completion.text},
+                "finish_reason": _finish(completion.finish_reason),
                 "logprobs": None,
             }
-        ],
-        "usage": {
-            "prompt_tokens": usage.input_tokens,
-            "completion_tokens": usage.output_tokens,
-            "total_tokens": usage.total_tokens,
-        },
-        "pinfactory": answer.metadata(),
+        ]
+    choices = []
+    for choice in completion.choices:
+        body = choice.model_dump(mode="json", exclude_unset=True)
+        body.setdefault("logprobs", None)
+        choices.append(body)
+    first = choices[0]["message"]
+    if (first.get("content") or "") != completion.text:  # verification rewrote it
+        first["content"] = completion.text
+    return choices
+
+
+def usage_body(completion: Completion) -> dict[str, Any]:
+    """The usage block: the member's own (with its token details) when it sent one."""
+    if completion.reported_usage is not None:
+        return completion.reported_usage.model_dump(mode="json", exclude_unset=True)
+    usage = completion.usage
+    return {
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.total_tokens,
     }
 
 
@@ -248,23 +316,65 @@ def chunk_body(
     }
 
 
-def final_chunk(answer: Answer, include_usage: bool) -> dict[str, Any]:
-    """The last chunk: finish reason, the ``pinfactory`` block and, if asked, usage."""
-    extra: dict[str, Any] = {"pinfactory": answer.metadata()}
-    if include_usage:
-        u = answer.completion.usage
-        extra["usage"] = {
-            "prompt_tokens": u.input_tokens,
-            "completion_tokens": u.output_tokens,
-            "total_tokens": u.total_tokens,
-        }
-    return chunk_body(
-        answer.request,
-        answer.decision.member,
-        {},
-        _finish(answer.completion.finish_reason),
-        **extra,
-    )
+class ChunkWriter:
+    """Turns the pipeline's stream events into ``chat.completion.chunk`` bodies.
+
+    Text deltas become content chunks; a member's relayed chunks (:class:`Delta`:
+    tool-call deltas, logprobs, several choices) pass through chunk for chunk under
+    the gateway's id and the member's name. Chunks that finish a choice are held
+    until the answer is recorded. With ``include_usage``, as the reference does it:
+    ``"usage": null`` on every chunk, then one last chunk with ``"choices": []`` and the
+    usage. The last chunk also carries the ``pinfactory`` block.
+    """
+
+    def __init__(self, request: Request, member: str, include_usage: bool) -> None:
+        self.request = request
+        self.member = member
+        self.include_usage = include_usage
+        self._held: list[Delta] = []
+        self._extra: dict[str, Any] = {"usage": None} if include_usage else {}
+
+    def opening(self, first: object) -> list[dict[str, Any]]:
+        """The role chunk, unless the member relays its own chunks (which carry it)."""
+        if isinstance(first, Delta):
+            return []
+        return [
+            chunk_body(
+                self.request, self.member, {"role": "assistant", "content": ""}, **self._extra
+            )
+        ]
+
+    def write(self, event: object) -> list[dict[str, Any]]:
+        if isinstance(event, str):
+            return [chunk_body(self.request, self.member, {"content": event}, **self._extra)]
+        if isinstance(event, Delta):
+            if event.finish:
+                self._held.append(event)
+                return []
+            return [self._relayed(event)]
+        if isinstance(event, Answer):
+            return self._closing(event)
+        return []
+
+    def _relayed(self, delta: Delta) -> dict[str, Any]:
+        body = delta.chunk.model_dump(mode="json", exclude_unset=True)
+        body.update(id=self.request.completion_id, model=self.member, **self._extra)
+        if not self.include_usage:
+            body.pop("usage", None)
+        return body
+
+    def _closing(self, answer: Answer) -> list[dict[str, Any]]:
+        if self._held:
+            bodies = [self._relayed(delta) for delta in self._held]
+        else:
+            finish = _finish(answer.completion.finish_reason)
+            bodies = [chunk_body(self.request, self.member, {}, finish, **self._extra)]
+        if self.include_usage:
+            last = chunk_body(self.request, self.member, {}, usage=usage_body(answer.completion))
+            last["choices"] = []
+            bodies.append(last)
+        bodies[-1]["pinfactory"] = answer.metadata()
+        return bodies
 
 
 def error_body(message: str, *, type_: str, code: str, param: str | None) -> dict[str, Any]:

@@ -41,7 +41,7 @@ from pinfactory.ledger.quotas import Budgets
 from pinfactory.ledger.reviews import ReviewQueue, released
 from pinfactory.members.base import Completion, Member, Usage
 from pinfactory.outcome import Answer, Escalation
-from pinfactory.request import Document, Message, Request
+from pinfactory.request import Document, Message, Request, text_of, wire_message
 from pinfactory.routing.base import Decision
 from pinfactory.routing.quotas import QuotaGate, QuotaQueued, window_start
 
@@ -70,7 +70,8 @@ def held_request(request: Request, queued: QuotaQueued) -> dict[str, Any]:
         "counter": {"key": queued.key, "period": queued.period, "nusd": queued.nusd},
         "member": queued.decision.member,
         "model": request.model,
-        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "messages": [jsonable(wire_message(m)) for m in request.messages],
+        "params": jsonable(dict(request.params)),
         "documents": [{"text": d.text, "title": d.title} for d in request.documents],
         "tools": jsonable(list(request.tools)),
         "temperature": request.temperature,
@@ -84,7 +85,8 @@ def rebuild(review: Review) -> Request:
     """The held request as it was sent, under its original id, unit and user."""
     held = review.held
     return Request(
-        messages=tuple(Message(m["role"], m["content"]) for m in held["messages"]),
+        messages=tuple(Message(m["role"], text_of(m.get("content")), m) for m in held["messages"]),
+        params=held.get("params", {}),
         model=held["model"],
         temperature=held["temperature"],
         max_tokens=held["max_tokens"],

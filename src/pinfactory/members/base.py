@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
 
+from openai.types.chat.chat_completion import Choice
+from openai.types.chat.chat_completion_chunk import ChatCompletionChunk
+from openai.types.completion_usage import CompletionUsage
 from pydantic import BaseModel, ConfigDict, Field
 
 from pinfactory.request import Request, estimate_tokens
@@ -49,7 +52,15 @@ class Price(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """A member's answer. ``refused`` marks an answer that declines the task."""
+    """A member's answer. ``refused`` marks an answer that declines the task.
+
+    ``text`` is the first choice's text, what verifiers read. A member that speaks
+    OpenAI also keeps what it was told, in OpenAI's own types, so the client gets
+    every field: ``choices`` (all ``n`` of them, with tool calls, logprobs, refusal;
+    empty for a plain one-text answer or a relayed stream), ``reported_usage`` (the
+    usage block with its cached/reasoning token details), ``system_fingerprint``
+    and ``service_tier``.
+    """
 
     text: str
     usage: Usage
@@ -57,6 +68,53 @@ class Completion:
     model: str
     finish_reason: str = "stop"
     refused: bool = False
+    choices: tuple[Choice, ...] = ()
+    reported_usage: CompletionUsage | None = None
+    system_fingerprint: str | None = None
+    service_tier: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """One streamed chunk a member relays as it came (tool-call deltas, logprobs,
+    refusal, several choices): its choices, in OpenAI's chunk type. ``text`` is the
+    content it adds to the first choice, what a verifier or a recorder accumulates.
+    ``finish`` is true when the chunk ends a choice (it carries a ``finish_reason``)."""
+
+    chunk: ChatCompletionChunk
+    text: str = ""
+    finish: bool = False
+
+
+class Capabilities(BaseModel):
+    """What a member can serve. Routing sends a request only to members that can
+    (``pinfactory.capabilities``); a team file may narrow or widen a kind's defaults
+    per member (``capabilities: {vision: false}``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tools: bool = Field(default=False, description="tools / tool_choice / tool messages")
+    json_mode: bool = Field(default=False, description="response_format json_object")
+    json_schema: bool = Field(default=False, description="response_format json_schema")
+    vision: bool = Field(default=False, description="image_url content parts")
+    n: bool = Field(default=False, description="more than one choice (n > 1)")
+    logprobs: bool = Field(default=False, description="logprobs / top_logprobs")
+    streaming: bool = Field(default=True, description="stream: true")
+    max_context: int | None = Field(
+        default=None, gt=0, description="prompt tokens it accepts (estimated); None: no limit"
+    )
+
+    @classmethod
+    def common(cls, each: Iterable[Capabilities]) -> Capabilities:
+        """What all of ``each`` serve (a member made of members serves no more)."""
+        items = list(each)
+        limits = [c.max_context for c in items if c.max_context is not None]
+        flags = {
+            name: all(getattr(c, name) for c in items)
+            for name in cls.model_fields
+            if name != "max_context"
+        }
+        return cls(**flags, max_context=min(limits) if limits else None)
 
 
 class NoSettings(BaseModel):
@@ -73,6 +131,8 @@ class Member(ABC):
 
     kind: ClassVar[str]
     Settings: ClassVar[type[BaseModel]] = NoSettings
+    capabilities: Capabilities = Capabilities()
+    """The kind's defaults; an instance built from a team file may override them."""
     books_itself: ClassVar[bool] = False
     """True for members made of members: their inner calls are booked, not the whole."""
 
@@ -85,9 +145,12 @@ class Member(ABC):
         tier: str = "default",
         tags: tuple[str, ...] = (),
         timeout_s: float = 30.0,
+        capabilities: Capabilities | None = None,
         max_output_tokens: int | None = None,
     ) -> None:
         self.name = name
+        if capabilities is not None:
+            self.capabilities = capabilities
         self.settings = settings if settings is not None else self.Settings()
         self.price = price or Price()
         self.tier = tier
@@ -119,8 +182,9 @@ class Member(ABC):
     async def complete(self, request: Request) -> Completion:
         """Answer the request."""
 
-    async def stream(self, request: Request) -> AsyncIterator[str | Completion]:
-        """Yield text deltas, then the final :class:`Completion`.
+    async def stream(self, request: Request) -> AsyncIterator[str | Delta | Completion]:
+        """Yield text deltas (or whole relayed chunks, :class:`Delta`), then the final
+        :class:`Completion`.
 
         Members without native streaming send the whole answer as one delta.
         """

@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import Literal
 
 from pinfactory.errors import MemberError, MemberTimeout, PinfactoryError, unexpected
-from pinfactory.members.base import Completion, Member, Usage
+from pinfactory.members.base import Completion, Delta, Member, Usage
 from pinfactory.request import Request, estimate_tokens
 from pinfactory.verify.events import Event
 
@@ -188,7 +188,7 @@ class MemberStream:
     def __aiter__(self) -> MemberStream:
         return self
 
-    async def __anext__(self) -> str | Completion:
+    async def __anext__(self) -> str | Delta | Completion:
         member = self.member
         try:
             async with asyncio.timeout(member.timeout_s):
@@ -212,6 +212,8 @@ class MemberStream:
             raise internal from exc
         if isinstance(event, str):
             self.parts.append(event)
+        elif isinstance(event, Delta):
+            self.parts.append(event.text)
         elif not self.booked:
             self.booked = True
             self.tab.book(

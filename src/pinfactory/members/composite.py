@@ -33,7 +33,7 @@ from decimal import Decimal
 from pydantic import BaseModel, ConfigDict, Field
 
 from pinfactory.errors import MemberError, PinfactoryError, TeamFileError
-from pinfactory.members.base import Completion, Member
+from pinfactory.members.base import Capabilities, Completion, Delta, Member
 from pinfactory.members.calls import MemberStream, Purpose, call_member, current_tab
 from pinfactory.members.registry import register
 from pinfactory.request import Request
@@ -69,6 +69,8 @@ class Composite(Member):
                 )
             parts.append(members[name])
         self.parts = tuple(parts)
+        if "capabilities" not in vars(self):  # not set by the team file: what every part serves
+            self.capabilities = Capabilities.common(p.capabilities for p in self.parts)
 
     def worst_case_usd(self, request: Request) -> Decimal:
         """What the request can cost at most: every part called (see ``Member``)."""
@@ -109,7 +111,7 @@ class FallbackMember(Composite):
                 failures.append(exc.message)
         raise MemberError(self.name, "no part to call")  # bind() guarantees one
 
-    async def stream(self, request: Request) -> AsyncIterator[str | Completion]:
+    async def stream(self, request: Request) -> AsyncIterator[str | Delta | Completion]:
         for index, part in enumerate(self.parts):
             events = self.stream_call(part, request, "answer" if index == 0 else "fallback")
             try:

@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from openai.types.chat import ChatCompletionMessage
+from openai.types.chat.chat_completion import Choice
 from pydantic import BaseModel, ConfigDict, Field
 
 from pinfactory.errors import MemberError
-from pinfactory.members.base import Completion, Member, Usage
+from pinfactory.members.base import Capabilities, Completion, Delta, Member, Usage
 from pinfactory.members.registry import register
 from pinfactory.request import Request
 
@@ -42,6 +47,9 @@ class LlamaCppSettings(BaseModel):
     n_ctx: int = Field(default=2048, ge=128)
     n_threads: int | None = Field(default=None, ge=1)
     max_tokens: int = Field(default=64, ge=1, le=4096)
+    json_max_tokens: int = Field(
+        default=256, ge=1, le=4096, description="the cap for JSON answers (response_format)"
+    )
     temperature: float = Field(default=0.0, ge=0, le=2)
     seed: int = 0
 
@@ -80,6 +88,10 @@ class LlamaCppMember(Member):
     kind = "llamacpp"
     Settings = LlamaCppSettings
     settings: LlamaCppSettings
+    # JSON mode and JSON Schema by grammar-constrained decoding; n by repeated generation.
+    # No logprobs: llama.cpp keeps per-token logits only with logits_all, a buffer of
+    # n_ctx x vocabulary floats (2 GB for Gemma 3 at 2048 tokens). No tools, no images.
+    capabilities = Capabilities(json_mode=True, json_schema=True, n=True)
 
     _llama: Any = None
     _lock: asyncio.Lock | None = None
@@ -110,31 +122,56 @@ class LlamaCppMember(Member):
         self._llama = None
 
     def _arguments(self, request: Request) -> dict[str, Any]:
-        return {
+        """create_completion's arguments: the prompt, limits, ``seed``, and for a
+        ``response_format`` a JSON grammar (no transcript stops: they may occur in JSON)."""
+        grammar = json_grammar(request.params.get("response_format"))
+        cap = self.settings.json_max_tokens if grammar is not None else self.settings.max_tokens
+        arguments: dict[str, Any] = {
             "prompt": to_prompt(request),
-            "max_tokens": min(
-                request.max_tokens or self.settings.max_tokens, self.settings.max_tokens
-            ),
+            "max_tokens": min(request.max_tokens or cap, cap),
             "temperature": self.settings.temperature
             if request.temperature is None
             else request.temperature,
-            "stop": list(STOPS + request.stop),
+            "stop": list(request.stop) if grammar is not None else list(STOPS + request.stop),
         }
+        if grammar is not None:
+            arguments["grammar"] = grammar
+        for name in ("seed", "top_p", "presence_penalty", "frequency_penalty"):
+            if request.params.get(name) is not None:
+                arguments[name] = request.params[name]
+        return arguments
 
     async def complete(self, request: Request) -> Completion:
         llama, lock = self._ready()
         arguments = self._arguments(request)
+        count = int(request.params.get("n") or 1)
         await lock.acquire()
         # A thread cannot be stopped: a caller that gives up (timeout, disconnect) returns at
         # once, but the model stays locked until its thread has finished generating.
-        job = asyncio.ensure_future(asyncio.to_thread(llama.create_completion, **arguments))
+        job = asyncio.ensure_future(asyncio.to_thread(_generate_n, llama, arguments, count))
         job.add_done_callback(lambda _: lock.release())
-        result = await asyncio.wait_for(asyncio.shield(job), self.timeout_s)
-        choice = result["choices"][0]
-        usage = Usage(result["usage"]["prompt_tokens"], result["usage"]["completion_tokens"])
-        return self._completion(choice["text"], usage, choice.get("finish_reason") or "stop")
+        results = await asyncio.wait_for(asyncio.shield(job), self.timeout_s)
+        usage = Usage(
+            results[0]["usage"]["prompt_tokens"],
+            sum(r["usage"]["completion_tokens"] for r in results),
+        )
+        texts = [r["choices"][0]["text"].strip() for r in results]
+        finishes = [r["choices"][0].get("finish_reason") or "stop" for r in results]
+        completion = self._completion(texts[0], usage, finishes[0])
+        if count == 1:
+            return completion
+        choices = tuple(
+            Choice(
+                index=i,
+                message=ChatCompletionMessage(role="assistant", content=text),
+                finish_reason="length" if finish == "length" else "stop",
+                logprobs=None,
+            )
+            for i, (text, finish) in enumerate(zip(texts, finishes, strict=True))
+        )
+        return replace(completion, choices=choices)
 
-    async def stream(self, request: Request) -> AsyncIterator[str | Completion]:
+    async def stream(self, request: Request) -> AsyncIterator[str | Delta | Completion]:
         llama, lock = self._ready()
         arguments = self._arguments(request)
         parts: list[str] = []
@@ -181,6 +218,36 @@ def _silence_llama_log() -> None:
         )
         llama_cpp.llama_log_set(callback, ctypes.c_void_p())
         _LOG_CALLBACK.append(callback)  # the C side keeps a pointer: keep the object alive
+
+
+def _generate_n(llama: Any, arguments: dict[str, Any], count: int) -> list[Any]:
+    """On the worker thread: ``count`` completions (seeds ``seed``, ``seed + 1``, ...)."""
+    results = []
+    for index in range(count):
+        seed = arguments.get("seed")
+        extra = {"seed": seed + index} if seed is not None and index else {}
+        results.append(llama.create_completion(**{**arguments, **extra}))
+    return results
+
+
+@lru_cache(maxsize=64)
+def _grammar(schema: str) -> Any:
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    return LlamaGrammar.from_json_schema(schema, verbose=False)
+
+
+def json_grammar(response_format: Any) -> Any:
+    """The llama.cpp grammar a ``response_format`` asks for: any JSON object for
+    ``json_object``, the schema's language for ``json_schema``; None for text."""
+    if not isinstance(response_format, dict):
+        return None
+    if response_format.get("type") == "json_object":  # bounded whitespace, unlike JSON_GBNF
+        return _grammar('{"type": "object"}')
+    if response_format.get("type") == "json_schema":
+        schema = response_format["json_schema"].get("schema") or {"type": "object"}
+        return _grammar(json.dumps(schema, sort_keys=True))
+    return None
 
 
 def _generate(llama: Any, arguments: dict[str, Any]) -> Iterator[Any]:

@@ -19,12 +19,15 @@ from typing import Any
 
 import aiohttp
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.chat.chat_completion import Choice
+from openai.types.completion_usage import CompletionUsage
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pinfactory.errors import MemberError, MemberTimeout
-from pinfactory.members.base import Completion, Member, Usage
+from pinfactory.members.base import Capabilities, Completion, Delta, Member, Usage
 from pinfactory.members.registry import register
-from pinfactory.request import Request, estimate_tokens
+from pinfactory.request import Request, estimate_tokens, wire_message
 
 
 class OpenAIHTTPSettings(BaseModel):
@@ -35,63 +38,128 @@ class OpenAIHTTPSettings(BaseModel):
     model: str = Field(min_length=1)
     max_connections: int = Field(default=100, gt=0)
     default_max_tokens: int | None = Field(default=None, gt=0)
+    stream_usage: bool = Field(
+        default=False,
+        description="ask for a usage chunk on every stream (stream_options) even when the "
+        "client did not, so streams are costed from counted tokens; off: a strict "
+        "upstream may refuse the field, and token counts are estimated",
+    )
 
 
 def to_payload(
-    request: Request, model: str, *, stream: bool, default_max_tokens: int | None
+    request: Request,
+    model: str,
+    *,
+    stream: bool,
+    default_max_tokens: int | None,
+    stream_usage: bool = False,
 ) -> dict[str, Any]:
+    """The upstream body: the client's messages and parameters as it sent them.
+
+    Messages keep their OpenAI shape (content parts, ``tool_calls``, ``tool_call_id``);
+    a message whose text the pipeline changed (PII redaction) is sent with that text.
+    Every parameter in ``request.params`` goes as is (``max_completion_tokens`` stays
+    ``max_completion_tokens``, ``stream_options`` only if the client sent it); a request
+    built without a wire body (CLI, lab) sends its ``temperature``/``max_tokens``/``stop``.
+    ``stream_usage`` asks for a usage chunk when the client did not (the member's setting).
+    """
+    params = request.params
     payload: dict[str, Any] = {
         "model": model,
-        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "messages": [wire_message(m) for m in request.messages],
     }
-    if request.temperature is not None:
+    if request.temperature is not None and "temperature" not in params:
         payload["temperature"] = request.temperature
-    max_tokens = request.max_tokens or default_max_tokens
-    if max_tokens is not None:
-        payload["max_tokens"] = max_tokens
-    if request.stop:
+    if "max_tokens" not in params and "max_completion_tokens" not in params:
+        max_tokens = request.max_tokens or default_max_tokens
+        if max_tokens is not None:
+            payload["max_tokens"] = max_tokens
+    if request.stop and "stop" not in params:
         payload["stop"] = list(request.stop)
+    payload.update(params)
     if stream:
         payload["stream"] = True
-        payload["stream_options"] = {"include_usage": True}
+        if stream_usage and "stream_options" not in params:
+            payload["stream_options"] = {"include_usage": True}
     return payload
 
 
-def parse_completion(body: Any) -> tuple[str, Usage, str, str]:
-    """(text, usage, model, finish_reason) from a chat completion body.
+def parse_completion(raw: bytes) -> ChatCompletion:
+    """A chat completion body, checked against ``openai.types.chat.ChatCompletion``.
 
-    Raises ``ValueError`` when the body is not a chat completion.
+    Raises ``ValueError`` (pydantic's ``ValidationError`` is one) when it is not one.
     """
-    if not isinstance(body, Mapping):
-        raise ValueError("response is not a JSON object")
     try:
-        choice = body["choices"][0]
-        text = choice["message"].get("content") or ""
-        finish = choice.get("finish_reason") or "stop"
-    except (KeyError, IndexError, TypeError, AttributeError) as exc:
-        raise ValueError("response has no choices[0].message") from exc
-    if not isinstance(text, str):
-        raise ValueError("choices[0].message.content is not a string")
-    return text, parse_usage(body.get("usage")), str(body.get("model") or ""), str(finish)
+        completion = ChatCompletion.model_validate_json(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(p) for p in error["loc"]) or "body"
+        raise ValueError(f"not a chat completion: '{field}': {error['msg']}") from exc
+    if not completion.choices:
+        raise ValueError("response has no choices")
+    return completion
 
 
-def parse_usage(usage: Any) -> Usage:
-    if not isinstance(usage, Mapping):
+def parse_usage(usage: CompletionUsage | None) -> Usage:
+    if usage is None:
         return Usage()
-    return Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+    return Usage(usage.prompt_tokens, usage.completion_tokens)
 
 
-def parse_sse_line(line: str) -> Mapping[str, Any] | None:
-    """One ``data:`` line of a streamed response; None for keep-alives and ``[DONE]``."""
+def parse_sse_line(line: str) -> ChatCompletionChunk | None:
+    """One ``data:`` line of a streamed response; None for keep-alives and ``[DONE]``.
+
+    Raises ``ValueError`` when the data is not a chat completion chunk.
+    """
     if not line.startswith("data:"):
         return None
     data = line[5:].strip()
     if not data or data == "[DONE]":
         return None
-    chunk = orjson.loads(data)
-    if not isinstance(chunk, Mapping):
-        raise ValueError("stream chunk is not a JSON object")
-    return chunk
+    try:
+        return ChatCompletionChunk.model_validate_json(data)
+    except ValidationError:
+        event = orjson.loads(data)
+        if isinstance(event, Mapping) and event.get("error") is not None:
+            raise StreamErrorEvent(_error(event)) from None
+        raise
+
+
+class StreamErrorEvent(ValueError):
+    """An OpenAI-style ``{"error": {...}}`` event inside a 200 stream."""
+
+
+class StreamReader:
+    """What a stream said so far: the relayed :class:`Delta` of each chunk, and the text,
+    usage, model, finish reason and fingerprint the final :class:`Completion` needs."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.usage: CompletionUsage | None = None
+        self.model = ""
+        self.finish = "stop"
+        self.fingerprint: str | None = None
+        self.service_tier: str | None = None
+
+    def read(self, chunk: ChatCompletionChunk) -> Delta | None:
+        """The chunk to relay; None for a chunk that only reports usage."""
+        self.model = chunk.model or self.model
+        self.fingerprint = chunk.system_fingerprint or self.fingerprint
+        self.service_tier = chunk.service_tier or self.service_tier
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        if not chunk.choices:
+            return None
+        text, finish = "", False
+        for choice in chunk.choices:
+            if choice.finish_reason is not None:
+                finish = True
+                if choice.index == 0:
+                    self.finish = choice.finish_reason
+            if choice.index == 0 and choice.delta.content:
+                text = choice.delta.content
+                self.parts.append(text)
+        return Delta(chunk, text, finish)
 
 
 @register
@@ -101,6 +169,9 @@ class OpenAIHTTPMember(Member):
     kind = "openai_http"
     Settings = OpenAIHTTPSettings
     settings: OpenAIHTTPSettings
+    capabilities = Capabilities(
+        tools=True, json_mode=True, json_schema=True, vision=True, n=True, logprobs=True
+    )
 
     _session: aiohttp.ClientSession | None = None
     _url: str = ""
@@ -149,40 +220,52 @@ class OpenAIHTTPMember(Member):
             raise MemberError(self.name, f"cannot reach upstream: {type(exc).__name__}") from exc
         self._check_status(status, raw)
         try:
-            text, usage, model, finish = parse_completion(orjson.loads(raw))
-        except ValueError as exc:  # includes JSONDecodeError and UnicodeDecodeError
-            raise MemberError(self.name, f"upstream sent garbage: {exc}") from exc
-        return self._completion(request, text, usage, model, finish)
+            answer = parse_completion(raw)
+        except ValueError as exc:  # includes pydantic's ValidationError and UnicodeDecodeError
+            raise MemberError(self.name, f"upstream sent garbage: {_first_line(exc)}") from exc
+        first = answer.choices[0]
+        return self._completion(
+            request,
+            first.message.content or "",
+            answer.usage,
+            answer.model,
+            first.finish_reason,
+            choices=tuple(answer.choices),
+            fingerprint=answer.system_fingerprint,
+            service_tier=answer.service_tier,
+        )
 
-    async def stream(self, request: Request) -> AsyncIterator[str | Completion]:
+    async def stream(self, request: Request) -> AsyncIterator[str | Delta | Completion]:
         body = orjson.dumps(self._payload(request, stream=True))
-        parts: list[str] = []
-        usage, model, finish = Usage(), "", "stop"
+        reader = StreamReader()
         try:
             async with self.session.post(self._url, data=body) as response:
                 if response.status >= 400:
                     self._check_status(response.status, await response.read())
                 async for line in _lines(response):
                     chunk = parse_sse_line(line)
-                    if chunk is None:
-                        continue
-                    if chunk.get("error") is not None:  # an error event inside a 200 stream
-                        raise MemberError(self.name, f"upstream stream error: {_error(chunk)}")
-                    model = str(chunk.get("model") or model)
-                    usage = parse_usage(chunk.get("usage")) if chunk.get("usage") else usage
-                    for choice in chunk.get("choices") or ():
-                        delta = (choice.get("delta") or {}).get("content")
-                        finish = choice.get("finish_reason") or finish
-                        if delta:
-                            parts.append(delta)
-                            yield delta
+                    delta = reader.read(chunk) if chunk is not None else None
+                    if delta is not None:
+                        yield delta
         except TimeoutError as exc:
             raise MemberTimeout(self.name, f"stream stalled for {self.timeout_s:g}s") from exc
         except aiohttp.ClientError as exc:
             raise MemberError(self.name, f"stream broke: {type(exc).__name__}") from exc
-        except (ValueError, AttributeError) as exc:
-            raise MemberError(self.name, f"upstream sent a garbled stream: {exc}") from exc
-        yield self._completion(request, "".join(parts), usage, model, finish)
+        except StreamErrorEvent as exc:
+            raise MemberError(self.name, f"upstream stream error: {exc}") from exc
+        except ValueError as exc:
+            raise MemberError(
+                self.name, f"upstream sent a garbled stream: {_first_line(exc)}"
+            ) from exc
+        yield self._completion(
+            request,
+            "".join(reader.parts),
+            reader.usage,
+            reader.model,
+            reader.finish,
+            fingerprint=reader.fingerprint,
+            service_tier=reader.service_tier,
+        )
 
     def _payload(self, request: Request, *, stream: bool) -> dict[str, Any]:
         return to_payload(
@@ -190,6 +273,7 @@ class OpenAIHTTPMember(Member):
             self.settings.model,
             stream=stream,
             default_max_tokens=self.settings.default_max_tokens,
+            stream_usage=self.settings.stream_usage,
         )
 
     def _check_status(self, status: int, body: bytes) -> None:
@@ -203,8 +287,18 @@ class OpenAIHTTPMember(Member):
         )
 
     def _completion(
-        self, request: Request, text: str, usage: Usage, model: str, finish: str
+        self,
+        request: Request,
+        text: str,
+        reported: CompletionUsage | None,
+        model: str,
+        finish: str,
+        *,
+        choices: tuple[Choice, ...] = (),
+        fingerprint: str | None = None,
+        service_tier: str | None = None,
     ) -> Completion:
+        usage = parse_usage(reported)
         if usage.input_tokens == 0 and usage.output_tokens == 0:
             usage = Usage(request.prompt_tokens, estimate_tokens(text))
         return Completion(
@@ -213,7 +307,16 @@ class OpenAIHTTPMember(Member):
             cost_usd=self.price.cost(usage),
             model=model or self.settings.model,
             finish_reason=finish,
+            choices=choices,
+            reported_usage=reported,
+            system_fingerprint=fingerprint,
+            service_tier=service_tier,
         )
+
+
+def _first_line(exc: Exception) -> str:
+    """A parse error's gist: pydantic's messages run to many lines."""
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _error(chunk: Mapping[str, Any]) -> str:

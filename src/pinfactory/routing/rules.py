@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pinfactory.capabilities import Capability, capability_names, tool_names
 from pinfactory.errors import TeamFileError
 from pinfactory.request import Request
 from pinfactory.routing.base import (
@@ -53,6 +54,10 @@ class Condition(BaseModel):
     max_turns: int | None = Field(default=None, ge=0)
     has_documents: bool | None = None
     has_tools: bool | None = None
+    tools: list[str] | None = Field(default=None, description="any of these tools is offered")
+    needs: list[Capability] | None = Field(
+        default=None, description="the request asks for all of these capabilities"
+    )
     unit: list[str] | None = None
     user: list[str] | None = None
     tags: list[str] | None = Field(default=None, description="any of these request tags")
@@ -99,6 +104,12 @@ class Condition(BaseModel):
         if self.has_tools is not None:
             want_tools = self.has_tools
             checks.append(lambda r: bool(r.tools) == want_tools)
+        if self.tools is not None:
+            offered = frozenset(self.tools)
+            checks.append(lambda r: not offered.isdisjoint(tool_names(r)))
+        if self.needs is not None:
+            asked = frozenset(self.needs)
+            checks.append(lambda r: asked <= capability_names(r))
         checks.extend(self._caller_checks())
         if self.all_of:
             parts = [c.compile() for c in self.all_of]

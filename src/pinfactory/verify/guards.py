@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from pydantic import BaseModel, ConfigDict, Field
 
 from pinfactory.errors import PayloadTooLarge
-from pinfactory.request import Document, Message, Request
+from pinfactory.request import Document, Request
 
 _EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
 _CARD = re.compile(r"\b\d(?:[ -]?\d){12,18}\b")
@@ -162,7 +162,7 @@ def redact_request(request: Request) -> tuple[Request, dict[str, int]]:
     for message in request.messages:
         redaction = redact(message.content)
         _add(found, redaction.found)
-        messages.append(Message(message.role, redaction.text))
+        messages.append(replace(message, content=redaction.text))  # keeps tool calls
     documents = []
     for document in request.documents:
         redaction = redact(document.text)

@@ -1,0 +1,252 @@
+"""What a request needs from a member, and which members can give it.
+
+A request with ``tools`` needs a tool-capable member, one with an image part a vision
+member, ``response_format`` JSON mode or JSON Schema, ``n > 1`` several choices,
+``logprobs`` log probabilities, ``stream`` streaming, and a long prompt a big enough
+context. :class:`Eligibility` runs after the router: a decided member that lacks a need
+is replaced by an eligible one (same tier first, then the cheapest); when none is
+eligible, or the client pinned the member, the answer is a 400 naming the parameter and
+the members that lack it. A team may instead say ``drop_unsupported: [tools, ...]``:
+the parameter is then removed for that member, and the decision's reason says so (it is
+recorded with the request in the ledger and the audit chain), and
+:meth:`Eligibility.fit` removes it just before that member is called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+from pinfactory.errors import RequestError
+from pinfactory.members.base import Capabilities, Member
+from pinfactory.request import Message, Request
+
+if TYPE_CHECKING:
+    from pinfactory.routing.base import Decision
+
+Capability = Literal["tools", "json_mode", "json_schema", "vision", "n", "logprobs", "streaming"]
+Droppable = Literal["tools", "response_format", "n", "logprobs", "images"]
+
+_DROPS: dict[str, tuple[str, ...]] = {
+    "tools": ("tools", "tool_choice", "parallel_tool_calls"),
+    "response_format": ("response_format",),
+    "n": ("n",),
+    "logprobs": ("logprobs", "top_logprobs"),
+}
+_PARAM_OF: dict[str, str] = {
+    "tools": "tools",
+    "json_mode": "response_format",
+    "json_schema": "response_format",
+    "vision": "images",
+    "n": "n",
+    "logprobs": "logprobs",
+    "streaming": "stream",
+    "max_context": "messages",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Need:
+    """One capability a request needs, and the request field that asks for it."""
+
+    capability: str
+    param: str
+
+    def met_by(self, capabilities: Capabilities, prompt_tokens: int) -> bool:
+        if self.capability == "max_context":
+            limit = capabilities.max_context
+            return limit is None or prompt_tokens <= limit
+        return bool(getattr(capabilities, self.capability))
+
+
+def needs(request: Request) -> tuple[Need, ...]:
+    """Every capability ``request`` needs (empty for a plain text request)."""
+    found: list[Need] = []
+    params = request.params
+    if request.tools or params.get("tools"):
+        found.append(Need("tools", "tools"))
+    response_format = params.get("response_format")
+    if isinstance(response_format, Mapping):
+        kind = response_format.get("type")
+        if kind == "json_object":
+            found.append(Need("json_mode", "response_format"))
+        elif kind == "json_schema":
+            found.append(Need("json_schema", "response_format"))
+    if (params.get("n") or 1) > 1:
+        found.append(Need("n", "n"))
+    if params.get("logprobs"):
+        found.append(Need("logprobs", "logprobs"))
+    if request.stream:
+        found.append(Need("streaming", "stream"))
+    image = _image_part(request.messages)
+    if image is not None:
+        found.append(Need("vision", image))
+    found.append(Need("max_context", "messages"))
+    return tuple(found)
+
+
+def capability_names(request: Request) -> frozenset[str]:
+    """The capabilities ``request`` asks for by name (what a routing rule's ``needs`` reads)."""
+    return frozenset(n.capability for n in needs(request) if n.capability != "max_context")
+
+
+def tool_names(request: Request) -> frozenset[str]:
+    """The names of the tools ``request`` offers."""
+    tools = request.params.get("tools") or request.tools
+    return frozenset(
+        str((tool.get("function") or tool.get("custom") or {}).get("name", "")) for tool in tools
+    )
+
+
+def _image_part(messages: Iterable[Message]) -> str | None:
+    """Where the first image part is (``messages.I.content.J``), if any."""
+    for i, message in enumerate(messages):
+        content = message.wire.get("content") if message.wire is not None else None
+        if isinstance(content, list):
+            for j, part in enumerate(content):
+                if isinstance(part, Mapping) and part.get("type") == "image_url":
+                    return f"messages.{i}.content.{j}"
+    return None
+
+
+class Eligibility:
+    """Keeps every request on a member that can serve it (see the module docstring)."""
+
+    def __init__(self, members: Mapping[str, Member], drop: Iterable[str] = ()) -> None:
+        self.members = dict(members)
+        self.drop = frozenset(drop)
+        self._limits = any(m.capabilities.max_context is not None for m in self.members.values())
+
+    def choose(self, request: Request, decision: Decision) -> Decision:
+        """The decision, moved to an eligible member if the decided one cannot serve
+        ``request``; a need the team drops is noted in the reason instead.
+
+        Raises :class:`RequestError` (400) naming the parameter and the members that
+        lack it when no member can serve the request, or the client pinned one that cannot.
+        """
+        if _plain(request) and not self._limits:
+            return decision  # plain text, and no member limits its context
+        wanted = needs(request)
+        tokens = request.prompt_tokens
+        member = self.members[decision.member]
+        missing = [n for n in wanted if not n.met_by(member.capabilities, tokens)]
+        if not missing:
+            return decision
+        dropped = [n for n in missing if _droppable(n) in self.drop]
+        if dropped:
+            said = ", ".join(
+                f"{_droppable(n)} ({member.name} lacks {n.capability})" for n in dropped
+            )
+            decision = replace(decision, reason=f"{decision.reason}; dropped unsupported: {said}")
+            missing = [n for n in missing if n not in dropped]
+            wanted = tuple(n for n in wanted if n not in dropped)
+            if not missing:
+                return decision
+        return self._replace(decision, missing, wanted, tokens)
+
+    def fit(self, member: Member, request: Request) -> Request:
+        """``request`` without the parameters ``member`` lacks and the team drops."""
+        if not self.drop or _plain(request):
+            return request
+        tokens = request.prompt_tokens
+        dropped = [
+            n
+            for n in needs(request)
+            if not n.met_by(member.capabilities, tokens) and _droppable(n) in self.drop
+        ]
+        return _without(request, dropped) if dropped else request
+
+    def _replace(
+        self,
+        decision: Decision,
+        missing: list[Need],
+        wanted: tuple[Need, ...],
+        tokens: int,
+    ) -> Decision:
+        need = missing[0]
+        lacking = [m.name for m in self.members.values() if not need.met_by(m.capabilities, tokens)]
+        able = [
+            m
+            for m in self.members.values()
+            if all(n.met_by(m.capabilities, tokens) for n in wanted)
+        ]
+        if decision.router == "pinned" or not able:
+            able_names = [
+                m.name for m in self.members.values() if need.met_by(m.capabilities, tokens)
+            ]
+            detail = (
+                f"members that support it: {', '.join(able_names)}"
+                if able_names
+                else "no member supports it"
+            )
+            if decision.router == "pinned":
+                raise RequestError(
+                    f"'{need.param}' needs {_describe(need)}, which member '{decision.member}' "
+                    f"does not support; {detail}",
+                    param=need.param,
+                )
+            raise RequestError(
+                f"'{need.param}' needs {_describe(need)}; no member can serve this request "
+                f"(lacking it: {', '.join(lacking)})",
+                param=need.param,
+            )
+        chosen = min(able, key=lambda m: (m.tier != decision.tier, m.price.estimate(tokens)))
+        return replace(
+            decision,
+            member=chosen.name,
+            tier=chosen.tier,
+            estimated_cost_usd=chosen.price.estimate(tokens),
+            reason=f"{decision.reason}; '{decision.member}' lacks {need.capability} "
+            f"('{need.param}'), so the eligible '{chosen.name}'",
+        )
+
+
+def _plain(request: Request) -> bool:
+    """No parameters, no stream, no content parts: nothing any member could lack."""
+    if request.params or request.stream or request.tools:
+        return False
+    return not any(
+        m.wire is not None and type(m.wire.get("content")) is list for m in request.messages
+    )
+
+
+def _describe(need: Need) -> str:
+    if need.capability == "max_context":
+        return "a longer context"
+    return {
+        "tools": "tool calling",
+        "json_mode": "JSON mode",
+        "json_schema": "JSON Schema output",
+        "vision": "image input (vision)",
+        "n": "several choices",
+        "logprobs": "log probabilities",
+        "streaming": "streaming",
+    }[need.capability]
+
+
+def _droppable(need: Need) -> str:
+    return "images" if need.capability == "vision" else _PARAM_OF[need.capability]
+
+
+def _without(request: Request, dropped: list[Need]) -> Request:
+    params: dict[str, Any] = dict(request.params)
+    tools = request.tools
+    messages = request.messages
+    for need in dropped:
+        name = _droppable(need)
+        for key in _DROPS.get(name, ()):
+            params.pop(key, None)
+        if name == "tools":
+            tools = ()
+        if name == "images":
+            messages = tuple(_without_images(m) for m in messages)
+    return replace(request, params=params, tools=tools, messages=messages)
+
+
+def _without_images(message: Message) -> Message:
+    content = message.wire.get("content") if message.wire is not None else None
+    if message.wire is None or not isinstance(content, list):
+        return message
+    kept = [p for p in content if not (isinstance(p, Mapping) and p.get("type") == "image_url")]
+    return replace(message, wire={**message.wire, "content": kept})

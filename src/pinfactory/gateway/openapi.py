@@ -1,0 +1,210 @@
+"""The OpenAPI 3.1 document of the OpenAI-compatible API, served at ``/openapi.json``.
+
+Generated from the types the gateway itself validates with, so it says what the server
+does: the request body is :func:`~pinfactory.gateway.openai_types.request_adapter`'s
+schema with OpenAI's value ranges (:mod:`pinfactory.gateway.checks`) written in, the
+answer ``openai.types.chat.ChatCompletion``'s, errors OpenAI's error object. Rules that
+span fields (``top_logprobs`` needs ``logprobs``, ``tool_choice`` needs ``tools``,
+``stream_options`` needs ``stream``, a tool name 1-64 of ``[A-Za-z0-9_-]``) are in the
+descriptions; breaking one is a 400 like any other.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from openai.types.chat import ChatCompletion
+from pydantic import BaseModel
+
+from pinfactory.gateway.checks import MAX_CHOICES
+from pinfactory.gateway.openai_types import request_adapter
+
+REF = "#/components/schemas/{model}"
+_RANGES = {
+    "temperature": {"minimum": 0, "maximum": 2},
+    "top_p": {"minimum": 0, "maximum": 1},
+    "presence_penalty": {"minimum": -2, "maximum": 2},
+    "frequency_penalty": {"minimum": -2, "maximum": 2},
+    "n": {"minimum": 1, "maximum": MAX_CHOICES},
+    "top_logprobs": {"minimum": 0, "maximum": 20},
+    "max_tokens": {"minimum": 1},
+    "max_completion_tokens": {"minimum": 1},
+}
+_ERRORS = {
+    "400": "the body breaks a rule; the message names the field and what is allowed",
+    "401": "missing, malformed, unknown or revoked API key",
+    "404": "unknown model",
+    "413": "body too large",
+    "429": "a quota or budget refuses the request",
+    "502": "the member failed (its upstream refused, broke or sent garbage)",
+    "504": "the member did not answer in time",
+}
+
+
+class _Error(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str
+
+
+class ErrorBody(BaseModel):
+    """OpenAI's error object."""
+
+    error: _Error
+
+
+@cache
+def openapi_document(title: str = "pinfactory") -> dict[str, Any]:
+    """The document (built once; about 50 ms)."""
+    schemas: dict[str, Any] = {}
+    request = _split(request_adapter().json_schema(ref_template=REF), schemas)
+    _write_rules(request)
+    schemas["ChatCompletionRequest"] = request
+    schemas["ChatCompletion"] = _split(ChatCompletion.model_json_schema(ref_template=REF), schemas)
+    schemas["Error"] = _split(ErrorBody.model_json_schema(ref_template=REF), schemas)
+    schemas["Model"] = _MODEL
+    schemas["ModelList"] = {
+        "type": "object",
+        "required": ["object", "data"],
+        "properties": {
+            "object": {"const": "list"},
+            "data": {"type": "array", "items": {"$ref": "#/components/schemas/Model"}},
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": f"{title}: OpenAI-compatible API",
+            "version": "1",
+            "description": "One OpenAI-compatible endpoint in front of a routed, verified, "
+            "audited team of models and tools.",
+        },
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}, {}],
+        "paths": {
+            "/v1/chat/completions": {"post": _chat()},
+            "/v1/models": {"get": _get("Every model: 'auto' and each enabled member", "ModelList")},
+            "/v1/models/{model}": {
+                "get": {
+                    **_get("One model", "Model"),
+                    "parameters": [
+                        {
+                            "name": "model",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                }
+            },
+        },
+    }
+
+
+def _chat() -> dict[str, Any]:
+    return {
+        "summary": "Create a chat completion",
+        "operationId": "createChatCompletion",
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/ChatCompletionRequest"}
+                }
+            },
+        },
+        "responses": {
+            "200": {
+                "description": "the answer, with a 'pinfactory' block (member, reason, cost); "
+                "with stream: true, server-sent chat.completion.chunk events",
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/ChatCompletion"}},
+                    "text/event-stream": {"schema": {"type": "string"}},
+                },
+            },
+            **_error_responses(_ERRORS),
+        },
+    }
+
+
+def _get(summary: str, schema: str) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "responses": {
+            "200": {
+                "description": summary,
+                "content": {
+                    "application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}
+                },
+            },
+            **_error_responses({k: v for k, v in _ERRORS.items() if k in ("401", "404")}),
+        },
+    }
+
+
+def _error_responses(errors: dict[str, str]) -> dict[str, Any]:
+    ref = {"$ref": "#/components/schemas/Error"}
+    return {
+        status: {"description": text, "content": {"application/json": {"schema": ref}}}
+        for status, text in errors.items()
+    }
+
+
+def _split(schema: dict[str, Any], into: dict[str, Any]) -> dict[str, Any]:
+    """Move ``$defs`` into the components; the same name must mean the same schema."""
+    for name, definition in schema.pop("$defs", {}).items():
+        if into.setdefault(name, definition) != definition:
+            raise ValueError(f"two different schemas are both called {name}")
+    return schema
+
+
+def _write_rules(request: dict[str, Any]) -> None:
+    properties = request["properties"]
+    for name, bounds in _RANGES.items():
+        for variant in properties[name].get("anyOf", [properties[name]]):
+            if variant.get("type") in ("integer", "number"):
+                variant.update(bounds)
+    properties["model"] = {
+        "type": "string",
+        "description": "a member's name, or 'auto' to let the team route",
+    }
+    properties["messages"]["minItems"] = 1
+    properties["messages"]["description"] = "at least one message must have content"
+    properties["documents"] = {
+        "type": "array",
+        "description": "pinfactory: passages to ground the answer on",
+        "items": {
+            "type": "object",
+            "required": ["text"],
+            "additionalProperties": False,
+            "properties": {"text": {"type": "string", "minLength": 1}, "title": {"type": "string"}},
+        },
+    }
+    for name, rule in {
+        "top_logprobs": "needs logprobs: true",
+        "tool_choice": "needs tools; a named tool must be one of them",
+        "stream_options": "needs stream: true",
+        "tools": "names are 1-64 of [A-Za-z0-9_-], each once; parameters a valid JSON Schema",
+    }.items():
+        properties[name]["description"] = rule
+
+
+_MODEL: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "object", "created", "owned_by"],
+    "properties": {
+        "id": {"type": "string"},
+        "object": {"const": "model"},
+        "created": {"type": "integer"},
+        "owned_by": {"type": "string"},
+        "pinfactory": {
+            "type": "object",
+            "description": "the member's kind, tier, tags, price and capabilities",
+        },
+    },
+}

@@ -1,0 +1,144 @@
+"""/v1/models/{id}, OpenAI-shaped 404/405 everywhere, and an /openapi.json that says what
+the server does (its request schema accepts the conformance table's bodies and refuses the
+out-of-range ones)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from jsonschema import Draft202012Validator
+from openai import OpenAI
+
+from tests.gateway.test_conformance import FORWARDED, REFUSED
+
+SCHEMA_REFUSES = {
+    "n-zero",
+    "n-negative",
+    "n-too-many",
+    "n-string",
+    "temperature-high",
+    "top-p-high",
+    "presence-penalty-high",
+    "max-completion-tokens-zero",
+    "top-logprobs-high",
+    "model-missing",
+    "messages-empty",
+    "role-unknown",
+    "content-part-unknown",
+    "tool-without-function",
+    "json-schema-missing",
+}  # the rest break rules that span fields, which the descriptions state
+
+
+def test_a_model_by_id_is_the_member_with_its_capabilities(gateway_url: str) -> None:
+    with OpenAI(base_url=gateway_url + "/v1", api_key="unused", max_retries=0) as client:
+        model = client.models.retrieve("calculator")
+        auto = client.models.retrieve("auto")
+        with pytest.raises(openai.NotFoundError) as caught:
+            client.models.retrieve("nobody")
+    assert (model.id, model.object, model.owned_by) == ("calculator", "model", "pinfactory")
+    block = (model.model_extra or {})["pinfactory"]
+    assert block["kind"] == "calculator" and block["capabilities"]["tools"] is False
+    assert auto.id == "auto"
+    assert caught.value.status_code == 404
+    assert caught.value.body == {
+        "message": "unknown model 'nobody'; available: auto, local, calculator, orders",
+        "type": "invalid_request_error",
+        "param": "model",
+        "code": "model_not_found",
+    }
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "message", "code"),
+    [
+        (
+            "GET",
+            "/v1/nowhere",
+            404,
+            "no such endpoint: GET /v1/nowhere; see /openapi.json",
+            "not_found",
+        ),
+        (
+            "POST",
+            "/v1/completions",
+            404,
+            "no such endpoint: POST /v1/completions; see /openapi.json",
+            "not_found",
+        ),
+        (
+            "GET",
+            "/v1/chat/completions",
+            405,
+            "method GET is not allowed on /v1/chat/completions; allowed: POST",
+            "method_not_allowed",
+        ),
+        (
+            "DELETE",
+            "/v1/models",
+            405,
+            "method DELETE is not allowed on /v1/models; allowed: GET, HEAD",
+            "method_not_allowed",
+        ),
+    ],
+)
+def test_unknown_routes_and_methods_are_openai_errors(
+    gateway_url: str, method: str, path: str, status: int, message: str, code: str
+) -> None:
+    response = httpx.request(method, gateway_url + path)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {
+        "error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}
+    }
+
+
+@pytest.fixture(scope="module")
+def document(gateway_url: str) -> dict[str, Any]:
+    response = httpx.get(gateway_url + "/openapi.json")
+    assert response.status_code == 200
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def validator(document: dict[str, Any], name: str) -> Draft202012Validator:
+    Draft202012Validator.check_schema(document["components"]["schemas"][name])
+    return Draft202012Validator({**document, "$ref": f"#/components/schemas/{name}"})
+
+
+def test_the_openapi_document_lists_the_api(document: dict[str, Any]) -> None:
+    assert document["openapi"] == "3.1.0"
+    assert set(document["paths"]) >= {"/v1/chat/completions", "/v1/models", "/v1/models/{model}"}
+    chat = document["paths"]["/v1/chat/completions"]["post"]
+    assert set(chat["responses"]) == {"200", "400", "401", "404", "413", "429", "502", "504"}
+
+
+@pytest.mark.parametrize("case", FORWARDED, ids=lambda c: c.id)
+def test_the_documented_request_schema_accepts_what_the_server_accepts(
+    document: dict[str, Any], case: Any
+) -> None:
+    validator(document, "ChatCompletionRequest").validate(case.body)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [c for c in REFUSED if c.id in SCHEMA_REFUSES],
+    ids=lambda c: c.id,
+)
+def test_the_documented_request_schema_refuses_out_of_range_values(
+    document: dict[str, Any], case: Any
+) -> None:
+    assert not validator(document, "ChatCompletionRequest").is_valid(case.body)
+
+
+def test_the_documented_answer_schema_matches_an_answer(
+    gateway_url: str, document: dict[str, Any]
+) -> None:
+    body = {"model": "calculator", "messages": [{"role": "user", "content": "2 + 3"}]}
+    answer = httpx.post(gateway_url + "/v1/chat/completions", json=body).json()
+    validator(document, "ChatCompletion").validate(answer)
+    error = httpx.post(gateway_url + "/v1/chat/completions", json={**body, "n": 0}).json()
+    validator(document, "Error").validate(error)
