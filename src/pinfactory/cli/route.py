@@ -65,15 +65,24 @@ def route(
 
 
 @rules_app.command("test")
-def rules_test(file: Annotated[Path, typer.Argument(help="team file whose rules to test")]) -> None:
+def rules_test(
+    file: Annotated[Path, typer.Argument(help="team file, or a rules file, whose rules to test")],
+) -> None:
     """Run each rule's `expect:` examples like unit tests; exit 1 on any failure."""
     from pinfactory.routing import build_router
     from pinfactory.routing.hybrid import HybridRouter
     from pinfactory.routing.rules import RulesRouter
+    from pinfactory.routing.rules_file import is_rules_file, load_rules_file
 
-    loaded = team_from(file)
-    with clear_errors():
-        router = build_router(loaded)
+    router: Any
+    if is_rules_file(file):  # a bare rules file (the lab's, or one `rules distill` wrote)
+        with clear_errors():
+            config = load_rules_file(file)
+        router = RulesRouter(config.rules, config.fallback)
+    else:
+        loaded = team_from(file)
+        with clear_errors():
+            router = build_router(loaded)
     rules = router.rules if isinstance(router, HybridRouter) else router
     if not isinstance(rules, RulesRouter):
         console.print(f"{file}: routing kind '{router.kind}' has no rules to test")
@@ -85,6 +94,49 @@ def rules_test(file: Annotated[Path, typer.Argument(help="team file whose rules 
     console.print(f"{total - len(failures)} passed, {len(failures)} failed ({total} examples)")
     if failures:
         raise typer.Exit(1)
+
+
+@rules_app.command("distill")
+def rules_distill(
+    router: Annotated[
+        Path, typer.Option("--router", help="a file from `router fit` (the teacher)")
+    ],
+    data: DataOption,
+    out: Annotated[Path, typer.Option("--out", help="where to write the rules YAML")],
+    max_rules: Annotated[int, typer.Option(min=1, help="length of the decision list")] = 12,
+    lam: Annotated[float | None, typer.Option(help="the teacher's cost weight")] = None,
+    split: SplitOption = "train",
+) -> None:
+    """Distil a learned router into a short, editable decision list of rules."""
+    import yaml
+
+    from pinfactory.routing.distill import distill, fidelity
+    from pinfactory.routing.learned import load_router
+    from pinfactory.routing.table_files import load_tables, select_split
+
+    with clear_errors():
+        teacher = load_router(router)
+        table = load_tables(data, split=None if split == "all" else split)
+        knobs = {} if lam is None else {"lam": lam}
+        picks = teacher.predict(table.prompts, **knobs)
+        names = [teacher.members_[i] for i in picks]
+        result = distill(table.prompts, names, max_rules=max_rules)
+        out.write_text(
+            yaml.safe_dump(
+                result.config.model_dump(exclude_defaults=True, by_alias=True),
+                sort_keys=False,
+                allow_unicode=True,
+            ),
+            encoding="utf-8",
+        )
+    line = f"{len(result.config.rules)} rules, fidelity {result.fidelity:.3f} on {len(table)}"
+    if split == "train":
+        held = select_split(load_tables(data, split=None), "test")
+        if len(held) != len(table):
+            picks = teacher.predict(held.prompts, **knobs)
+            agree = fidelity(result.config, held.prompts, [teacher.members_[i] for i in picks])
+            line += f" training prompts, {agree:.3f} on {len(held)} test prompts"
+    console.print(f"{line}: {out}", highlight=False)
 
 
 @router_app.command("fit")

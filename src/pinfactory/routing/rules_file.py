@@ -42,6 +42,15 @@ def load_rules_file(path: Path) -> RulesConfig:
         raise RoutingError(describe(exc, str(path), node, raw)) from None
 
 
+def is_rules_file(path: Path) -> bool:
+    """Whether a YAML file is a bare rules file (``rules:`` and no ``members:``)."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(raw, dict) and "rules" in raw and "members" not in raw
+
+
 def describe(
     exc: ValidationError,
     source: str,
