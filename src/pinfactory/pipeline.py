@@ -42,10 +42,9 @@ from pinfactory.errors import (
     unexpected,
 )
 from pinfactory.ledger import Ledger, open_ledger
-from pinfactory.ledger.base import Review, to_nano
+from pinfactory.ledger.base import Review
 from pinfactory.ledger.events import entry_of, events_of
 from pinfactory.ledger.queued import queue_request, run_approved
-from pinfactory.ledger.quotas import Budgets
 from pinfactory.ledger.reviews import ReviewQueue
 from pinfactory.members import Completion, Member, member_class
 from pinfactory.members.base import Delta
@@ -56,7 +55,7 @@ from pinfactory.observe.timeline import stage_end, stage_start
 from pinfactory.outcome import Answer, Failure, Outcome
 from pinfactory.request import Request, check_storable, storable
 from pinfactory.routing import Decision, Router, TieredRouter, build_router
-from pinfactory.routing.quotas import QuotaGate, QuotaQueued, build_quota_gate
+from pinfactory.spend import QuotaQueued, Spend, build_spend
 from pinfactory.team import Team
 from pinfactory.verify.stage import VerifyStage, escalation_target
 
@@ -73,14 +72,13 @@ class Pipeline:
         router: Router,
         ledger: Ledger,
         observers: Observers | None = None,
-        quotas: QuotaGate | None = None,
+        spend: Spend | None = None,
     ) -> None:
         self.team = team
         self.members = dict(members)
         self.router = router
         self.ledger = ledger
-        self.quotas = quotas or build_quota_gate(team, counter=ledger)
-        self.budgets = Budgets(team, ledger, self.worst_case)
+        self.spend = spend or build_spend(team, ledger, self.worst_case)
         self.reviews = ReviewQueue(ledger, team.spec.reviews)
         self.observers = observers or Observers()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -137,12 +135,11 @@ class Pipeline:
         return self.eligibility.choose(request, pinned)
 
     async def route(self, request: Request) -> Decision:
-        """The decision to carry out, after the unit's quotas and budgets had their say."""
+        """The decision to carry out, after the spend limits had their say (``spend.py``:
+        the request's worst case reserved, or downgraded, queued or refused)."""
         decision = self.decide(request)
-        if self.quotas.policies:  # none configured: skip the step entirely
-            decision = await self.quotas.admit(request, decision)
-        if self.budgets.active:
-            decision = await self.budgets.admit(request, decision)
+        if self.spend.active:  # none configured: skip the step entirely
+            decision = await self.spend.admit(request, decision)
         return decision
 
     async def _answer(self, request: Request, decision: Decision) -> tuple[Decision, Completion]:
@@ -378,13 +375,8 @@ class Pipeline:
         request = outcome.request
         if request is None:
             return
-        if self.quotas.policies:
-            await self.quotas.book_extra(request.unit, outcome.calls)
-        if self.budgets.active:
-            if outcome.calls:
-                await self.budgets.settle(request.request_id, to_nano(outcome.cost_usd))
-            else:
-                await self.budgets.release(request.request_id)
+        if self.spend.active:
+            await self.spend.settle(request, outcome.calls)
 
 
 def _failure_of(

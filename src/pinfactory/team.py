@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pinfactory.errors import TeamFileError
 from pinfactory.members.base import Capabilities, Price
 from pinfactory.observe.config import ObserveSpec
+from pinfactory.request import Request
 from pinfactory.verify.policy import VerificationSpec
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
@@ -102,6 +103,10 @@ class LedgerSpec(_Strict):
     )
 
 
+Period = Literal["hour", "day", "month"]
+Policy = Literal["refuse", "downgrade", "queue"]
+
+
 class BudgetSpec(_Strict):
     """A unit's spend limit per calendar day or month (UTC)."""
 
@@ -109,6 +114,81 @@ class BudgetSpec(_Strict):
     period: Literal["day", "month"] = "month"
     max_spend_usd: Decimal = Field(ge=0)
     on_exhausted: Literal["refuse", "downgrade", "queue"] = "refuse"
+
+
+class SpendLimit(BaseModel):
+    """A limit on calls and/or spend over a window (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    unit: str = Field(default="*", description="a unit's name, or '*' for each unit apart")
+    user: str | None = Field(default=None, description="only this user's requests")
+    member: str | None = Field(default=None, description="only calls of this member")
+    tier: str | None = Field(default=None, description="only calls of this tier's members")
+    period: Period = "day"
+    max_calls: int | None = Field(default=None, ge=0)
+    max_spend_usd: Decimal | None = Field(default=None, ge=0)
+    on_exhausted: Policy = "refuse"
+    downgrade_to: str | None = Field(default=None, description="member or tier:<name>")
+    source: Literal["limit", "quota", "budget"] = Field(
+        default="limit", description="how the team file declared it (names its counter)"
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> SpendLimit:
+        if self.member is not None and self.tier is not None:
+            raise ValueError("give at most one of 'member' or 'tier'")
+        if self.max_calls is None and self.max_spend_usd is None:
+            raise ValueError("give max_calls, max_spend_usd or both")
+        return self
+
+    def covers_request(self, request: Request) -> bool:
+        return self.unit in ("*", request.unit) and self.user in (None, request.user)
+
+    def covers_member(self, member: str, tier: str | None) -> bool:
+        if self.member is not None:
+            return member == self.member
+        return self.tier is None or tier == self.tier
+
+    def key(self, unit: str) -> str:
+        """The counter this limit uses for ``unit``."""
+        if self.source == "budget":
+            return f"budget:{self.unit}:{self.period}"
+        return f"quota:{self.name}:{unit}"
+
+    def describe(self) -> str:
+        if self.source == "budget":
+            return f"budget '{self.name}'"
+        limits = []
+        if self.max_calls is not None:
+            limits.append(f"{self.max_calls} calls")
+        if self.max_spend_usd is not None:
+            limits.append(f"${self.max_spend_usd}")
+        if self.member or self.tier:
+            target = f"member '{self.member}'" if self.member else f"tier '{self.tier}'"
+        else:
+            target = "every member"
+        kind = "quota" if self.source == "quota" else "limit"
+        return f"{kind} '{self.name}' ({' / '.join(limits)} a {self.period} on {target})"
+
+
+def limits_of(
+    limits: Sequence[SpendLimit],
+    budgets: Sequence[object] = (),
+    quotas: Sequence[object] = (),
+) -> list[SpendLimit]:
+    """Every limit a team file declares: ``limits``, then the older ``routing.quotas``
+    and ``budgets`` forms read as limits (validated here; errors name the field)."""
+    found = list(limits)
+    for quota in quotas:
+        data = quota.model_dump() if isinstance(quota, BaseModel) else dict(quota)  # type: ignore[call-overload]
+        found.append(SpendLimit.model_validate({**data, "source": "quota"}))
+    for budget in budgets:
+        data = budget.model_dump() if isinstance(budget, BaseModel) else dict(budget)  # type: ignore[call-overload]
+        name = f"{data['unit']}/{data.get('period', 'month')}"
+        found.append(SpendLimit.model_validate({**data, "name": name, "source": "budget"}))
+    return found
 
 
 class ReviewSpec(_Strict):
@@ -141,6 +221,9 @@ class TeamSpec(_Strict):
     gateway: GatewaySpec = GatewaySpec()
     verification: VerificationSpec | None = None  # off unless the team file turns it on
     budgets: list[BudgetSpec] = []
+    limits: list[SpendLimit] = Field(
+        default=[], description="spend limits: calls and/or USD per window (see spend.py)"
+    )
     reviews: ReviewSpec = ReviewSpec()
     observe: ObserveSpec = ObserveSpec()
     drop_unsupported: list[Literal["tools", "response_format", "n", "logprobs", "images"]] = Field(
@@ -193,6 +276,36 @@ class Team:
     @property
     def member_names(self) -> list[str]:
         return [m.name for m in self.members]
+
+    def limits(self) -> list[SpendLimit]:
+        """Every spend limit: ``limits``, then ``routing.quotas`` and ``budgets`` (the older
+        forms) read as limits. Raises TeamFileError naming the field or unknown member."""
+        found = list(self.spec.limits)
+        raw = getattr(self.spec.routing, "quotas", None) or []
+        if not isinstance(raw, list):
+            raise TeamFileError("routing.quotas: a list of quota policies")
+        for index, item in enumerate(raw):
+            try:
+                found.append(SpendLimit.model_validate({**dict(item), "source": "quota"}))
+            except (ValueError, TypeError) as exc:
+                raise TeamFileError(f"routing.quotas.{index}: {exc}") from exc
+        for budget in self.spec.budgets:
+            found.append(
+                SpendLimit(
+                    name=f"{budget.unit}/{budget.period}",
+                    unit=budget.unit,
+                    period=budget.period,
+                    max_spend_usd=budget.max_spend_usd,
+                    on_exhausted=budget.on_exhausted,
+                    source="budget",
+                )
+            )
+        declared = {m.name for m in self.spec.members}
+        for limit in found:
+            for name in (limit.member, limit.downgrade_to):
+                if name and not name.startswith("tier:") and name not in declared:
+                    raise TeamFileError(f"{limit.source} '{limit.name}': unknown member '{name}'")
+        return found
 
     def member(self, name: str) -> MemberSpec:
         for spec in self.members:

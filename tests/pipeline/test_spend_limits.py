@@ -12,14 +12,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import openai
 import pytest
 from openai import AsyncOpenAI
 
+from pinfactory.errors import QuotaExceeded
 from pinfactory.gateway import create_app
 from pinfactory.gateway.server import serve_in_thread
 from pinfactory.ledger.base import to_nano
+from pinfactory.pipeline import open_pipeline
+from pinfactory.request import Request
+from pinfactory.spend import window_start
 from pinfactory.team import parse_team
 from tests.pipeline.conftest import ledger_where, rows
 
@@ -81,3 +86,39 @@ def test_concurrent_long_outputs_end_within_the_budget(
     assert spent == answered * to_nano(PER_ANSWER)
     assert all(r["output_tokens"] == 1000 for r in booked if r["status"] == 200)
     assert statuses.count(429) == concurrent - answered
+
+
+def limits_team(upstream_url: str, ledger: str) -> str:
+    return f"""
+name: limited
+members:
+  - {{name: calc, kind: calculator, price: {{per_call: 0.001}}}}
+  - name: checker
+    kind: openai_http
+    price: {{per_call: 0.01}}
+    settings: {{base_url: "{upstream_url}/v1", model: words, default_max_tokens: 3}}
+routing: {{kind: rules, fallback: calc}}
+verification: {{cross_check: checker, on_low_confidence: caveat}}
+limits:
+  - {{name: alice-daily, user: alice, period: day, max_calls: 4}}
+  - {{name: checker-watch, member: checker, period: hour, max_calls: 100}}
+ledger: {{path: '{ledger}'}}
+"""
+
+
+async def test_one_spec_limits_a_user_and_books_the_calls_verification_makes(
+    upstream: tuple[str, object], tmp_path: Path
+) -> None:
+    team = parse_team(limits_team(upstream[0], str(tmp_path / "l.db")), "limited.yaml", {})
+    async with open_pipeline(team) as pipeline:
+        for user in ("alice", "alice", "bob"):
+            answer = await pipeline.complete(Request.from_text("6 * 7", user=user))
+            assert [c.member for c in answer.calls] == ["calc", "checker"]
+        # calls are member calls: each cross-checked request makes two
+        with pytest.raises(QuotaExceeded, match="limit 'alice-daily' \\(4 calls a day"):
+            await pipeline.complete(Request.from_text("6 * 7", user="alice"))
+        # alice's limit covers every member: both calls of each of her two requests
+        alice = await pipeline.ledger.usage("quota:alice-daily:default", window_start("day"))
+        watch = await pipeline.ledger.usage("quota:checker-watch:default", window_start("hour"))
+    assert alice == (4, to_nano(2 * (Decimal("0.001") + Decimal("0.01"))))
+    assert watch == (3, to_nano(3 * Decimal("0.01")))  # the cross-checks, booked though unrouted

@@ -222,7 +222,7 @@ class Pages:
             members=team.member_names,
             picked=picked,
             bars=await limit_bars(
-                team, self.pipeline.quotas.policies, self.units(viewer), self.queries, unit
+                self.pipeline.spend.limits, self.units(viewer), self.queries, unit
             ),
         )
 

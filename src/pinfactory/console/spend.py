@@ -15,10 +15,9 @@ from decimal import Decimal
 
 from pinfactory.console.queries import ConsoleQueries, Totals
 from pinfactory.ledger.base import from_nano, to_nano
-from pinfactory.ledger.quotas import budget_key
 from pinfactory.members.base import Price, Usage
-from pinfactory.routing.quotas import QuotaPolicy, window_start
-from pinfactory.team import BudgetSpec, Team
+from pinfactory.spend import window_start
+from pinfactory.team import SpendLimit, Team
 
 PERIOD_S = {"hour": 3600, "day": 86400}
 
@@ -89,21 +88,21 @@ def resets_at(period: str, start: float) -> float:
 
 
 async def limit_bars(
-    team: Team,
-    quotas: Sequence[QuotaPolicy],
+    limits: Sequence[SpendLimit],
     units: Sequence[str],
     queries: ConsoleQueries,
     unit: str | None,
 ) -> list[LimitBar]:
-    """Every budget and quota (for ``unit`` only, if given) with its current usage."""
+    """Every spend limit (for ``unit`` only, if given) with its current usage: budgets as
+    one bar each, quotas and other limits one bar per unit they count."""
     bars: list[LimitBar] = []
-    for spec in team.spec.budgets:
+    for spec in (limit for limit in limits if limit.source == "budget"):
         if unit is None or spec.unit == unit:
             start = window_start(spec.period)
-            key = budget_key(spec)
+            key = spec.key(spec.unit)
             _, nusd = (await queries.counters(key, start)).get(key, (0, 0))
             bars.append(budget_bar(spec, nusd, start))
-    for policy in quotas:
+    for policy in (limit for limit in limits if limit.source != "budget"):
         start = window_start(policy.period)
         counters = await queries.counters(f"quota:{policy.name}:", start)
         for name in [policy.unit] if policy.unit != "*" else units:
@@ -113,15 +112,15 @@ async def limit_bars(
     return bars
 
 
-def budget_bar(spec: BudgetSpec, nusd: int, start: float) -> LimitBar:
+def budget_bar(spec: SpendLimit, nusd: int, start: float) -> LimitBar:
     """A unit budget that has ``nusd`` nano-dollars booked in the window from ``start``."""
-    limit = to_nano(spec.max_spend_usd)
+    limit = to_nano(spec.max_spend_usd or Decimal(0))
     return LimitBar(
         "budget",
         f"{spec.unit}/{spec.period}",
         spec.unit,
         f"${from_nano(nusd):.4f}",
-        f"${spec.max_spend_usd:.2f}",
+        f"${spec.max_spend_usd or 0:.2f}",
         nusd / limit if limit else 1.0,
         f"this {spec.period} (UTC)",
         resets_at(spec.period, start),
@@ -129,7 +128,7 @@ def budget_bar(spec: BudgetSpec, nusd: int, start: float) -> LimitBar:
     )
 
 
-def quota_bar(policy: QuotaPolicy, unit: str, calls: int, nusd: int, start: float) -> LimitBar:
+def quota_bar(policy: SpendLimit, unit: str, calls: int, nusd: int, start: float) -> LimitBar:
     """A quota's counter for one unit: the fuller of its call and spend limits."""
     fractions: list[float] = []
     used: list[str] = []
@@ -143,7 +142,10 @@ def quota_bar(policy: QuotaPolicy, unit: str, calls: int, nusd: int, start: floa
         fractions.append(nusd / cap if cap else 1.0)
         used.append(f"${from_nano(nusd):.4f}")
         limits.append(f"${policy.max_spend_usd:.2f}")
-    target = f"member {policy.member}" if policy.member else f"tier {policy.tier}"
+    if policy.member or policy.tier:
+        target = f"member {policy.member}" if policy.member else f"tier {policy.tier}"
+    else:
+        target = "every member"
     downgrade = f" to {policy.downgrade_to}" if policy.downgrade_to else ""
     return LimitBar(
         "quota",

@@ -10,14 +10,13 @@ on their ``PYTHONPATH``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 from pinfactory.errors import PinfactoryError
 
-if TYPE_CHECKING:
-    from pinfactory.lab.grid import Cell
+Cell = TypeVar("Cell")
 
 
 class ClusterError(PinfactoryError):
@@ -25,14 +24,18 @@ class ClusterError(PinfactoryError):
 
 
 def run_on_ray(
-    todo: list[Cell], address: str, *, num_cpus: int | None = None
+    todo: list[Cell],
+    address: str,
+    run_cell: Callable[[Cell], dict[str, Any]],
+    *,
+    num_cpus: int | None = None,
 ) -> Iterator[tuple[Cell, dict[str, Any]]]:
-    """Submit every cell as a Ray task; yield (cell, result) as each finishes."""
+    """Submit ``run_cell(cell)`` for every cell as a Ray task; yield (cell, result) as each
+    finishes. The grid passes its own ``run_cell``, so this module needs nothing of it."""
     try:
-        import ray
+        import ray  # optional dependency, and slow to import: only for --ray
     except ImportError:
         raise ClusterError("--ray needs the 'ray' package: pip install 'ray==2.60.0'") from None
-    from pinfactory.lab.grid import run_cell
 
     started_here = not ray.is_initialized()
     if started_here:

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pinfactory.embeddings import CachedEncoder, get_encoder
 from pinfactory.errors import DatasetError, PinfactoryError
 from pinfactory.lab import metrics
+from pinfactory.lab.cluster import run_on_ray
 from pinfactory.lab.datasets import Splits, default_root, load
 from pinfactory.lab.routers import BASELINES, LabRouter, RouterSpec, build, rank_members
 from pinfactory.routing.rules_file import load_rules_file
@@ -361,9 +362,8 @@ def execute(
     done = on_done or (lambda _cell: None)
     copies = _copies(todo)
     if ray_address is not None:
-        from pinfactory.lab.cluster import run_on_ray
-
-        for cell, result in run_on_ray([g[0] for g in copies.values()], ray_address):
+        cells = [g[0] for g in copies.values()]
+        for cell, result in run_on_ray(cells, ray_address, run_cell):
             _write_all(out, copies[cell.key], result, done)
         return
     if workers <= 1:

@@ -1,8 +1,8 @@
 """Requests held by a ``queue`` policy: filed for review now, run when a person approves.
 
-When a quota (``routing.quotas``) or a unit budget (``budgets``) with
-``on_exhausted: queue`` is exhausted, the pipeline does not answer: it hands
-the :class:`~pinfactory.routing.quotas.QuotaQueued` to :func:`queue_request`,
+When a spend limit (``pinfactory.spend``: ``limits``, a quota or a unit
+budget) with ``on_exhausted: queue`` is exhausted, the pipeline does not
+answer: it hands the :class:`~pinfactory.spend.QuotaQueued` to :func:`queue_request`,
 which files a review ("... exhausted for unit ...: awaiting approval to
 spend") holding everything needed to run the request later (the messages,
 model, member and the counter to book), and gives the client what any held
@@ -13,8 +13,8 @@ A reviewer then decides:
 
 - **approve** means "spend it": :func:`run_approved` runs the request on the
   member it was routed to, past the limit, books the spend anyway
-  (``adjust`` on the exhausted quota's counter, and on every budget of the
-  unit), records the call in the ledger and releases the member's answer.
+  (:meth:`Spend.charge`: every limit covering the call counts it and its
+  actual cost), records the call in the ledger and releases the member's answer.
   This needs the team's members, so it runs where a pipeline is open: the
   gateway's admin API (``POST /admin/reviews/{id}``), or ``pinfactory review
   approve``, which opens the team's pipeline for the one call. A member that
@@ -37,13 +37,12 @@ from pinfactory.errors import Conflict
 from pinfactory.ledger.base import AuditEvent, Ledger, Review, to_nano
 from pinfactory.ledger.chain import jsonable
 from pinfactory.ledger.events import entry_of, events_of
-from pinfactory.ledger.quotas import Budgets
 from pinfactory.ledger.reviews import ReviewQueue, released
 from pinfactory.members.base import Completion, Member, Usage
 from pinfactory.outcome import Answer, Escalation
 from pinfactory.request import Document, Message, Request, text_of, wire_message
 from pinfactory.routing.base import Decision
-from pinfactory.routing.quotas import QuotaGate, QuotaQueued, window_start
+from pinfactory.spend import QuotaQueued, Spend
 
 
 class Pipeline(Protocol):
@@ -52,8 +51,7 @@ class Pipeline(Protocol):
     members: dict[str, Member]
     ledger: Ledger
     reviews: ReviewQueue
-    quotas: QuotaGate
-    budgets: Budgets
+    spend: Spend
 
     async def record(self, answer: Answer) -> None: ...
 
@@ -163,20 +161,11 @@ async def run_approved(
         request = rebuild(review)
         started = time.perf_counter()
         completion = await pipeline.run_held(member, request, started)
-        await _book(pipeline, review, to_nano(completion.cost_usd))
+        await pipeline.spend.charge(request, review.member, to_nano(completion.cost_usd))
         await _record(pipeline, review, request, completion, reviewer, started)
         return await pipeline.reviews.approve(review_id, reviewer, note, answer=completion.text)
     finally:
         _RUNNING.discard(review_id)
-
-
-async def _book(pipeline: Pipeline, review: Review, nusd: int) -> None:
-    """Count the approved spend: the exhausted quota (its estimate), the unit's budgets."""
-    counter = review.held["counter"]
-    if review.held["source"] == "quota" and counter["key"]:
-        window = window_start(counter["period"])
-        await pipeline.quotas.counter.adjust(counter["key"], window, 1, int(counter["nusd"]))
-    await pipeline.budgets.charge(review.unit, nusd)
 
 
 async def _record(

@@ -15,7 +15,6 @@ from pinfactory.routing.hybrid import HybridRouter
 from pinfactory.routing.irt import IRTRouter
 from pinfactory.routing.learned import LearnedRouter
 from pinfactory.routing.quality import QualityRouter
-from pinfactory.routing.quotas import build_quota_gate
 from pinfactory.routing.rules import RulesRouter
 from pinfactory.routing.semantic import SemanticRouter
 
@@ -58,8 +57,8 @@ __all__ = [
 def build_router(team: Team) -> Router:
     """Build the router a team file declares; errors name the kind and field."""
     config = team.spec.routing.model_dump()
-    config.pop("quotas", None)  # the quota step's, not the router's (see routing/quotas.py)
-    build_quota_gate(team)  # validates routing.quotas at load time
+    config.pop("quotas", None)  # the quota step's, not the router's (spend limits: spend.py)
+    team.limits()  # validates routing.quotas (spend limits: spend.py) at load time
     factory = ROUTER_KINDS.get(config["kind"])
     if factory is None:
         allowed = ", ".join(sorted(ROUTER_KINDS))
