@@ -423,9 +423,9 @@ def mean_ci(values: Sequence[float], seed: int = 0, resamples: int = 2000) -> di
     rng = random.Random(seed)
     means = sorted(statistics.fmean(rng.choices(values, k=len(values))) for _ in range(resamples))
     return {
-        "mean": round(statistics.fmean(values), 4),
-        "low": round(means[int(0.025 * resamples)], 4),
-        "high": round(means[int(0.975 * resamples) - 1], 4),
+        "mean": round(statistics.fmean(values), 10),
+        "low": round(means[int(0.025 * resamples)], 10),
+        "high": round(means[int(0.975 * resamples) - 1], 10),
     }
 
 
@@ -472,11 +472,11 @@ def plot(report: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    for ax, (name, key, label) in zip(
-        axes[:2],
-        (("game", "accuracy", "game: win rate"), ("tasks", "accuracy", "tasks: accuracy")),
-        strict=True,
-    ):
+    panels = (
+        ("game", "distance", "game: final |total - target| (lower is better)", None),
+        ("tasks", "accuracy", "tasks: accuracy", (0.0, 1.0)),
+    )
+    for ax, (name, key, label, limits) in zip(axes[:2], panels, strict=True):
         rows = report[name]["conditions"]
         names = list(rows)
         means = [rows[c][key]["mean"] for c in names]
@@ -485,8 +485,9 @@ def plot(report: dict[str, Any], path: Path) -> None:
             [rows[c][key]["high"] - m for c, m in zip(names, means, strict=True)],
         ]
         ax.bar(names, means, yerr=errs, capsize=4, color="#4c72b0")
-        ax.set_title(f"{label} (95% CI over seeds)")
-        ax.set_ylim(0, 1)
+        ax.set_title(f"{label}\n95% CI over seeds", fontsize=10)
+        if limits is not None:
+            ax.set_ylim(*limits)
         ax.tick_params(axis="x", rotation=25)
     ax = axes[2]
     for gated, style in (("ungated", "o-"), ("gated", "s-")):
@@ -559,11 +560,16 @@ def merge(args: argparse.Namespace, paths: Sequence[Path]) -> dict[str, Any]:
     chains: dict[str, Any] = {}
     seconds = 0.0
     commands = []
+    done: set[int] = set()
     for path in paths:
         part = json.loads(path.read_text(encoding="utf-8"))
+        first = parse(part["command"].split()[2:]).first_seed
+        count = min(len(v) for v in part["raw"]["tasks"].values())
+        keep = [i for i in range(count) if first + i not in done]  # a seed run twice counts once
+        done.update(first + i for i in keep)
         for name, into in (("game", game), ("tasks", tasks)):
             for condition, seeds in part["raw"][name].items():
-                into[condition].extend([[Outcome(**o) for o in s] for s in seeds])
+                into[condition].extend([[Outcome(**o) for o in seeds[i]] for i in keep])
         chains = chains or part["compounding"]
         seconds = max(seconds, part["seconds"])
         commands.append(part["command"])
@@ -682,6 +688,6 @@ if __name__ == "__main__":
             print(
                 f"{name:5} {condition:13} accuracy {acc['mean']:.2f} "
                 f"[{acc['low']:.2f}, {acc['high']:.2f}]  tokens {row['tokens']['mean']:.0f}  "
-                f"cost ${row['cost_usd']['mean']:.8f}"
+                f"cost ${row['cost_usd']['mean']:.8f}  distance {row['distance']['mean']:.1f}"
             )
     print(json.dumps(report["compounding"], indent=1))

@@ -109,3 +109,47 @@ def test_unknown_runs_and_results_not_ready(served: tuple[str, Path]) -> None:
         resumed = client.post(f"/v1/agents/runs/{run_id}/resume")
         assert resumed.status_code == 202
         assert wait(client, run_id)["status"] == "awaiting_review"
+
+
+def test_cancel_half_way_then_resume(tmp_path: Path) -> None:
+    """A step stuck on a slow upstream is cancelled; the run is resumable and stays so."""
+    from pinfactory.team import parse_team
+    from pinfactory.testing.upstreams import misbehaving_upstream
+
+    with serve_in_thread(misbehaving_upstream(slow_s=3)) as upstream:
+        team_file = (
+            "members:\n"
+            "  - {name: calculator, kind: calculator, tier: tool}\n"
+            "  - name: slowpoke\n    kind: openai_http\n    timeout_s: 60\n"
+            f"    settings: {{base_url: '{upstream}/v1', model: slow}}\n"
+            "routing: {kind: rules, fallback: calculator}\n"
+            f"ledger: {{path: '{tmp_path / 'ledger.db'}'}}\n"
+        )
+        team = parse_team(team_file, "slow.yaml", {})
+        agents = {
+            "agents": [
+                {"name": "calc", "member": "calculator"},
+                {"name": "s", "member": "slowpoke"},
+            ],
+            "protocol": {"kind": "sequential"},
+        }
+        with serve_in_thread(create_app(team)) as url, httpx.Client(base_url=url) as client:
+            run_id = client.post("/v1/agents/runs", json={"agents": agents, "task": "2+2"}).json()[
+                "id"
+            ]
+            for _ in range(200):
+                if client.get(f"/v1/agents/runs/{run_id}").json()["steps"] >= 1:
+                    break
+                time.sleep(0.05)
+            cancelled = client.post(f"/v1/agents/runs/{run_id}/cancel").json()
+            assert cancelled["status"] == "cancelled"
+            steps = client.get(f"/v1/agents/runs/{run_id}").json()["data"]
+            assert [(s["agent"], s["status"]) for s in steps] == [
+                ("calc", "ok"),
+                ("s", "cancelled"),
+            ]
+            assert client.post(f"/v1/agents/runs/{run_id}/resume").status_code == 202
+            again = client.post(f"/v1/agents/runs/{run_id}/cancel").json()
+            assert again["status"] == "cancelled"
+    rows = ledger_rows(tmp_path / "ledger.db", f"tags LIKE '%{run_id}%' AND status = 200")
+    assert [r["member"] for r in rows] == ["calculator"]
