@@ -484,7 +484,7 @@ def gateway(
         return result
 
 
-LITELLM_VERSION = "1.80.0"
+LITELLM_VERSION = "1.110.2"
 LITELLM_VENV = Path.home() / ".cache" / "pinfactory" / f"litellm-{LITELLM_VERSION}"
 
 

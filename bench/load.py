@@ -4,8 +4,8 @@ A fault upstream (``pinfactory.testing.faults``) answers every request with
 ``"echo: <the question>"`` unless a fault strikes (at ``--fault-rate``, spread evenly over
 429 with Retry-After, 500, connection resets, malformed JSON, slow past the timeout and
 truncated streams). A gateway (``pinfactory serve``, its own process) stands in front of
-it with one member; ``--fallback`` makes that member an ``ordered`` balanced member whose
-second deployment is a healthy upstream. Clients send unique questions (a share of them
+it with one member; ``--fallback`` answers with a ``fallback`` member instead, whose
+second part is the same model on a healthy upstream. Clients send unique questions (a share of them
 streamed), each exactly once (no client retries), and check every answer against what
 the upstream sends.
 
@@ -76,20 +76,20 @@ class Tally:
 
 
 def team_yaml(primary: str, backup: str | None, ledger: Path, durability: str) -> str:
-    if backup is None:
-        member = (
-            f"  - {{name: model, kind: openai_http, timeout_s: 2, settings: "
-            f"{{base_url: '{primary}', model: m}}}}\n"
+    members = (
+        f"  - {{name: primary, kind: openai_http, timeout_s: 2, settings: "
+        f"{{base_url: '{primary}', model: m}}}}\n"
+    )
+    answering = "primary"
+    if backup is not None:  # the pipeline's fallback composite: primary, then backup
+        members += (
+            f"  - {{name: backup, kind: openai_http, timeout_s: 2, settings: "
+            f"{{base_url: '{backup}', model: m}}}}\n"
+            "  - {name: steady, kind: fallback, settings: {members: [primary, backup]}}\n"
         )
-    else:
-        member = (
-            "  - name: model\n    kind: balanced\n    timeout_s: 4\n    settings:\n"
-            "      strategy: ordered\n      deployments:\n"
-            f"        - {{name: primary, settings: {{base_url: '{primary}', model: m}}}}\n"
-            f"        - {{name: backup, settings: {{base_url: '{backup}', model: m}}}}\n"
-        )
+        answering = "steady"
     return (
-        "name: load\nmembers:\n" + member + "routing: {kind: rules, fallback: model}\n"
+        "name: load\nmembers:\n" + members + f"routing: {{kind: rules, fallback: {answering}}}\n"
         "upstream: {retries: 1, max_retry_after_s: 1, total_timeout_s: 1.5, "
         "backoff_s: 0.02, breaker: {failures: 50, window_s: 10, cooldown_s: 2}}\n"
         f"ledger: {{path: '{ledger}', durability: {durability}}}\n"

@@ -1,4 +1,7 @@
-"""Load balancing over deployments of one model, against real upstreams on loopback."""
+"""Load balancing over deployments of one model, against real upstreams on loopback.
+
+The deployments are members of the team; the balanced member books each attempt.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +10,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from pinfactory.errors import MemberError
+from pinfactory.errors import MemberError, TeamFileError
 from pinfactory.members import Completion
-from pinfactory.members.balanced import BalancedMember, BalancedSettings
+from pinfactory.members.balanced import BalancedMember
 from pinfactory.members.base import Delta
+from pinfactory.members.calls import open_tab
+from pinfactory.pipeline import build_members
 from pinfactory.request import Request
+from pinfactory.team import parse_team
 from pinfactory.testing.faults import Fault, FaultUpstream, echo_answer, fault_upstream
-
-FAST = {"retries": 0, "backoff_s": 0.01}
 
 
 @pytest.fixture(scope="module")
@@ -23,19 +27,28 @@ def upstream() -> Iterator[FaultUpstream]:
         yield server
 
 
-def balanced(strategy: str, *urls: str, weights: tuple[float, ...] = ()) -> BalancedMember:
-    deployments = [
-        {"name": f"d{i}", "settings": {"base_url": url, "model": "m"}, "weight": w}
-        for i, (url, w) in enumerate(zip(urls, weights or (1.0,) * len(urls), strict=True))
-    ]
-    settings = BalancedSettings.model_validate(
-        {"strategy": strategy, "deployments": deployments, "upstream": FAST}
+def balanced(strategy: str, *urls: str, weights: str = "{}") -> BalancedMember:
+    deployments = "".join(
+        f"  - {{name: d{i}, kind: openai_http, settings: {{base_url: '{url}', model: m}}}}\n"
+        for i, url in enumerate(urls)
     )
-    return BalancedMember("gpt", settings, timeout_s=5)
+    names = ", ".join(f"d{i}" for i in range(len(urls)))
+    team = parse_team(
+        "members:\n" + deployments
+        + f"  - {{name: gpt, kind: balanced, settings: {{members: [{names}], "
+        f"strategy: {strategy}, weights: {weights}}}}}\n"
+        "routing: {kind: rules, fallback: gpt}\n"
+        "upstream: {retries: 0}\n",
+        "balanced.yaml",
+        {"PINFACTORY_LEDGER": ":memory:"},
+    )  # fmt: skip
+    member = build_members(team)["gpt"]
+    assert isinstance(member, BalancedMember)
+    return member
 
 
 async def test_weighted_spreads_by_weight(upstream: FaultUpstream) -> None:
-    member = balanced("weighted", upstream.url, upstream.url, weights=(3.0, 1.0))
+    member = balanced("weighted", upstream.url, upstream.url, weights="{d0: 3}")
     picks = Counter(member.order()[0].name for _ in range(4000))
     assert 0.7 < picks["d0"] / 4000 < 0.8
 
@@ -53,25 +66,29 @@ async def test_lowest_latency_prefers_the_fast_deployment(upstream: FaultUpstrea
 
 
 @pytest.mark.parametrize("stream", [False, True])
-async def test_a_failing_deployment_falls_over_to_the_next(
+async def test_a_failing_deployment_falls_over_to_the_next_and_both_are_booked(
     upstream: FaultUpstream, stream: bool
 ) -> None:
-    member = balanced("lowest_latency", upstream.fault_url(Fault.SERVER_ERROR), upstream.url)
-    member.latency_ms.update({"d0": 1.0, "d1": 50.0})  # the broken one is tried first
-    await member.open()
+    member = balanced("ordered", upstream.fault_url(Fault.SERVER_ERROR), upstream.url)
+    for part in member.parts:
+        await part.open()
+    tab = open_tab()
     try:
         request = Request.from_text("which deployment")
         if stream:
             events = [e async for e in member.stream(request)]
             completion = events[-1]
-            text = "".join(e.text if isinstance(e, Delta) else e for e in events[:-1])
+            text = "".join(e.text if isinstance(e, Delta) else str(e) for e in events[:-1])
             assert text == echo_answer(request.text)
         else:
             completion = await member.complete(request)
     finally:
-        await member.close()
+        for part in member.parts:
+            await part.close()
     assert isinstance(completion, Completion)
     assert completion.text == echo_answer("which deployment")
+    booked = [(c.member, c.purpose, c.error is None) for c in tab.calls]
+    assert booked == [("d0", "answer", False), ("d1", "fallback", True)]
 
 
 async def test_when_every_deployment_fails_the_error_names_them_all(
@@ -80,18 +97,18 @@ async def test_when_every_deployment_fails_the_error_names_them_all(
     member = balanced(
         "weighted", upstream.fault_url(Fault.SERVER_ERROR), upstream.fault_url(Fault.MALFORMED)
     )
-    await member.open()
+    for part in member.parts:
+        await part.open()
     try:
         with pytest.raises(MemberError, match="all 2 deployments failed") as caught:
             await member.complete(Request.from_text("anyone"))
     finally:
-        await member.close()
+        for part in member.parts:
+            await part.close()
     assert caught.value.member == "gpt"
     assert "'d0'" in caught.value.message and "'d1'" in caught.value.message
 
 
-def test_deployment_names_are_unique() -> None:
-    with pytest.raises(ValueError, match="must be unique"):
-        BalancedSettings.model_validate(
-            {"deployments": [{"name": "a", "settings": {}}, {"name": "a", "settings": {}}]}
-        )
+def test_weights_must_name_its_members(upstream: FaultUpstream) -> None:
+    with pytest.raises(TeamFileError, match="weights name nope"):
+        balanced("weighted", upstream.url, weights="{nope: 2}")
