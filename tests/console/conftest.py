@@ -14,7 +14,7 @@ from openai import OpenAI
 
 from pinfactory.console import ConsoleSettings
 from pinfactory.gateway import create_app
-from pinfactory.gateway.server import serve_in_thread
+from pinfactory.gateway.server import free_port, serve_in_thread
 from pinfactory.team import load_team
 from tests.ledger.conftest import location, pg_location  # noqa: F401  (the ledger fixtures)
 
@@ -26,11 +26,21 @@ PUZZLE = [{"title": "puzzle", "text": "The answer to twelve times seven is 48 in
 
 
 def team_text(ledger: Path) -> str:
+    """Every role's key; ``remote`` calls a port nothing listens on, so its breaker opens."""
+    dead_port = free_port()
     return f"""
 name: console
 members:
   - {{name: calc, kind: calculator, tier: tool, price: {{per_call: 0.01}}}}
   - {{name: docs, kind: retrieval, tier: frontier, price: {{per_call: 0.05}}}}
+  - name: remote
+    kind: openai_http
+    tier: frontier
+    timeout_s: 5
+    settings:
+      base_url: "http://127.0.0.1:{dead_port}/v1"
+      model: m
+      upstream: {{retries: 0, breaker: {{failures: 1, window_s: 60, cooldown_s: 600}}}}
 routing: {{kind: rules, fallback: calc}}
 verification:
   min_confidence: 0.6
@@ -95,11 +105,11 @@ def serve_console(tmp: Path) -> Any:
     return serve_in_thread(create_app(load_team(path, {}), console=settings))
 
 
-def ask(url: str, key: str, question: str, **extra: Any) -> tuple[str, str]:
+def ask(url: str, key: str, question: str, model: str = "auto", **extra: Any) -> tuple[str, str]:
     """(request id, content) of one chat completion through the openai SDK."""
     with OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=60) as client:
         raw = client.chat.completions.with_raw_response.create(
-            model="auto", messages=[{"role": "user", "content": question}], extra_body=extra
+            model=model, messages=[{"role": "user", "content": question}], extra_body=extra
         )
         reply = raw.parse()
     return raw.headers["x-request-id"], reply.choices[0].message.content or ""

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
 
 from tests.console.conftest import (
@@ -262,6 +263,8 @@ def test_state_changing_posts_need_the_csrf_token(url: str) -> None:
 
 def test_admin_pages_render_with_data(url: str, context: Any, screenshots: Path) -> None:
     ask(url, SALES, "What is 2 + 2?")
+    with pytest.raises(openai.APIStatusError):  # nothing listens: 502, and its breaker opens
+        ask(url, SALES, "Hello?", model="remote")
     page = login(context, url, ADMIN)
     for name, marker in (
         ("spend", "Cost over time by unit"),
@@ -273,6 +276,9 @@ def test_admin_pages_render_with_data(url: str, context: Any, screenshots: Path)
         assert marker in page.locator("main").inner_text()
         if name != "members":
             page.wait_for_selector(".chart .uplot")  # the vendored chart library drew it
+        else:
+            remote = page.locator("tr:has(b:text-is('remote'))").inner_text()
+            assert "open" in remote and "probe in" in remote and "100.0%" in remote
         shoot(page, screenshots, name)
     page.goto(f"{url}/ui/lab")
     page.click("a:text('clinc-demo')")

@@ -33,6 +33,7 @@ from pinfactory.console.web import Web, when
 from pinfactory.errors import Conflict, ForbiddenError, NotFound, PinfactoryError, RequestError
 from pinfactory.ledger.base import SpendRow
 from pinfactory.ledger.reports import spend_csv
+from pinfactory.reliability.breaker import breakers_of
 from pinfactory.request import Request
 
 if TYPE_CHECKING:
@@ -318,9 +319,17 @@ class Pages:
             members=list(self.pipeline.members.values()),
             health=health,
             retired=sorted(set(health) - set(self.pipeline.members)),
-            breakers={},
+            breakers=await self._breakers(),
             sample=f"{HEALTH_SAMPLE:,}",
         )
+
+    async def _breakers(self) -> dict[str, tuple[str, float]]:
+        """Each breaker's state and, when open, the seconds until a probe may go through."""
+        found: dict[str, tuple[str, float]] = {}
+        for name, breaker in breakers_of(self.pipeline.members).items():
+            state, left = await breaker.current()
+            found[name] = (state.value, left)
+        return found
 
     # -- Reviews ------------------------------------------------------------------------------
 
