@@ -54,7 +54,7 @@ from pinfactory.observe import Observers, Timeline, build_observers, stage
 from pinfactory.observe.timeline import stage_end, stage_start
 from pinfactory.outcome import Answer, Failure, Outcome
 from pinfactory.request import Request, check_storable, storable
-from pinfactory.routing import Decision, Router, TieredRouter, build_router
+from pinfactory.routing import Decision, Learner, Router, TieredRouter, build_router
 from pinfactory.spend import QuotaQueued, Spend, build_spend
 from pinfactory.team import Team
 from pinfactory.verify.stage import VerifyStage, escalation_target
@@ -440,7 +440,10 @@ async def open_pipeline(
         for member in members.values():
             await member.open()
             stack.push_async_callback(member.close)
-        pipeline = Pipeline(team, members, build_router(team), ledger, observers)
+        router = build_router(team)
+        if isinstance(router, Learner):  # learns from the ledger's outcomes while it serves
+            await stack.enter_async_context(router.learning(ledger))
+        pipeline = Pipeline(team, members, router, ledger, observers)
         yield pipeline
         if pipeline._tasks:  # abandoned streams still being recorded
             await asyncio.gather(*pipeline._tasks, return_exceptions=True)

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from pinfactory.cli import agents, audit, costs, lab, review, route, runtime, team, verify
+from pinfactory.cli import (
+    agents,
+    audit,
+    costs,
+    feedback,
+    lab,
+    review,
+    route,
+    runtime,
+    team,
+    verify,
+)
 
 app = typer.Typer(
     name="pinfactory",
@@ -20,6 +31,7 @@ route.register(app)
 app.add_typer(team.app, name="team")
 app.add_typer(audit.app, name="audit")
 app.add_typer(review.app, name="review")
+app.add_typer(feedback.app, name="feedback")
 lab.register(app)
 agents.register(app)
 

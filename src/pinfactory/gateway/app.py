@@ -40,6 +40,7 @@ from pinfactory.gateway.admin import admin_routes
 from pinfactory.gateway.agents import agent_routes
 from pinfactory.gateway.auth import Caller, Keyring
 from pinfactory.gateway.errors import error_response, http_error
+from pinfactory.gateway.feedback import feedback_routes
 from pinfactory.gateway.health import health_routes, warm_up
 from pinfactory.gateway.models import model_routes
 from pinfactory.gateway.openapi import openapi_document
@@ -324,6 +325,7 @@ def create_app(
         *admin_routes(gateway),  # /admin/*, /v1/costs, /v1/reviews/{id}
         console_routes(gateway, console),  # the web console under /ui
         *agent_routes(gateway),  # /v1/agents/runs
+        *feedback_routes(gateway),  # /v1/feedback
     ]
     if metrics is not None:
         metrics.add_collector(BreakerCollector(lambda: breakers_of(gateway.members).values()))

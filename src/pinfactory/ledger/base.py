@@ -137,6 +137,28 @@ class Review:
         return self.final_answer if self.status == "overridden" else None
 
 
+Thumbs = Literal["up", "down"]
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """A caller's judgement of one answered request (``POST /v1/feedback``).
+
+    ``score`` is in [0, 1] (thumbs up is 1, down is 0); ``thumbs`` is set when the
+    caller gave thumbs rather than a score; ``unit`` is the request's unit, checked
+    against the caller's key before anything is stored.
+    """
+
+    id: str
+    request_id: str
+    unit: str
+    user: str
+    score: float
+    thumbs: Thumbs | None = None
+    comment: str | None = None
+    time: float = field(default_factory=time.time)
+
+
 class QuotaCounter(Protocol):
     async def try_consume(
         self,
@@ -219,6 +241,20 @@ class Ledger(QuotaCounter, Protocol):
         """
 
     async def review(self, review_id: str) -> Review | None: ...
+
+    async def entry(self, request_id: str) -> LedgerEntry | None:
+        """The ``requests`` row of one request (the last, if it has several), or None."""
+
+    async def add_feedback(self, feedback: Feedback, events: Sequence[AuditEvent] = ()) -> None:
+        """Store one feedback row and seal ``events`` (its ``feedback`` entry) in one commit."""
+
+    async def feedback(self, request_id: str | None = None, limit: int = 10_000) -> list[Feedback]:
+        """Feedback rows, oldest first: every request's, or one request's."""
+
+    async def audit_kinds(
+        self, kinds: Sequence[str], after: int = 0, limit: int = 1000
+    ) -> list[AuditRecord]:
+        """Chain entries of the given kinds after entry ``after``, in order (paged by seq)."""
 
     async def reviews(
         self, status: str | None = None, unit: str | None = None, limit: int = 100

@@ -28,6 +28,7 @@ from pinfactory.ledger.base import (
     AuditEvent,
     AuditRecord,
     ChainHead,
+    Feedback,
     LedgerEntry,
     Review,
     ReviewStatus,
@@ -53,6 +54,7 @@ REVIEW_COLUMNS = (
 AUDIT_INSERT = (
     "INSERT INTO audit (seq, request_id, kind, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?)"
 )
+FEEDBACK_COLUMNS = 'id, request_id, unit, "user", time, score, thumbs, comment'
 GROUPS = {"unit": "unit", "user": '"user"', "member": "COALESCE(member, '-')"}
 
 
@@ -220,6 +222,19 @@ CREATE TABLE IF NOT EXISTS reviews (
     held TEXT
 );
 CREATE INDEX IF NOT EXISTS reviews_status ON reviews(status, created);
+CREATE TABLE IF NOT EXISTS feedback (
+    id TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    unit TEXT NOT NULL,
+    "user" TEXT NOT NULL,
+    time {real} NOT NULL,
+    score {real} NOT NULL,
+    thumbs TEXT,
+    comment TEXT
+);
+CREATE INDEX IF NOT EXISTS feedback_request ON feedback(request_id);
+CREATE INDEX IF NOT EXISTS requests_request ON requests(request_id);
+CREATE INDEX IF NOT EXISTS audit_kind ON audit(kind, seq);
 """
 
 
@@ -383,6 +398,20 @@ class SQLLedger:
             AuditRecord(int(s), str(r), str(k), str(b), str(p), str(h)) for s, r, k, b, p, h in rows
         ]
 
+    async def audit_kinds(
+        self, kinds: Sequence[str], after: int = 0, limit: int = 1000
+    ) -> list[AuditRecord]:
+        if not kinds:
+            return []
+        sql = (
+            "SELECT seq, request_id, kind, body, prev_hash, hash FROM audit "
+            f"WHERE seq > ? AND kind IN ({_marks(len(kinds))}) ORDER BY seq LIMIT ?"
+        )
+        rows = await self._read(self._rows(sql, (after, *kinds, limit)))
+        return [
+            AuditRecord(int(s), str(r), str(k), str(b), str(p), str(h)) for s, r, k, b, p, h in rows
+        ]
+
     async def head(self) -> ChainHead:
         rows = await self._read(self._rows("SELECT seq, hash FROM chain_head WHERE id = 1"))
         if not rows:
@@ -420,6 +449,13 @@ class SQLLedger:
     async def entries(self, limit: int = 100) -> list[LedgerEntry]:
         sql = f"SELECT {REQUEST_COLUMNS} FROM requests ORDER BY seq DESC LIMIT ?"
         return [_entry(row) for row in await self._read(self._rows(sql, (limit,)))]
+
+    async def entry(self, request_id: str) -> LedgerEntry | None:
+        sql = (
+            f"SELECT {REQUEST_COLUMNS} FROM requests WHERE request_id = ? ORDER BY seq DESC LIMIT 1"
+        )
+        rows = await self._read(self._rows(sql, (request_id,)))
+        return _entry(rows[0]) if rows else None
 
     async def units(self) -> list[str]:
         rows = await self._read(self._rows("SELECT DISTINCT unit FROM requests ORDER BY unit"))
@@ -532,6 +568,36 @@ class SQLLedger:
             where, params = where + " AND unit = ?", [*params, unit]
         sql = f"SELECT {REVIEW_COLUMNS} FROM reviews WHERE {where} ORDER BY created LIMIT ?"
         return [_review(row) for row in await self._read(self._rows(sql, [*params, limit]))]
+
+    # -- feedback -----------------------------------------------------------------------------
+
+    async def add_feedback(self, feedback: Feedback, events: Sequence[AuditEvent] = ()) -> None:
+        insert = f"INSERT INTO feedback ({FEEDBACK_COLUMNS}) VALUES ({_marks(8)})"
+        row = (
+            feedback.id,
+            feedback.request_id,
+            feedback.unit,
+            feedback.user,
+            feedback.time,
+            feedback.score,
+            feedback.thumbs,
+            feedback.comment,
+        )
+
+        def write(tx: SQLBatch) -> None:
+            tx.insert(insert, row)
+            tx.seal(events)
+
+        await self._write(write)
+
+    async def feedback(self, request_id: str | None = None, limit: int = 10_000) -> list[Feedback]:
+        where, params = ("request_id = ?", [request_id]) if request_id else ("1 = 1", [])
+        sql = f"SELECT {FEEDBACK_COLUMNS} FROM feedback WHERE {where} ORDER BY time, id LIMIT ?"
+        rows = await self._read(self._rows(sql, [*params, limit]))
+        return [
+            Feedback(str(i), str(r), str(u), str(us), float(s), th, c, float(t))
+            for i, r, u, us, t, s, th, c in rows
+        ]
 
 
 def _marks(n: int) -> str:

@@ -14,6 +14,7 @@ from pinfactory.routing.gumbel import GumbelRouter
 from pinfactory.routing.hybrid import HybridRouter
 from pinfactory.routing.irt import IRTRouter
 from pinfactory.routing.learned import LearnedRouter
+from pinfactory.routing.online import BanditRouter, Learner
 from pinfactory.routing.quality import QualityRouter
 from pinfactory.routing.rules import RulesRouter
 from pinfactory.routing.semantic import SemanticRouter
@@ -33,6 +34,7 @@ ROUTER_KINDS: dict[str, RouterFactory] = {
     "irt": IRTRouter.from_config,
     "cascade": Cascade.from_config,
     "hybrid": HybridRouter.from_config,
+    "bandit": BanditRouter.from_config,
 }
 LEARNED_KINDS: dict[str, type[LearnedRouter]] = {
     "classifier": ClassifierRouter,
@@ -46,6 +48,7 @@ __all__ = [
     "LEARNED_KINDS",
     "ROUTER_KINDS",
     "Decision",
+    "Learner",
     "MemberTable",
     "Router",
     "TieredRouter",

@@ -74,6 +74,10 @@ class LinearBandit:
         self.b_ = np.zeros((k, d))
         self._rng = rng
 
+    def reseed(self, seed: int | None) -> None:
+        """Draw exploration from a new generator (None: from the OS), keeping the projection."""
+        self._rng = np.random.default_rng(seed)
+
     def features(self, vectors: Floats) -> Floats:
         """(n, dims + 1): the projected embedding and a constant."""
         projected = np.asarray(vectors, dtype=np.float64) @ self.projection_
@@ -81,7 +85,10 @@ class LinearBandit:
 
     def estimates(self, vectors: Floats) -> tuple[Floats, Floats]:
         """(n, members) mean reward and its uncertainty (the UCB width before ``alpha``)."""
-        x = self.features(vectors)
+        return self.estimates_of(self.features(vectors))
+
+    def estimates_of(self, x: Floats) -> tuple[Floats, Floats]:
+        """:meth:`estimates` from features (:meth:`features`' rows)."""
         inverse = np.linalg.inv(self.a_)
         theta = np.einsum("kij,kj->ki", inverse, self.b_)
         mean = x @ theta.T
@@ -90,7 +97,12 @@ class LinearBandit:
 
     def choose(self, vector: Floats, unit: str = "default") -> Choice:
         """Choose for one prompt embedding, within ``unit``'s exploration budget."""
-        mean, width = self.estimates(np.asarray(vector, dtype=np.float64)[None, :])
+        x = self.features(np.asarray(vector, dtype=np.float64)[None, :])[0]
+        return self.choose_features(x, unit)
+
+    def choose_features(self, x: Floats, unit: str = "default") -> Choice:
+        """:meth:`choose` from the prompt's features; counts the decision in ``unit``'s budget."""
+        mean, width = self.estimates_of(x[None, :])
         scores = (mean + self.alpha * width)[0]
         greedy = int(np.argmax(scores))
         budget = self.budgets.setdefault(unit, UnitBudget())
@@ -113,8 +125,12 @@ class LinearBandit:
     def update(self, vector: Floats, member: int, quality: float, cost_usd: float) -> None:
         """Fold one outcome into the member's regression."""
         x = self.features(np.asarray(vector, dtype=np.float64)[None, :])[0]
+        self.learn(x, member, self.reward(quality, cost_usd))
+
+    def learn(self, x: Floats, member: int, reward: float) -> None:
+        """Fold one outcome, given the features the choice was made on, into ``member``."""
         self.a_[member] += np.outer(x, x)
-        self.b_[member] += self.reward(quality, cost_usd) * x
+        self.b_[member] += reward * x
 
     def update_many(
         self, vectors: Floats, members: Sequence[int], quality: Floats, cost: Floats

@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from pinfactory.errors import TeamFileError
 from pinfactory.request import Request
 
 if TYPE_CHECKING:
@@ -39,9 +40,14 @@ class Decision:
     fallback: bool = False
     rule: str | None = None
     trail: tuple[str, ...] = ()
+    propensity: float | None = None
+    """For a router that explores: the probability it had of choosing ``member``."""
+    context: tuple[float, ...] = ()
+    """For a router that learns online: the features it chose on, so that any worker
+    reading the ledger can learn from the outcome (``routing/online.py``)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "member": self.member,
             "reason": self.reason,
             "router": self.router,
@@ -53,6 +59,11 @@ class Decision:
             "rule": self.rule,
             "trail": list(self.trail),
         }
+        if self.propensity is not None:
+            body["propensity"] = self.propensity
+        if self.context:
+            body["context"] = list(self.context)
+        return body
 
 
 @runtime_checkable
@@ -124,3 +135,13 @@ def member_cost(members: MemberTable, member: str) -> Decimal:
 
 def member_tier(members: MemberTable, member: str) -> str | None:
     return members[member][0] if member in members else None
+
+
+ENCODERS = ("minilm-static", "minilm")
+
+
+def check_encoder(name: str) -> str:
+    """``name`` if it is an encoder a team file may name, else a :class:`TeamFileError`."""
+    if name not in ENCODERS:
+        raise TeamFileError(f"unknown encoder '{name}'; allowed: {', '.join(ENCODERS)}")
+    return name

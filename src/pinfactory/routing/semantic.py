@@ -34,6 +34,7 @@ from pinfactory.request import Request
 from pinfactory.routing.base import (
     Decision,
     MemberTable,
+    check_encoder,
     member_cost,
     member_table,
     member_tier,
@@ -292,10 +293,7 @@ class SemanticRouter:
                     f"semantic route '{route.name}' sends to unknown member "
                     f"'{route.member}'; members: {allowed}"
                 )
-        if parsed.encoder not in ("minilm-static", "minilm"):
-            raise TeamFileError(
-                f"unknown encoder '{parsed.encoder}'; allowed: minilm-static, minilm"
-            )
+        check_encoder(parsed.encoder)
         return cls(
             parsed.routes,
             parsed.fallback,
