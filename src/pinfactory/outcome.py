@@ -141,6 +141,30 @@ class ReviewNotice:
         return body
 
 
+@dataclass(frozen=True, slots=True)
+class CacheHit:
+    """An answer served from the response cache (``pinfactory.cache``) instead of a call.
+
+    ``source`` is the request whose answer was reused, ``similarity`` 1 for an exact hit,
+    ``saved_usd`` what that answer cost (the call this one did not make).
+    """
+
+    kind: Literal["exact", "semantic"]
+    source: str
+    similarity: float
+    saved_usd: Decimal
+    age_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "source": self.source,
+            "similarity": self.similarity,
+            "saved_usd": format(self.saved_usd, "f"),
+            "age_s": self.age_s,
+        }
+
+
 @dataclass(slots=True)
 class Answer:
     """A request that was answered (HTTP 200), and everything that happened on the way.
@@ -168,6 +192,7 @@ class Answer:
     review: ReviewNotice | None = None
     trace_id: str | None = None
     correlation_id: str | None = None
+    cache: CacheHit | None = None
 
     def __post_init__(self) -> None:
         if self.calls is None:
@@ -236,6 +261,8 @@ class Answer:
             block["review"] = self.review.to_json()
         if self.trace_id is not None:
             block["trace_id"] = self.trace_id
+        if self.cache is not None:
+            block["cache"] = self.cache.to_json()
         return block
 
 
@@ -283,6 +310,7 @@ Outcome = Answer | Failure
 
 __all__ = [
     "Answer",
+    "CacheHit",
     "Disagreement",
     "Escalation",
     "Event",

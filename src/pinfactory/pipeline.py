@@ -32,6 +32,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
+from pinfactory.cache import Hit, ResponseCache
 from pinfactory.capabilities import Eligibility
 from pinfactory.errors import (
     ClientGone,
@@ -47,8 +48,8 @@ from pinfactory.ledger.events import entry_of, events_of
 from pinfactory.ledger.queued import queue_request, run_approved
 from pinfactory.ledger.reviews import ReviewQueue
 from pinfactory.members import Completion, Member, member_class
-from pinfactory.members.base import Delta
-from pinfactory.members.calls import MemberStream, Purpose, Tab, call_member, open_tab
+from pinfactory.members.base import Delta, Usage
+from pinfactory.members.calls import MemberCall, MemberStream, Purpose, Tab, call_member, open_tab
 from pinfactory.members.composite import Composite
 from pinfactory.observe import Observers, Timeline, build_observers, stage
 from pinfactory.observe.timeline import stage_end, stage_start
@@ -87,6 +88,8 @@ class Pipeline:
         spec = team.spec.verification
         self.verification = VerifyStage(spec) if spec is not None else None
         self.eligibility = Eligibility(self.members, team.spec.drop_unsupported)
+        cache = team.spec.cache
+        self.cache = ResponseCache(cache) if cache is not None else None
 
     def _prepare(self, member: Member, request: Request) -> Request:
         """The request as ``member`` gets it: input guards (size, injection, PII before
@@ -168,8 +171,13 @@ class Pipeline:
             with stage("route"):
                 decision = await self.route(request)
             with stage("call"):
-                decision, completion = await self._answer(request, decision)
+                hit = self._cached(request, decision, tab)
+                if hit is not None:
+                    decision, completion = hit.decision, hit.completion
+                else:
+                    decision, completion = await self._answer(request, decision)
             answer = self._answer_of(request, decision, completion, started, tab)
+            answer.cache = hit.record if hit is not None else None
             if self.verification is not None:
                 with stage("verify"):
                     answer = await self.verification.review(answer, self.members)
@@ -185,7 +193,20 @@ class Pipeline:
             await self.record_failure(request, error, started, tab=tab, decision=decision)
             raise error from exc
         await self.record(answer)
+        if self.cache is not None:
+            self.cache.store(answer)
         return answer
+
+    def _cached(self, request: Request, decision: Decision, tab: Tab) -> Hit | None:
+        """The response cache's answer, booked as a zero-cost ``cache`` call on the member."""
+        if self.cache is None:
+            return None
+        hit = self.cache.lookup(request, decision)
+        if hit is not None:
+            member = hit.decision.member
+            model = hit.completion.model
+            tab.book(MemberCall(member, "cache", Usage(0, 0), Decimal(0), 0.0, model))
+        return hit
 
     async def stream(
         self, request: Request, started: float | None = None

@@ -63,6 +63,8 @@ class Request:
     headers: Mapping[str, str] = field(default_factory=dict)
     request_id: str = field(default_factory=lambda: new_request_id())
     correlation_id: str | None = None
+    cache: bool = True
+    """False when the client sent ``"cache": false``: no cached answer, none stored."""
 
     @classmethod
     def from_text(cls, text: str, **kwargs: Any) -> Request:

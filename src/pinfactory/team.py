@@ -20,6 +20,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pinfactory.cache import CacheSpec
 from pinfactory.errors import TeamFileError
 from pinfactory.members.base import Capabilities, Price
 from pinfactory.members.upstream import UpstreamSpec
@@ -230,6 +231,7 @@ class TeamSpec(_Strict):
     ledger: LedgerSpec = LedgerSpec()
     gateway: GatewaySpec = GatewaySpec()
     verification: VerificationSpec | None = None  # off unless the team file turns it on
+    cache: CacheSpec | None = None  # response caching (cache.py); off unless turned on
     budgets: list[BudgetSpec] = []
     limits: list[SpendLimit] = Field(
         default=[], description="spend limits: calls and/or USD per window (see spend.py)"

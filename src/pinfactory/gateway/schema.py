@@ -31,7 +31,7 @@ class WireDocument(BaseModel):
 
 
 _DOCUMENTS: TypeAdapter[list[WireDocument]] = TypeAdapter(list[WireDocument])
-_OWN = frozenset({"model", "messages", "stream", "documents"})
+_OWN = frozenset({"model", "messages", "stream", "documents", "cache"})
 """Body fields the gateway consumes; every other one is forwarded in ``Request.params``."""
 
 
@@ -65,6 +65,12 @@ def parse_request(
     metadata = data.get("metadata") or {}
     tags = sorted(t for t in metadata.get("tags", "").split(",") if t)
     stream_options = data.get("stream_options") or {}
+    cache = data.get("cache", True)
+    if type(cache) is not bool:
+        raise RequestError(
+            f"'cache' must be true or false (false: no cached answer, none stored); got {cache!r}",
+            param="cache",
+        )
     request = Request(
         messages=messages,
         model=data["model"],
@@ -80,6 +86,7 @@ def parse_request(
         tags=tuple(tags),
         headers=headers,
         request_id=request_id,
+        cache=cache,
     )
     return request, bool(request.stream and stream_options.get("include_usage"))
 

@@ -91,6 +91,8 @@ def events_of(outcome: Outcome) -> list[AuditEvent]:
     rid = answer.request.request_id
     events = [request_event(answer.request), AuditEvent("decision", rid, jsonable(answer.decision))]
     events += [AuditEvent("call", rid, c.to_json()) for c in answer.calls]
+    if answer.cache is not None:
+        events.append(AuditEvent("cache", rid, answer.cache.to_json()))
     if answer.verdict is not None:
         events.append(AuditEvent("verdict", rid, verdict_json(answer.verdict)))
     for event in answer.events:

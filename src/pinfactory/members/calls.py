@@ -30,10 +30,12 @@ from pinfactory.members.base import Completion, Delta, Member, Usage
 from pinfactory.request import Request, estimate_tokens
 from pinfactory.verify.events import Event
 
-Purpose = Literal["answer", "tier", "fallback", "cross_check", "sample", "escalation", "held"]
+Purpose = Literal[
+    "answer", "tier", "fallback", "cross_check", "sample", "escalation", "held", "cache"
+]
 """Why a member was called: to answer, as a cascade tier or fallback alternative, as the
 verifiers' cross-check or self-consistency sample, as an escalation target, or to run a
-request a reviewer approved."""
+request a reviewer approved; ``cache``: not called, its stored answer reused at no cost."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,295 @@
+"""Response caching in front of members: exact and semantic, per unit, with a TTL.
+
+```yaml
+cache:
+  exact: true            # the same request again (every field) -> the stored answer
+  semantic: true         # a paraphrase of the last user turn, all else identical
+  threshold: 0.9         # cosine similarity a semantic hit needs (calibrated: docs/routing.md)
+  ttl_s: 3600            # an entry older than this is never served
+  max_entries: 10000     # least recently used entries go first
+  shared_units: false    # true: every unit reads every unit's answers
+  members: null          # only these members' answers are stored (default: all)
+```
+
+Keys. An *exact* key is the SHA-256 of the whole request as the member would get it:
+the unit (unless ``shared_units``), the model asked for, the member routed to, every
+message as sent (tool calls and ids included), tools, documents, sampling parameters
+and every other body field. A *semantic* lookup needs everything but the last user
+turn's text to match exactly (the same key with that text left out), then the turn's
+embedding to be within ``threshold`` cosine of a stored one *and* the same numbers to
+appear in both ("order 1042" never answers "order 1043").
+
+A request opts out with ``"cache": false`` in its body; streamed requests are neither
+served nor stored. Only answers that passed verification unescalated, not refused, not
+held for review, are stored; a semantic hit goes through the team's verification like
+any answer. A hit is a typed part of the outcome (:class:`pinfactory.outcome.CacheHit`):
+its ledger row books a zero-cost ``cache`` call on the member whose answer it reuses,
+and its ``cache`` audit entry names the request it came from and the USD it saved.
+
+The cache lives in the worker's memory (each gateway worker has its own).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Any, Literal
+
+import numpy as np
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from pinfactory.embeddings import Encoder, Vectors, get_encoder
+from pinfactory.members.base import Completion
+from pinfactory.outcome import Answer, CacheHit
+from pinfactory.request import Request, wire_message
+from pinfactory.routing.base import Decision
+
+NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+
+
+class CacheSpec(BaseModel):
+    """The team file's ``cache:`` block (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exact: bool = True
+    semantic: bool = False
+    threshold: float = Field(default=0.9, gt=0, le=1)
+    encoder: Literal["minilm-static", "minilm"] = "minilm-static"
+    ttl_s: float = Field(default=3600.0, gt=0)
+    max_entries: int = Field(default=10_000, ge=1)
+    shared_units: bool = False
+    members: list[str] | None = None
+
+
+@dataclass(slots=True)
+class Entry:
+    """One stored answer."""
+
+    request_id: str
+    member: str
+    completion: Completion
+    cost_usd: Decimal
+    stored: float
+    text: str = ""
+    numbers: tuple[str, ...] = ()
+    vector: Vectors | None = None
+
+
+@dataclass(slots=True)
+class Bucket:
+    """The semantic entries sharing one context key; ``matrix`` rebuilt when they change."""
+
+    keys: list[str] = field(default_factory=list)
+    matrix: Vectors | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """What a lookup found: the decision and completion to answer with, and the record."""
+
+    decision: Decision
+    completion: Completion
+    record: CacheHit
+
+
+def numbers_of(text: str) -> tuple[str, ...]:
+    return tuple(sorted(NUMBER.findall(text)))
+
+
+def last_user_index(request: Request) -> int:
+    for index in range(len(request.messages) - 1, -1, -1):
+        if request.messages[index].role == "user":
+            return index
+    return -1
+
+
+def request_key(request: Request, member: str, scope: str, blank_last_turn: bool = False) -> str:
+    """SHA-256 of everything that shapes the answer (the last user turn's text left out
+    for the semantic key)."""
+    last = last_user_index(request) if blank_last_turn else -1
+    messages = []
+    for index, message in enumerate(request.messages):
+        wire = dict(wire_message(message))
+        if index == last:
+            wire["content"] = ""
+        messages.append(wire)
+    params = dict(request.params)
+    body = {
+        "scope": scope,
+        "model": request.model,
+        "member": member,
+        "messages": messages,
+        "temperature": request.temperature,
+        "max_tokens": request.max_tokens,
+        "stop": list(request.stop),
+        "documents": [[d.title, d.text] for d in request.documents],
+        "tools": list(request.tools),
+        "params": params,
+    }
+    raw = orjson.dumps(body, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    return hashlib.sha256(raw).hexdigest()
+
+
+class ResponseCache:
+    """Exact and semantic answer cache for one gateway worker; see the module docstring.
+
+    ``clock`` gives seconds (``time.monotonic``); ``encoder`` is loaded on first use.
+    """
+
+    def __init__(
+        self,
+        spec: CacheSpec,
+        encoder: Encoder | None = None,
+        clock: Any = time.monotonic,
+    ) -> None:
+        self.spec = spec
+        self._encoder = encoder
+        self._clock = clock
+        self._entries: OrderedDict[str, Entry] = OrderedDict()
+        self._buckets: dict[str, Bucket] = {}
+        self._bucket_of: dict[str, str] = {}
+
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            self._encoder = get_encoder(self.spec.encoder)
+        return self._encoder
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _scope(self, request: Request) -> str:
+        return "*" if self.spec.shared_units else request.unit
+
+    def applies(self, request: Request, member: str) -> bool:
+        """Whether ``request`` may be served from or stored in the cache."""
+        if request.stream or not request.cache:
+            return False
+        return self.spec.members is None or member in self.spec.members
+
+    def lookup(self, request: Request, decision: Decision) -> Hit | None:
+        """The stored answer for ``request`` routed to ``decision.member``, if fresh."""
+        member = decision.member
+        if not self.applies(request, member):
+            return None
+        scope = self._scope(request)
+        if self.spec.exact:
+            entry = self._fresh(request_key(request, member, scope))
+            if entry is not None:
+                return self._hit(decision, entry, "exact", 1.0)
+        if not self.spec.semantic:
+            return None
+        found = self._nearest(request, member, scope)
+        if found is None:
+            return None
+        entry, similarity = found
+        return self._hit(decision, entry, "semantic", similarity)
+
+    def _fresh(self, key: str) -> Entry | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if self._clock() - entry.stored > self.spec.ttl_s:
+            self._drop(key)
+            return None
+        self._entries.move_to_end(key)
+        return entry
+
+    def _nearest(self, request: Request, member: str, scope: str) -> tuple[Entry, float] | None:
+        bucket = self._buckets.get(request_key(request, member, scope, blank_last_turn=True))
+        if bucket is None or not bucket.keys:
+            return None
+        if bucket.matrix is None:
+            vectors = [self._entries[k].vector for k in bucket.keys]
+            bucket.matrix = np.vstack([v for v in vectors if v is not None])
+        text = request.text
+        similarities = bucket.matrix @ self.encoder.encode([text])[0]
+        numbers = numbers_of(text)
+        for index in np.argsort(-similarities):
+            similarity = float(similarities[index])
+            if similarity < self.spec.threshold:
+                return None
+            key = bucket.keys[int(index)]
+            entry = self._entries[key]
+            if entry.numbers == numbers and self._fresh(key) is not None:
+                return entry, similarity
+        return None
+
+    def _hit(self, decision: Decision, entry: Entry, kind: str, similarity: float) -> Hit:
+        age = self._clock() - entry.stored
+        record = CacheHit(
+            kind="exact" if kind == "exact" else "semantic",
+            source=entry.request_id,
+            similarity=round(similarity, 4),
+            saved_usd=entry.cost_usd,
+            age_s=round(age, 3),
+        )
+        how = "" if kind == "exact" else f", similarity {similarity:.3f}"
+        reason = f"{decision.reason}; answered from the {kind} cache ({entry.request_id}{how})"
+        return Hit(replace(decision, reason=reason), entry.completion, record)
+
+    def store(self, answer: Answer) -> bool:
+        """Keep ``answer`` if it may be reused; returns whether it was stored."""
+        request, member = answer.request, answer.decision.member
+        if (
+            answer.cache is not None
+            or not self.applies(request, member)
+            or answer.escalation is not None
+            or answer.review is not None
+            or answer.completion.refused
+            or not answer.completion.text
+        ):
+            return False
+        scope = self._scope(request)
+        key = request_key(request, member, scope)
+        text = request.text
+        entry = Entry(
+            answer.request.request_id, member, answer.completion, answer.cost_usd,
+            self._clock(), text, numbers_of(text),
+        )  # fmt: skip
+        self._drop(key)
+        if self.spec.semantic:
+            entry.vector = self.encoder.encode([text])[0]
+            context = request_key(request, member, scope, blank_last_turn=True)
+            bucket = self._buckets.setdefault(context, Bucket())
+            bucket.keys.append(key)
+            bucket.matrix = None
+            self._bucket_of[key] = context
+        self._entries[key] = entry
+        while len(self._entries) > self.spec.max_entries:
+            self._drop(next(iter(self._entries)))
+        return True
+
+    def _drop(self, key: str) -> None:
+        if self._entries.pop(key, None) is None:
+            return
+        context = self._bucket_of.pop(key, None)
+        if context is not None:
+            bucket = self._buckets[context]
+            bucket.keys.remove(key)
+            bucket.matrix = None
+            if not bucket.keys:
+                del self._buckets[context]
+
+
+def calibrate_threshold(
+    similarities: Vectors | list[float], right: list[bool], max_wrong: float = 0.02
+) -> float:
+    """The lowest similarity threshold whose hits are wrong at most ``max_wrong`` of the
+    time on a calibration log: ``similarities[i]`` is each lookup's best match, ``right[i]``
+    whether that match's answer would have been right. 1.0 when none qualifies."""
+    sims = np.asarray(similarities, dtype=np.float64)
+    wrong = ~np.asarray(right, dtype=bool)
+    order = np.argsort(-sims)
+    hits = np.arange(1, len(sims) + 1)
+    rate = np.cumsum(wrong[order]) / hits
+    ok = np.flatnonzero(rate <= max_wrong)
+    if len(ok) == 0:
+        return 1.0
+    return float(sims[order][ok[-1]])
