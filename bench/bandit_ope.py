@@ -16,7 +16,6 @@ RouterBench has every model's outcome. Writes bench/results/bandit_ope.json and 
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 from pathlib import Path
 from typing import Any
@@ -25,19 +24,13 @@ import numpy as np
 from rich.progress import track
 
 from pinfactory.lab import ope
+from pinfactory.lab.datasets import default_root
 from pinfactory.routing.bandit import LinearBandit
 from pinfactory.routing.quality import QualityRouter
-from pinfactory.routing.table_files import concat, load_tables
+from pinfactory.routing.table_files import concat, load_routerbench
 
 ROOT = Path(__file__).resolve().parents[1]
 LAM = 20.0
-
-
-def shared_data() -> Path:
-    for parent in ROOT.parents:
-        if (parent / "shared" / "data").is_dir():
-            return parent / "shared" / "data"
-    raise SystemExit("shared/data not found")
 
 
 def main() -> None:
@@ -45,9 +38,7 @@ def main() -> None:
     parser.add_argument("--epsilon", type=float, default=0.1)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    data = shared_data() / "routerbench"
-    train = load_tables(sorted(glob.glob(str(data / "*_train.csv"))))
-    test = load_tables(sorted(glob.glob(str(data / "*_test.csv"))))
+    train, test = load_routerbench(default_root())
     table = concat([train, test])
     order = np.random.default_rng(0).permutation(len(table))
     stream = table.subset(order)

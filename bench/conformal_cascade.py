@@ -17,7 +17,6 @@ bench/results/conformal_cascade.json and conformal_cascade.png.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 from pathlib import Path
 from typing import Any
@@ -26,19 +25,13 @@ import numpy as np
 from rich.progress import track
 
 from pinfactory.lab.composed import frontier
+from pinfactory.lab.datasets import default_root
 from pinfactory.routing import conformal
 from pinfactory.routing.quality import QualityRouter
-from pinfactory.routing.table_files import load_tables
+from pinfactory.routing.table_files import load_routerbench
 
 ROOT = Path(__file__).resolve().parents[1]
 GPT4 = "gpt-4-1106-preview"
-
-
-def shared_data() -> Path:
-    for parent in ROOT.parents:
-        if (parent / "shared" / "data").is_dir():
-            return parent / "shared" / "data"
-    raise SystemExit("shared/data not found")
 
 
 def main() -> None:
@@ -46,9 +39,7 @@ def main() -> None:
     parser.add_argument("--splits", type=int, default=500)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    data = shared_data() / "routerbench"
-    train = load_tables(sorted(glob.glob(str(data / "*_train.csv"))))
-    test = load_tables(sorted(glob.glob(str(data / "*_test.csv"))))
+    train, test = load_routerbench(default_root())
     tiers = frontier(train)
     if test.members.index(GPT4) not in tiers:
         tiers.append(test.members.index(GPT4))

@@ -24,19 +24,13 @@ import yaml
 
 from pinfactory.lab import datasets, metrics
 from pinfactory.lab.composed import SemanticLab, SemanticParams
+from pinfactory.lab.datasets import default_root
 from pinfactory.routing.distill import decide_all, distill
 from pinfactory.routing.quality import QualityRouter
 from pinfactory.routing.rules_file import load_rules_file
 from pinfactory.routing.table import RoutingTable
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def shared_data() -> Path:
-    for parent in ROOT.parents:
-        if (parent / "shared" / "data").is_dir():
-            return parent / "shared" / "data"
-    raise SystemExit("shared/data not found")
 
 
 def indices(table: RoutingTable, names: list[str]) -> np.ndarray[Any, np.dtype[np.int64]]:
@@ -85,7 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    root = shared_data()
+    root = default_root()
 
     def semantic(train: RoutingTable, test: RoutingTable) -> tuple[Any, Any]:
         router = SemanticLab("semantic", 0, SemanticParams()).fit(train)

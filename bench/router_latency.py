@@ -10,7 +10,6 @@ on its test prompts. Writes bench/results/router_latency.json.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from pinfactory.lab.datasets import default_root
 from pinfactory.request import Request
 from pinfactory.routing import build_router
 from pinfactory.routing.classifier import ClassifierRouter
@@ -27,7 +27,7 @@ from pinfactory.routing.hybrid import HybridRouter
 from pinfactory.routing.learned import LearnedRouter
 from pinfactory.routing.quality import QualityRouter
 from pinfactory.routing.semantic import SemanticRouter
-from pinfactory.routing.table_files import load_tables
+from pinfactory.routing.table_files import load_routerbench
 from pinfactory.team import load_team
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,13 +42,6 @@ QUERIES = [
     "Compare the strategies of Rome and Carthage in the Second Punic War",
     "tell me a joke about cats",
 ]
-
-
-def shared_data() -> Path:
-    for parent in ROOT.parents:
-        if (parent / "shared" / "data").is_dir():
-            return parent / "shared" / "data"
-    raise SystemExit("shared/data not found")
 
 
 def timings(
@@ -85,9 +78,7 @@ def main() -> None:
     }
     batch = [requests * 8]  # 64 requests a call
     results["semantic_batch"] = timings(hybrid.second.decide_batch, batch * 50, per_call=64)
-    data = shared_data() / "routerbench"
-    train = load_tables(sorted(glob.glob(str(data / "*_train.csv"))))
-    test = load_tables(sorted(glob.glob(str(data / "*_test.csv"))))
+    train, test = load_routerbench(default_root())
     prompts = [Request.from_text(p) for p in test.prompts[:200]]
     learned: dict[str, LearnedRouter] = {
         "classifier": ClassifierRouter("logistic"),

@@ -22,7 +22,6 @@ Writes bench/results/routing_quality.json. Takes a few minutes on two cores.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import random
 import time
@@ -35,6 +34,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 
 from pinfactory.embeddings import get_encoder
+from pinfactory.lab.datasets import default_root
 from pinfactory.routing.acceptance import AcceptanceModel
 from pinfactory.routing.cascade import Cascade, out_of_fold_scores
 from pinfactory.routing.classifier import ClassifierRouter
@@ -43,20 +43,13 @@ from pinfactory.routing.learned import CostAwareRouter, LearnedRouter
 from pinfactory.routing.quality import QualityRouter
 from pinfactory.routing.semantic import Route, SemanticRouter
 from pinfactory.routing.table import RoutingTable
-from pinfactory.routing.table_files import load_responses, load_tables
+from pinfactory.routing.table_files import load_responses, load_tables, routerbench_files
 
 ROOT = Path(__file__).resolve().parents[1]
 GPT4 = "gpt-4-1106-preview"
 CASCADE_TIERS = ["mistralai/mistral-7b-chat", "mistralai/mixtral-8x7b-chat", GPT4]
 TARGETS = (0.78, 0.82, 0.85)
 Floats = npt.NDArray[np.float64]
-
-
-def shared_data() -> Path:
-    for parent in ROOT.parents:
-        if (parent / "shared" / "data").is_dir():
-            return parent / "shared" / "data"
-    raise SystemExit("shared/data not found")
 
 
 # -- CLINC150 ---------------------------------------------------------------------
@@ -228,11 +221,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print only the JSON object")
     args = parser.parse_args()
-    data = shared_data()
+    data = default_root()
     started = time.perf_counter()
     results: dict[str, Any] = {"clinc150": clinc(data / "clinc150")}
-    train_files = sorted(glob.glob(str(data / "routerbench" / "*_train.csv")))
-    test_files = sorted(glob.glob(str(data / "routerbench" / "*_test.csv")))
+    train_files = routerbench_files(data, "train")
+    test_files = routerbench_files(data, "test")
     train, test = load_tables(train_files), load_tables(test_files)
     results["routerbench"] = routerbench(train, test)
     results["cascade"] = cascades(

@@ -164,6 +164,7 @@ CONFIGS = {
     "gumbel": "  path: gumbel.pkl",
     "cluster": "  path: cluster.pkl",
     "irt": "  path: irt.pkl",
+    "bandit": "  epsilon: 0.1",
 }
 
 

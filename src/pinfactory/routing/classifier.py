@@ -9,13 +9,13 @@ member is the best; the router picks the most probable.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Unpack
 
 import numpy as np
 
 from pinfactory.embeddings import Vectors
 from pinfactory.errors import RoutingError
-from pinfactory.routing.learned import Floats, LearnedRouter
+from pinfactory.routing.learned import Floats, LearnedParams, LearnedRouter
 from pinfactory.routing.neighbours import NeighbourIndex
 from pinfactory.routing.table import RoutingTable
 
@@ -32,10 +32,9 @@ class ClassifierRouter(LearnedRouter):
         k: int = 10,
         c: float = 1.0,
         hidden: int = 128,
-        encoder: str = "minilm-static",
-        seed: int = 0,
+        **common: Unpack[LearnedParams],
     ) -> None:
-        super().__init__(encoder=encoder, seed=seed)
+        super().__init__(**common)
         if model not in ("logistic", "mlp", "knn"):
             raise RoutingError(f"classifier model '{model}'; allowed: logistic, mlp, knn")
         self.model = model

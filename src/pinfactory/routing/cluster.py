@@ -12,17 +12,18 @@ recipe of Avengers-Pro (Zhang et al. 2025): cluster, profile, trade off.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar, Unpack
 
 import numpy as np
 
 from pinfactory.embeddings import Vectors
-from pinfactory.routing.learned import CostAwareRouter, Floats
+from pinfactory.routing.learned import CostAwareParams, CostAwareRouter, Floats
 from pinfactory.routing.table import RoutingTable
 
 
 class ClusterRouter(CostAwareRouter):
     kind: ClassVar[str] = "cluster"
+    explanation: ClassVar[str] = "expected quality {quality:.2f} in the prompt's nearest clusters"
 
     def __init__(
         self,
@@ -31,21 +32,9 @@ class ClusterRouter(CostAwareRouter):
         top: int = 3,
         temperature: float = 0.05,
         prior: float = 5.0,
-        lam: float = 0.0,
-        budget_usd: float | None = None,
-        quality_target: float | None = None,
-        holdout: float = 0.25,
-        encoder: str = "minilm-static",
-        seed: int = 0,
+        **common: Unpack[CostAwareParams],
     ) -> None:
-        super().__init__(
-            lam=lam,
-            budget_usd=budget_usd,
-            quality_target=quality_target,
-            holdout=holdout,
-            encoder=encoder,
-            seed=seed,
-        )
+        super().__init__(**common)
         self.clusters = clusters
         self.top = top
         self.temperature = temperature
@@ -76,15 +65,3 @@ class ClusterRouter(CostAwareRouter):
         weights /= weights.sum(axis=1, keepdims=True)
         predicted: Floats = np.einsum("nk,nkm->nm", weights, self.profile_[nearest])
         return predicted
-
-    def _member_scores(self, vectors: Vectors, **knobs: Any) -> Floats:
-        scores: Floats = self.predicted_quality(vectors) - self.cost_weight(knobs) * self.mean_cost_
-        return scores
-
-    def _explain(self, scores: Floats, choice: int, **knobs: Any) -> str:
-        lam = self.cost_weight(knobs)
-        quality = scores[choice] + lam * self.mean_cost_[choice]
-        return (
-            f"cluster router: '{self.members_[choice]}' expected quality {quality:.2f} in the "
-            f"prompt's nearest clusters at ${self.mean_cost_[choice]:.2e} under lambda={lam:g}/USD"
-        )

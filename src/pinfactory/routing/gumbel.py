@@ -18,12 +18,12 @@ with PyTorch on the CPU; inference is plain NumPy.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 import numpy as np
 
 from pinfactory.embeddings import Vectors
-from pinfactory.routing.learned import CostAwareRouter, Floats
+from pinfactory.routing.learned import CostAwareParams, CostAwareRouter, Floats
 from pinfactory.routing.table import RoutingTable
 
 _LOG_LOW, _LOG_HIGH = -3.0, 2.0  # scaled lam range, log10, as in lambda_grid
@@ -41,21 +41,9 @@ class GumbelRouter(CostAwareRouter):
         batch: int = 256,
         tau: float = 1.0,
         lr: float = 1e-2,
-        lam: float = 0.0,
-        budget_usd: float | None = None,
-        quality_target: float | None = None,
-        holdout: float = 0.25,
-        encoder: str = "minilm-static",
-        seed: int = 0,
+        **common: Unpack[CostAwareParams],
     ) -> None:
-        super().__init__(
-            lam=lam,
-            budget_usd=budget_usd,
-            quality_target=quality_target,
-            holdout=holdout,
-            encoder=encoder,
-            seed=seed,
-        )
+        super().__init__(**common)
         self.hidden = hidden
         self.steps = steps
         self.epochs = epochs

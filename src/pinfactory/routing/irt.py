@@ -12,17 +12,18 @@ and IRT-Router). The router picks predicted quality minus ``lam`` times cost.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar, Unpack
 
 import numpy as np
 
 from pinfactory.embeddings import Vectors
-from pinfactory.routing.learned import CostAwareRouter, Floats
+from pinfactory.routing.learned import CostAwareParams, CostAwareRouter, Floats
 from pinfactory.routing.table import RoutingTable
 
 
 class IRTRouter(CostAwareRouter):
     kind: ClassVar[str] = "irt"
+    explanation: ClassVar[str] = "answers well with p={quality:.2f}"
 
     def __init__(
         self,
@@ -31,21 +32,9 @@ class IRTRouter(CostAwareRouter):
         epochs: int = 200,
         lr: float = 5e-3,
         weight_decay: float = 1e-4,
-        lam: float = 0.0,
-        budget_usd: float | None = None,
-        quality_target: float | None = None,
-        holdout: float = 0.25,
-        encoder: str = "minilm-static",
-        seed: int = 0,
+        **common: Unpack[CostAwareParams],
     ) -> None:
-        super().__init__(
-            lam=lam,
-            budget_usd=budget_usd,
-            quality_target=quality_target,
-            holdout=holdout,
-            encoder=encoder,
-            seed=seed,
-        )
+        super().__init__(**common)
         self.dims = dims
         self.epochs = epochs
         self.lr = lr
@@ -88,15 +77,3 @@ class IRTRouter(CostAwareRouter):
         z = (vectors @ self.a_) @ self.theta_.T + self.c_ - (vectors @ self.w_ + self.b_)
         predicted: Floats = 1.0 / (1.0 + np.exp(-z.astype(np.float64)))
         return predicted
-
-    def _member_scores(self, vectors: Vectors, **knobs: Any) -> Floats:
-        scores: Floats = self.predicted_quality(vectors) - self.cost_weight(knobs) * self.mean_cost_
-        return scores
-
-    def _explain(self, scores: Floats, choice: int, **knobs: Any) -> str:
-        lam = self.cost_weight(knobs)
-        quality = scores[choice] + lam * self.mean_cost_[choice]
-        return (
-            f"IRT router: '{self.members_[choice]}' answers well with p={quality:.2f} "
-            f"at ${self.mean_cost_[choice]:.2e} under lambda={lam:g}/USD"
-        )

@@ -19,7 +19,7 @@ import pickle
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypedDict, Unpack
 
 import numpy as np
 import numpy.typing as npt
@@ -225,6 +225,23 @@ def lambda_grid(mean_cost: Floats, points: int = 161) -> Floats:
     return np.concatenate([[0.0], np.logspace(-3, 2, points - 1) * scale])
 
 
+class LearnedParams(TypedDict, total=False):
+    """The constructor parameters every learned router takes (see :class:`LearnedRouter`)."""
+
+    encoder: str
+    seed: int
+
+
+class CostAwareParams(LearnedParams, total=False):
+    """The constructor parameters every cost-aware router takes (:class:`CostAwareRouter`);
+    a subclass's ``__init__`` takes its own and passes ``**common`` on."""
+
+    lam: float
+    budget_usd: float | None
+    quality_target: float | None
+    holdout: float
+
+
 class CostAwareRouter(LearnedRouter):
     """A learned router whose choice trades quality against cost by ``lam``.
 
@@ -242,10 +259,9 @@ class CostAwareRouter(LearnedRouter):
         budget_usd: float | None = None,
         quality_target: float | None = None,
         holdout: float = 0.25,
-        encoder: str = "minilm-static",
-        seed: int = 0,
+        **common: Unpack[LearnedParams],
     ) -> None:
-        super().__init__(encoder=encoder, seed=seed)
+        super().__init__(**common)
         self.lam = lam
         self.budget_usd = budget_usd
         self.quality_target = quality_target
@@ -324,6 +340,26 @@ class CostAwareRouter(LearnedRouter):
         """Lambda, the weight of cost against quality: the caller's, else the fitted one."""
         lam = knobs.get("lam")
         return float(getattr(self, "lam_", self.lam) if lam is None else lam)
+
+    explanation: ClassVar[str] = "predicted quality {quality:.2f}"
+    """How :meth:`_explain` words the chosen member's predicted quality."""
+
+    def predicted_quality(self, vectors: Vectors) -> Floats:
+        """(n, members) quality each member is expected to reach."""
+        raise NotImplementedError
+
+    def _member_scores(self, vectors: Vectors, **knobs: Any) -> Floats:
+        scores: Floats = self.predicted_quality(vectors) - self.cost_weight(knobs) * self.mean_cost_
+        return scores
+
+    def _explain(self, scores: Floats, choice: int, **knobs: Any) -> str:
+        lam = self.cost_weight(knobs)
+        quality = scores[choice] + lam * self.mean_cost_[choice]
+        return (
+            f"{self.kind} router: '{self.members_[choice]}' "
+            f"{self.explanation.format(quality=quality)} "
+            f"at ${self.mean_cost_[choice]:.2e} under lambda={lam:g}/USD"
+        )
 
 
 def load_router(path: str | Path) -> LearnedRouter:

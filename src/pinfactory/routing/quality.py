@@ -8,13 +8,13 @@ member maximising predicted quality minus ``lam`` times its mean cost.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Unpack
 
 import numpy as np
 
 from pinfactory.embeddings import Vectors
 from pinfactory.errors import RoutingError
-from pinfactory.routing.learned import CostAwareRouter, Floats
+from pinfactory.routing.learned import CostAwareParams, CostAwareRouter, Floats
 from pinfactory.routing.neighbours import NeighbourIndex
 from pinfactory.routing.table import RoutingTable
 
@@ -30,21 +30,9 @@ class QualityRouter(CostAwareRouter):
         *,
         k: int = 10,
         c: float = 1.0,
-        lam: float = 0.0,
-        budget_usd: float | None = None,
-        quality_target: float | None = None,
-        holdout: float = 0.25,
-        encoder: str = "minilm-static",
-        seed: int = 0,
+        **common: Unpack[CostAwareParams],
     ) -> None:
-        super().__init__(
-            lam=lam,
-            budget_usd=budget_usd,
-            quality_target=quality_target,
-            holdout=holdout,
-            encoder=encoder,
-            seed=seed,
-        )
+        super().__init__(**common)
         if model not in ("logistic", "knn"):
             raise RoutingError(f"quality model '{model}'; allowed: logistic, knn")
         self.model = model
@@ -88,10 +76,6 @@ class QualityRouter(CostAwareRouter):
         z = vectors @ self.weights_ + self.bias_
         predicted: Floats = 1.0 / (1.0 + np.exp(-z)) if self.link_ == "sigmoid" else z
         return predicted
-
-    def _member_scores(self, vectors: Vectors, **knobs: Any) -> Floats:
-        scores: Floats = self.predicted_quality(vectors) - self.cost_weight(knobs) * self.mean_cost_
-        return scores
 
     def _explain(self, scores: Floats, choice: int, **knobs: Any) -> str:
         lam = self.cost_weight(knobs)

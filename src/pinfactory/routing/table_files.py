@@ -245,3 +245,16 @@ def load_responses(paths: Iterable[str | Path], table: RoutingTable) -> dict[str
     if missing:
         raise RoutingError(f"{len(missing)} table rows have no answers in the files given")
     return {m: [found[i][m] for i in table.ids] for m in table.members}
+
+
+def routerbench_files(root: Path, split: str) -> list[Path]:
+    """RouterBench's CSVs of one split (``train`` or ``test``) under the data folder ``root``."""
+    return sorted((root / "routerbench").glob(f"*_{split}.csv"))
+
+
+def load_routerbench(root: Path) -> tuple[RoutingTable, RoutingTable]:
+    """RouterBench's (train, test) tables from the data folder ``root`` (``shared/data``)."""
+    return (
+        load_tables(routerbench_files(root, "train")),
+        load_tables(routerbench_files(root, "test")),
+    )
