@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
@@ -39,6 +39,7 @@ from pinfactory.errors import (
 from pinfactory.gateway.admin import admin_routes
 from pinfactory.gateway.agents import agent_routes
 from pinfactory.gateway.auth import Caller, Keyring
+from pinfactory.gateway.embeddings import embeddings_body, parse_embeddings_request
 from pinfactory.gateway.errors import error_response, http_error
 from pinfactory.gateway.health import health_routes, warm_up
 from pinfactory.gateway.models import model_routes
@@ -83,6 +84,45 @@ class Gateway:
         return self.pipeline
 
     async def chat_completions(self, http: HTTPRequest) -> Response:
+        taken = await self.intake(http, self._parse_chat)
+        if isinstance(taken, Response):
+            return taken
+        request, started, admission = taken
+        if request.stream:
+            stream_options = request.params.get("stream_options") or {}
+            include_usage = bool(stream_options.get("include_usage"))
+            return await self._stream(self.ready, request, started, include_usage, admission)
+        answer = await self.answer(request, started, admission)
+        return answer if isinstance(answer, Response) else AnswerResponse(answer)
+
+    async def embeddings(self, http: HTTPRequest) -> Response:
+        """``POST /v1/embeddings`` (``gateway/embeddings.py``), through the same pipeline."""
+        taken = await self.intake(http, parse_embeddings_request)
+        if isinstance(taken, Response):
+            return taken
+        answer = await self.answer(*taken)
+        return (
+            answer
+            if isinstance(answer, Response)
+            else json_response(embeddings_body(answer), answer)
+        )
+
+    def _parse_chat(self, body: bytes, **who: Any) -> Request:
+        request, _ = parse_request(body, **who)
+        if len(request.messages) > self.max_messages:
+            raise RequestError(
+                f"'messages' holds {len(request.messages)} messages; "
+                f"the limit is {self.max_messages}",
+                param="messages",
+            )
+        return request
+
+    async def intake(
+        self, http: HTTPRequest, parse: Callable[..., Request]
+    ) -> tuple[Request, float, Admission | None] | Response:
+        """Authenticate, read and ``parse`` the body (``parse(body, unit=, user=, headers=,
+        request_id=)``) and admit it past the rate limits; or the error response, the
+        failure recorded in the ledger before any member is called."""
         started = time.perf_counter()
         headers = header_dict(http.scope)
         request_id = new_request_id()  # always ours: a client's X-Request-Id only correlates
@@ -96,19 +136,9 @@ class Gateway:
             body = await read_body(
                 http, self.max_body, headers.get("content-length"), self.body_timeout_s
             )
-            request, include_usage = parse_request(
-                body,
-                unit=caller.unit,
-                user=caller.user,
-                headers=headers,
-                request_id=request_id,
+            request = parse(
+                body, unit=caller.unit, user=caller.user, headers=headers, request_id=request_id
             )
-            if len(request.messages) > self.max_messages:
-                raise RequestError(
-                    f"'messages' holds {len(request.messages)} messages; "
-                    f"the limit is {self.max_messages}",
-                    param="messages",
-                )
             if self.limits.active:
                 who = Who(caller.key_id, caller.user, caller.unit)
                 admission = await self.limits.admit(who, request.prompt_tokens)
@@ -121,16 +151,20 @@ class Gateway:
             return error_response(exc, request_id, correlation)
         if correlation is not None:
             request = replace(request, correlation_id=correlation)
-        if request.stream:
-            return await self._stream(pipeline, request, started, include_usage, admission)
+        return request, started, admission
+
+    async def answer(
+        self, request: Request, started: float, admission: Admission | None
+    ) -> Answer | Response:
+        """The pipeline's recorded answer, or the error response for its recorded failure."""
         answer: Answer | None = None
         try:
-            answer = await pipeline.complete(request, started)  # records every outcome
+            answer = await self.ready.complete(request, started)  # records every outcome
         except PinfactoryError as exc:
-            return error_response(exc, request_id, correlation)
+            return error_response(exc, request.request_id, request.correlation_id)
         finally:
             await self._done(admission, answer)
-        return AnswerResponse(answer)
+        return answer
 
     async def _stream(
         self,
@@ -194,6 +228,27 @@ class Gateway:
         return JSONResponse(
             {"status": "ok", "team": self.team.name, "members": list(pipeline.members)}
         )
+
+
+def json_response(body: dict[str, Any], answer: Answer | None = None) -> Response:
+    """``body`` as JSON (orjson), with the answer's member, cost and ids as headers."""
+    response = Response(
+        orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS), media_type="application/json"
+    )
+    if answer is not None:
+        response.headers.update(answer_headers(answer))
+    return response
+
+
+def answer_headers(answer: Answer) -> dict[str, str]:
+    headers = {
+        "x-pinfactory-member": answer.decision.member,
+        "x-pinfactory-cost-usd": format(answer.cost_usd, "f"),
+        "x-request-id": answer.request.request_id,
+    }
+    if answer.correlation_id is not None:
+        headers["x-correlation-id"] = answer.correlation_id
+    return headers
 
 
 class AnswerResponse(Response):
@@ -317,6 +372,7 @@ def create_app(
 
     routes = [
         Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
+        Route("/v1/embeddings", gateway.embeddings, methods=["POST"]),
         *model_routes(gateway),  # /v1/models, /v1/models/{id}
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/healthz", gateway.healthz, methods=["GET"]),

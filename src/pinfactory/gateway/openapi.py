@@ -14,11 +14,13 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from openai.types import CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion
+from openai.types.embedding_create_params import EmbeddingCreateParams
 from pydantic import BaseModel
 
 from pinfactory.gateway.checks import MAX_CHOICES
-from pinfactory.gateway.openai_types import request_adapter
+from pinfactory.gateway.openai_types import params_adapter, request_adapter
 
 REF = "#/components/schemas/{model}"
 _RANGES = {
@@ -88,6 +90,7 @@ def openapi_document(title: str = "pinfactory") -> dict[str, Any]:
         "security": [{"bearer": []}, {}],
         "paths": {
             "/v1/chat/completions": {"post": _chat()},
+            "/v1/embeddings": {"post": _embeddings(schemas)},
             "/v1/models": {"get": _get("Every model: 'auto' and each enabled member", "ModelList")},
             "/v1/models/{model}": {
                 "get": {
@@ -107,29 +110,70 @@ def openapi_document(title: str = "pinfactory") -> dict[str, Any]:
 
 
 def _chat() -> dict[str, Any]:
+    return _post(
+        "Create a chat completion",
+        "createChatCompletion",
+        "ChatCompletionRequest",
+        "ChatCompletion",
+        "the answer, with a 'pinfactory' block (member, reason, cost); "
+        "with stream: true, server-sent chat.completion.chunk events",
+        stream=True,
+    )
+
+
+def _post(
+    summary: str,
+    operation: str,
+    request: str,
+    response: str,
+    description: str,
+    *,
+    stream: bool = False,
+) -> dict[str, Any]:
+    content: dict[str, Any] = {
+        "application/json": {"schema": {"$ref": f"#/components/schemas/{response}"}}
+    }
+    if stream:
+        content["text/event-stream"] = {"schema": {"type": "string"}}
     return {
-        "summary": "Create a chat completion",
-        "operationId": "createChatCompletion",
+        "summary": summary,
+        "operationId": operation,
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {
-                    "schema": {"$ref": "#/components/schemas/ChatCompletionRequest"}
-                }
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{request}"}}
             },
         },
         "responses": {
-            "200": {
-                "description": "the answer, with a 'pinfactory' block (member, reason, cost); "
-                "with stream: true, server-sent chat.completion.chunk events",
-                "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/ChatCompletion"}},
-                    "text/event-stream": {"schema": {"type": "string"}},
-                },
-            },
+            "200": {"description": description, "content": content},
             **_error_responses(_ERRORS),
         },
     }
+
+
+def _embeddings(schemas: dict[str, Any]) -> dict[str, Any]:
+    body = _split(params_adapter(EmbeddingCreateParams).json_schema(ref_template=REF), schemas)
+    properties = body["properties"]
+    properties["model"] = {
+        "type": "string",
+        "description": "a member serving embeddings, or 'auto' for the cheapest",
+    }
+    properties["dimensions"]["minimum"] = 1
+    properties["input"]["description"] = (
+        "a non-empty string, or 1-2048 of them, or token arrays (members with token_input); "
+        "no empty string or array"
+    )
+    schemas["EmbeddingRequest"] = body
+    schemas["EmbeddingList"] = _split(
+        CreateEmbeddingResponse.model_json_schema(ref_template=REF), schemas
+    )
+    return _post(
+        "Create embeddings",
+        "createEmbedding",
+        "EmbeddingRequest",
+        "EmbeddingList",
+        "one embedding per input (floats, or base64 float32 when asked), with a 'pinfactory' block",
+    )
 
 
 def _get(summary: str, schema: str) -> dict[str, Any]:

@@ -46,16 +46,7 @@ def parse_request(
     messages and the usual sampling fields, all well typed) is read directly.
     Returns the request and whether a stream should end with a usage chunk.
     """
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise RequestError(f"request body is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise RequestError("request body must be a JSON object")
-    if "model" not in data:
-        raise RequestError(
-            "'model' is required: a member's name, or 'auto' to let the team route", param="model"
-        )
+    data = json_body(body)
     common = _common_shape(data)
     messages = _validate(data) if common is None else common
     if not any(m.content or (m.wire is not None and _says_something(m.wire)) for m in messages):
@@ -82,6 +73,21 @@ def parse_request(
         request_id=request_id,
     )
     return request, bool(request.stream and stream_options.get("include_usage"))
+
+
+def json_body(body: bytes) -> dict[str, Any]:
+    """A request body as a JSON object that names a ``model``; else a 400 saying so."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise RequestError("request body must be a JSON object")
+    if "model" not in data:
+        raise RequestError(
+            "'model' is required: a member's name, or 'auto' to let the team route", param="model"
+        )
+    return data
 
 
 def _validate(data: dict[str, Any]) -> tuple[Message, ...]:
