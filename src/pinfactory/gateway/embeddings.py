@@ -30,7 +30,13 @@ MAX_INPUTS = 2048
 
 
 def parse_embeddings_request(
-    body: bytes, *, unit: str, user: str, headers: dict[str, str], request_id: str
+    body: bytes,
+    *,
+    unit: str,
+    user: str,
+    headers: dict[str, str],
+    request_id: str,
+    correlation_id: str | None = None,
 ) -> Request:
     """An embeddings request; a 400 naming the field for anything OpenAI refuses
     (an empty input, an empty string or token array in it, more than
@@ -69,6 +75,7 @@ def parse_embeddings_request(
         user=user or data.get("user") or "",
         headers=headers,
         request_id=request_id,
+        correlation_id=correlation_id,
         endpoint="embeddings",
     )
 
