@@ -169,7 +169,7 @@ class ResponseCache:
 
     def applies(self, request: Request, member: str) -> bool:
         """Whether ``request`` may be served from or stored in the cache."""
-        if request.stream or not request.cache:
+        if request.stream or not request.cache or request.endpoint != "chat":
             return False
         return self.spec.members is None or member in self.spec.members
 

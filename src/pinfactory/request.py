@@ -12,6 +12,8 @@ from typing import Any, Literal
 from pinfactory.errors import RequestError
 
 Role = Literal["system", "user", "assistant", "tool", "developer"]
+Endpoint = Literal["chat", "embeddings"]
+"""What a request asks for: an answer (chat completions, responses) or embeddings."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,9 @@ class Request:
     correlation_id: str | None = None
     cache: bool = True
     """False when the client sent ``"cache": false``: no cached answer, none stored."""
+    endpoint: Endpoint = "chat"
+    """``embeddings``: ``messages`` are the inputs (one user message each, token arrays
+    as their ids), ``params`` the body's ``input``, ``encoding_format``, ``dimensions``."""
 
     @classmethod
     def from_text(cls, text: str, **kwargs: Any) -> Request:
