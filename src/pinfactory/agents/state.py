@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pinfactory.agents.blackboard import Post
 from pinfactory.agents.spec import Action, AgentsSpec, SwitchesSpec
+from pinfactory.agents.tools import ToolCall
 from pinfactory.errors import NotFound
 
 RunStatus = Literal["running", "completed", "stopped", "cancelled", "awaiting_review", "failed"]
@@ -48,6 +49,10 @@ class Step(BaseModel):
     output_tokens: int = 0
     cost_usd: Decimal = Decimal(0)
     latency_ms: float = 0.0
+    calls: list[ToolCall] = []
+    """The tool calls an agent step asked for (OpenAI ``tool_calls``, or ``CALL`` lines)."""
+    tool_call_id: str = ""
+    """For a tool step: the ``tool_call_id`` it answers (empty for a ``CALL`` line)."""
 
 
 class RunEvent(BaseModel):

@@ -91,6 +91,8 @@ class AgentRuns:
                     "status",
                     "cost_usd",
                     "error",
+                    "tool_call_id",
+                    "calls",
                 },
                 mode="json",
             )
