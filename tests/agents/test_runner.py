@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pinfactory.agents import AgentRunner, AgentsSpec, FileRunStore, parse_agents, run_agents
+from pinfactory.agents import AgentRunner, AgentsSpec, LedgerRunStore, parse_agents, run_agents
 from pinfactory.agents.spec import AgentSpec
 from pinfactory.errors import NotFound
 from pinfactory.pipeline import Pipeline
@@ -221,7 +221,7 @@ async def test_cancelled_run_keeps_its_steps_and_resumes(
         termination={"max_steps": 5},
         detectors={"enabled": False},
     )
-    store = FileRunStore(tmp_path / "runs")
+    store = LedgerRunStore(pipeline.ledger)
     cancel: list[asyncio.Task[Any]] = []
 
     def on_step(state: Any, step: Any) -> None:
@@ -229,11 +229,11 @@ async def test_cancelled_run_keeps_its_steps_and_resumes(
             cancel[0].cancel()
 
     runner = AgentRunner(pipeline, store, on_step)
-    state = runner.start(agents, "count")
+    state = await runner.start(agents, "count")
     cancel.append(asyncio.create_task(runner.run(state)))
     with pytest.raises(asyncio.CancelledError):
         await cancel[0]
-    saved = store.load(state.id)
+    saved = await store.load(state.id)
     assert saved.status == "cancelled"
     assert [s.status for s in saved.steps] == ["ok", "ok", "cancelled"]  # the third in flight
     resumed = await AgentRunner(pipeline, store).resume(state.id)
@@ -244,7 +244,7 @@ async def test_cancelled_run_keeps_its_steps_and_resumes(
     assert {s.request_id for s in resumed.steps if s.status == "ok"} <= rows  # every step booked
     assert rows <= {s.request_id for s in resumed.steps}  # no request the run does not know
     with pytest.raises(NotFound):
-        store.load("run_nope")
+        await store.load("run_nope")
 
 
 async def test_human_termination_through_the_review_queue(pipeline: Pipeline) -> None:
@@ -255,7 +255,7 @@ async def test_human_termination_through_the_review_queue(pipeline: Pipeline) ->
         detectors={"enabled": False},
     )
     runner = AgentRunner(pipeline)
-    state = await runner.run(runner.start(agents, "meaning of life?"))
+    state = await runner.run(await runner.start(agents, "meaning of life?"))
     assert state.status == "awaiting_review" and state.review_id
     assert (await runner.resume(state.id)).status == "awaiting_review"  # nobody decided yet
     await pipeline.reviews.override(state.review_id, "ada", "42", "off by one")

@@ -73,8 +73,11 @@ class AgentRunner:
         self.store: RunStore = store or MemoryRunStore()
         self.on_step = on_step
         self.environment = environment
+        self.stopping = False
+        """Set by a gateway shutting down: runs it cancels are ``interrupted``, not
+        ``cancelled``, and the next gateway on the ledger resumes them."""
 
-    def start(
+    async def start(
         self,
         spec: AgentsSpec,
         task: str,
@@ -95,7 +98,7 @@ class AgentRunner:
         )
         board = self._board(state)
         board.add(Post(step=-1, agent="task", kind="task", text=task))
-        self.store.save(state)
+        await self.store.save(state)
         return state
 
     async def run(self, state: RunState) -> RunState:
@@ -105,19 +108,21 @@ class AgentRunner:
         except PinfactoryError as exc:  # quota, oversized post, unknown model: the run fails
             state.status, state.reason = "failed", exc.message
         except BaseException:  # cancelled or failed: the checkpoint says how far it got
-            if state.status == "running":
+            if state.status == "running" and self.stopping:
+                state.status, state.reason = "interrupted", "the gateway stopped"
+            elif state.status == "running":
                 state.status, state.reason = "cancelled", "cancelled while running"
-            self.store.save(state)
+            await self.store.save(state)
             raise
         if state.status in FINAL:
             state.answer = state.answer or self._answer(state)
             await self._audit(state, "agents.run", state.summary())
-        self.store.save(state)
+        await self.store.save(state)
         return state
 
     async def resume(self, run_id: str) -> RunState:
-        """Continue a cancelled run, or settle one that waited for a person."""
-        state = self.store.load(run_id)
+        """Continue a cancelled or interrupted run, or settle one that waited for a person."""
+        state = await self.store.load(run_id)
         if state.status == "awaiting_review" and state.review_id is not None:
             review = await self.pipeline.reviews.get(state.review_id)
             if review.status == "pending":
@@ -178,7 +183,7 @@ class AgentRunner:
                         round=protocol.round(view),
                     )
                 )
-            self.store.save(state)
+            await self.store.save(state)
             if await self._after(state, board):
                 return
 
@@ -463,7 +468,8 @@ async def run_agents(
 ) -> RunState:
     """Start and run one agents run to its end; the final state."""
     runner = AgentRunner(pipeline, store, on_step, environment)
-    return await runner.run(runner.start(spec, task, seed=seed, unit=unit, switches=switches))
+    state = await runner.start(spec, task, seed=seed, unit=unit, switches=switches)
+    return await runner.run(state)
 
 
 def ensemble_spec(agent: AgentSpec, samples: int, temperature: float = 0.8) -> AgentsSpec:
