@@ -315,3 +315,25 @@ async def test_agent_steps_pass_verification_and_routing(pipeline: Pipeline) -> 
     state = await run_agents(pipeline, agents, "please sum 2 and 3")
     assert state.steps[0].member == "bob"  # the 'sums' rule, not the fallback
     assert pipeline.decide(Request.from_text("please sum")).member == "bob"
+
+
+async def test_a_failing_tool_is_reported_to_its_agent_not_dropped(pipeline: Pipeline) -> None:
+    """Bad input: a member that fails as a tool is retried, recorded, and the agent goes on."""
+    script(pipeline, "alice", ["CALL broken: 2 + 2", "answer: 4"])
+    agents = spec(
+        agents=[{"name": "a", "member": "alice", "tools": ["broken"]}],
+        termination={"max_steps": 4},
+        on_failure={"retries": 1, "then": "drop"},
+        detectors={"enabled": False},
+    )
+    state = await run_agents(pipeline, agents, "add")
+    assert [(s.member, s.kind, s.status) for s in state.steps] == [
+        ("alice", "agent", "ok"),
+        ("broken", "tool", "failed"),
+        ("broken", "tool", "failed"),
+        ("alice", "agent", "ok"),
+    ]
+    assert state.dropped == [] and state.answer == "4"
+    assert [e.code for e in state.events] == ["tool_failed"]
+    rows = ledger_rows(ledger_path(pipeline), f"tags LIKE '%{state.id}%'")
+    assert [r["status"] for r in rows] == [200, 502, 502, 200]
