@@ -561,6 +561,10 @@ class SQLLedger:
     async def claim_runs(self, status: str, to: str) -> list[StoredRun]:
         select = "SELECT id, unit, status, updated, state FROM agent_runs WHERE status = ?"
         update = "UPDATE agent_runs SET status = ? WHERE id = ? AND status = ?"
+        if not await self._read(
+            self._rows("SELECT id FROM agent_runs WHERE status = ?", (status,))
+        ):
+            return []  # nothing to claim: no write transaction (a gateway's every start)
 
         def write(tx: SQLBatch) -> list[StoredRun]:
             found = [StoredRun(*row) for row in tx.execute(select, (status,)).fetchall()]
