@@ -215,20 +215,23 @@ async def test_oversized_post_fails_the_run_with_the_limit(pipeline: Pipeline) -
 async def test_cancelled_run_keeps_its_steps_and_resumes(
     pipeline: Pipeline, tmp_path: Path
 ) -> None:
-    script(pipeline, "alice", ["step"])
+    cancel: list[asyncio.Task[Any]] = []
+    calls = iter(range(1, 100))
+
+    def respond(_request: Request) -> str:
+        if next(calls) == 3:  # the third step is in flight when the run is cancelled
+            cancel[0].cancel()
+        return "step"
+
+    old = pipeline.members["alice"]
+    pipeline.members["alice"] = ScriptedMember.of("alice", respond, price=old.price)
     agents = spec(
         agents=[{"name": "a", "member": "alice"}],
         termination={"max_steps": 5},
         detectors={"enabled": False},
     )
     store = LedgerRunStore(pipeline.ledger)
-    cancel: list[asyncio.Task[Any]] = []
-
-    def on_step(state: Any, step: Any) -> None:
-        if len(state.steps) == 2:
-            cancel[0].cancel()
-
-    runner = AgentRunner(pipeline, store, on_step)
+    runner = AgentRunner(pipeline, store)
     state = await runner.start(agents, "count")
     cancel.append(asyncio.create_task(runner.run(state)))
     with pytest.raises(asyncio.CancelledError):
