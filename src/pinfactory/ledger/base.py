@@ -149,6 +149,20 @@ class StoredRun:
     state: str
 
 
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    """A ``/v1/responses`` answer kept for ``previous_response_id`` and retrieval: the
+    unit it belongs to (only that unit may read it), the request that made it, when
+    (Unix seconds), and ``body``, the JSON the responses endpoint wrote (the conversation
+    so far and the response object)."""
+
+    id: str
+    request_id: str
+    unit: str
+    created: float
+    body: str
+
+
 class QuotaCounter(Protocol):
     async def try_consume(
         self,
@@ -241,6 +255,12 @@ class Ledger(QuotaCounter, Protocol):
     async def claim_runs(self, status: str, to: str) -> list[StoredRun]:
         """Move every run whose status is ``status`` to ``to`` and return them (as they
         were); two processes claiming at once each get different runs."""
+
+    async def store_response(self, response: StoredResponse) -> None:
+        """Keep a responses answer (``store: true``) until the ledger is pruned."""
+
+    async def stored_response(self, response_id: str) -> StoredResponse | None:
+        """The stored response with this id, whichever unit's (the caller checks)."""
 
     async def reviews(
         self, status: str | None = None, unit: str | None = None, limit: int = 100
