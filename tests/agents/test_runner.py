@@ -340,3 +340,28 @@ async def test_a_failing_tool_is_reported_to_its_agent_not_dropped(pipeline: Pip
     assert [e.code for e in state.events] == ["tool_failed"]
     rows = ledger_rows(ledger_path(pipeline), f"tags LIKE '%{state.id}%'")
     assert [r["status"] for r in rows] == [200, 502, 502, 200]
+
+
+async def test_a_long_run_raises_nothing_until_it_drifts(pipeline: Pipeline) -> None:
+    """Hundreds of healthy steps raise no event; the first repeated steps stop the run."""
+    healthy = 300
+    turns = iter(range(1, 1000))
+
+    def respond(_request: Request) -> str:
+        i = next(turns)
+        if i > healthy:  # drift: the same step again and again
+            return "estimate: the warehouse count is unchanged"
+        return f"estimate {i}: the warehouse count is {i * 7} after shelf {i % 13}"
+
+    old = pipeline.members["alice"]
+    pipeline.members["alice"] = ScriptedMember.of("alice", respond, price=old.price)
+    agents = spec(
+        agents=[{"name": "a", "member": "alice"}, {"name": "b", "member": "alice"}],
+        termination={"max_steps": 600},
+        detectors={"policy": {"FM-1.3": "stop", "FM-1.2": "stop"}},
+    )
+    state = await run_agents(pipeline, agents, "Estimate the warehouse count together.")
+    assert state.status == "stopped", state.reason
+    assert state.events[0].step >= healthy  # not one false alarm before the drift
+    assert state.events[-1].code in ("FM-1.2", "FM-1.3")
+    assert len(state.steps) < healthy + 8
