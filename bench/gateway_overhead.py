@@ -96,11 +96,13 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 120.
 
 
 @contextmanager
-def process(args: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[int]:
+def process(
+    args: list[str], port: int, env: dict[str, str] | None = None, start_s: float = 120.0
+) -> Iterator[int]:
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
-            wait_ready(port, proc)
+            wait_ready(port, proc, start_s)
             yield proc.pid
         except BaseException:
             log.seek(0)
@@ -553,34 +555,49 @@ def litellm(workers: int, up_port: int, folder: Path, args: argparse.Namespace) 
     cmd = [args.with_litellm, "--config", str(litellm_config(folder, up_port))]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--num_workers", str(workers)]
     env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR")
-    with process(cmd, port, env) as pid:
+    with process(cmd, port, env, start_s=600.0) as pid:  # it imports a lot
         print(f"litellm proxy {workers}w:")
         return measure(Target("litellm", port, "instant"), args, folder, pid)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Every round; the report so far is written to ``args.out`` after each (a long run
+    on a busy machine keeps what it measured). A target that fails to start within its
+    time is noted in ``failures`` and its round goes on without it."""
     folder = Path(tempfile.mkdtemp(prefix="pinfactory-bench-"))
     configs = parse_configs(args.configs)
     up_port = free_port()
     rows: list[dict[str, Any]] = []
+    failures: list[str] = []
     with process(upstream_args(up_port), up_port, python_env()) as pid:
         print(f"load generator: {load_generator(args)}")
         print("instant upstream, direct:")
         direct = measure(Target("upstream", up_port, "instant"), args, folder, pid)
         rows.append({"target": "upstream", "workers": 1, "durability": None, **direct})
         for turn in range(1, args.rounds + 1):  # LiteLLM, then ours, alternating
+            print(f"round {turn} of {args.rounds}", flush=True)
             theirs: dict[int, dict[str, Any]] = {}
             if args.with_litellm:
                 for workers in sorted({c.workers for c in configs}):
-                    theirs[workers] = litellm(workers, up_port, folder, args)
+                    try:
+                        theirs[workers] = litellm(workers, up_port, folder, args)
+                    except (RuntimeError, subprocess.SubprocessError) as exc:
+                        failures.append(f"round {turn}: litellm {workers}w: {exc}")
+                        print(f"  {failures[-1]}", flush=True)
+                        continue
                     rows.append({"target": "litellm", "workers": workers, "durability": None})
                     rows[-1].update(round=turn, **theirs[workers])
             for config in configs:
-                if args.baseline:  # just before the same configuration of this checkout
-                    base = gateway(config, up_port, folder, args, args.baseline.resolve())
-                    rows.append({"target": "baseline", "workers": config.workers, **base})
-                    rows[-1].update(durability=config.durability, round=turn)
-                ours = gateway(config, up_port, folder, args)
+                try:
+                    if args.baseline:  # just before the same configuration of this checkout
+                        base = gateway(config, up_port, folder, args, args.baseline.resolve())
+                        rows.append({"target": "baseline", "workers": config.workers, **base})
+                        rows[-1].update(durability=config.durability, round=turn)
+                    ours = gateway(config, up_port, folder, args)
+                except (RuntimeError, subprocess.SubprocessError) as exc:
+                    failures.append(f"round {turn}: {config.label}: {exc}")
+                    print(f"  {failures[-1]}", flush=True)
+                    continue
                 row = {"target": "pinfactory", "workers": config.workers, "round": turn}
                 row.update(durability=config.durability, **ours)
                 if config.workers in theirs:
@@ -591,12 +608,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     if cpu and mine:
                         row["cpu_ratio_vs_litellm"] = round(cpu / mine, 1)
                 rows.append(row)
+            write(args.out, report(args, rows, direct, failures))
     shutil.rmtree(folder, ignore_errors=True)
+    return report(args, rows, direct, failures)
+
+
+def report(
+    args: argparse.Namespace,
+    rows: list[dict[str, Any]],
+    direct: dict[str, Any],
+    failures: list[str],
+) -> dict[str, Any]:
     for row in rows:
         row["added"] = added(row, direct)
     return {
-        "summary": summarise(rows),
-        "litellm": litellm_versions(args.with_litellm) if args.with_litellm else None,
         "benchmark": "gateway_overhead",
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {
@@ -605,6 +630,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "load_average": [round(x, 2) for x in os.getloadavg()],
         },
         "load_generator": load_generator(args),
+        "litellm": litellm_versions(args.with_litellm) if args.with_litellm else None,
         "settings": {
             "configs": args.configs,
             "requests": args.requests,
@@ -616,8 +642,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "concurrent) counted on every request",
         },
         "command": "python " + " ".join(sys.argv),
+        "failures": failures,
+        "summary": summarise(rows),
         "rows": rows,
     }
+
+
+def write(path: Path, report: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
 
 
 # the fastest compiled gateways' published figure: 10,000 req/s on 4 vCPU
@@ -767,12 +800,13 @@ def main() -> None:
     report = run(args)
     show(report)
     show_summary(report)
+    for failure in report["failures"]:
+        print(f"not measured: {failure}")
     for row in report["rows"]:
         if "bodies" in row:
             print(f"\n{row['target']} {row['workers']}w {row['durability']}:", end="")
             overhead_bodies.show(row["bodies"])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write(args.out, report)
     print(f"wrote {args.out}")
 
 
