@@ -4,6 +4,7 @@ from pinfactory.members import (
     balanced,
     calculator,
     composite,  # members made of members: after the leaf kinds
+    embedding,
     llamacpp,
     openai_http,
     orders,
@@ -21,6 +22,7 @@ __all__ = [
     "balanced",
     "calculator",
     "composite",
+    "embedding",
     "llamacpp",
     "member_class",
     "openai_http",
