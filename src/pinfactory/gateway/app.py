@@ -259,25 +259,24 @@ class Gateway:
         writer = writer_for(decision.member)
 
         async def sse() -> AsyncIterator[bytes]:
-            for data in writer.opening(first):
-                yield data
-            pending: list[object] = [first]
+            # the frames of one event go out in one write (one send, one syscall)
+            frames = writer.opening(first) + writer.write(first)
             answer: Answer | None = None
             try:
                 while True:
-                    event = pending.pop() if pending else await anext(events)
+                    if frames and answer is None:  # the closing frames wait for the end
+                        yield b"".join(frames)
+                        frames = []
+                    event = await anext(events)
                     if isinstance(event, Answer):
                         answer = event
-                        for data in await writer.close(event):
-                            yield data
-                        continue
-                    for data in writer.write(event):
-                        yield data
+                        frames = await writer.close(event)
+                    else:
+                        frames = writer.write(event)
             except StopAsyncIteration:
-                if writer.ended:
-                    yield writer.ended
+                yield b"".join([*frames, writer.ended])
             except PinfactoryError as exc:
-                yield writer.failed(exc)
+                yield b"".join([*frames, writer.failed(exc)])
             finally:
                 await events.aclose()  # a client that left: the pipeline books what it was sent
                 await self._done(admission, answer)

@@ -81,13 +81,17 @@ class Completion:
 @dataclass(frozen=True, slots=True)
 class Delta:
     """One streamed chunk a member relays as it came (tool-call deltas, logprobs,
-    refusal, several choices): its choices, in OpenAI's chunk type. ``text`` is the
+    refusal, several choices): its choices, in OpenAI's chunk type (checked with it).
+    ``text`` is the
     content it adds to the first choice, what a verifier or a recorder accumulates.
     ``finish`` is true when the chunk ends a choice (it carries a ``finish_reason``)."""
 
     chunk: ChatCompletionChunk
     text: str = ""
     finish: bool = False
+    raw: bytes = b""
+    """The chunk's JSON as the upstream sent it, when relayed from one: the gateway
+    rewrites only ``id`` and ``model`` in it instead of dumping ``chunk`` again."""
 
 
 def replay(completion: Completion) -> list[str | Delta]:

@@ -111,15 +111,15 @@ def parse_usage(usage: CompletionUsage | None) -> Usage:
     return Usage(usage.prompt_tokens, usage.completion_tokens)
 
 
-def parse_sse_line(line: str) -> ChatCompletionChunk | None:
-    """One ``data:`` line of a streamed response; None for keep-alives and ``[DONE]``.
+def parse_chunk(data: bytes) -> ChatCompletionChunk | None:
+    """One SSE ``data:`` payload of a streamed response, checked against
+    ``openai.types.chat.ChatCompletionChunk``; None for an empty one and ``[DONE]``.
 
-    Raises ``ValueError`` when the data is not a chat completion chunk.
+    Raises :class:`StreamErrorEvent` for an OpenAI-style error event, ``ValueError``
+    (pydantic's ``ValidationError`` is one) when the data is not a chunk.
     """
-    if not line.startswith("data:"):
-        return None
-    data = line[5:].strip()
-    if not data or data == "[DONE]":
+    data = data.strip()
+    if not data or data == b"[DONE]":
         return None
     try:
         return ChatCompletionChunk.model_validate_json(data)
@@ -146,8 +146,9 @@ class StreamReader:
         self.fingerprint: str | None = None
         self.service_tier: str | None = None
 
-    def read(self, chunk: ChatCompletionChunk) -> Delta | None:
-        """The chunk to relay; None for a chunk that only reports usage."""
+    def read(self, chunk: ChatCompletionChunk, raw: bytes = b"") -> Delta | None:
+        """The chunk to relay (``raw``: its JSON as received); None for a chunk that
+        only reports usage."""
         self.model = chunk.model or self.model
         self.fingerprint = chunk.system_fingerprint or self.fingerprint
         self.service_tier = chunk.service_tier or self.service_tier
@@ -164,7 +165,7 @@ class StreamReader:
             if choice.index == 0 and choice.delta.content:
                 text = choice.delta.content
                 self.parts.append(text)
-        return Delta(chunk, text, finish)
+        return Delta(chunk, text, finish, raw)
 
 
 @register
@@ -225,14 +226,14 @@ class OpenAIHTTPMember(Member):
                     yield completion
                     return
                 try:
-                    chunk = parse_sse_line("data: " + data.decode())
+                    chunk = parse_chunk(data)
                 except StreamErrorEvent as exc:
                     raise MemberError(self.name, f"upstream stream error: {exc}") from exc
                 except ValueError as exc:  # UnicodeDecodeError and pydantic's errors too
                     raise MemberError(
                         self.name, f"upstream sent a garbled stream: {_first_line(exc)}"
                     ) from exc
-                delta = reader.read(chunk) if chunk is not None else None
+                delta = reader.read(chunk, data) if chunk is not None else None
                 if delta is not None:
                     yield delta
         yield self._completion(
