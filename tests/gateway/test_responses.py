@@ -15,11 +15,9 @@ import pytest
 from openai import OpenAI
 from pydantic import BaseModel
 
-from pinfactory.gateway import create_app
-from pinfactory.gateway.server import serve_in_thread
-from pinfactory.team import parse_team
 from pinfactory.testing.recording import RecordingUpstream, Scripted, chunk, completion
 from tests.conftest import ledger_rows
+from tests.gateway.conftest import gateway_for
 
 WEATHER = {
     "type": "function",
@@ -68,18 +66,10 @@ TEXT_EVENTS = [
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[tuple[RecordingUpstream, str]]:
-    recorder = RecordingUpstream()
-    with serve_in_thread(recorder.app()) as url:
-        yield recorder, url
-
-
-@pytest.fixture(scope="module")
 def gateway(
     upstream: tuple[RecordingUpstream, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, Path]]:
-    ledger = tmp_path_factory.mktemp("responses") / "ledger.db"
-    team = parse_team(
+    with gateway_for(
         f"""\
 name: responders
 members:
@@ -90,17 +80,9 @@ keys:
   - {{key: sk-sales-0001, unit: sales}}
   - {{key: sk-legal-0002, unit: legal}}
 """,
-        "responders.yaml",
-        {"PINFACTORY_LEDGER": str(ledger)},
-    )
-    with serve_in_thread(create_app(team)) as url:
-        yield url, ledger
-
-
-@pytest.fixture
-def recorder(upstream: tuple[RecordingUpstream, str]) -> RecordingUpstream:
-    upstream[0].reset()
-    return upstream[0]
+        tmp_path_factory.mktemp("responses"),
+    ) as served:
+        yield served
 
 
 def sdk(gateway: tuple[str, Path], key: str = "sk-sales-0001") -> OpenAI:

@@ -5,32 +5,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from openai import OpenAI
 
-from pinfactory.gateway import create_app
-from pinfactory.gateway.server import serve_in_thread
-from pinfactory.team import parse_team
 from pinfactory.testing.recording import RecordingUpstream, Scripted, completion
+from tests.gateway.conftest import gateway_for
 from tests.gateway.test_sdk_helpers import WEATHER, tool_answer
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[tuple[RecordingUpstream, str]]:
-    recorder = RecordingUpstream()
-    with serve_in_thread(recorder.app()) as url:
-        yield recorder, url
 
 
 @pytest.fixture(scope="module")
 def gateway(
     upstream: tuple[RecordingUpstream, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    ledger: Path = tmp_path_factory.mktemp("verified") / "ledger.db"
-    team = parse_team(
+    with gateway_for(
         f"""\
 name: verified
 members:
@@ -39,17 +28,9 @@ members:
 routing: {{kind: rules, fallback: remote}}
 verification: {{verifiers: ['tests.verify.test_plugins:NoPromises'], on_low_confidence: caveat}}
 """,
-        "verified.yaml",
-        {"PINFACTORY_LEDGER": str(ledger)},
-    )
-    with serve_in_thread(create_app(team)) as url:
-        yield url
-
-
-@pytest.fixture
-def recorder(upstream: tuple[RecordingUpstream, str]) -> RecordingUpstream:
-    upstream[0].reset()
-    return upstream[0]
+        tmp_path_factory.mktemp("verified"),
+    ) as served:
+        yield served[0]
 
 
 def test_a_verified_stream_relays_tool_calls_as_deltas(

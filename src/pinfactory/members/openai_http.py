@@ -21,28 +21,18 @@ import orjson
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.chat.chat_completion import Choice
 from openai.types.completion_usage import CompletionUsage
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from pinfactory.errors import MemberError
-from pinfactory.members.base import Capabilities, Completion, Delta, Member, Usage
+from pinfactory.members.base import Capabilities, Completion, Delta, Usage
 from pinfactory.members.registry import register
-from pinfactory.members.upstream import Upstream, UpstreamSpec, WholeBody
-from pinfactory.reliability.breaker import CircuitBreaker
+from pinfactory.members.remote import RemoteMember, RemoteSettings
+from pinfactory.members.upstream import WholeBody
 from pinfactory.request import Request, estimate_tokens, wire_message
 
 
-class OpenAIHTTPSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    base_url: str = Field(pattern=r"^https?://", description="e.g. http://127.0.0.1:8000/v1")
-    api_key: str = ""
-    model: str = Field(min_length=1)
-    max_connections: int = Field(default=100, gt=0)
+class OpenAIHTTPSettings(RemoteSettings):
     default_max_tokens: int | None = Field(default=None, gt=0)
-    upstream: UpstreamSpec = Field(
-        default_factory=UpstreamSpec,
-        description="timeouts, retries, breaker, size cap; the team's ``upstream:`` is the default",
-    )
     stream_usage: bool = Field(
         default=False,
         description="ask for a usage chunk on every stream (stream_options) even when the "
@@ -169,46 +159,16 @@ class StreamReader:
 
 
 @register
-class OpenAIHTTPMember(Member):
+class OpenAIHTTPMember(RemoteMember):
     """Any OpenAI-compatible chat completions endpoint."""
 
     kind = "openai_http"
+    path = "/chat/completions"
     Settings = OpenAIHTTPSettings
     settings: OpenAIHTTPSettings
     capabilities = Capabilities(
         tools=True, json_mode=True, json_schema=True, vision=True, n=True, logprobs=True
     )
-
-    _upstream: Upstream | None = None
-
-    @property
-    def upstream(self) -> Upstream:
-        """The transport (timeouts, retries, breaker); built on first use, opened in ``open``."""
-        if self._upstream is None:
-            headers = {}
-            if self.settings.api_key:
-                headers["authorization"] = f"Bearer {self.settings.api_key}"
-            self._upstream = Upstream(
-                self.name,
-                self.settings.base_url.rstrip("/") + "/chat/completions",
-                self.settings.upstream,
-                timeout_s=self.timeout_s,
-                headers=headers,
-                max_connections=self.settings.max_connections,
-            )
-        return self._upstream
-
-    @property
-    def breaker(self) -> CircuitBreaker:
-        return self.upstream.breaker
-
-    async def open(self) -> None:
-        await self.upstream.open()
-
-    async def close(self) -> None:
-        if self._upstream is not None:
-            await self._upstream.close()
-            self._upstream = None
 
     async def complete(self, request: Request) -> Completion:
         raw = await self.upstream.post(orjson.dumps(self._payload(request, stream=False)))
