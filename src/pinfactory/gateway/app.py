@@ -260,19 +260,19 @@ class Gateway:
 
         async def sse() -> AsyncIterator[bytes]:
             # the frames of one event go out in one write (one send, one syscall)
-            frames = writer.opening(first) + writer.write(first)
+            frames, event = writer.opening(first), first
             answer: Answer | None = None
             try:
                 while True:
+                    if isinstance(event, Answer):
+                        answer = event
+                        frames += await writer.close(event)
+                    else:
+                        frames += writer.write(event)
                     if frames and answer is None:  # the closing frames wait for the end
                         yield b"".join(frames)
                         frames = []
                     event = await anext(events)
-                    if isinstance(event, Answer):
-                        answer = event
-                        frames = await writer.close(event)
-                    else:
-                        frames = writer.write(event)
             except StopAsyncIteration:
                 yield b"".join([*frames, writer.ended])
             except PinfactoryError as exc:
