@@ -338,3 +338,44 @@ def test_bad_bodies_are_a_400_naming_the_field_before_any_call(
     assert recorder.bodies == []
     rows = ledger_rows(gateway[1])
     assert len(rows) == before + 1 and rows[-1]["status"] == 400
+
+
+TOKEN = {
+    "token": "ok",
+    "logprob": -0.01,
+    "bytes": [111, 107],
+    "top_logprobs": [
+        {"token": "ok", "logprob": -0.01, "bytes": [111, 107]},
+        {"token": "no", "logprob": -4.6, "bytes": [110, 111]},
+    ],
+}
+
+
+def test_top_logprobs_ask_for_logprobs_and_come_back_on_the_text(
+    client: OpenAI, recorder: RecordingUpstream
+) -> None:
+    scored = completion("ok")
+    scored["choices"][0]["logprobs"] = {"content": [TOKEN], "refusal": None}
+    recorder.answer(Scripted(scored))
+    reply = client.responses.create(model="auto", input="Say ok.", top_logprobs=2)
+    assert (recorder.last["logprobs"], recorder.last["top_logprobs"]) == (True, 2)
+    [part] = reply.output[0].content  # type: ignore[union-attr]
+    assert [p.model_dump() for p in part.logprobs or []] == [TOKEN]  # type: ignore[union-attr]
+
+    pieces = [
+        [
+            {
+                "index": 0,
+                "delta": {"role": "assistant", "content": "ok"},
+                "logprobs": {"content": [TOKEN]},
+            }
+        ],
+        [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+    ]
+    recorder.answer(Scripted(chunks=[chunk(p) for p in pieces]))
+    with client.responses.stream(model="auto", input="Say ok.", top_logprobs=2) as stream:
+        deltas = [e for e in stream if e.type == "response.output_text.delta"]
+        final = stream.get_final_response()
+    assert [d.logprobs[0].model_dump() for d in deltas] == [TOKEN]
+    [part] = final.output[0].content  # type: ignore[union-attr]
+    assert [p.model_dump() for p in part.logprobs or []] == [TOKEN]  # type: ignore[union-attr]

@@ -327,17 +327,24 @@ class Output:
 
     text: str = ""
     calls: list[ChatCompletionMessageToolCall] = field(default_factory=list)
+    logprobs: list[dict[str, Any]] = field(default_factory=list)
+    """The text's tokens with their log probabilities (``top_logprobs`` asked for them):
+    chat's ``logprobs.content`` entries, which are the Responses ``Logprob`` shape."""
 
 
 def output_of(answer: Answer) -> Output:
     """The text and tool calls of the answer's first choice (the pipeline's settled text)."""
     completion = answer.completion
     calls: list[ChatCompletionMessageToolCall] = []
+    logprobs: list[dict[str, Any]] = []
     if completion.choices:
-        for call in completion.choices[0].message.tool_calls or ():
+        first = completion.choices[0]
+        for call in first.message.tool_calls or ():
             if isinstance(call, ChatCompletionMessageToolCall):
                 calls.append(call)
-    return Output(completion.text, calls)
+        if first.logprobs is not None and first.logprobs.content:
+            logprobs = [token.model_dump(mode="json") for token in first.logprobs.content]
+    return Output(completion.text, calls, logprobs)
 
 
 def response_of(
@@ -348,7 +355,7 @@ def response_of(
     suffix = call.response_id.removeprefix("resp_")
     items: list[Any] = []
     if output.text or not output.calls:
-        items.append(message_item(suffix, output.text, "completed"))
+        items.append(message_item(suffix, output.text, "completed", output.logprobs))
     items += [function_item(suffix, i, c, "completed") for i, c in enumerate(output.calls)]
     cut = answer.completion.finish_reason == "length"
     return response_shell(
@@ -409,20 +416,24 @@ def response_shell(
     )
 
 
-def message_item(suffix: str, text: str, status: str) -> ResponseOutputMessage:
+def message_item(
+    suffix: str, text: str, status: str, logprobs: Sequence[Mapping[str, Any]] = ()
+) -> ResponseOutputMessage:
     return ResponseOutputMessage.model_validate(
         {
             "id": "msg_" + suffix,
             "type": "message",
             "role": "assistant",
             "status": status,
-            "content": [text_part(text)] if status == "completed" else [],
+            "content": [text_part(text, logprobs)] if status == "completed" else [],
         }
     )
 
 
-def text_part(text: str) -> ResponseOutputText:
-    return ResponseOutputText(type="output_text", text=text, annotations=[], logprobs=[])
+def text_part(text: str, logprobs: Sequence[Mapping[str, Any]] = ()) -> ResponseOutputText:
+    return ResponseOutputText.model_validate(
+        {"type": "output_text", "text": text, "annotations": [], "logprobs": list(logprobs)}
+    )
 
 
 def function_item(
