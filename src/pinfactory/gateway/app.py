@@ -24,7 +24,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.requests import Request as HTTPRequest
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -57,7 +57,7 @@ from pinfactory.gateway.responses import (
     visible,
 )
 from pinfactory.gateway.schema import ChunkWriter, completion_body, parse_request
-from pinfactory.gateway.sse import StreamWriter
+from pinfactory.gateway.sse import EventStream, StreamWriter
 from pinfactory.ledger import Ledger
 from pinfactory.members import Member
 from pinfactory.observe import Observers, build_observers
@@ -258,8 +258,8 @@ class Gateway:
         assert isinstance(decision, Decision)
         writer = writer_for(decision.member)
 
-        async def sse() -> AsyncIterator[bytes]:
-            # the frames of one event go out in one write (one send, one syscall)
+        async def body(write: Callable[[bytes, bool], Awaitable[None]]) -> None:
+            # one write per event; the closing frames go with the end of the body
             frames, event = writer.opening(first), first
             answer: Answer | None = None
             try:
@@ -270,13 +270,13 @@ class Gateway:
                     else:
                         frames += writer.write(event)
                     if frames and answer is None:  # the closing frames wait for the end
-                        yield b"".join(frames)
+                        await write(b"".join(frames), True)
                         frames = []
                     event = await anext(events)
             except StopAsyncIteration:
-                yield b"".join([*frames, writer.ended])
+                await write(b"".join([*frames, writer.ended]), False)
             except PinfactoryError as exc:
-                yield b"".join([*frames, writer.failed(exc)])
+                await write(b"".join([*frames, writer.failed(exc)]), False)
             finally:
                 await events.aclose()  # a client that left: the pipeline books what it was sent
                 await self._done(admission, answer)
@@ -284,7 +284,7 @@ class Gateway:
         headers = {"x-pinfactory-member": decision.member, "x-request-id": request.request_id}
         if correlation is not None:
             headers["x-correlation-id"] = correlation
-        return StreamingResponse(sse(), media_type="text/event-stream", headers=headers)
+        return EventStream(body, headers)
 
     async def _done(self, admission: Admission | None, answer: Answer | None) -> None:
         if admission is not None:
