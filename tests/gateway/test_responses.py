@@ -306,6 +306,10 @@ def test_streamed_tool_calls_become_function_call_events(
         ({"model": "auto"}, "input"),
         ({"input": "hi"}, "model"),
         (
+            {"model": "auto", "input": [{"type": "function_call_output", "output": "18C"}]},
+            "input.0.call_id",
+        ),
+        (
             {
                 "model": "auto",
                 "input": "hi",
@@ -379,3 +383,14 @@ def test_top_logprobs_ask_for_logprobs_and_come_back_on_the_text(
     assert [d.logprobs[0].model_dump() for d in deltas] == [TOKEN]
     [part] = final.output[0].content  # type: ignore[union-attr]
     assert [p.model_dump() for p in part.logprobs or []] == [TOKEN]  # type: ignore[union-attr]
+
+
+def test_ids_that_cannot_be_ours_are_404_without_a_lookup(
+    client: OpenAI, recorder: RecordingUpstream
+) -> None:
+    for weird in ("resp_\x00", "chatcmpl-1", "resp_" + "x" * 300):
+        with pytest.raises(openai.NotFoundError):
+            client.responses.create(model="auto", input="Go on.", previous_response_id=weird)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve("resp_%00x")
+    assert recorder.bodies == []

@@ -49,6 +49,7 @@ from pinfactory.gateway.responses import (
     ResponsesCall,
     check_body,
     conversation,
+    lookup_id,
     output_of,
     response_json,
     response_of,
@@ -157,7 +158,8 @@ class Gateway:
         history: tuple[Any, ...] = ()
         previous = data.get("previous_response_id")
         if previous is not None:
-            found = await self.ready.ledger.stored_response(previous)
+            ledger = self.ready.ledger
+            found = await ledger.stored_response(previous) if lookup_id(previous) else None
             history = conversation(visible(found, who["unit"], previous))
         return to_call(data, history, **who)
 
@@ -165,7 +167,8 @@ class Gateway:
         """``GET /v1/responses/{id}``: a stored response of the caller's unit, else 404."""
         caller = self.keyring.identify(http.headers.get("authorization"))
         response_id = http.path_params["response_id"]
-        found = await self.ready.ledger.stored_response(response_id)
+        ledger = self.ready.ledger
+        found = await ledger.stored_response(response_id) if lookup_id(response_id) else None
         kept = visible(found, caller.unit, response_id)
         return json_response(orjson.loads(kept.body)["response"])
 

@@ -222,8 +222,14 @@ def _messages(given: str | list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     if isinstance(given, str):
         return [{"role": "user", "content": given}]
     out: list[Mapping[str, Any]] = []
-    for item in given:
+    for index, item in enumerate(given):
         kind = item.get("type", "message")
+        if kind == "function_call_output" and not isinstance(item.get("call_id"), str):
+            raise RequestError(
+                f"'input.{index}.call_id' is required: the id of the function call this "
+                "output answers",
+                param=f"input.{index}.call_id",
+            )
         if kind == "function_call":
             call = {
                 "id": item["call_id"],
@@ -471,6 +477,12 @@ def stored(call: ResponsesCall, output: Output, body: dict[str, Any]) -> StoredR
         created=time.time(),
         body=orjson.dumps({"messages": conversation, "response": body}).decode(),
     )
+
+
+def lookup_id(response_id: str) -> bool:
+    """Whether ``response_id`` could name a stored response (one of ours: ``resp_`` and
+    printable, which every ledger can be asked for)."""
+    return response_id.startswith("resp_") and response_id.isprintable() and len(response_id) < 256
 
 
 def visible(found: StoredResponse | None, unit: str, response_id: str) -> StoredResponse:
