@@ -21,7 +21,7 @@ calibrated score), ``today`` (the word-coverage checker alone,
 :mod:`pinfactory.verify.lexical`, with its HaluEval-fitted calibration), ``overlap``
 (share of the answer's content stems found in the evidence; no default decision).
 
-    python bench/grounding_eval.py [--limit N] [--sets a,b] [--json]
+    python bench/grounding_eval.py [--limit N] [--sets a,b] [--json] [--latency-only]
 
 Writes bench/results/grounding_eval.json and bench/results/grounding_eval.png.
 """
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -107,7 +108,7 @@ def today_checker() -> tuple[Checker, Callable[[], None]]:
         confidence = calibrator.predict(result.features) if result.claims else 0.5
         return result.score, confidence, result.label in PASSING
 
-    return run, lambda: None
+    return run, clear_caches
 
 
 def overlap_checker() -> tuple[Checker, Callable[[], None]]:
@@ -204,6 +205,9 @@ def main() -> None:
     parser.add_argument("--sets", default="", help="comma-separated set names (default all)")
     parser.add_argument("--runs", type=int, default=100, help="latency runs")
     parser.add_argument("--json", action="store_true", help="print only the JSON object")
+    parser.add_argument(
+        "--latency-only", action="store_true", help="only the 5x5 latency (no data sets)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "grounding_eval.json")
     args = parser.parse_args()
     console = Console(stderr=True)
@@ -213,6 +217,8 @@ def main() -> None:
     if args.sets:
         wanted = set(args.sets.split(","))
         sets = {k: v for k, v in sets.items() if k.split(":", 1)[1] in wanted}
+    if args.latency_only:
+        sets = {}
     if args.limit:
         sets = {  # a seeded sample: HaluEval alternates right and hallucinated answers
             k: random.Random(0).sample(v, min(args.limit, len(v))) for k, v in sets.items()
@@ -235,8 +241,10 @@ def main() -> None:
                     progress.advance(task)
                 per_checker[name] = summarise(rows)
             results["sets"][set_name] = per_checker
+    before = os.getloadavg()[0]
     for name, (checker, cold) in checkers.items():
         results["latency_5x5"][name] = latency(checker, cold, args.runs)
+    results["load_average_during_latency"] = [round(before, 1), round(os.getloadavg()[0], 1)]
     report_sets = [s for s in results["sets"] if s.startswith("report:")]
     goal_sets = [s for s in report_sets if "wice" in s or "summac" in s]
     if goal_sets:
@@ -249,7 +257,8 @@ def main() -> None:
     results["command"] = "python bench/grounding_eval.py " + " ".join(sys.argv[1:])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
-    plot(results, args.out.with_suffix(".png"))
+    if results["sets"]:
+        plot(results, args.out.with_suffix(".png"))
     if args.json:
         print(json.dumps(results))
         return
