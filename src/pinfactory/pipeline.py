@@ -320,12 +320,13 @@ class Pipeline:
         """
         await self._settle(answer)
         recording = stage_start("record")
+        answer.trace_id = self.observers.trace_id(answer.request)  # sealed, then traced
         try:
             await self.ledger.record(entry_of(answer), events_of(answer))
         except LedgerError as exc:
             stage_end(recording)
             failure = _failure_of(answer.request, exc, answer.latency_ms, answer.calls)
-            failure.decision = answer.decision
+            failure.decision, failure.trace_id = answer.decision, answer.trace_id
             await self._write_failure(failure)
             raise
         stage_end(recording)
@@ -354,6 +355,8 @@ class Pipeline:
 
     async def _write_failure(self, failure: Failure) -> None:
         recording = stage_start("record")
+        if failure.trace_id is None:
+            failure.trace_id = self.observers.trace_id(failure.request)
         try:
             await self.ledger.record(entry_of(failure), events_of(failure))
         except LedgerError:
@@ -363,7 +366,7 @@ class Pipeline:
             stored = LedgerError(f"the ledger refused the request's row: {failure.error.code}")
             again = Failure(
                 None, stored, failure.unit, "", "-", failure.request_id,
-                failure.latency_ms, failure.calls,
+                failure.latency_ms, failure.calls, trace_id=failure.trace_id,
             )  # fmt: skip
             await self.ledger.record(entry_of(again), events_of(again))
         finally:

@@ -11,10 +11,14 @@ from typing import Any
 import httpx
 import pytest
 from openai import OpenAI
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from pinfactory.console import ConsoleSettings
 from pinfactory.gateway import create_app
 from pinfactory.gateway.server import free_port, serve_in_thread
+from pinfactory.observe import Observers, build_observers
+from pinfactory.observe.config import TracingSpec
+from pinfactory.observe.tracing import Tracing
 from pinfactory.team import load_team
 from tests.ledger.conftest import location, pg_location  # noqa: F401  (the ledger fixtures)
 
@@ -95,14 +99,20 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def serve_console(tmp: Path) -> Any:
+def serve_console(tmp: Path, spans: SpanExporter | None = None) -> Any:
+    """A console gateway on loopback; ``spans`` receives its traces when given."""
     ledger = tmp / "ledger.db"
     path = tmp / "console.yaml"
     path.write_text(team_text(ledger))
     reports = tmp / "lab-reports"
     reports.mkdir(exist_ok=True)
     settings = ConsoleSettings(secret=SECRET, lab_reports=str(reports))
-    return serve_in_thread(create_app(load_team(path, {}), console=settings))
+    team = load_team(path, {})
+    observers = build_observers(team)
+    if spans is not None:
+        tracing = Tracing(TracingSpec(), team=team.name, exporter=spans)
+        observers = Observers([*observers.all, tracing])
+    return serve_in_thread(create_app(team, console=settings, observers=observers))
 
 
 def ask(url: str, key: str, question: str, model: str = "auto", **extra: Any) -> tuple[str, str]:
