@@ -47,6 +47,12 @@ from pinfactory.team import Period, SpendLimit, Team
 
 WorstCase = Callable[[str, Request], Decimal]
 """The most a request answered by the named member can cost, every call included (USD)."""
+Reach = Callable[[str], Sequence[str]]
+"""The members a call to the named member may end up calling (a composite's parts)."""
+
+
+def itself(member: str) -> Sequence[str]:
+    return (member,)
 
 
 class QuotaQueued(QuotaExceeded):
@@ -146,9 +152,11 @@ class Spend:
         members: MemberTable,
         fallback: str,
         worst_case: WorstCase,
+        reach: Reach = itself,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.limits = list(limits)
+        self.reach = reach
         self.counter = counter
         self.members = members
         self.fallback = fallback
@@ -273,8 +281,12 @@ class Spend:
         """Reserve in every covering limit or none; the limit that refused, if any."""
         now = self.clock()
         taken: list[Reservation] = []
+        reached = [
+            (m, decision.tier if m == decision.member else self.members.get(m, ("", 0))[0])
+            for m in self.reach(decision.member)
+        ]  # a composite: every member it may call, so a quota on any of them reserves
         for limit in limits:
-            if not limit.covers_member(decision.member, decision.tier):
+            if not any(limit.covers_member(m, tier) for m, tier in reached):
                 continue
             key, window = limit.key(request.unit), window_start(limit.period, now)
             cap = to_nano(limit.max_spend_usd) if limit.max_spend_usd is not None else None
@@ -325,6 +337,7 @@ def build_spend(
     counter: QuotaCounter | None = None,
     worst_case: WorstCase | None = None,
     *,
+    reach: Reach = itself,
     only: Literal["quota"] | None = None,
 ) -> Spend:
     """The team's limits (``limits``, ``budgets`` and ``routing.quotas``) on ``counter``
@@ -343,4 +356,5 @@ def build_spend(
         members=table,
         fallback=team.spec.routing.fallback,
         worst_case=worst_case or typical,
+        reach=reach,
     )

@@ -16,7 +16,8 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from pinfactory.console import ConsoleSettings
 from pinfactory.gateway import create_app
 from pinfactory.gateway.server import free_port, serve_in_thread
-from pinfactory.observe import Observers, build_observers
+from pinfactory.observe import Observers
+from pinfactory.observe.build import build_observers
 from pinfactory.observe.config import TracingSpec
 from pinfactory.observe.tracing import Tracing
 from pinfactory.team import load_team

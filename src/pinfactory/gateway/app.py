@@ -46,7 +46,8 @@ from pinfactory.gateway.openapi import openapi_document
 from pinfactory.gateway.schema import ChunkWriter, completion_body, error_body, parse_request
 from pinfactory.ledger import Ledger
 from pinfactory.members import Member
-from pinfactory.observe import Observers, build_observers
+from pinfactory.observe import Observers
+from pinfactory.observe.build import build_observers
 from pinfactory.observe.metrics import Metrics, MetricsEndpoint
 from pinfactory.pipeline import Answer, Pipeline, open_pipeline
 from pinfactory.reliability.breaker import BreakerCollector, breakers_of

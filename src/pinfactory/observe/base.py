@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from pinfactory.observe.timeline import Timeline
 from pinfactory.outcome import Answer, Failure
 from pinfactory.request import Request
-
-if TYPE_CHECKING:
-    from pinfactory.team import Team
 
 T = TypeVar("T")
 
@@ -84,24 +81,4 @@ class Observers:
                 observer.failed(failure, timeline)
 
 
-def build_observers(team: Team) -> Observers:
-    """The observers the team file asks for; none when tracing and metrics are off."""
-    spec = team.spec.observe
-    observers: list[Observer] = []
-    if spec.metrics.enabled:
-        from pinfactory.observe.metrics import Metrics
-
-        observers.append(Metrics())
-    if spec.tracing.exporter != "none":
-        from pinfactory.observe.tracing import Tracing
-
-        kinds = {m.name: m.kind for m in team.members}
-        observers.append(Tracing(spec.tracing, team=team.name, member_kinds=kinds))
-    from pinfactory.observe.access_log import AccessLog, wanted
-
-    if wanted(spec.access_log):
-        observers.append(AccessLog())
-    return Observers(observers)
-
-
-__all__ = ["Failure", "Observer", "Observers", "TraceIssuer", "build_observers"]
+__all__ = ["Failure", "Observer", "Observers", "TraceIssuer"]

@@ -6,14 +6,20 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pinfactory.errors import RoutingError, TeamFileError
-from pinfactory.routing.base import Decision, MemberTable, Router, TieredRouter, member_table
+from pinfactory.routing.base import (
+    ComposingRouter,
+    Decision,
+    MemberTable,
+    Router,
+    member_table,
+)
 from pinfactory.routing.cascade import Cascade
 from pinfactory.routing.classifier import ClassifierRouter
 from pinfactory.routing.cluster import ClusterRouter
 from pinfactory.routing.gumbel import GumbelRouter
 from pinfactory.routing.hybrid import HybridRouter
 from pinfactory.routing.irt import IRTRouter
-from pinfactory.routing.learned import LearnedRouter
+from pinfactory.routing.learned_kinds import LEARNED_KINDS, load_router
 from pinfactory.routing.quality import QualityRouter
 from pinfactory.routing.rules import RulesRouter
 from pinfactory.routing.semantic import SemanticRouter
@@ -34,22 +40,16 @@ ROUTER_KINDS: dict[str, RouterFactory] = {
     "cascade": Cascade.from_config,
     "hybrid": HybridRouter.from_config,
 }
-LEARNED_KINDS: dict[str, type[LearnedRouter]] = {
-    "classifier": ClassifierRouter,
-    "quality": QualityRouter,
-    "gumbel": GumbelRouter,
-    "cluster": ClusterRouter,
-    "irt": IRTRouter,
-}
 
 __all__ = [
     "LEARNED_KINDS",
     "ROUTER_KINDS",
+    "ComposingRouter",
     "Decision",
     "MemberTable",
     "Router",
-    "TieredRouter",
     "build_router",
+    "load_router",
     "member_table",
 ]
 

@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 from pinfactory.errors import TeamFileError
-from pinfactory.members.base import Completion
+from pinfactory.members.base import Member
 from pinfactory.request import Request
-from pinfactory.routing.base import CallMember, Decision, Router
+from pinfactory.routing.base import Decision, Router
 from pinfactory.routing.cascade import Cascade
 from pinfactory.routing.conversation import is_follow_up, previous_turn, with_context
+from pinfactory.routing.learned_kinds import LEARNED_KINDS
 from pinfactory.routing.rules import Rule, RulesRouter
 from pinfactory.routing.semantic import SemanticRouter
 
@@ -117,18 +118,12 @@ class HybridRouter:
             reason=f"{why}; fallback '{self.fallback}'",
         )
 
-    async def answer(
-        self, request: Request, decision: Decision, call: CallMember
-    ) -> tuple[Decision, Completion]:
-        """Run the cascade when it placed the request; else call the member once."""
-        if self.cascade is not None and decision.router == Cascade.kind:
-            return await self.cascade.answer(request, decision, call)
-        return decision, await call(decision.member)
+    def composites(self) -> list[Member]:
+        """The cascade's tiers as one member, when a cascade is declared."""
+        return self.cascade.composites() if self.cascade is not None else []
 
     @classmethod
     def from_config(cls, config: dict[str, Any], team: Team) -> HybridRouter:
-        from pinfactory.routing import LEARNED_KINDS, ROUTER_KINDS
-
         parsed = HybridConfig.model_validate(config)
         rules = RulesRouter.from_config(
             {"kind": "rules", "fallback": parsed.fallback, "rules": config.get("rules", [])}, team
@@ -146,7 +141,9 @@ class HybridRouter:
                 raise TeamFileError(
                     f"hybrid.learned.kind '{kind}'; allowed: {', '.join(LEARNED_KINDS)}"
                 )
-            second = ROUTER_KINDS[kind]({"fallback": parsed.fallback, **parsed.learned}, team)
+            second = LEARNED_KINDS[kind].from_config(
+                {"fallback": parsed.fallback, **parsed.learned}, team
+            )
         cascade = None
         if parsed.cascade is not None:
             cascade = Cascade.from_config(

@@ -324,14 +324,3 @@ class CostAwareRouter(LearnedRouter):
         """Lambda, the weight of cost against quality: the caller's, else the fitted one."""
         lam = knobs.get("lam")
         return float(getattr(self, "lam_", self.lam) if lam is None else lam)
-
-
-def load_router(path: str | Path) -> LearnedRouter:
-    """Load a router file of any learned kind (the header names the kind)."""
-    from pinfactory.routing import LEARNED_KINDS
-
-    source = Path(path)
-    kind = read_router_file(source)[0]["kind"]
-    if kind not in LEARNED_KINDS:
-        raise RoutingError(f"{source}: unknown router kind '{kind}'")
-    return LEARNED_KINDS[kind].load(source)
