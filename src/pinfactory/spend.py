@@ -39,7 +39,7 @@ from decimal import Decimal
 from typing import Literal
 
 from pinfactory.errors import QuotaExceeded
-from pinfactory.ledger.base import QuotaCounter, from_nano, to_nano
+from pinfactory.ledger.base import Cap, QuotaCounter, from_nano, to_nano
 from pinfactory.members.calls import MemberCall
 from pinfactory.request import Request
 from pinfactory.routing.base import Decision, MemberTable, member_table, resolve_member
@@ -103,22 +103,12 @@ class MemoryQuotaCounter:
         self._usage: dict[tuple[str, float], tuple[int, int]] = {}
         self._lock = asyncio.Lock()
 
-    async def try_consume(
-        self,
-        key: str,
-        window_start: float,
-        limit_calls: int | None,
-        limit_nusd: int | None,
-        calls: int,
-        nusd: int,
-    ) -> bool:
+    async def try_consume(self, key: str, start: float, cap: Cap, calls: int, nusd: int) -> bool:
         async with self._lock:
-            used_calls, used_nusd = self._usage.get((key, window_start), (0, 0))
-            if limit_calls is not None and used_calls + calls > limit_calls:
+            used_calls, used_nusd = self._usage.get((key, start), (0, 0))
+            if not cap.allows(used_calls + calls, used_nusd + nusd):
                 return False
-            if limit_nusd is not None and used_nusd + nusd > limit_nusd:
-                return False
-            self._usage[(key, window_start)] = (used_calls + calls, used_nusd + nusd)
+            self._usage[(key, start)] = (used_calls + calls, used_nusd + nusd)
             return True
 
     async def adjust(self, key: str, window_start: float, calls: int, nusd: int) -> None:
@@ -289,8 +279,9 @@ class Spend:
             if not any(limit.covers_member(m, tier) for m, tier in reached):
                 continue
             key, window = limit.key(request.unit), window_start(limit.period, now)
-            cap = to_nano(limit.max_spend_usd) if limit.max_spend_usd is not None else None
-            if not await self.counter.try_consume(key, window, limit.max_calls, cap, 1, nusd):
+            spend = limit.max_spend_usd
+            cap = Cap(limit.max_calls, to_nano(spend) if spend is not None else None)
+            if not await self.counter.try_consume(key, window, cap, 1, nusd):
                 for held in taken:
                     await self.counter.adjust(held.key, held.window, -held.calls, -held.nusd)
                 return limit

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from pinfactory.cli import app
 from pinfactory.errors import QuotaExceeded, RoutingError, TeamFileError
 from pinfactory.ledger import open_ledger
+from pinfactory.ledger.base import Cap
 from pinfactory.members.base import Completion, Usage
 from pinfactory.pipeline import open_pipeline
 from pinfactory.request import Document, Request
@@ -333,11 +334,11 @@ def test_cascade_team_file_takes_verifier_and_acceptance_scorers(tmp_path: Path)
 async def test_memory_quota_counter_is_atomic_under_concurrency() -> None:
     counter = MemoryQuotaCounter()
     results = await asyncio.gather(
-        *[counter.try_consume("k", 0.0, 10, 5_000, 1, 100) for _ in range(100)]
+        *[counter.try_consume("k", 0.0, Cap(10, 5_000), 1, 100) for _ in range(100)]
     )
     assert sum(results) == 10 and counter.usage("k", 0.0) == (10, 1000)
     spend = await asyncio.gather(
-        *[counter.try_consume("s", 0.0, None, 250, 1, 100) for _ in range(5)]
+        *[counter.try_consume("s", 0.0, Cap(None, 250), 1, 100) for _ in range(5)]
     )
     assert sum(spend) == 2
 
