@@ -25,7 +25,19 @@ from pinfactory.request import Message, Request
 if TYPE_CHECKING:
     from pinfactory.routing.base import Decision
 
-Capability = Literal["tools", "json_mode", "json_schema", "vision", "n", "logprobs", "streaming"]
+Capability = Literal[
+    "tools",
+    "json_mode",
+    "json_schema",
+    "vision",
+    "n",
+    "logprobs",
+    "streaming",
+    "chat",
+    "embeddings",
+    "token_input",
+    "dimensions",
+]
 Droppable = Literal["tools", "response_format", "n", "logprobs", "images"]
 
 _DROPS: dict[str, tuple[str, ...]] = {
@@ -43,6 +55,10 @@ _PARAM_OF: dict[str, str] = {
     "logprobs": "logprobs",
     "streaming": "stream",
     "max_context": "messages",
+    "chat": "model",
+    "embeddings": "model",
+    "token_input": "input",
+    "dimensions": "dimensions",
 }
 
 
@@ -61,8 +77,10 @@ class Need:
 
 
 def needs(request: Request) -> tuple[Need, ...]:
-    """Every capability ``request`` needs (empty for a plain text request)."""
-    found: list[Need] = []
+    """Every capability ``request`` needs: ``chat`` and a context for a plain text request."""
+    if request.endpoint == "embeddings":
+        return _embedding_needs(request)
+    found: list[Need] = [Need("chat", "model")]
     params = request.params
     if request.tools or params.get("tools"):
         found.append(Need("tools", "tools"))
@@ -86,9 +104,21 @@ def needs(request: Request) -> tuple[Need, ...]:
     return tuple(found)
 
 
+def _embedding_needs(request: Request) -> tuple[Need, ...]:
+    found = [Need("embeddings", "model")]
+    given = request.params.get("input")
+    if isinstance(given, list) and given and not isinstance(given[0], str):
+        found.append(Need("token_input", "input"))
+    if request.params.get("dimensions") is not None:
+        found.append(Need("dimensions", "dimensions"))
+    return tuple(found)
+
+
 def capability_names(request: Request) -> frozenset[str]:
     """The capabilities ``request`` asks for by name (what a routing rule's ``needs`` reads)."""
-    return frozenset(n.capability for n in needs(request) if n.capability != "max_context")
+    return frozenset(
+        n.capability for n in needs(request) if n.capability not in ("max_context", "chat")
+    )
 
 
 def tool_names(request: Request) -> frozenset[str]:
@@ -116,7 +146,10 @@ class Eligibility:
     def __init__(self, members: Mapping[str, Member], drop: Iterable[str] = ()) -> None:
         self.members = dict(members)
         self.drop = frozenset(drop)
-        self._limits = any(m.capabilities.max_context is not None for m in self.members.values())
+        self._limits = any(
+            m.capabilities.max_context is not None or not m.capabilities.chat
+            for m in self.members.values()
+        )  # a plain request may still find a member it cannot use
 
     def choose(self, request: Request, decision: Decision) -> Decision:
         """The decision, moved to an eligible member if the decided one cannot serve
@@ -201,10 +234,20 @@ class Eligibility:
             f"('{need.param}'), so the eligible '{chosen.name}'",
         )
 
+    def able(self, request: Request) -> list[Member]:
+        """The members that can serve ``request``, cheapest first."""
+        wanted, tokens = needs(request), request.prompt_tokens
+        able = [
+            m
+            for m in self.members.values()
+            if all(n.met_by(m.capabilities, tokens) for n in wanted)
+        ]
+        return sorted(able, key=lambda m: m.price.estimate(tokens))
+
 
 def _plain(request: Request) -> bool:
-    """No parameters, no stream, no content parts: nothing any member could lack."""
-    if request.params or request.stream or request.tools:
+    """No parameters, no stream, no content parts: nothing a chat member could lack."""
+    if request.params or request.stream or request.tools or request.endpoint != "chat":
         return False
     return not any(
         m.wire is not None and type(m.wire.get("content")) is list for m in request.messages
@@ -222,6 +265,10 @@ def _describe(need: Need) -> str:
         "n": "several choices",
         "logprobs": "log probabilities",
         "streaming": "streaming",
+        "chat": "chat completions",
+        "embeddings": "embeddings",
+        "token_input": "token-array input",
+        "dimensions": "a chosen number of dimensions",
     }[need.capability]
 
 

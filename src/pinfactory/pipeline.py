@@ -91,7 +91,7 @@ class Pipeline:
     def _prepare(self, member: Member, request: Request) -> Request:
         """The request as ``member`` gets it: input guards (size, injection, PII before
         remote members), less what it cannot serve and the team drops."""
-        if self.verification is not None:
+        if self.verification is not None and request.endpoint == "chat":
             request = self.verification.guard_input(member, request)
         return self.eligibility.fit(member, request)
 
@@ -104,7 +104,7 @@ class Pipeline:
             return Decimal(0)
         total = answering.worst_case_usd(request)
         spec = self.team.spec.verification
-        if spec is None:
+        if spec is None or request.endpoint != "chat":
             return total
         extra: list[Member | None] = [self.members.get(spec.cross_check or "")]
         sampling = spec.self_consistency
@@ -117,6 +117,8 @@ class Pipeline:
     def decide(self, request: Request) -> Decision:
         """Which member answers: the router for ``auto``, else the pinned member."""
         if request.model in ("auto", "", self.team.name):
+            if request.endpoint != "chat":  # the routers route answers: the cheapest able
+                return self._cheapest(request)
             return self.eligibility.choose(request, self.router.decide(request))
         member = self.members.get(request.model)
         if member is None:
@@ -133,6 +135,24 @@ class Pipeline:
             estimated_cost_usd=member.price.estimate(request.prompt_tokens),
         )
         return self.eligibility.choose(request, pinned)
+
+    def _cheapest(self, request: Request) -> Decision:
+        able = self.eligibility.able(request)
+        if not able:
+            raise RequestError(
+                f"no member of this team serves {request.endpoint} "
+                f"(members: {', '.join(self.members)})",
+                param="model",
+            )
+        member = able[0]
+        return Decision(
+            member=member.name,
+            reason=f"the cheapest member serving {request.endpoint}",
+            router="endpoint",
+            scores={m.name: 1.0 for m in able},
+            tier=member.tier,
+            estimated_cost_usd=member.worst_case_usd(request),
+        )
 
     async def route(self, request: Request) -> Decision:
         """The decision to carry out, after the spend limits had their say (``spend.py``:
@@ -166,7 +186,7 @@ class Pipeline:
             with stage("call"):
                 completion = await call_member(self.members[decision.member], request, "answer")
             answer = self._answer_of(request, decision, completion, started, tab)
-            if self.verification is not None:
+            if self.verification is not None and request.endpoint == "chat":
                 with stage("verify"):
                     answer = await self.verification.review(answer, self.members)
                 answer.latency_ms = _ms_since(started)

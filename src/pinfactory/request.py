@@ -12,6 +12,8 @@ from typing import Any, Literal
 from pinfactory.errors import RequestError
 
 Role = Literal["system", "user", "assistant", "tool", "developer"]
+Endpoint = Literal["chat", "embeddings"]
+"""What a request asks for: an answer (chat completions, responses) or embeddings."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,9 @@ class Request:
     headers: Mapping[str, str] = field(default_factory=dict)
     request_id: str = field(default_factory=lambda: new_request_id())
     correlation_id: str | None = None
+    endpoint: Endpoint = "chat"
+    """``embeddings``: ``messages`` are the inputs (one user message each, token arrays
+    as their ids), ``params`` the body's ``input``, ``encoding_format``, ``dimensions``."""
 
     @classmethod
     def from_text(cls, text: str, **kwargs: Any) -> Request:

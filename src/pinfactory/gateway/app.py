@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import orjson
 from starlette.applications import Starlette
@@ -39,11 +39,25 @@ from pinfactory.errors import (
 from pinfactory.gateway.admin import admin_routes
 from pinfactory.gateway.agents import agent_routes
 from pinfactory.gateway.auth import Caller, Keyring
+from pinfactory.gateway.embeddings import embeddings_body, parse_embeddings_request
 from pinfactory.gateway.errors import error_response, http_error
 from pinfactory.gateway.health import health_routes, warm_up
 from pinfactory.gateway.models import model_routes
 from pinfactory.gateway.openapi import openapi_document
-from pinfactory.gateway.schema import ChunkWriter, completion_body, error_body, parse_request
+from pinfactory.gateway.response_events import ResponseEvents
+from pinfactory.gateway.responses import (
+    ResponsesCall,
+    check_body,
+    conversation,
+    output_of,
+    response_json,
+    response_of,
+    stored,
+    to_call,
+    visible,
+)
+from pinfactory.gateway.schema import ChunkWriter, completion_body, parse_request
+from pinfactory.gateway.sse import StreamWriter
 from pinfactory.ledger import Ledger
 from pinfactory.members import Member
 from pinfactory.observe import Observers
@@ -56,6 +70,19 @@ from pinfactory.reliability.state import open_state
 from pinfactory.request import Request, correlation_id, new_request_id
 from pinfactory.routing import Decision
 from pinfactory.team import Team
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Intake(Generic[T]):
+    """A request past the gateway's checks: what the endpoint parsed, the pipeline
+    request in it, when it arrived (``perf_counter``) and its rate-limit admission."""
+
+    parsed: T
+    request: Request
+    started: float
+    admission: Admission | None
 
 
 class Gateway:
@@ -84,6 +111,85 @@ class Gateway:
         return self.pipeline
 
     async def chat_completions(self, http: HTTPRequest) -> Response:
+        taken = await self.intake(http, self._parse_chat)
+        if isinstance(taken, Response):
+            return taken
+        request = taken.request
+        if request.stream:
+            stream_options = request.params.get("stream_options") or {}
+            usage = bool(stream_options.get("include_usage"))
+            return await self.stream(taken, lambda member: ChunkWriter(request, member, usage))
+        answer = await self.answer(taken)
+        return answer if isinstance(answer, Response) else AnswerResponse(answer)
+
+    async def embeddings(self, http: HTTPRequest) -> Response:
+        """``POST /v1/embeddings`` (``gateway/embeddings.py``), through the same pipeline."""
+        taken = await self.intake(http, self._parse_embeddings)
+        if isinstance(taken, Response):
+            return taken
+        answer = await self.answer(taken)
+        if isinstance(answer, Response):
+            return answer
+        return json_response(embeddings_body(answer), answer)
+
+    async def responses(self, http: HTTPRequest) -> Response:
+        """``POST /v1/responses`` (``gateway/responses.py``): a translation onto the chat
+        pipeline; the answer is stored for ``previous_response_id`` unless ``store: false``."""
+        taken = await self.intake(http, self._parse_responses)
+        if isinstance(taken, Response):
+            return taken
+        call: ResponsesCall = taken.parsed
+        ledger = self.ready.ledger
+        if call.request.stream:
+            return await self.stream(
+                taken, lambda member: ResponseEvents(call, member, ledger.store_response)
+            )
+        answer = await self.answer(taken)
+        if isinstance(answer, Response):
+            return answer
+        output = output_of(answer)
+        body = response_json(response_of(call, answer, output), answer)
+        if call.store:
+            await ledger.store_response(stored(call, output, body))
+        return json_response(body, answer)
+
+    async def _parse_responses(self, body: bytes, **who: Any) -> ResponsesCall:
+        data = check_body(body)
+        history: tuple[Any, ...] = ()
+        previous = data.get("previous_response_id")
+        if previous is not None:
+            found = await self.ready.ledger.stored_response(previous)
+            history = conversation(visible(found, who["unit"], previous))
+        return to_call(data, history, **who)
+
+    async def stored_response(self, http: HTTPRequest) -> Response:
+        """``GET /v1/responses/{id}``: a stored response of the caller's unit, else 404."""
+        caller = self.keyring.identify(http.headers.get("authorization"))
+        response_id = http.path_params["response_id"]
+        found = await self.ready.ledger.stored_response(response_id)
+        kept = visible(found, caller.unit, response_id)
+        return json_response(orjson.loads(kept.body)["response"])
+
+    async def _parse_chat(self, body: bytes, **who: Any) -> Request:
+        request, _ = parse_request(body, **who)
+        if len(request.messages) > self.max_messages:
+            raise RequestError(
+                f"'messages' holds {len(request.messages)} messages; "
+                f"the limit is {self.max_messages}",
+                param="messages",
+            )
+        return request
+
+    async def _parse_embeddings(self, body: bytes, **who: Any) -> Request:
+        return parse_embeddings_request(body, **who)
+
+    async def intake(
+        self, http: HTTPRequest, parse: Callable[..., Awaitable[T]]
+    ) -> Intake[T] | Response:
+        """Authenticate, read and ``parse`` the body (``parse(body, unit=, user=, headers=,
+        request_id=, correlation_id=)`` returns a :class:`Request` or an endpoint's call
+        holding one as ``.request``) and admit it past the rate limits; or the error
+        response, the failure recorded in the ledger before any member is called."""
         started = time.perf_counter()
         headers = header_dict(http.scope)
         request_id = new_request_id()  # always ours: a client's X-Request-Id only correlates
@@ -97,19 +203,15 @@ class Gateway:
             body = await read_body(
                 http, self.max_body, headers.get("content-length"), self.body_timeout_s
             )
-            request, include_usage = parse_request(
+            parsed = await parse(
                 body,
                 unit=caller.unit,
                 user=caller.user,
                 headers=headers,
                 request_id=request_id,
+                correlation_id=correlation,
             )
-            if len(request.messages) > self.max_messages:
-                raise RequestError(
-                    f"'messages' holds {len(request.messages)} messages; "
-                    f"the limit is {self.max_messages}",
-                    param="messages",
-                )
+            request: Request = parsed if isinstance(parsed, Request) else parsed.request  # type: ignore[attr-defined]
             if self.limits.active:
                 who = Who(caller.key_id, caller.user, caller.unit)
                 admission = await self.limits.admit(who, request.prompt_tokens)
@@ -120,35 +222,33 @@ class Gateway:
                 correlation_id=correlation or "",
             )  # fmt: skip
             return error_response(exc, request_id, correlation)
-        if correlation is not None:
-            request = replace(request, correlation_id=correlation)
-        if request.stream:
-            return await self._stream(pipeline, request, started, include_usage, admission)
+        return Intake(parsed, request, started, admission)
+
+    async def answer(self, taken: Intake[Any]) -> Answer | Response:
+        """The pipeline's recorded answer, or the error response for its recorded failure."""
+        request = taken.request
         answer: Answer | None = None
         try:
-            answer = await pipeline.complete(request, started)  # records every outcome
+            answer = await self.ready.complete(request, taken.started)  # records every outcome
         except PinfactoryError as exc:
-            return error_response(exc, request_id, correlation)
+            return error_response(exc, request.request_id, request.correlation_id)
         finally:
-            await self._done(admission, answer)
-        return AnswerResponse(answer)
+            await self._done(taken.admission, answer)
+        return answer
 
-    async def _stream(
-        self,
-        pipeline: Pipeline,
-        request: Request,
-        started: float,
-        include_usage: bool,
-        admission: Admission | None = None,
+    async def stream(
+        self, taken: Intake[Any], writer_for: Callable[[str], StreamWriter]
     ) -> Response:
         """Start the stream only once the member has begun answering.
 
         Routing errors and members that fail before their first token get a
         proper 4xx/5xx error response instead of a broken event stream; a
-        failure after it ends the stream with an OpenAI-style error event
-        (never ``finish_reason: stop``). The pipeline records either way.
+        failure after it ends the stream with the writer's error event (never
+        ``finish_reason: stop``). The pipeline records either way.
+        ``writer_for(member)`` makes the endpoint's :class:`StreamWriter`.
         """
-        events = pipeline.stream(request, started)
+        request, admission = taken.request, taken.admission
+        events = self.ready.stream(request, taken.started)
         correlation = request.correlation_id
         try:
             decision = await anext(events)
@@ -157,12 +257,11 @@ class Gateway:
             await self._done(admission, None)
             return error_response(exc, request.request_id, correlation)
         assert isinstance(decision, Decision)
-
-        writer = ChunkWriter(request, decision.member, include_usage)
+        writer = writer_for(decision.member)
 
         async def sse() -> AsyncIterator[bytes]:
-            for body in writer.opening(first):
-                yield _sse(body)
+            for data in writer.opening(first):
+                yield data
             pending: list[object] = [first]
             answer: Answer | None = None
             try:
@@ -170,12 +269,16 @@ class Gateway:
                     event = pending.pop() if pending else await anext(events)
                     if isinstance(event, Answer):
                         answer = event
-                    for body in writer.write(event):
-                        yield _sse(body)
+                        for data in await writer.close(event):
+                            yield data
+                        continue
+                    for data in writer.write(event):
+                        yield data
             except StopAsyncIteration:
-                yield b"data: [DONE]\n\n"
+                if writer.ended:
+                    yield writer.ended
             except PinfactoryError as exc:
-                yield _sse(error_body(exc.message, type_=exc.type, code=exc.code, param=exc.param))
+                yield writer.failed(exc)
             finally:
                 await events.aclose()  # a client that left: the pipeline books what it was sent
                 await self._done(admission, answer)
@@ -195,6 +298,27 @@ class Gateway:
         return JSONResponse(
             {"status": "ok", "team": self.team.name, "members": list(pipeline.members)}
         )
+
+
+def json_response(body: dict[str, Any], answer: Answer | None = None) -> Response:
+    """``body`` as JSON (orjson), with the answer's member, cost and ids as headers."""
+    response = Response(
+        orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS), media_type="application/json"
+    )
+    if answer is not None:
+        response.headers.update(answer_headers(answer))
+    return response
+
+
+def answer_headers(answer: Answer) -> dict[str, str]:
+    headers = {
+        "x-pinfactory-member": answer.decision.member,
+        "x-pinfactory-cost-usd": format(answer.cost_usd, "f"),
+        "x-request-id": answer.request.request_id,
+    }
+    if answer.correlation_id is not None:
+        headers["x-correlation-id"] = answer.correlation_id
+    return headers
 
 
 class AnswerResponse(Response):
@@ -256,10 +380,6 @@ async def read_body(
     return b"".join(chunks)
 
 
-def _sse(body: dict[str, Any]) -> bytes:
-    return b"data: " + orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS) + b"\n\n"
-
-
 class GatewayApp(Starlette):
     """Starlette, with the completions endpoint served ahead of its router and middleware."""
 
@@ -318,6 +438,9 @@ def create_app(
 
     routes = [
         Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
+        Route("/v1/embeddings", gateway.embeddings, methods=["POST"]),
+        Route("/v1/responses", gateway.responses, methods=["POST"]),
+        Route("/v1/responses/{response_id}", gateway.stored_response, methods=["GET"]),
         *model_routes(gateway),  # /v1/models, /v1/models/{id}
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/healthz", gateway.healthz, methods=["GET"]),

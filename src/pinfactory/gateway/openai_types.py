@@ -47,6 +47,15 @@ def request_adapter() -> TypeAdapter[Any]:
     return TypeAdapter(_typed_dict("ChatCompletionRequest", fields, total=False))
 
 
+@cache
+def params_adapter(params: Any) -> TypeAdapter[Any]:
+    """A validator for any of ``openai``'s request TypedDicts (``EmbeddingCreateParams``,
+    ``ResponseCreateParamsBase``...), made eager the same way. Built once per type."""
+    hints = typing.get_type_hints(params, include_extras=True)
+    fields = {name: _eager_field(name, hint, params) for name, hint in hints.items()}
+    return TypeAdapter(_typed_dict(_name(params), fields, total=False))
+
+
 def _eager(tp: Any, seen: dict[Any, Any]) -> Any:
     if te.is_typeddict(tp):
         if tp not in seen:

@@ -14,11 +14,16 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+import orjson
+from openai.types import CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion
+from openai.types.embedding_create_params import EmbeddingCreateParams
+from openai.types.responses import Response
 from pydantic import BaseModel
 
 from pinfactory.gateway.checks import MAX_CHOICES
-from pinfactory.gateway.openai_types import request_adapter
+from pinfactory.gateway.openai_types import params_adapter, request_adapter
+from pinfactory.gateway.responses import ResponsesBody
 
 REF = "#/components/schemas/{model}"
 _RANGES = {
@@ -57,7 +62,8 @@ class ErrorBody(BaseModel):
 
 @cache
 def openapi_document(title: str = "pinfactory") -> dict[str, Any]:
-    """The document (built once; about 50 ms)."""
+    """The document (built once, on first request: about 3 s of CPU, most of it the
+    Responses types)."""
     schemas: dict[str, Any] = {}
     request = _split(request_adapter().json_schema(ref_template=REF), schemas)
     _write_rules(request)
@@ -88,6 +94,21 @@ def openapi_document(title: str = "pinfactory") -> dict[str, Any]:
         "security": [{"bearer": []}, {}],
         "paths": {
             "/v1/chat/completions": {"post": _chat()},
+            "/v1/embeddings": {"post": _embeddings(schemas)},
+            "/v1/responses": {"post": _responses(schemas)},
+            "/v1/responses/{response_id}": {
+                "get": {
+                    **_get("A stored response of the caller's unit", "Response"),
+                    "parameters": [
+                        {
+                            "name": "response_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                }
+            },
             "/v1/models": {"get": _get("Every model: 'auto' and each enabled member", "ModelList")},
             "/v1/models/{model}": {
                 "get": {
@@ -107,29 +128,96 @@ def openapi_document(title: str = "pinfactory") -> dict[str, Any]:
 
 
 def _chat() -> dict[str, Any]:
+    return _post(
+        "Create a chat completion",
+        "createChatCompletion",
+        "ChatCompletionRequest",
+        "ChatCompletion",
+        "the answer, with a 'pinfactory' block (member, reason, cost); "
+        "with stream: true, server-sent chat.completion.chunk events",
+        stream=True,
+    )
+
+
+def _post(
+    summary: str,
+    operation: str,
+    request: str,
+    response: str,
+    description: str,
+    *,
+    stream: bool = False,
+) -> dict[str, Any]:
+    content: dict[str, Any] = {
+        "application/json": {"schema": {"$ref": f"#/components/schemas/{response}"}}
+    }
+    if stream:
+        content["text/event-stream"] = {"schema": {"type": "string"}}
     return {
-        "summary": "Create a chat completion",
-        "operationId": "createChatCompletion",
+        "summary": summary,
+        "operationId": operation,
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {
-                    "schema": {"$ref": "#/components/schemas/ChatCompletionRequest"}
-                }
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{request}"}}
             },
         },
         "responses": {
-            "200": {
-                "description": "the answer, with a 'pinfactory' block (member, reason, cost); "
-                "with stream: true, server-sent chat.completion.chunk events",
-                "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/ChatCompletion"}},
-                    "text/event-stream": {"schema": {"type": "string"}},
-                },
-            },
+            "200": {"description": description, "content": content},
             **_error_responses(_ERRORS),
         },
     }
+
+
+def _embeddings(schemas: dict[str, Any]) -> dict[str, Any]:
+    body = _split(params_adapter(EmbeddingCreateParams).json_schema(ref_template=REF), schemas)
+    properties = body["properties"]
+    properties["model"] = {
+        "type": "string",
+        "description": "a member serving embeddings, or 'auto' for the cheapest",
+    }
+    properties["dimensions"]["minimum"] = 1
+    properties["input"]["description"] = (
+        "a non-empty string, or 1-2048 of them, or token arrays (members with token_input); "
+        "no empty string or array"
+    )
+    schemas["EmbeddingRequest"] = body
+    schemas["EmbeddingList"] = _split(
+        CreateEmbeddingResponse.model_json_schema(ref_template=REF), schemas
+    )
+    return _post(
+        "Create embeddings",
+        "createEmbedding",
+        "EmbeddingRequest",
+        "EmbeddingList",
+        "one embedding per input (floats, or base64 float32 when asked), with a 'pinfactory' block",
+    )
+
+
+def _responses(schemas: dict[str, Any]) -> dict[str, Any]:
+    body = _split(
+        params_adapter(ResponsesBody).json_schema(ref_template=REF), schemas, "ResponsesRequest"
+    )
+    properties = body["properties"]
+    properties["model"] = {
+        "type": "string",
+        "description": "a member's name, or 'auto' to let the team route",
+    }
+    properties["previous_response_id"]["description"] = (
+        "a stored response of the caller's own unit; any other id is a 404"
+    )
+    properties["tools"]["description"] = "function tools only"
+    schemas["ResponseRequest"] = body
+    schemas["Response"] = _split(Response.model_json_schema(ref_template=REF), schemas, "Responses")
+    return _post(
+        "Create a response (the Responses API, over the chat pipeline)",
+        "createResponse",
+        "ResponseRequest",
+        "Response",
+        "the response, with a 'pinfactory' block; with stream: true, server-sent "
+        "Responses events (response.created ... response.completed)",
+        stream=True,
+    )
 
 
 def _get(summary: str, schema: str) -> dict[str, Any]:
@@ -155,8 +243,23 @@ def _error_responses(errors: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def _split(schema: dict[str, Any], into: dict[str, Any]) -> dict[str, Any]:
-    """Move ``$defs`` into the components; the same name must mean the same schema."""
+def _split(schema: dict[str, Any], into: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Move ``$defs`` into the components. A name already there for another schema (the
+    Responses request and answer types share names with chat's) takes ``prefix``."""
+    defs = schema.get("$defs", {})
+    clashes = [n for n, d in defs.items() if n in into and into[n] != d]
+    if clashes and not prefix:
+        raise ValueError(f"two different schemas are both called {clashes[0]}")
+    if clashes:
+        text = orjson.dumps(schema).decode()
+        for name in clashes:
+            text = text.replace(
+                f'"{REF.format(model=name)}"', f'"{REF.format(model=prefix + name)}"'
+            )
+        schema = orjson.loads(text)
+        schema["$defs"] = {
+            (prefix + n if n in clashes else n): d for n, d in schema["$defs"].items()
+        }
     for name, definition in schema.pop("$defs", {}).items():
         if into.setdefault(name, definition) != definition:
             raise ValueError(f"two different schemas are both called {name}")

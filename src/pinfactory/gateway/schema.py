@@ -15,9 +15,10 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, TypeAdapter, ValidationError
 
-from pinfactory.errors import RequestError
+from pinfactory.errors import PinfactoryError, RequestError
 from pinfactory.gateway.checks import check_values
 from pinfactory.gateway.openai_types import request_adapter
+from pinfactory.gateway.sse import frame
 from pinfactory.members.base import Completion, Delta
 from pinfactory.outcome import Answer
 from pinfactory.request import Document, Message, Request, text_of
@@ -36,7 +37,13 @@ _OWN = frozenset({"model", "messages", "stream", "documents"})
 
 
 def parse_request(
-    body: bytes, *, unit: str, user: str, headers: dict[str, str], request_id: str
+    body: bytes,
+    *,
+    unit: str,
+    user: str,
+    headers: dict[str, str],
+    request_id: str,
+    correlation_id: str | None = None,
 ) -> tuple[Request, bool]:
     """Parse and validate a request body; errors name the field and what is allowed.
 
@@ -46,16 +53,7 @@ def parse_request(
     messages and the usual sampling fields, all well typed) is read directly.
     Returns the request and whether a stream should end with a usage chunk.
     """
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise RequestError(f"request body is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise RequestError("request body must be a JSON object")
-    if "model" not in data:
-        raise RequestError(
-            "'model' is required: a member's name, or 'auto' to let the team route", param="model"
-        )
+    data = json_body(body)
     common = _common_shape(data)
     messages = _validate(data) if common is None else common
     if not any(m.content or (m.wire is not None and _says_something(m.wire)) for m in messages):
@@ -80,8 +78,24 @@ def parse_request(
         tags=tuple(tags),
         headers=headers,
         request_id=request_id,
+        correlation_id=correlation_id,
     )
     return request, bool(request.stream and stream_options.get("include_usage"))
+
+
+def json_body(body: bytes) -> dict[str, Any]:
+    """A request body as a JSON object that names a ``model``; else a 400 saying so."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise RequestError("request body must be a JSON object")
+    if "model" not in data:
+        raise RequestError(
+            "'model' is required: a member's name, or 'auto' to let the team route", param="model"
+        )
+    return data
 
 
 def _validate(data: dict[str, Any]) -> tuple[Message, ...]:
@@ -319,7 +333,7 @@ def chunk_body(
 
 
 class ChunkWriter:
-    """Turns the pipeline's stream events into ``chat.completion.chunk`` bodies.
+    """Turns the pipeline's stream events into ``chat.completion.chunk`` frames.
 
     Text deltas become content chunks; a member's relayed chunks (:class:`Delta`:
     tool-call deltas, logprobs, several choices) pass through chunk for chunk under
@@ -329,6 +343,8 @@ class ChunkWriter:
     usage. The last chunk also carries the ``pinfactory`` block.
     """
 
+    ended = b"data: [DONE]\n\n"
+
     def __init__(self, request: Request, member: str, include_usage: bool) -> None:
         self.request = request
         self.member = member
@@ -336,26 +352,26 @@ class ChunkWriter:
         self._held: list[Delta] = []
         self._extra: dict[str, Any] = {"usage": None} if include_usage else {}
 
-    def opening(self, first: object) -> list[dict[str, Any]]:
+    def opening(self, first: object) -> list[bytes]:
         """The role chunk, unless the member relays its own chunks (which carry it)."""
         if isinstance(first, Delta):
             return []
         return [
-            chunk_body(
-                self.request, self.member, {"role": "assistant", "content": ""}, **self._extra
+            frame(
+                chunk_body(
+                    self.request, self.member, {"role": "assistant", "content": ""}, **self._extra
+                )
             )
         ]
 
-    def write(self, event: object) -> list[dict[str, Any]]:
+    def write(self, event: object) -> list[bytes]:
         if isinstance(event, str):
-            return [chunk_body(self.request, self.member, {"content": event}, **self._extra)]
+            return [frame(chunk_body(self.request, self.member, {"content": event}, **self._extra))]
         if isinstance(event, Delta):
             if event.finish:
                 self._held.append(event)
                 return []
-            return [self._relayed(event)]
-        if isinstance(event, Answer):
-            return self._closing(event)
+            return [frame(self._relayed(event))]
         return []
 
     def _relayed(self, delta: Delta) -> dict[str, Any]:
@@ -365,7 +381,7 @@ class ChunkWriter:
             body.pop("usage", None)
         return body
 
-    def _closing(self, answer: Answer) -> list[dict[str, Any]]:
+    async def close(self, answer: Answer) -> list[bytes]:
         if self._held:
             bodies = [self._relayed(delta) for delta in self._held]
         else:
@@ -376,7 +392,10 @@ class ChunkWriter:
             last["choices"] = []
             bodies.append(last)
         bodies[-1]["pinfactory"] = answer.metadata()
-        return bodies
+        return [frame(body) for body in bodies]
+
+    def failed(self, exc: PinfactoryError) -> bytes:
+        return frame(error_body(exc.message, type_=exc.type, code=exc.code, param=exc.param))
 
 
 def error_body(message: str, *, type_: str, code: str, param: str | None) -> dict[str, Any]:

@@ -151,6 +151,20 @@ class Cap:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    """A ``/v1/responses`` answer kept for ``previous_response_id`` and retrieval: the
+    unit it belongs to (only that unit may read it), the request that made it, when
+    (Unix seconds), and ``body``, the JSON the responses endpoint wrote (the conversation
+    so far and the response object)."""
+
+    id: str
+    request_id: str
+    unit: str
+    created: float
+    body: str
+
+
 class QuotaCounter(Protocol):
     """Spend counters: usage (calls, nano-USD) per key and window."""
 
@@ -227,6 +241,12 @@ class Ledger(QuotaCounter, Protocol):
         """
 
     async def review(self, review_id: str) -> Review | None: ...
+
+    async def store_response(self, response: StoredResponse) -> None:
+        """Keep a responses answer (``store: true``) until the ledger is pruned."""
+
+    async def stored_response(self, response_id: str) -> StoredResponse | None:
+        """The stored response with this id, whichever unit's (the caller checks)."""
 
     async def reviews(
         self, status: str | None = None, unit: str | None = None, limit: int = 100

