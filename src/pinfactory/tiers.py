@@ -108,6 +108,14 @@ class RouterContext:
     def tier(self, member: str) -> str | None:
         return member_tier(self.members, member)
 
+    def unknown(self, target: str) -> bool:
+        """True when ``target`` names a member the team file does not declare."""
+        return names_unknown_member(target, self.declared)
+
+    def allowed(self) -> str:
+        """The declared members, for an error message."""
+        return ", ".join(sorted(self.declared))
+
     def path(self, name: str) -> Path:
         """A file the team file names, relative to the team file's folder."""
         found = Path(name)

@@ -23,11 +23,13 @@ from pinfactory.routing.learned_kinds import LEARNED_KINDS, load_router
 from pinfactory.routing.quality import QualityRouter
 from pinfactory.routing.rules import RulesRouter
 from pinfactory.routing.semantic import SemanticRouter
+from pinfactory.tiers import RouterContext
 
 if TYPE_CHECKING:
     from pinfactory.team import Team
 
-RouterFactory = Callable[[dict[str, Any], "Team"], Router]
+RouterFactory = Callable[[dict[str, Any], RouterContext], Router]
+"""Builds a router from its ``routing:`` section and what it may know of the team."""
 
 ROUTER_KINDS: dict[str, RouterFactory] = {
     "rules": RulesRouter.from_config,
@@ -64,6 +66,6 @@ def build_router(team: Team) -> Router:
         allowed = ", ".join(sorted(ROUTER_KINDS))
         raise TeamFileError(f"unknown router kind '{config['kind']}'; allowed: {allowed}")
     try:
-        return factory(config, team)
+        return factory(config, team.router_context())
     except RoutingError as exc:
         raise TeamFileError(exc.message) from exc

@@ -25,7 +25,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -42,14 +42,11 @@ from pinfactory.routing.base import (
     Decision,
     MemberTable,
     member_cost,
-    member_table,
     member_tier,
     resolve_member,
 )
 from pinfactory.routing.table import RoutingTable
-
-if TYPE_CHECKING:
-    from pinfactory.team import Team
+from pinfactory.tiers import RouterContext
 
 Floats = npt.NDArray[np.float64]
 COMPOSITE = "cascade"
@@ -323,30 +320,25 @@ class Cascade:
         )
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], team: Team) -> Cascade:
+    def from_config(cls, config: dict[str, Any], context: RouterContext) -> Cascade:
         parsed = CascadeConfig.model_validate(config)
-        declared = {m.name for m in team.spec.members}
-        if COMPOSITE in declared:
+        if COMPOSITE in context.declared:
             raise TeamFileError(
                 f"a cascade router names its tiers' member '{COMPOSITE}': rename the member "
                 f"called '{COMPOSITE}'"
             )
         for tier in parsed.tiers:
-            if not tier.startswith("tier:") and tier not in declared:
+            if context.unknown(tier):
                 raise TeamFileError(
-                    f"cascade tier '{tier}' is not a member; members: {', '.join(sorted(declared))}"
+                    f"cascade tier '{tier}' is not a member; members: {context.allowed()}"
                 )
-        scorer_path = None
-        if parsed.scorer_path is not None:
-            scorer_path = Path(parsed.scorer_path)
-            if not scorer_path.is_absolute():
-                scorer_path = Path(team.source).parent / scorer_path
+        scorer_path = None if parsed.scorer_path is None else context.path(parsed.scorer_path)
         return cls(
             parsed.tiers,
             scorer_named(parsed.scorer, scorer_path),
             fallback=parsed.fallback,
             threshold=parsed.threshold,
             thresholds=parsed.thresholds,
-            members=member_table(team),
+            members=dict(context.members),
             scorer_name=parsed.scorer,
         )

@@ -19,7 +19,7 @@ routing:
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -32,9 +32,7 @@ from pinfactory.routing.conversation import is_follow_up, previous_turn, with_co
 from pinfactory.routing.learned_kinds import LEARNED_KINDS
 from pinfactory.routing.rules import Rule, RulesRouter
 from pinfactory.routing.semantic import SemanticRouter
-
-if TYPE_CHECKING:
-    from pinfactory.team import Team
+from pinfactory.tiers import RouterContext
 
 
 class HybridConfig(BaseModel):
@@ -123,17 +121,18 @@ class HybridRouter:
         return self.cascade.composites() if self.cascade is not None else []
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], team: Team) -> HybridRouter:
+    def from_config(cls, config: dict[str, Any], context: RouterContext) -> HybridRouter:
         parsed = HybridConfig.model_validate(config)
         rules = RulesRouter.from_config(
-            {"kind": "rules", "fallback": parsed.fallback, "rules": config.get("rules", [])}, team
+            {"kind": "rules", "fallback": parsed.fallback, "rules": config.get("rules", [])},
+            context,
         )
         if parsed.semantic is not None and parsed.learned is not None:
             raise TeamFileError("hybrid: give 'semantic' or 'learned', not both")
         second: Router | None = None
         if parsed.semantic is not None:
             second = SemanticRouter.from_config(
-                {"kind": "semantic", "fallback": parsed.fallback, **parsed.semantic}, team
+                {"kind": "semantic", "fallback": parsed.fallback, **parsed.semantic}, context
             )
         elif parsed.learned is not None:
             kind = parsed.learned.get("kind")
@@ -142,11 +141,11 @@ class HybridRouter:
                     f"hybrid.learned.kind '{kind}'; allowed: {', '.join(LEARNED_KINDS)}"
                 )
             second = LEARNED_KINDS[kind].from_config(
-                {"fallback": parsed.fallback, **parsed.learned}, team
+                {"fallback": parsed.fallback, **parsed.learned}, context
             )
         cascade = None
         if parsed.cascade is not None:
             cascade = Cascade.from_config(
-                {"kind": "cascade", "fallback": parsed.fallback, **parsed.cascade}, team
+                {"kind": "cascade", "fallback": parsed.fallback, **parsed.cascade}, context
             )
         return cls(rules, second=second, cascade=cascade, conversation=parsed.conversation)
