@@ -96,11 +96,13 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 120.
 
 
 @contextmanager
-def process(args: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[int]:
+def process(
+    args: list[str], port: int, env: dict[str, str] | None = None, start_s: float = 120.0
+) -> Iterator[int]:
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
-            wait_ready(port, proc)
+            wait_ready(port, proc, start_s)
             yield proc.pid
         except BaseException:
             log.seek(0)
@@ -467,8 +469,8 @@ def gateway(
 ) -> Any:
     """Serve ``config`` from this checkout's code, or from ``src`` (a baseline's src/)."""
     port = free_port()
-    place = folder / f"{config.workers}-{config.durability}-{'baseline' if src else 'now'}"
-    place.mkdir()
+    name = f"{config.workers}-{config.durability}-{'baseline' if src else 'now'}-"
+    place = Path(tempfile.mkdtemp(prefix=name, dir=folder))  # one per round
     team = team_file(place, up_port, config.durability)
     serve = [sys.executable, "-m", "pinfactory", "serve", "--team", str(team)]
     serve += ["--port", str(port), "--workers", str(config.workers)]
@@ -488,15 +490,64 @@ LITELLM_VERSION = "1.110.2"
 LITELLM_VENV = Path.home() / ".cache" / "pinfactory" / f"litellm-{LITELLM_VERSION}"
 
 
+PROXY_REQUIREMENTS = """
+import importlib.metadata as m
+from packaging.requirements import Requirement
+for line in m.requires("litellm"):
+    req = Requirement(line)
+    if req.marker is None or not req.marker.evaluate({"extra": "proxy"}):
+        continue
+    if req.name == "litellm-proxy":
+        continue  # the proxy's code ships in litellm's own wheel
+    req.marker = None
+    print(req.name if req.name.startswith("litellm-") else str(req).replace(" ", ""))
+"""
+
+
 def install_litellm() -> str:
-    """LiteLLM's proxy in a virtual environment of its own (created once); its script."""
+    """LiteLLM's proxy in a virtual environment of its own (created once); its script.
+
+    ``litellm[proxy]==VERSION`` when the index has all of it. Its ``proxy`` extra names
+    sibling packages pinned to builds PyPI may not carry (``litellm-proxy``, whose code
+    ships inside litellm's own wheel, and ``litellm-proxy-extras`` / ``litellm-enterprise``
+    ``.postN`` releases); then litellm itself is installed at VERSION and the extra's
+    other requirements as it states them, the siblings at their newest release.
+    :func:`litellm_versions` records what ran.
+    """
     script = LITELLM_VENV / "bin" / "litellm"
-    if not script.exists():
-        print(f"installing litellm[proxy]=={LITELLM_VERSION} into {LITELLM_VENV} ...")
-        subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
-        pip = [str(LITELLM_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet"]
-        subprocess.run([*pip, f"litellm[proxy]=={LITELLM_VERSION}"], check=True)
+    if script.exists():
+        return str(script)
+    print(f"installing litellm[proxy]=={LITELLM_VERSION} into {LITELLM_VENV} ...", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
+    python = str(LITELLM_VENV / "bin" / "python")
+    pip = [python, "-m", "pip", "install", "--quiet"]
+    if subprocess.run([*pip, f"litellm[proxy]=={LITELLM_VERSION}"]).returncode == 0:
+        return str(script)
+    print("the proxy extra's pinned siblings are not all on the index; installing its parts")
+    subprocess.run([*pip, f"litellm=={LITELLM_VERSION}"], check=True)
+    wanted = subprocess.run(
+        [python, "-c", PROXY_REQUIREMENTS], capture_output=True, text=True, check=True
+    ).stdout.split()
+    subprocess.run([*pip, *wanted], check=True)
     return str(script)
+
+
+def litellm_versions(script: str) -> dict[str, str]:
+    """The versions of litellm and its proxy's sibling packages in ``script``'s venv."""
+    python = str(Path(script).parent / "python")
+    code = (
+        "import importlib.metadata as m, json\n"
+        "names = ('litellm', 'litellm-proxy-extras', 'litellm-enterprise', 'fastapi', 'uvicorn')\n"
+        "found = {}\n"
+        "for n in names:\n"
+        "    try:\n"
+        "        found[n] = m.version(n)\n"
+        "    except m.PackageNotFoundError:\n"
+        "        pass\n"
+        "print(json.dumps(found))"
+    )
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=False)
+    return dict(json.loads(out.stdout)) if out.returncode == 0 else {}
 
 
 def litellm(workers: int, up_port: int, folder: Path, args: argparse.Namespace) -> Any:
@@ -504,34 +555,49 @@ def litellm(workers: int, up_port: int, folder: Path, args: argparse.Namespace) 
     cmd = [args.with_litellm, "--config", str(litellm_config(folder, up_port))]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--num_workers", str(workers)]
     env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR")
-    with process(cmd, port, env) as pid:
+    with process(cmd, port, env, start_s=600.0) as pid:  # it imports a lot
         print(f"litellm proxy {workers}w:")
         return measure(Target("litellm", port, "instant"), args, folder, pid)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Every round; the report so far is written to ``args.out`` after each (a long run
+    on a busy machine keeps what it measured). A target that fails to start within its
+    time is noted in ``failures`` and its round goes on without it."""
     folder = Path(tempfile.mkdtemp(prefix="pinfactory-bench-"))
     configs = parse_configs(args.configs)
     up_port = free_port()
     rows: list[dict[str, Any]] = []
+    failures: list[str] = []
     with process(upstream_args(up_port), up_port, python_env()) as pid:
         print(f"load generator: {load_generator(args)}")
         print("instant upstream, direct:")
         direct = measure(Target("upstream", up_port, "instant"), args, folder, pid)
         rows.append({"target": "upstream", "workers": 1, "durability": None, **direct})
         for turn in range(1, args.rounds + 1):  # LiteLLM, then ours, alternating
+            print(f"round {turn} of {args.rounds}", flush=True)
             theirs: dict[int, dict[str, Any]] = {}
             if args.with_litellm:
                 for workers in sorted({c.workers for c in configs}):
-                    theirs[workers] = litellm(workers, up_port, folder, args)
+                    try:
+                        theirs[workers] = litellm(workers, up_port, folder, args)
+                    except (RuntimeError, subprocess.SubprocessError) as exc:
+                        failures.append(f"round {turn}: litellm {workers}w: {exc}")
+                        print(f"  {failures[-1]}", flush=True)
+                        continue
                     rows.append({"target": "litellm", "workers": workers, "durability": None})
                     rows[-1].update(round=turn, **theirs[workers])
             for config in configs:
-                if args.baseline:  # just before the same configuration of this checkout
-                    base = gateway(config, up_port, folder, args, args.baseline.resolve())
-                    rows.append({"target": "baseline", "workers": config.workers, **base})
-                    rows[-1].update(durability=config.durability, round=turn)
-                ours = gateway(config, up_port, folder, args)
+                try:
+                    if args.baseline:  # just before the same configuration of this checkout
+                        base = gateway(config, up_port, folder, args, args.baseline.resolve())
+                        rows.append({"target": "baseline", "workers": config.workers, **base})
+                        rows[-1].update(durability=config.durability, round=turn)
+                    ours = gateway(config, up_port, folder, args)
+                except (RuntimeError, subprocess.SubprocessError) as exc:
+                    failures.append(f"round {turn}: {config.label}: {exc}")
+                    print(f"  {failures[-1]}", flush=True)
+                    continue
                 row = {"target": "pinfactory", "workers": config.workers, "round": turn}
                 row.update(durability=config.durability, **ours)
                 if config.workers in theirs:
@@ -542,7 +608,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     if cpu and mine:
                         row["cpu_ratio_vs_litellm"] = round(cpu / mine, 1)
                 rows.append(row)
+            write(args.out, report(args, rows, direct, failures))
     shutil.rmtree(folder, ignore_errors=True)
+    return report(args, rows, direct, failures)
+
+
+def report(
+    args: argparse.Namespace,
+    rows: list[dict[str, Any]],
+    direct: dict[str, Any],
+    failures: list[str],
+) -> dict[str, Any]:
     for row in rows:
         row["added"] = added(row, direct)
     return {
@@ -554,6 +630,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "load_average": [round(x, 2) for x in os.getloadavg()],
         },
         "load_generator": load_generator(args),
+        "litellm": litellm_versions(args.with_litellm) if args.with_litellm else None,
         "settings": {
             "configs": args.configs,
             "requests": args.requests,
@@ -565,8 +642,84 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "concurrent) counted on every request",
         },
         "command": "python " + " ".join(sys.argv),
+        "failures": failures,
+        "summary": summarise(rows),
         "rows": rows,
     }
+
+
+def write(path: Path, report: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+
+
+# the fastest compiled gateways' published figure: 10,000 req/s on 4 vCPU
+COMPILED_PER_CORE = 10_000 / 4
+
+
+def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per target and configuration, the median over rounds (and the worst ratio).
+
+    ``per_core_rps`` is 1000 / the median server CPU ms per request: requests served per
+    second of one core busy with the gateway's processes (the compiled gateways publish
+    10,000 req/s on 4 vCPU, ``COMPILED_PER_CORE`` per core).
+    """
+    groups: dict[tuple[str, int, str | None], list[dict[str, Any]]] = {}
+    for row in rows:
+        if row["target"] != "upstream":
+            groups.setdefault((row["target"], row["workers"], row["durability"]), []).append(row)
+    summary = []
+    for (target, workers, durability), runs in groups.items():
+        cpu = [r["throughput"]["server_cpu_ms_per_request"] for r in runs
+               if r["throughput"].get("server_cpu_ms_per_request")]  # fmt: skip
+        entry: dict[str, Any] = {
+            "target": target,
+            "workers": workers,
+            "durability": durability,
+            "rounds": len(runs),
+            "added_p50_ms": round(statistics.median(r["added"]["p50_ms"] for r in runs), 4),
+            "added_p99_ms": round(statistics.median(r["added"]["p99_ms"] for r in runs), 4),
+            "requests_per_s": round(
+                statistics.median(r["throughput"]["requests_per_s"] for r in runs), 1
+            ),
+            "cpu_ms_per_request": round(statistics.median(cpu), 4) if cpu else None,
+            "per_core_rps": round(1000 / statistics.median(cpu), 1) if cpu else None,
+            "compiled_per_core_rps": COMPILED_PER_CORE,
+        }
+        ratios = [r["ratio_vs_litellm"] for r in runs if "ratio_vs_litellm" in r]
+        if ratios:
+            entry["ratio_vs_litellm_median"] = statistics.median(ratios)
+            entry["ratio_vs_litellm_min"] = min(ratios)
+            entry["ratio_vs_litellm_each"] = ratios
+            cpu_ratios = [r["cpu_ratio_vs_litellm"] for r in runs if "cpu_ratio_vs_litellm" in r]
+            entry["cpu_ratio_vs_litellm_median"] = (
+                statistics.median(cpu_ratios) if cpu_ratios else None
+            )
+        summary.append(entry)
+    return summary
+
+
+def show_summary(report: dict[str, Any]) -> None:
+    print(f"\nmedians over {report['settings']['rounds']} round(s):")
+    print(
+        f"{'target':<12}{'workers':>8}{'ledger':>8}{'added p50':>11}{'added p99':>11}"
+        f"{'req/s':>10}{'x litellm':>11}{'(worst)':>9}{'cpu/req':>11}{'req/s/core':>12}"
+    )
+    for e in report["summary"]:
+        ratio, worst = e.get("ratio_vs_litellm_median"), e.get("ratio_vs_litellm_min")
+        cpu, core = e["cpu_ms_per_request"], e["per_core_rps"]
+        print(
+            f"{e['target']:<12}{e['workers']:>8}{e['durability'] or '-':>8}"
+            f"{e['added_p50_ms']:>8.3f} ms{e['added_p99_ms']:>8.3f} ms{e['requests_per_s']:>10.1f}"
+            f"{f'{ratio:.1f}x' if ratio is not None else '-':>11}"
+            f"{f'{worst:.1f}x' if worst is not None else '-':>9}"
+            f"{f'{cpu:.3f} ms' if cpu is not None else '-':>11}"
+            f"{f'{core:.0f}' if core is not None else '-':>12}"
+        )
+    print(
+        f"req/s/core: 1000 / server CPU ms per request; the compiled gateways publish "
+        f"{COMPILED_PER_CORE:,.0f} (10,000 req/s on 4 vCPU, 0.35 ms p50 / 0.94 ms p99 added)"
+    )
 
 
 def show(report: dict[str, Any]) -> None:
@@ -646,12 +799,14 @@ def main() -> None:
         args.with_litellm = install_litellm()
     report = run(args)
     show(report)
+    show_summary(report)
+    for failure in report["failures"]:
+        print(f"not measured: {failure}")
     for row in report["rows"]:
         if "bodies" in row:
             print(f"\n{row['target']} {row['workers']}w {row['durability']}:", end="")
             overhead_bodies.show(row["bodies"])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write(args.out, report)
     print(f"wrote {args.out}")
 
 

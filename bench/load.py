@@ -12,10 +12,15 @@ the upstream sends.
 Reports throughput, latency added over calling the healthy upstream directly
 (p50/p95/p99), errors by kind, wrong answers (a 200 whose text is not what the upstream
 said, or a stream that ends without ``[DONE]`` and no error event), and ledger
-completeness: rows == requests sent, and the audit chain verifies.
+completeness: rows == requests sent, and the audit chain verifies. Plain and streamed
+requests are also counted apart (``by_mode``): a stream that breaks after its first byte
+cannot be retried or fall back; ``--hold-stream S`` sets the members' ``hold_stream_s``,
+which holds a stream's chunks for up to S seconds before relaying them, so one that
+breaks within that time is retried or falls back (its first token comes up to S later).
 
     python bench/load.py [--requests 2000] [--concurrency 32] [--fault-rate 0.1]
-        [--fallback] [--stream-share 0.25] [--durability full|group] [--label NAME]
+        [--fallback] [--stream-share 0.25] [--durability full|group] [--hold-stream S]
+        [--label NAME]
 
 Writes ``bench/results/load-<label>.json``.
 """
@@ -28,7 +33,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,10 +46,10 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from pinfactory.gateway.server import free_port
 from pinfactory.ledger import open_ledger
 from pinfactory.ledger.chain import verify_ledger
 from pinfactory.testing.faults import Fault, FaultPlan, echo_answer, fault_upstream
+from pinfactory.testing.processes import start_gateway, stop_gateway
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -65,6 +69,7 @@ class Outcome:
     ok: bool
     kind: str  # "ok", "wrong answer", "http 502 member_failed", "stream error", ...
     latency_s: float
+    stream: bool = False
 
 
 @dataclass
@@ -75,7 +80,9 @@ class Tally:
         self.outcomes.append(outcome)
 
 
-def team_yaml(primary: str, backup: str | None, ledger: Path, durability: str) -> str:
+def team_yaml(
+    primary: str, backup: str | None, ledger: Path, durability: str, hold_stream_s: float = 0.0
+) -> str:
     members = (
         f"  - {{name: primary, kind: openai_http, timeout_s: 2, settings: "
         f"{{base_url: '{primary}', model: m}}}}\n"
@@ -91,37 +98,21 @@ def team_yaml(primary: str, backup: str | None, ledger: Path, durability: str) -
     return (
         "name: load\nmembers:\n" + members + f"routing: {{kind: rules, fallback: {answering}}}\n"
         "upstream: {retries: 1, max_retry_after_s: 1, total_timeout_s: 1.5, "
-        "backoff_s: 0.02, breaker: {failures: 50, window_s: 10, cooldown_s: 2}}\n"
+        f"backoff_s: 0.02, hold_stream_s: {hold_stream_s}, "
+        "breaker: {failures: 50, window_s: 10, cooldown_s: 2}}\n"
         f"ledger: {{path: '{ledger}', durability: {durability}}}\n"
         "observe: {access_log: false}\n"
         "gateway: {max_body_bytes: 65536}\n"
     )
 
 
-def start_gateway(team: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pinfactory", "serve", "--team", str(team), "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=out,
-        )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gateway exited: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("gateway did not become ready in 120 s")
-
-
 async def one(client: httpx.AsyncClient, url: str, index: int, stream: bool) -> Outcome:
+    outcome = await _one(client, url, index, stream)
+    outcome.stream = stream
+    return outcome
+
+
+async def _one(client: httpx.AsyncClient, url: str, index: int, stream: bool) -> Outcome:
     question = f"question {index} of the load test"
     expected = echo_answer(question)
     body = {"model": "auto", "messages": [{"role": "user", "content": question}]}
@@ -220,21 +211,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ledger = work / "ledger.db"
         team = work / "team.yaml"
         backup = healthy.url if args.fallback else None
-        team.write_text(team_yaml(faulty.url, backup, ledger, args.durability))
-        port = free_port()
-        gateway = start_gateway(team, port, work / "gateway.log")
+        team.write_text(team_yaml(faulty.url, backup, ledger, args.durability, args.hold_stream))
+        gateway = start_gateway(team, log=work / "gateway.log", env={"OMP_NUM_THREADS": "1"})
         try:
             direct = asyncio.run(
                 drive(healthy.url + "/chat/completions", min(500, args.requests),
                       args.concurrency, 0.0)
             )  # fmt: skip
-            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            url = gateway.url + "/v1/chat/completions"
             started = time.perf_counter()
             tally = asyncio.run(drive(url, args.requests, args.concurrency, args.stream_share))
             wall = time.perf_counter() - started
         finally:
-            gateway.terminate()
-            gateway.wait(timeout=60)
+            stop_gateway(gateway, timeout_s=60)
         served = {str(k): v for k, v in faulty.served.items()}
     ledger_report = asyncio.run(ledger_check(ledger))
     ok = [o for o in tally.outcomes if o.ok]
@@ -248,12 +237,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "fault_rate": args.fault_rate,
         "fallback": args.fallback,
         "stream_share": args.stream_share,
+        "hold_stream_s": args.hold_stream,
         "durability": args.durability,
         "seed": args.seed,
         "wall_s": round(wall, 3),
         "throughput_rps": round(args.requests / wall, 1),
         "answered_correctly": len(ok),
         "answered_correctly_share": round(len(ok) / args.requests, 5),
+        "by_mode": {
+            mode: by_mode(tally, stream) for mode, stream in (("plain", False), ("stream", True))
+        },
         "errors_by_kind": dict(kinds.most_common()),
         "wrong_answers": kinds.get("wrong answer", 0),
         "faults_dealt_by_upstream": served,
@@ -266,6 +259,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def by_mode(tally: Tally, stream: bool) -> dict[str, Any]:
+    """Plain or streamed requests alone: how many, answered correctly, errors by kind."""
+    mine = [o for o in tally.outcomes if o.stream is stream]
+    ok = sum(o.ok for o in mine)
+    return {
+        "requests": len(mine),
+        "answered_correctly": ok,
+        "answered_correctly_share": round(ok / len(mine), 5) if mine else None,
+        "errors_by_kind": dict(Counter(o.kind for o in mine if not o.ok).most_common()),
+    }
+
+
 def show(result: dict[str, Any]) -> None:
     table = Table(title=f"load: {result['label']}")
     table.add_column("figure")
@@ -275,6 +280,13 @@ def show(result: dict[str, Any]) -> None:
     table.add_row("throughput (req/s)", f"{result['throughput_rps']}")
     share = result["answered_correctly_share"]
     table.add_row("answered correctly", f"{result['answered_correctly']} ({share:.2%})")
+    for mode, part in result["by_mode"].items():
+        if part["requests"]:
+            table.add_row(
+                f"  {mode}",
+                f"{part['answered_correctly']} of {part['requests']} "
+                f"({part['answered_correctly_share']:.2%})",
+            )
     for name, value in result["latency_ms_added"].items():
         table.add_row(f"added latency {name} (ms)", f"{value:.2f}")
     table.add_row("wrong answers", str(result["wrong_answers"]))
@@ -295,12 +307,22 @@ def main() -> None:
     parser.add_argument("--stream-share", type=float, default=0.25)
     parser.add_argument("--durability", choices=["full", "group"], default="group")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--hold-stream",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="the members' upstream hold_stream_s: hold a stream's chunks this long before "
+        "relaying, so one that breaks meanwhile falls back",
+    )
     parser.add_argument("--label", default=None)
     args = parser.parse_args()
     if args.label is None:
         args.label = f"faults{round(args.fault_rate * 100)}" + (
             "-fallback" if args.fallback else ""
         )
+        if args.hold_stream:
+            args.label += f"-hold{args.hold_stream:g}"
     result = run(args)
     show(result)
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -169,7 +169,10 @@ class Bench:
     """The members and the store, opened once; :meth:`ask` runs every setting."""
 
     def __init__(self, max_tokens: int = 48) -> None:
-        self.local = LlamaCppMember("local", LlamaCppSettings(max_tokens=max_tokens))
+        # A generous timeout: on a shared 2-core machine one generation can take 30 s.
+        self.local = LlamaCppMember(
+            "local", LlamaCppSettings(max_tokens=max_tokens), timeout_s=300.0
+        )
         self.docs = RetrievalMember("docs", RetrievalSettings(top_k=TOP_K), tier="documents")
         self.store = DocumentStore()
         self.checker = GroundingChecker()

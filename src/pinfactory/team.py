@@ -397,9 +397,9 @@ def _apply_upstream_defaults(team: Team) -> None:
     from pinfactory.members import member_class
 
     defaults = team.spec.upstream.model_dump(exclude_unset=True)
+    shared = {"state_url": team.spec.state.redis_url, "state_namespace": f"pf:{team.name}"}
     if team.spec.state.redis_url:
-        defaults.setdefault("state_url", team.spec.state.redis_url)
-        defaults.setdefault("state_namespace", f"pf:{team.name}")
+        defaults.update({k: v for k, v in shared.items() if k not in defaults})
     if not defaults:
         return
     for spec in team.spec.members:
@@ -407,6 +407,9 @@ def _apply_upstream_defaults(team: Team) -> None:
             cls = member_class(spec.kind)
         except TeamFileError:
             continue  # _check_members names the unknown kind
+        if "state_url" in cls.Settings.model_fields and team.spec.state.redis_url:
+            for key, value in shared.items():  # e.g. balanced: shared in-flight counts
+                spec.settings.setdefault(key, value)
         if "upstream" not in cls.Settings.model_fields:
             continue
         own = spec.settings.get("upstream")

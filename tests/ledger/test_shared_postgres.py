@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from pinfactory.gateway.server import free_port
 from pinfactory.ledger import open_ledger
 from pinfactory.ledger.chain import verify_ledger
 from pinfactory.routing.quotas import window_start
+from pinfactory.testing.processes import served
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
@@ -37,38 +32,8 @@ def team_file(tmp_path: Path, dsn: str) -> Path:
 @pytest.fixture
 def two_gateways(pg_location: str, tmp_path: Path) -> Iterator[list[str]]:
     team = team_file(tmp_path, pg_location)
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    ports = [free_port(), free_port()]
-    log = (tmp_path / "gateways.log").open("wb")
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "pinfactory", "serve", "--team", str(team), "--port", str(p)],
-            env=env,
-            stdout=log,
-            stderr=log,
-        )
-        for p in ports
-    ]
-    urls = [f"http://127.0.0.1:{p}" for p in ports]
-    try:
-        deadline = time.monotonic() + 60
-        for url, proc in zip(urls, procs, strict=True):
-            while True:
-                assert proc.poll() is None, (tmp_path / "gateways.log").read_text()
-                try:
-                    if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "gateway did not start"
-                time.sleep(0.1)
-        yield urls
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=30)
-        log.close()
+    with served(team, log=tmp_path / "gateways.log", count=2) as gateways:
+        yield [gateway.url for gateway in gateways]
 
 
 async def test_two_processes_share_one_chain_and_one_exact_budget(

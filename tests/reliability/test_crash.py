@@ -12,23 +12,18 @@ import asyncio
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import pytest
 
-from pinfactory.gateway.server import free_port
 from pinfactory.ledger import open_ledger
 from pinfactory.ledger.base import from_nano
 from pinfactory.ledger.chain import verify_ledger
+from pinfactory.testing.processes import served
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 KEY = {"authorization": "Bearer sk-crash-0001"}
 PRICE = Decimal("0.01")
@@ -46,36 +41,6 @@ def team_file(tmp_path: Path, durability: str) -> Path:
         "observe: {access_log: false}\n"
     )
     return path
-
-
-@contextmanager
-def gateway(team: Path, log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pinfactory", "serve", "--team", str(team), "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=out,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(url + "/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "gateway did not start"
-            time.sleep(0.05)
-        yield url, proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(timeout=30)
 
 
 async def load(url: str, count: int, acknowledged: list[str], stop_after: float | None) -> None:
@@ -106,7 +71,8 @@ def test_kill_9_under_load_loses_no_acknowledged_request(tmp_path: Path, durabil
     team = team_file(tmp_path, durability)
     log = tmp_path / "gateway.log"
     acknowledged: list[str] = []
-    with gateway(team, log) as (url, proc):
+    with served(team, log=log) as [first]:
+        url, proc = first.url, first.process
 
         async def crash() -> None:
             sending = asyncio.create_task(load(url, 10_000, acknowledged, stop_after=None))
@@ -118,8 +84,8 @@ def test_kill_9_under_load_loses_no_acknowledged_request(tmp_path: Path, durabil
         asyncio.run(crash())
         proc.wait(timeout=30)
     before = len(acknowledged)
-    with gateway(team, log) as (url, _):
-        asyncio.run(load(url, 400, acknowledged, stop_after=None))  # until the budget ends
+    with served(team, log=log) as [again]:
+        asyncio.run(load(again.url, 400, acknowledged, stop_after=None))  # until the budget ends
 
     db = sqlite3.connect(tmp_path / "ledger.db")
     try:

@@ -8,9 +8,7 @@ member's circuit breaker opened by failures in one process refuses calls in the 
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,11 +16,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pinfactory.gateway.server import free_port
 from pinfactory.reliability.state import RedisState
-from pinfactory.testing.faults import Fault, FaultUpstream, echo_answer, fault_upstream
+from pinfactory.testing.faults import (
+    Fault,
+    FaultPlan,
+    FaultUpstream,
+    echo_answer,
+    fault_upstream,
+)
+from pinfactory.testing.processes import served
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 ADMIN = {"authorization": "Bearer sk-admin-0001"}
 UNIT = {"authorization": "Bearer sk-sales-0001"}
@@ -60,38 +63,16 @@ def two_gateways(
     pg_location: str, redis_url: str, namespace: str, upstream: FaultUpstream, tmp_path: Path
 ) -> Iterator[list[str]]:
     team = team_file(tmp_path, pg_location, redis_url, namespace, upstream)
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    ports = [free_port(), free_port()]
-    log = (tmp_path / "gateways.log").open("wb")
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "pinfactory", "serve", "--team", str(team), "--port", str(p)],
-            env=env,
-            stdout=log,
-            stderr=log,
-        )
-        for p in ports
-    ]
-    urls = [f"http://127.0.0.1:{p}" for p in ports]
-    try:
-        deadline = time.monotonic() + 60
-        for url, proc in zip(urls, procs, strict=True):
-            while True:
-                assert proc.poll() is None, (tmp_path / "gateways.log").read_text()
-                try:
-                    if httpx.get(url + "/health/ready", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "gateway did not start"
-                time.sleep(0.1)
-        yield urls
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=30)
-        log.close()
+    with served(team, log=tmp_path / "gateways.log", count=2) as gateways:
+        yield [gateway.url for gateway in gateways]
+
+
+def start_of_a_minute(margin_s: float = 20.0) -> None:
+    """Wait, if need be, so that at least ``margin_s`` of the current wall-clock minute
+    (a rate-limit window) remain: requests sent now fall in one window, whatever the time."""
+    left = 60.0 - time.time() % 60.0
+    if left < margin_s:
+        time.sleep(left + 0.05)
 
 
 async def _clear(redis_url: str, namespace: str) -> None:
@@ -111,6 +92,7 @@ def test_two_processes_share_rate_limits_and_breakers(
         ready = client.get(a + "/health/ready").json()
         assert ready["checks"]["state"] == "ok"
 
+        start_of_a_minute()  # the five requests below must share one rpm window
         statuses = [
             client.post(url + "/v1/chat/completions", json=HI, headers=UNIT).status_code
             for url in (a, b, a, b)
@@ -138,4 +120,49 @@ def test_two_processes_share_rate_limits_and_breakers(
         assert good.json()["choices"][0]["message"]["content"] == echo_answer("two workers")
         metrics = client.get(b + "/metrics", headers=ADMIN).text
         assert 'pinfactory_breaker_state{member="bad"} 2.0' in metrics
+    asyncio.run(_clear(redis_url, namespace))
+
+
+def test_least_busy_counts_the_requests_in_flight_in_every_process(
+    pg_location: str, redis_url: str, namespace: str, tmp_path: Path
+) -> None:
+    """Process a has a request in flight on deployment ``busy`` (the favourite: weight 2),
+    so process b, counting in the same Redis, sends its request to ``idle``; counting only
+    its own requests it would pick ``busy`` too."""
+    with fault_upstream(FaultPlan(slow_s=2.0)) as upstream:
+        team = tmp_path / "least-busy.yaml"
+        team.write_text(
+            f"name: {namespace}\n"
+            "members:\n"
+            f"  - {{name: busy, kind: openai_http, settings: {{base_url: "
+            f"'{upstream.fault_url(Fault.SLOW)}', model: m}}}}\n"
+            f"  - {{name: idle, kind: openai_http, settings: {{base_url: '{upstream.url}', "
+            "model: m}}\n"
+            "  - {name: gpt, kind: balanced, settings: {members: [busy, idle], "
+            "strategy: least_busy, weights: {busy: 2}}}\n"
+            "routing: {kind: rules, fallback: gpt}\n"
+            f"state: {{redis_url: '{redis_url}'}}\n"
+            f"ledger: {{dsn: '{pg_location}', durability: group}}\n"
+            "observe: {access_log: false}\n"
+        )
+        with served(team, log=tmp_path / "gateways.log", count=2) as (a, b):
+            replies: list[httpx.Response] = []
+
+            def ask(url: str) -> None:
+                replies.append(httpx.post(url + "/v1/chat/completions", json=HI, timeout=10))
+
+            first = threading.Thread(target=ask, args=(a.url,))
+            first.start()
+            deadline = time.monotonic() + 10
+            while upstream.hits(Fault.SLOW) == 0:  # a's request is on `busy`, in flight
+                assert time.monotonic() < deadline, "a's request never reached `busy`"
+                time.sleep(0.01)
+            ask(b.url)
+            assert upstream.hits(Fault.SLOW) == 1  # b sent its request to `idle`
+            first.join(timeout=15)
+        assert [r.status_code for r in replies] == [200, 200]
+        assert all(
+            r.json()["choices"][0]["message"]["content"] == echo_answer("two workers")
+            for r in replies
+        )
     asyncio.run(_clear(redis_url, namespace))

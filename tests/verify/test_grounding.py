@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from pinfactory.verify.claims import split_claims, tokens
-from pinfactory.verify.confidence import Calibrator, expected_calibration_error
+from pinfactory.verify.confidence import FUSED_FEATURES, Calibrator, expected_calibration_error
 from pinfactory.verify.grounding import GroundingChecker
 from pinfactory.verify.lexical import LexicalChecker
 from pinfactory.verify.support import FEATURES, SupportHead
@@ -143,9 +143,26 @@ def test_the_shipped_head_and_calibration_load_and_agree() -> None:
     assert head.features == FEATURES
     calibrator = Calibrator.load()
     assert 0.0 < calibrator.claim_threshold < 1.0
-    assert "wice-dev" in calibrator.meta["fitted_on"]
+    assert 0.0 < calibrator.answer_threshold < 1.0
+    assert calibrator.features == FUSED_FEATURES
+    fitted_on = set(calibrator.meta["fitted_on"])
+    assert {"wice-dev", "summedits-news", "fever-heldout", "mnli-heldout"} <= fitted_on
+    assert not fitted_on & {"wice-test", "summac-factcc", "halueval-qa_one-turn"}
     probabilities = head.predict(np.zeros((3, len(FEATURES))))
     assert probabilities.shape == (3,) and ((probabilities > 0) & (probabilities < 1)).all()
+
+
+def test_a_low_fused_confidence_names_the_weakest_claim(checker: GroundingChecker) -> None:
+    strict = GroundingChecker(model=checker.model, calibrator=Calibrator.load())
+    strict.calibrator.answer_threshold = 0.999  # nothing clears it
+    report = strict.assess(
+        "Returns are accepted within 30 days of delivery. Orders ship within 2 business days.",
+        POLICY,
+    )
+    flagged = [c for c in report.claims if c.label == "unsupported"]
+    assert report.label == "unsupported" and len(flagged) == 1
+    assert "weakest claim" in flagged[0].reason
+    assert flagged[0].score == min(c.score for c in report.claims)
 
 
 def test_the_lexical_baseline_still_checks() -> None:

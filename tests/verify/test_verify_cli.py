@@ -81,3 +81,41 @@ def test_head_training_and_threshold_choice_are_reproducible(tmp_path: Path) -> 
     dev = Featurised([x[i : i + 1] for i in range(100)], [int(v) for v in y[:100]], ["s"] * 100)
     threshold, ba = choose_threshold(first, {"s": dev})
     assert 0.05 <= threshold <= 0.95 and ba > 0.75
+
+
+def test_the_fused_calibration_is_fitted_on_every_dev_set_and_cached(tmp_path: Path) -> None:
+    from pinfactory.verify.confidence import FUSED_FEATURES
+    from pinfactory.verify.datasets import Item
+    from pinfactory.verify.grounding import GroundingChecker
+    from pinfactory.verify.training import fit_fusion
+
+    good = [
+        "Eligible employees receive 16 weeks of paid parental leave.",
+        "Employees must have worked here for 12 months to be eligible.",
+        "Returns are accepted within 30 days of delivery.",
+        "Parental leave is paid for 16 weeks.",
+    ]
+    bad = [
+        "Parents receive 12 weeks of paid parental leave.",
+        "The moon is made of cheese.",
+        "Returns are accepted within 90 days of purchase at any store.",
+        "Employees get a free car after two years.",
+    ]
+
+    def items(source: str) -> list[Item]:
+        return [Item(a, (POLICY,), 1, source) for a in good] + [
+            Item(a, (POLICY,), 0, source) for a in bad
+        ]
+
+    dev = {"one": items("one"), "two": items("two")}
+    checker = GroundingChecker()
+    calibrator, metrics = fit_fusion(checker, tmp_path, dev, seed=0, progress=lambda *_: None)
+    assert calibrator.features == FUSED_FEATURES
+    assert 0.05 <= calibrator.answer_threshold <= 0.95
+    assert calibrator.meta["fitted_on"] == ["one", "two"]
+    assert set(metrics["dev"]) == {"one", "two"}
+    assert metrics["dev"]["one"]["auroc_fused"] > 0.8
+    assert metrics["dev_mean_ba"] > 0.7
+    assert len(list(tmp_path.glob("fusion-*.json"))) == 2  # cached: a refit reads them back
+    again, _ = fit_fusion(checker, tmp_path, dev, seed=0, progress=lambda *_: None)
+    assert again.coef_ == calibrator.coef_

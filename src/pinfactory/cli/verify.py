@@ -134,13 +134,20 @@ def verify_train(
     per_nli: Annotated[int, typer.Option(help="pairs sampled from FEVER-NLI and MNLI each")] = 6000,
     hidden: Annotated[int, typer.Option(help="hidden units of the head")] = 32,
     threads: Annotated[int, typer.Option(help="torch threads for the encoder")] = 1,
+    fusion_only: Annotated[
+        bool,
+        typer.Option(
+            "--fusion-only", help="keep the packaged head; refit only the answer calibration"
+        ),
+    ] = False,
 ) -> None:
-    """Train the support model's head and tune its threshold and calibration on dev data."""
+    """Train the support model's head, then fit the fused answer calibration and choose
+    the claim and answer thresholds on development data only."""
     from pinfactory.embeddings import cache_dir
     from pinfactory.verify.datasets import data_root
     from pinfactory.verify.grounding import GroundingChecker
     from pinfactory.verify.support import SupportModel, head_path
-    from pinfactory.verify.training import train, write
+    from pinfactory.verify.training import refit_fusion, train, write
 
     with clear_errors():
         try:
@@ -161,11 +168,12 @@ def verify_train(
                     last[0] = time.monotonic()
                     err_console.print(f"{phase}: {done}/{total}", highlight=False)
 
-            result = train(
-                root, work or cache_dir() / "grounding-train", seed, per_nli, hidden,
-                progress, checker,
-            )  # fmt: skip
-        paths = write(result, out or head_path().parent)
+            folder = work or cache_dir() / "grounding-train"
+            if fusion_only:
+                result = refit_fusion(root, folder, seed, per_nli, progress)
+            else:
+                result = train(root, folder, seed, per_nli, hidden, progress, checker)
+        paths = write(result, out or head_path().parent, with_head=not fusion_only)
     console.print_json(json.dumps(result.metrics))
     for path in paths:
         console.print(f"wrote {path} ({path.stat().st_size:,} bytes)")

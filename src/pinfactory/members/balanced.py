@@ -18,7 +18,10 @@ fails before its first token (a :class:`MemberError`), the next one is tried, an
 A stream never switches deployment once a token has gone out.
 
 - weighted: at random, in proportion to ``weights``;
-- least_busy: the fewest requests in flight from this worker (ties: by weight, at random);
+- least_busy: the fewest requests in flight (ties: by weight, at random); with the team's
+  ``state: {redis_url}`` the counts are kept in Redis, so every worker and host sees the
+  requests the others have in flight (one MGET per request, one INCR on each side of a
+  call); without it, the counts of this worker;
 - lowest_latency: the lowest moving average of recent latencies (untried ones first);
 - ordered: as listed, the first the primary and the others its fallbacks in turn (the
   ``fallback`` kind does the same for members of different models).
@@ -28,8 +31,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager, suppress
 from typing import Any, Literal
 
 from pydantic import Field
@@ -39,6 +42,8 @@ from pinfactory.members.base import Completion, Delta, Member
 from pinfactory.members.composite import Composite, CompositeSettings
 from pinfactory.members.registry import register
 from pinfactory.reliability.breaker import BreakerState
+from pinfactory.reliability.limits import INFLIGHT_TTL_S
+from pinfactory.reliability.state import SharedState, StateUnavailable, open_state
 from pinfactory.request import Request
 
 LATENCY_DECAY = 0.2  # weight of the newest latency in the moving average
@@ -49,6 +54,12 @@ class BalancedSettings(CompositeSettings):
     weights: dict[str, float] = Field(
         default={}, description="member name -> weight (weighted and least_busy ties); 1 else"
     )
+    state_url: str | None = Field(
+        default=None,
+        description="redis://... where least_busy counts requests in flight for every "
+        "worker; the team loader sets the team's state: redis_url",
+    )
+    state_namespace: str = Field(default="pf", description="key prefix; set to pf:<team name>")
 
 
 @register
@@ -61,9 +72,24 @@ class BalancedMember(Composite):
 
     def __init__(self, name: str, settings: Any = None, **options: Any) -> None:
         super().__init__(name, settings, **options)
-        self.inflight: dict[str, int] = {}
+        self.inflight: dict[str, int] = {}  # this worker's
         self.latency_ms: dict[str, float] = {}
         self._random = random.Random()
+        self.shared: SharedState | None = None  # in-flight counts of every worker
+        if self.settings.strategy == "least_busy" and self.settings.state_url:
+            self.shared = open_state(
+                self.settings.state_url, namespace=self.settings.state_namespace
+            )
+
+    async def open(self) -> None:
+        await super().open()
+        if self.shared is not None:
+            await self.shared.open()
+
+    async def close(self) -> None:
+        if self.shared is not None:
+            await self.shared.close()
+        await super().close()
 
     def bind(self, members: Mapping[str, Member]) -> None:
         super().bind(members)
@@ -81,7 +107,20 @@ class BalancedMember(Composite):
     def weight(self, part: Member) -> float:
         return self.settings.weights.get(part.name, 1.0)
 
-    def order(self) -> list[Member]:
+    def _inflight_key(self, part: Member) -> str:
+        return f"inflight:{self.name}:{part.name}"
+
+    async def busy(self) -> dict[str, int]:
+        """Requests in flight per deployment: of every worker with shared state, else here.
+
+        Raises :class:`~pinfactory.reliability.state.StateUnavailable` when Redis is down.
+        """
+        if self.shared is None:
+            return dict(self.inflight)
+        values = await self.shared.get_many([self._inflight_key(p) for p in self.parts])
+        return {p.name: int(v or 0) for p, v in zip(self.parts, values, strict=True)}
+
+    async def order(self) -> list[Member]:
         """The deployments in the order to try them: the strategy's pick first, then the
         others by the same measure; those with an open breaker last."""
         parts = list(self.parts)
@@ -90,8 +129,9 @@ class BalancedMember(Composite):
             keys = {p.name: self._random.random() ** (1.0 / self.weight(p)) for p in parts}
             parts.sort(key=lambda p: -keys[p.name])  # drawn by weight without replacement
         elif strategy == "least_busy":
+            busy = await self.busy()
             self._random.shuffle(parts)
-            parts.sort(key=lambda p: (self.inflight.get(p.name, 0), -self.weight(p)))
+            parts.sort(key=lambda p: (busy.get(p.name, 0), -self.weight(p)))
         elif strategy == "lowest_latency":
             self._random.shuffle(parts)
             parts.sort(key=lambda p: self.latency_ms.get(p.name, 0.0))
@@ -99,8 +139,8 @@ class BalancedMember(Composite):
 
     async def complete(self, request: Request) -> Completion:
         failures: list[MemberError] = []
-        for index, part in enumerate(self.order()):
-            with self._measure(part):
+        for index, part in enumerate(await self.order()):
+            async with self._measure(part):
                 try:
                     return await self.call(part, request, "answer" if index == 0 else "fallback")
                 except MemberError as exc:
@@ -109,8 +149,8 @@ class BalancedMember(Composite):
 
     async def stream(self, request: Request) -> AsyncIterator[str | Delta | Completion]:
         failures: list[MemberError] = []
-        for index, part in enumerate(self.order()):
-            with self._measure(part):
+        for index, part in enumerate(await self.order()):
+            async with self._measure(part):
                 events = self.stream_call(part, request, "answer" if index == 0 else "fallback")
                 try:
                     first = await anext(events)
@@ -123,14 +163,20 @@ class BalancedMember(Composite):
                 return
         raise self._all_failed(failures)
 
-    @contextmanager
-    def _measure(self, part: Member) -> Iterator[None]:
+    @asynccontextmanager
+    async def _measure(self, part: Member) -> AsyncIterator[None]:
+        """Count the call in flight (here, and in the shared state) and time it."""
+        if self.shared is not None:
+            await self.shared.incr(self._inflight_key(part), 1, INFLIGHT_TTL_S)
         self.inflight[part.name] = self.inflight.get(part.name, 0) + 1
         started = time.perf_counter()
         try:
             yield
         finally:
             self.inflight[part.name] -= 1
+            if self.shared is not None:
+                with suppress(StateUnavailable):  # the key's TTL frees the count at the latest
+                    await self.shared.incr(self._inflight_key(part), -1, INFLIGHT_TTL_S)
             elapsed = (time.perf_counter() - started) * 1000.0
             previous = self.latency_ms.get(part.name)
             self.latency_ms[part.name] = (
@@ -150,7 +196,8 @@ class BalancedMember(Composite):
         )
 
     def status(self) -> Mapping[str, Any]:
-        """Per deployment: weight, requests in flight here, moving-average latency (ms)."""
+        """Per deployment: weight, requests in flight from this worker, moving-average
+        latency (ms)."""
         return {
             p.name: {
                 "weight": self.weight(p),

@@ -30,6 +30,7 @@ from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
 import aiohttp
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from tenacity import (
     AsyncRetrying,
@@ -68,6 +69,13 @@ class UpstreamSpec(BaseModel):
         default=5.0, ge=0, description="a longer Retry-After is passed on to the client"
     )
     max_response_bytes: int = Field(default=8 * MiB, gt=0)
+    hold_stream_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="hold a stream's chunks this long (or to its end) before relaying any: "
+        "a stream that breaks meanwhile is retried or falls back, at the cost of as much "
+        "time to the first token; 0 relays each chunk as it comes",
+    )
     breaker: BreakerSpec = BreakerSpec()
     state_url: str | None = Field(
         default=None, description="redis://... to share breaker state between workers"
@@ -177,21 +185,23 @@ class Upstream:
     async def stream(self, body: bytes) -> AsyncGenerator[bytes | WholeBody, None]:
         """Each ``data:`` payload until ``[DONE]``; raises :class:`MemberError`."""
         deadline = time.monotonic() + self.total_s
-        reader, first = await self._with_retries(
-            lambda: self._open_stream(body, deadline), deadline
-        )
-        if reader is None:
-            if first is not None:
-                yield first
+        reader, held = await self._with_retries(lambda: self._open_stream(body, deadline), deadline)
+        if reader is None:  # a plain JSON answer, or a stream that ended while held
+            for whole in held:
+                yield whole
             return
         ok = False
         try:
-            while first is not None:
-                yield first  # from the first chunk on the client may have bytes: no retries
+            for early in held:
+                yield early  # from the first chunk on the client may have bytes: no retries
+            while True:
                 limit = min(self.idle_s, deadline - time.monotonic())
                 with self._faults("stream", stalled=f"no chunk for {limit:.3g}s"):
                     async with asyncio.timeout(max(limit, 0.0)):
-                        first = await reader.next_chunk()
+                        chunk = await reader.next_chunk()
+                if chunk is None:
+                    break
+                yield chunk
             ok = True
         except MemberError as exc:
             await self._failed(exc)
@@ -276,11 +286,12 @@ class Upstream:
 
     async def _open_stream(
         self, body: bytes, deadline: float
-    ) -> tuple[_SSEReader | None, bytes | WholeBody | None]:
-        """Send, check the status and read up to the first chunk (comments do not count).
+    ) -> tuple[_SSEReader | None, list[bytes | WholeBody]]:
+        """Send, check the status and read up to the first chunk (comments do not count);
+        with ``hold_stream_s``, read on for that long or to the stream's end.
 
-        (reader, first chunk); (None, WholeBody) for a plain JSON answer; (reader, None)
-        for a stream that sent ``[DONE]`` and nothing else.
+        (reader, the chunks read); (None, [WholeBody]) for a plain JSON answer, and
+        (None, chunks) for a stream that ended (with ``[DONE]``) while read here.
         """
         await self.breaker.admit()
         response: aiohttp.ClientResponse | None = None
@@ -296,14 +307,42 @@ class Upstream:
                         whole = WholeBody(await self._read_capped(response))
                         response.release()
                         await self.breaker.succeeded()
-                        return None, whole
+                        return None, [whole]
                     reader = _SSEReader(self.member, response, self.spec.max_response_bytes)
-                    return reader, await reader.next_chunk()
+                    first = await reader.next_chunk()
+            held: list[bytes] = [] if first is None else [first]
+            ended = first is None
+            if held and self.spec.hold_stream_s:
+                ended = await self._hold(reader, held, deadline)
+            if ended:  # the whole stream is here
+                response.release()
+                await self.breaker.succeeded()
+                return None, list(held)
+            return reader, list(held)
         except MemberError as exc:
             if response is not None:
                 response.close()
             await self._failed(exc)
             raise
+
+    async def _hold(self, reader: _SSEReader, held: list[bytes], deadline: float) -> bool:
+        """Read chunks into ``held`` for ``hold_stream_s`` (each checked to be JSON, so a
+        garbled one fails here, before anything was relayed). True when the stream ended
+        meanwhile; a stall ends the hold, not the stream (the idle timeout judges it)."""
+        until = min(time.monotonic() + self.spec.hold_stream_s, deadline)
+        with self._faults("stream", stalled="stalled while held"):
+            orjson.loads(held[0])
+            while (left := until - time.monotonic()) > 0:
+                try:
+                    async with asyncio.timeout(left):
+                        chunk = await reader.next_chunk()
+                except TimeoutError:
+                    return False
+                if chunk is None:
+                    return True
+                orjson.loads(chunk)
+                held.append(chunk)
+        return False
 
     async def _failed(self, exc: MemberError) -> None:
         if getattr(exc, "counts", True) and exc.status not in (429, 503):

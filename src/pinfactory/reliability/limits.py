@@ -14,6 +14,7 @@ worker and host shares them; each check is one atomic increment, undone when ref
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -23,8 +24,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pinfactory.errors import RateLimited
-from pinfactory.reliability.state import SharedState
+from pinfactory.reliability.state import SharedState, StateUnavailable
 
+log = logging.getLogger(__name__)
 WINDOW_S = 60.0
 INFLIGHT_TTL_S = 600.0  # a slot held by a worker that died is freed after this at the latest
 
@@ -149,12 +151,20 @@ class RateLimiter:
         return admission
 
     async def done(self, admission: Admission, output_tokens: int) -> None:
-        """Free the concurrency slots; count the answer's tokens in the admission's minute."""
-        for key in admission.inflight_keys:
-            await self.state.incr(key, -1, INFLIGHT_TTL_S)
-        if output_tokens:
-            for key in admission.tpm_keys:
-                await self.state.incr(key, output_tokens, WINDOW_S * 2)
+        """Free the concurrency slots; count the answer's tokens in the admission's minute.
+
+        Never raises: a request that was answered stays answered when the shared state
+        went away meanwhile (its slot is freed when the key's TTL lapses, at the latest;
+        its answer's tokens go uncounted).
+        """
+        try:
+            for key in admission.inflight_keys:
+                await self.state.incr(key, -1, INFLIGHT_TTL_S)
+            if output_tokens:
+                for key in admission.tpm_keys:
+                    await self.state.incr(key, output_tokens, WINDOW_S * 2)
+        except StateUnavailable as exc:
+            log.warning("rate limit counts not updated after a request: %s", exc.message)
 
     async def _take(
         self,

@@ -33,10 +33,16 @@ class StateSpec(BaseModel):
 
 
 class StateUnavailable(PinfactoryError):
-    """The shared state (Redis) cannot be reached: requests are refused, not let through."""
+    """The shared state (Redis) cannot be reached: requests are refused, not let through.
+
+    503 ``state_unavailable`` with ``Retry-After: 1`` and ``x-should-retry: true``: the
+    refusal lasts as long as Redis is away (``/health/ready`` says so meanwhile).
+    """
 
     status = 503
     code = "state_unavailable"
+    retry_after_s = 1.0
+    should_retry = True
 
 
 class SharedState(Protocol):
@@ -47,6 +53,10 @@ class SharedState(Protocol):
         ...
 
     async def get(self, key: str) -> str | None: ...
+
+    async def get_many(self, keys: list[str]) -> list[str | None]:
+        """The values of ``keys``, in order (None where absent), in one round trip."""
+        ...
 
     async def set(self, key: str, value: str, ttl_s: float, *, only_new: bool = False) -> bool:
         """Store ``value`` for ``ttl_s``; with ``only_new``, only if ``key`` is absent.
@@ -90,6 +100,9 @@ class MemoryState:
     async def get(self, key: str) -> str | None:
         return self._live(key)
 
+    async def get_many(self, keys: list[str]) -> list[str | None]:
+        return [self._live(key) for key in keys]
+
     async def set(self, key: str, value: str, ttl_s: float, *, only_new: bool = False) -> bool:
         if only_new and self._live(key) is not None:
             return False
@@ -125,6 +138,9 @@ class RedisState:
 
     async def open(self) -> None:
         import redis.asyncio as aioredis  # imported here: only teams that use Redis need it
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
 
         if self._client is None:
             self._client = aioredis.Redis.from_url(
@@ -132,6 +148,10 @@ class RedisState:
                 socket_timeout=self.timeout_s,
                 socket_connect_timeout=self.timeout_s,
                 decode_responses=True,
+                # a pooled connection to a Redis that restarted fails once ("closed by
+                # server") before the pool reconnects: retry that once, on a new connection
+                retry=Retry(NoBackoff(), 1),
+                retry_on_error=[RedisConnectionError],
             )
 
     @property
@@ -154,6 +174,13 @@ class RedisState:
         async with _mapped(self.url):
             value = await self.client.get(self._key(key))
         return None if value is None else str(value)
+
+    async def get_many(self, keys: list[str]) -> list[str | None]:
+        if not keys:
+            return []
+        async with _mapped(self.url):
+            values = await self.client.mget([self._key(k) for k in keys])
+        return [None if v is None else str(v) for v in values]
 
     async def set(self, key: str, value: str, ttl_s: float, *, only_new: bool = False) -> bool:
         async with _mapped(self.url):

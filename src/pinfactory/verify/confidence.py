@@ -28,7 +28,20 @@ FEATURES = (
     "flagged_share",
     "contradicted",
 )
+FUSED_FEATURES = (
+    *FEATURES,
+    "lex_min_score",
+    "lex_mean_score",
+    "lex_min_coverage",
+    "lex_mean_similarity",
+    "lex_contradicted_share",
+    "lex_unsupported_share",
+    "overlap",
+)
+"""The answer calibration's inputs: the trained head's claim scores (:data:`FEATURES`),
+the word-coverage checker's (``lex_*``) and the plain word overlap."""
 DEFAULT_CLAIM_THRESHOLD = 0.5
+DEFAULT_ANSWER_THRESHOLD = 0.5
 
 
 class Calibrator:
@@ -36,13 +49,15 @@ class Calibrator:
 
     def __init__(
         self,
-        features: Sequence[str] = FEATURES,
+        features: Sequence[str] = FUSED_FEATURES,
         c: float = 1.0,
         claim_threshold: float = DEFAULT_CLAIM_THRESHOLD,
+        answer_threshold: float = DEFAULT_ANSWER_THRESHOLD,
     ) -> None:
         self.features = tuple(features)
         self.c = c
         self.claim_threshold = claim_threshold
+        self.answer_threshold = answer_threshold
         self.meta: dict[str, Any] = {}
 
     def _matrix(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
@@ -71,6 +86,7 @@ class Calibrator:
             "coef": self.coef_,
             "intercept": self.intercept_,
             "claim_threshold": self.claim_threshold,
+            "answer_threshold": self.answer_threshold,
             **self.meta,
         }
 
@@ -85,11 +101,12 @@ class Calibrator:
         calibrator = cls(
             data["features"],
             claim_threshold=float(data.get("claim_threshold", DEFAULT_CLAIM_THRESHOLD)),
+            answer_threshold=float(data.get("answer_threshold", DEFAULT_ANSWER_THRESHOLD)),
         )
         calibrator.meta = {
             k: v
             for k, v in data.items()
-            if k not in ("features", "coef", "intercept", "claim_threshold")
+            if k not in ("features", "coef", "intercept", "claim_threshold", "answer_threshold")
         }
         calibrator.coef_ = [float(v) for v in data["coef"]]
         calibrator.intercept_ = float(data["intercept"])

@@ -58,7 +58,12 @@ def data_root(start: Path | None = None) -> Path:
     raise FileNotFoundError(f"no shared/data/grounding above {here}")
 
 
-def _docnli(root: Path, name: str, limit: int, seed: int) -> list[Item]:
+HELD_OUT_NLI = 300
+"""FEVER-NLI and MNLI pairs past the training sample, kept for development."""
+HELD_OUT_SETS = ("fever-heldout", "mnli-heldout")
+
+
+def _docnli(root: Path, name: str, limit: int, seed: int, skip: int = 0) -> list[Item]:
     csv.field_size_limit(sys.maxsize)
     rows: list[Item] = []
     folder = root / "grounding" / "docnli" / "Data" / name
@@ -70,7 +75,7 @@ def _docnli(root: Path, name: str, limit: int, seed: int) -> list[Item]:
                 label = int(line[0] == "entailment")
                 rows.append(Item(line[2], (line[1],), label, name.removeprefix("binary-")))
     random.Random(seed).shuffle(rows)
-    return rows[:limit]
+    return rows[skip : skip + limit]
 
 
 def fever(root: Path, limit: int = 6000, seed: int = 0) -> list[Item]:
@@ -154,11 +159,18 @@ def halueval(root: Path, name: str) -> list[Item]:
     return items
 
 
-def development(root: Path) -> dict[str, list[Item]]:
-    """The development sets: thresholds and calibration are fitted here only."""
+def development(root: Path, per_nli: int = 6000, seed: int = 0) -> dict[str, list[Item]]:
+    """The development sets: thresholds and calibration are fitted here only. Besides
+    WiCE dev and the held-out SummEdits domains, :data:`HELD_OUT_NLI` FEVER-NLI and MNLI
+    pairs that come after the ``per_nli`` training sample (same ``seed``)."""
     sets = {"wice-dev": wice(root, "dev")}
     for domain in DEV_DOMAINS:
         sets[f"summedits-{domain}"] = summedits(root, [domain])
+    for name in ("FEVER-NLI", "MNLI"):
+        held = _docnli(root, f"binary-{name}", HELD_OUT_NLI, seed, skip=per_nli)
+        sets[HELD_OUT_SETS[name == "MNLI"]] = [
+            Item(i.answer, i.evidence, i.label, f"{i.source}-heldout") for i in held
+        ]
     return sets
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -48,6 +48,7 @@ from pinfactory.verify.claims import (
     tokens,
 )
 from pinfactory.verify.confidence import Calibrator
+from pinfactory.verify.lexical import LexicalChecker
 from pinfactory.verify.report import (
     ClaimCheck,
     ClaimLabel,
@@ -102,6 +103,34 @@ class Plan:
         ]
 
 
+@dataclass(frozen=True, slots=True)
+class Signals:
+    """What the checker measured for one answer, before the answer-level decision:
+    each claim's check, the skipped sentences and the answer's fused features."""
+
+    checks: tuple[ClaimCheck, ...]
+    skipped: tuple[Skipped, ...]
+    features: dict[str, float]
+    no_evidence: bool = False
+    off_question: int = 0
+    """Claims whose evidence does not answer the question (a rule, like a contradiction)."""
+
+
+class _SharedVectors:
+    """The support model's cached sentence vectors (mean of its word-piece vectors) as an
+    :class:`~pinfactory.embeddings.Encoder`, so the word-coverage checker encodes
+    nothing the support model has not already read."""
+
+    name = "support-model-shared"
+
+    def __init__(self, model: SupportModel) -> None:
+        self.model = model
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        found = self.model.encode(list(texts))
+        return np.stack([e.mean for e in found]) if found else np.zeros((0, 1), np.float32)
+
+
 class GroundingChecker:
     """Checks an answer's claims against evidence passages. A :class:`Verifier`."""
 
@@ -116,6 +145,7 @@ class GroundingChecker:
         self.settings = settings or GroundingSettings()
         self.model = model or SupportModel(top_k=self.settings.top_k)
         self._calibrator = calibrator
+        self.lexical = LexicalChecker(encoder=_SharedVectors(self.model))
 
     @property
     def calibrator(self) -> Calibrator:
@@ -155,18 +185,32 @@ class GroundingChecker:
         self, answer: str, evidence: Sequence[Document | str], question: str = ""
     ) -> GroundingReport:
         """Check every claim of ``answer`` against ``evidence`` (see the module doc)."""
+        signals = self.signals(answer, evidence, question)
+        if not signals.checks:
+            return GroundingReport(0.5, "unverified", (), {"claims": 0.0}, signals.skipped)
+        if signals.no_evidence:
+            return GroundingReport(0.0, "unsupported", signals.checks, signals.features,
+                                   signals.skipped)  # fmt: skip
+        return self._report(signals)
+
+    def signals(
+        self, answer: str, evidence: Sequence[Document | str], question: str = ""
+    ) -> Signals:
+        """Every claim's check and the answer's fused features (what the calibration
+        reads): the trained head's claim scores, the word-coverage checker's scores and
+        the plain word overlap."""
         plan = self.plan(answer, evidence, question)
-        self.model.encode(plan.texts())  # one batch: the encoder's fixed cost is paid once
-        matrix = self.claim_features(plan)
         units, skipped, chosen, sentences = plan.units, plan.skipped, plan.chosen, plan.sentences
         if not units:
-            return GroundingReport(0.5, "unverified", (), {"claims": 0.0}, tuple(skipped))
+            return Signals((), tuple(skipped), {"claims": 0.0})
         if not sentences:
             missing = tuple(
                 ClaimCheck(u.claim.text, "unsupported", 0.0, "", -1, "no evidence") for u in units
             )
             features = {"claims": float(len(units))}
-            return GroundingReport(0.0, "unsupported", missing, features, tuple(skipped))
+            return Signals(missing, tuple(skipped), features, no_evidence=True)
+        self.model.encode(plan.texts())  # one batch: the encoder's fixed cost is paid once
+        matrix = self.claim_features(plan)
         probabilities = self.model.head.predict(matrix)
         relevance = self._question_relevance(question, units, chosen, sentences)
         checks = tuple(
@@ -175,7 +219,35 @@ class GroundingChecker:
                 units, probabilities, matrix, chosen, relevance, strict=True
             )
         )
-        return self._report(checks, tuple(skipped))
+        features = answer_features([c.score for c in checks], [c.label for c in checks])
+        features.update(self._lexical_features(answer, evidence, question))
+        off_question = sum(
+            not r for r, c in zip(relevance, checks, strict=True) if c.label != "contradicted"
+        )
+        return Signals(checks, tuple(skipped), features, off_question=off_question)
+
+    def _lexical_features(
+        self, answer: str, evidence: Sequence[Document | str], question: str
+    ) -> dict[str, float]:
+        """The word-coverage checker's answer features (``lex_*``) and the plain word
+        overlap of the answer with the evidence."""
+        report = self.lexical.assess(answer, evidence, question=question)
+        n = max(1.0, report.features.get("claims", 1.0))
+        said = tokens(answer)
+        wanted = said.content | said.numbers
+        seen: set[str] = set()
+        for item in evidence:
+            found = tokens(item if isinstance(item, str) else item.text)
+            seen |= found.content | found.numbers
+        return {
+            "lex_min_score": report.features.get("min_score", 0.0),
+            "lex_mean_score": report.features.get("mean_score", 0.0),
+            "lex_min_coverage": report.features.get("min_coverage", 0.0),
+            "lex_mean_similarity": report.features.get("mean_similarity", 0.0),
+            "lex_contradicted_share": report.features.get("contradicted", 0.0) / n,
+            "lex_unsupported_share": report.features.get("unsupported", 0.0) / n,
+            "overlap": len(wanted & seen) / len(wanted) if wanted else 1.0,
+        }
 
     def _question_relevance(
         self, question: str, units: list[_Unit], chosen: list[list[int]], sentences: list[str]
@@ -242,23 +314,53 @@ class GroundingChecker:
             citations=unit.claim.citations,
         )
 
-    def _report(
-        self, checks: tuple[ClaimCheck, ...], skipped: tuple[Skipped, ...]
-    ) -> GroundingReport:
-        features = answer_features([c.score for c in checks], [c.label for c in checks])
+    def _report(self, signals: Signals) -> GroundingReport:
+        """The answer's label and calibrated score from its fused features.
+
+        A rule's contradiction (a quantity, a bound, a negation) makes the answer
+        ``contradicted``; a claim whose evidence does not answer the question flags it.
+        Otherwise the calibrated probability decides: at or above
+        the answer threshold (chosen on development data) the answer is ``supported``;
+        below it, the claims below the claim threshold are named (the weakest claim
+        when none is) and the answer is ``partly_supported`` when they are at most a
+        third of three or more claims, else ``unsupported``.
+        """
+        calibrator = self.calibrator
+        score = calibrator.predict(signals.features)
+        checks = signals.checks
         labels = [c.label for c in checks]
-        flagged = sum(label in ("unsupported", "contradicted") for label in labels)
         label: Label
         if "contradicted" in labels:
             label = "contradicted"
-        elif flagged == 0:
+        elif score >= calibrator.answer_threshold and not signals.off_question:
             label = "supported" if "supported" in labels else "unverified"
-        elif len(labels) >= 3 and flagged <= len(labels) / 3:
-            label = "partly_supported"
         else:
-            label = "unsupported"
-        score = self.calibrator.predict(features)
-        return GroundingReport(score, label, checks, features, skipped)
+            if not any(lab == "unsupported" for lab in labels):
+                weakest = min(
+                    (i for i, c in enumerate(checks) if c.label == "supported"),
+                    key=lambda i: checks[i].score,
+                    default=None,
+                )
+                if weakest is not None:
+                    check = checks[weakest]
+                    reason = (
+                        f"the weakest claim (p={check.score:.2f}); the answer's confidence "
+                        f"{score:.2f} is below {calibrator.answer_threshold:.2f}"
+                    )
+                    checks = (
+                        *checks[:weakest],
+                        replace(check, label="unsupported", reason=reason),
+                        *checks[weakest + 1 :],
+                    )
+                    labels = [c.label for c in checks]
+            flagged = sum(lab in ("unsupported", "contradicted") for lab in labels)
+            if flagged == 0:
+                label = "unverified"
+            elif len(labels) >= 3 and flagged <= len(labels) / 3:
+                label = "partly_supported"
+            else:
+                label = "unsupported"
+        return GroundingReport(score, label, checks, signals.features, signals.skipped)
 
 
 def answer_features(scores: Sequence[float], labels: Sequence[str]) -> dict[str, float]:

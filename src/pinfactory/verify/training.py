@@ -28,11 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from pinfactory.verify.datasets import Item, claim_pairs, development, training
-from pinfactory.verify.grounding import GroundingChecker, Plan, answer_features
-from pinfactory.verify.support import FEATURES, SupportHead
+from pinfactory.verify.confidence import FUSED_FEATURES, Calibrator, expected_calibration_error
+from pinfactory.verify.datasets import HELD_OUT_SETS, Item, claim_pairs, development, training
+from pinfactory.verify.grounding import GroundingChecker, GroundingSettings, Plan, answer_features
+from pinfactory.verify.support import FEATURES, SupportHead, SupportModel
 
 SHARD = 2000  # training pairs featurised and cached together
+FUSION_VERSION = 2  # bump when the fused features change: invalidates cached rows
 Progress = Callable[[str, int, int], None]
 """Called as ``progress(phase, done, total)``."""
 
@@ -242,8 +244,6 @@ def train(
     """Featurise (cached), fit the head, tune threshold and calibration on dev."""
     from sklearn.metrics import roc_auc_score
 
-    from pinfactory.verify.confidence import Calibrator, expected_calibration_error
-
     report = progress or _quiet
     checker = checker or GroundingChecker()
     started = time.perf_counter()
@@ -257,9 +257,10 @@ def train(
         train_set.matrices += shard.matrices
         train_set.labels += shard.labels
         train_set.sources += shard.sources
-    dev = {
+    dev = {  # the claim threshold: answer-level sets (the held-out NLI pairs serve the fusion)
         name: cached(work, name, checker, answer_items(items), report)
-        for name, items in development(root).items()
+        for name, items in development(root, per_nli, seed).items()
+        if name not in HELD_OUT_SETS
     }
     x = np.concatenate([m for m in train_set.matrices if len(m) == 1])
     y = np.array(
@@ -280,40 +281,145 @@ def train(
             "auroc_min_claim": round(float(roc_auc_score(data.labels, weakest)), 4),
             "ba_at_threshold": round(balanced_accuracy(data.labels, passed), 4),
         }
-    calibrator = Calibrator(claim_threshold=threshold).fit(rows, labels)
-    for name, data in dev.items():
-        features, _ = answer_decisions(head, data, threshold)
-        probabilities = [calibrator.predict(f) for f in features]
-        per_set[name]["auroc_calibrated"] = round(
-            float(roc_auc_score(data.labels, probabilities)), 4
-        )
-        per_set[name]["ece"] = round(expected_calibration_error(probabilities, data.labels), 4)
-    calibrator.meta = {
-        "fitted_on": sorted(dev),
-        "seed": seed,
-        "note": "claim threshold and coefficients fitted on development data only",
-    }
+    fused = GroundingChecker(
+        GroundingSettings(claim_threshold=threshold, top_k=checker.settings.top_k),
+        model=SupportModel(head=head, top_k=checker.settings.top_k),
+    )
+    calibrator, fusion = fit_fusion(fused, work, development(root, per_nli, seed), seed, report)
+    for name, values in fusion.pop("dev").items():
+        per_set.setdefault(name, {}).update(values)
     metrics = {
         "seed": seed,
         "train_pairs": len(y),
         "train_positive_share": round(float(y.mean()), 4),
         "claim_threshold": threshold,
-        "dev_mean_ba": round(dev_ba, 4),
+        "claim_dev_mean_ba": round(dev_ba, 4),
+        **fusion,
         "dev": per_set,
         "seconds": round(time.perf_counter() - started, 1),
     }
     return TrainingResult(head, threshold, metrics, calibrator.to_json())
 
 
-def write(result: TrainingResult, out: Path) -> list[Path]:
-    """Save the head, the calibration and the metrics into ``out``; returns the paths."""
+def fusion_rows(
+    checker: GroundingChecker,
+    work: Path,
+    name: str,
+    items: Sequence[Item],
+    progress: Progress,
+) -> list[dict[str, float]]:
+    """The fused answer features (:meth:`GroundingChecker.signals`) of ``items``, cached in
+    ``work`` by the items, the head's weights and the claim threshold."""
+    digest = hashlib.sha256(_key(answer_items(list(items))).encode())
+    for value in checker.model.head.arrays.values():
+        digest.update(np.asarray(value).tobytes())
+    digest.update(f"{checker.claim_threshold}:{FUSION_VERSION}".encode())
+    path = work / f"fusion-{name}-{digest.hexdigest()[:16]}.json"
+    if path.exists():
+        cached_rows: list[dict[str, float]] = json.loads(path.read_text())
+        return cached_rows
+    rows = []
+    for n, item in enumerate(items, 1):
+        rows.append(checker.signals(item.answer, item.evidence, item.question).features)
+        if n % 25 == 0 or n == len(items):
+            progress(f"fusion {name}", n, len(items))
+    work.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows))
+    return rows
+
+
+def flagged_at(rows: Sequence[dict[str, float]], p: np.ndarray, threshold: float) -> np.ndarray:
+    """Which answers the checker flags at an answer threshold: below it, or with a rule's
+    contradiction; an answer with no claims is never flagged."""
+    contradicted = np.array([r.get("contradicted", 0.0) > 0 for r in rows])
+    claims = np.array([r.get("claims", 0.0) > 0 for r in rows])
+    flagged: np.ndarray = claims & ((p < threshold) | contradicted)
+    return flagged
+
+
+def fit_fusion(
+    checker: GroundingChecker,
+    work: Path,
+    dev: dict[str, list[Item]],
+    seed: int,
+    progress: Progress,
+) -> tuple[Calibrator, dict[str, Any]]:
+    """Fit the answer calibration over the fused features on every development set
+    together, choose the answer threshold with the best mean balanced accuracy over
+    the sets, and measure leave-one-set-out AUROC (fitted without the set it scores)."""
+    from sklearn.metrics import roc_auc_score
+
+    rows = {name: fusion_rows(checker, work, name, items, progress) for name, items in dev.items()}
+    labels = {name: [i.label for i in items] for name, items in dev.items()}
+
+    def fitted(names: Sequence[str]) -> Calibrator:
+        features = [r for n in names for r in rows[n]]
+        target = [y for n in names for y in labels[n]]
+        return Calibrator(FUSED_FEATURES, claim_threshold=checker.claim_threshold).fit(
+            features, target
+        )
+
+    calibrator = fitted(list(dev))
+    scores = {n: np.array([calibrator.predict(r) for r in rows[n]]) for n in dev}
+    best = (0.5, -1.0)
+    for threshold in np.round(np.arange(0.05, 0.96, 0.01), 2):
+        mean = float(
+            np.mean(
+                [
+                    balanced_accuracy(labels[n], list(~flagged_at(rows[n], scores[n], threshold)))
+                    for n in dev
+                ]
+            )
+        )
+        if mean > best[1]:
+            best = (float(threshold), mean)
+    calibrator.answer_threshold = best[0]
+    per_set: dict[str, dict[str, float]] = {}
+    for name in dev:
+        others = fitted([n for n in dev if n != name])
+        held = [others.predict(r) for r in rows[name]]
+        passed = ~flagged_at(rows[name], scores[name], best[0])
+        per_set[name] = {
+            "n": len(labels[name]),
+            "auroc_fused": round(float(roc_auc_score(labels[name], scores[name])), 4),
+            "auroc_fused_set_held_out": round(float(roc_auc_score(labels[name], held)), 4),
+            "ba_at_answer_threshold": round(balanced_accuracy(labels[name], list(passed)), 4),
+            "flagged_share": round(float((~passed).mean()), 4),
+            "ece": round(expected_calibration_error(list(scores[name]), labels[name]), 4),
+        }
+    calibrator.meta = {
+        "fitted_on": sorted(dev),
+        "seed": seed,
+        "note": "claim and answer thresholds and coefficients fitted on development data only",
+    }
+    return calibrator, {"answer_threshold": best[0], "dev_mean_ba": round(best[1], 4),
+                        "dev": per_set}  # fmt: skip
+
+
+def refit_fusion(
+    root: Path, work: Path, seed: int = 0, per_nli: int = 6000, progress: Progress | None = None
+) -> TrainingResult:
+    """Keep the packaged head and claim threshold; refit only the fused calibration."""
+    checker = GroundingChecker()
+    head = checker.model.head
+    calibrator, fusion = fit_fusion(
+        checker, work, development(root, per_nli, seed), seed, progress or _quiet
+    )
+    metrics = {"seed": seed, "claim_threshold": checker.claim_threshold, **fusion}
+    return TrainingResult(head, checker.claim_threshold, metrics, calibrator.to_json())
+
+
+def write(result: TrainingResult, out: Path, with_head: bool = True) -> list[Path]:
+    """Save the head (unless ``with_head`` is False), the calibration and the metrics into
+    ``out``; returns the paths."""
     from pinfactory.verify.support import head_path
 
     out.mkdir(parents=True, exist_ok=True)
     head = out / head_path().name
-    result.head.save(head, threshold=result.threshold)
+    if with_head:
+        result.head.save(head, threshold=result.threshold)
     calibration = out / "calibration.json"
     calibration.write_text(json.dumps(result.calibration, indent=2) + "\n")
     metrics = out / "support-training.json"
     metrics.write_text(json.dumps(result.metrics, indent=2) + "\n")
-    return [head, calibration, metrics]
+    return [head, calibration, metrics] if with_head else [calibration, metrics]
