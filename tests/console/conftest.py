@@ -50,7 +50,7 @@ routing: {{kind: rules, fallback: calc}}
 verification:
   min_confidence: 0.6
   on_low_confidence: review
-reviews: {{mode: wait, timeout_s: 30}}
+reviews: {{mode: wait, timeout_s: 180}}  # a person's time: generous on a busy machine
 budgets:
   - {{unit: sales, period: day, max_spend_usd: 1.00, on_exhausted: refuse}}
 keys:
@@ -118,7 +118,7 @@ def serve_console(tmp: Path, spans: SpanExporter | None = None) -> Any:
 
 def ask(url: str, key: str, question: str, model: str = "auto", **extra: Any) -> tuple[str, str]:
     """(request id, content) of one chat completion through the openai SDK."""
-    with OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=60) as client:
+    with OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=240) as client:
         raw = client.chat.completions.with_raw_response.create(
             model=model, messages=[{"role": "user", "content": question}], extra_body=extra
         )

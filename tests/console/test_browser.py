@@ -35,6 +35,7 @@ from tests.console.conftest import (
 )
 
 pytestmark = pytest.mark.slow
+WAIT_S = 200  # how long a test waits for a held client (more than the review's own timeout)
 
 
 # a 1x1 PNG: the lab report's plot
@@ -87,7 +88,7 @@ class Waiting(threading.Thread):
 
 
 def pending_card(page: Any) -> Any:
-    page.wait_for_selector("article.review", timeout=15_000)
+    page.wait_for_selector("article.review", timeout=120_000)  # verified first: slow when busy
     return page.locator("article.review").first
 
 
@@ -187,7 +188,7 @@ def test_a_review_approved_in_the_browser_releases_the_waiting_client(
     shoot(page, screenshots, "reviews")
     card.locator("button[name=approve]").click()
     page.wait_for_selector(".notice.good")
-    client.join(timeout=30)
+    client.join(timeout=WAIT_S)
     assert client.result is not None
     assert "84" in client.result[1]  # the member's answer, released by the approval
     assert "approved by rita" in page.locator(".notice.good").inner_text()
@@ -207,7 +208,7 @@ def test_a_second_decision_from_another_tab_is_told_who_decided(url: str, contex
         r"already decided \(overridden\) by rita at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC",
         second.locator(".notice.problem").inner_text(),
     )
-    client.join(timeout=30)
+    client.join(timeout=WAIT_S)
     assert client.result is not None and "checked by hand" in client.result[1]
 
 
@@ -218,7 +219,7 @@ def test_an_override_is_visible_in_the_audit_view(
     client.start()
     reviewer = login(context, url, REVIEWER)
     override(reviewer, pending_card(reviewer), "It is 84; the puzzle text is wrong.")
-    client.join(timeout=30)
+    client.join(timeout=WAIT_S)
     assert client.result is not None
     admin = context.browser.new_context(viewport={"width": 1360, "height": 900})
     try:
