@@ -23,15 +23,20 @@ Task sets:
     p-values.
 (b) checkable tasks: arithmetic word problems (the calculator as a tool) and order
     questions (the orders tool), generated from the seed; the answer is checked
-    exactly. Tool calls go to the tool members as pipeline requests (``CALL tool:``);
-    OpenAI tool calling is not relayed through the gateway yet.
+    exactly. Every tool call is its own pipeline request to the tool member: through
+    OpenAI tool calling when the member declares it (``frontier``), else by the
+    ``CALL tool: input`` text convention (the local model).
 (c) compounding: HaluEval questions answered from their knowledge, then rewritten
     step after step, with and without a verification gate (the grounding checker);
     per-step vs chain-level unsupported-claim rates and the composition fit.
 
-The local member is Gemma 3 270M: small and slow. Set PINFACTORY_FRONTIER_BASE_URL,
-PINFACTORY_FRONTIER_API_KEY (and PINFACTORY_FRONTIER_MODEL) and pass
-``--member frontier`` to run the same script against an OpenAI-compatible model.
+The local member is Gemma 3 270M: small and slow. To run the same script against any
+OpenAI-compatible model, set the default team's frontier member by its environment and
+pass ``--member frontier``::
+
+    PINFACTORY_FRONTIER_BASE_URL=https://api.example.com/v1 \
+    PINFACTORY_FRONTIER_API_KEY=sk-... PINFACTORY_FRONTIER_MODEL=gpt-4o-mini \
+    python bench/agents_eval.py --member frontier --seeds 10
 
     OMP_NUM_THREADS=1 python bench/agents_eval.py --seeds 10 [--member local] [--quick]
 
@@ -289,10 +294,17 @@ SOLVER = (
     "Use the tools. For arithmetic write CALL calculator: <numbers and + - * />. "
     "For an order write CALL orders: order <number>. Then give: answer: <result>."
 )
+"""For a member that cannot be offered tools (the local model): the text convention."""
+TOOL_SOLVER = (
+    "Use the tools: calculator for arithmetic (input: the numbers and + - * /), orders "
+    "for an order's status (input: order <number>). Then give: answer: <result>."
+)
+"""For a member that declares tool calling: the tools arrive as OpenAI tools."""
 
 
-def task_spec(condition: str, member: str, max_tokens: int) -> AgentsSpec:
-    roles = [("solver", SOLVER), ("checker", "Check the tool result and give: answer: <result>.")]
+def task_spec(condition: str, member: str, max_tokens: int, native: bool = False) -> AgentsSpec:
+    solver = TOOL_SOLVER if native else SOLVER
+    roles = [("solver", solver), ("checker", "Check the tool result and give: answer: <result>.")]
     if condition == "single":
         roles = roles[:1]
     else:
@@ -339,8 +351,9 @@ async def solve(
     team_tokens: int,
 ) -> Outcome:
     kind, question, expected = item
+    native = pipeline.members[member].capabilities.tools
     if condition == "ensemble":
-        single = task_spec("single", member, max_tokens)
+        single = task_spec("single", member, max_tokens, native)
         samples = matched_samples(team_tokens, max(1, team_tokens // 3))
         spec = ensemble_spec(single.agents[0], samples)
         state = await run_agents(pipeline, spec, question, seed=seed)
@@ -351,7 +364,7 @@ async def solve(
     else:
         state = await run_agents(
             pipeline,
-            task_spec(condition, member, max_tokens),
+            task_spec(condition, member, max_tokens, native),
             question,
             seed=seed,
             switches=switches(condition),
@@ -508,7 +521,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax.set_xlabel("chain length")
     ax.set_ylabel("final output unsupported")
     ax.set_title("compounding by chain length")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     fig.suptitle(f"agents_eval: member {report['member']}, {report['seeds']} seeds")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -648,6 +648,42 @@ def report(
     }
 
 
+def plot_rounds(report: dict[str, Any], png: Path) -> None:
+    """Per round: each target's req/s (log scale) and server CPU ms per request."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    series: dict[str, list[tuple[int, float, float]]] = {}
+    for row in report["rows"]:
+        if "round" not in row:
+            continue
+        label = row["target"] + (f" ({row['durability']})" if row["durability"] else "")
+        tput = row["throughput"]
+        cpu = tput.get("server_cpu_ms_per_request") or float("nan")
+        series.setdefault(label, []).append((row["round"], tput["requests_per_s"], cpu))
+    for label, points in series.items():
+        rounds = [p[0] for p in points]
+        left.plot(rounds, [p[1] for p in points], marker="o", label=label)
+        right.plot(rounds, [p[2] for p in points], marker="o", label=label)
+    left.set(yscale="log", xlabel="round", ylabel="req/s, 1 worker (wrk, 32 connections)")
+    right.set(yscale="log", xlabel="round", ylabel="server CPU ms per request")
+    for axes in (left, right):
+        axes.grid(True, which="both", alpha=0.3)
+        axes.set_xticks(sorted({p[0] for points in series.values() for p in points}))
+    left.legend()
+    load = report["machine"]["load_average"]
+    fig.suptitle(
+        f"gateway overhead, alternating rounds on one instant upstream "
+        f"(2 cores, load average {load[2]:g} at the end)"
+    )
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
 def write(path: Path, report: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
@@ -808,6 +844,9 @@ def main() -> None:
             overhead_bodies.show(row["bodies"])
     write(args.out, report)
     print(f"wrote {args.out}")
+    if args.rounds > 1:
+        plot_rounds(report, args.out.with_suffix(".png"))
+        print(f"wrote {args.out.with_suffix('.png')}")
 
 
 if __name__ == "__main__":

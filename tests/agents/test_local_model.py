@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -51,15 +52,15 @@ def test_cli_run_shows_each_step_and_the_cost(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     env = {**os.environ, "PINFACTORY_LEDGER": str(tmp_path / "ledger.db")}
-    runs = tmp_path / "runs"
     result = CliRunner().invoke(
-        app, ["agents", "run", str(agents), "--task", "12 times 7", "--runs", str(runs)], env=env
+        app, ["agents", "run", str(agents), "--task", "12 times 7"], env=env
     )
     assert result.exit_code == 0, result.output
     assert "calc -> calculator: 12 * 7 = 84" in result.output
     assert "completed" in result.output and "the protocol ended" in result.output
-    run_id = next(runs.glob("run_*.json")).stem
-    shown = CliRunner().invoke(app, ["agents", "show", run_id, "--runs", str(runs), "--json"])
+    found = re.search(r"run (run_[0-9a-f]+)", result.output)
+    assert found is not None
+    shown = CliRunner().invoke(app, ["agents", "show", found.group(1), "--json"], env=env)
     body = json.loads(shown.output)
     assert body["status"] == "completed" and body["steps"] == 2
     bad = tmp_path / "bad.yaml"

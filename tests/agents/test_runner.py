@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pinfactory.agents import AgentRunner, AgentsSpec, FileRunStore, parse_agents, run_agents
+from pinfactory.agents import AgentRunner, AgentsSpec, LedgerRunStore, parse_agents, run_agents
 from pinfactory.agents.spec import AgentSpec
 from pinfactory.errors import NotFound
 from pinfactory.pipeline import Pipeline
@@ -215,25 +215,28 @@ async def test_oversized_post_fails_the_run_with_the_limit(pipeline: Pipeline) -
 async def test_cancelled_run_keeps_its_steps_and_resumes(
     pipeline: Pipeline, tmp_path: Path
 ) -> None:
-    script(pipeline, "alice", ["step"])
+    cancel: list[asyncio.Task[Any]] = []
+    calls = iter(range(1, 100))
+
+    def respond(_request: Request) -> str:
+        if next(calls) == 3:  # the third step is in flight when the run is cancelled
+            cancel[0].cancel()
+        return "step"
+
+    old = pipeline.members["alice"]
+    pipeline.members["alice"] = ScriptedMember.of("alice", respond, price=old.price)
     agents = spec(
         agents=[{"name": "a", "member": "alice"}],
         termination={"max_steps": 5},
         detectors={"enabled": False},
     )
-    store = FileRunStore(tmp_path / "runs")
-    cancel: list[asyncio.Task[Any]] = []
-
-    def on_step(state: Any, step: Any) -> None:
-        if len(state.steps) == 2:
-            cancel[0].cancel()
-
-    runner = AgentRunner(pipeline, store, on_step)
-    state = runner.start(agents, "count")
+    store = LedgerRunStore(pipeline.ledger)
+    runner = AgentRunner(pipeline, store)
+    state = await runner.start(agents, "count")
     cancel.append(asyncio.create_task(runner.run(state)))
     with pytest.raises(asyncio.CancelledError):
         await cancel[0]
-    saved = store.load(state.id)
+    saved = await store.load(state.id)
     assert saved.status == "cancelled"
     assert [s.status for s in saved.steps] == ["ok", "ok", "cancelled"]  # the third in flight
     resumed = await AgentRunner(pipeline, store).resume(state.id)
@@ -244,7 +247,7 @@ async def test_cancelled_run_keeps_its_steps_and_resumes(
     assert {s.request_id for s in resumed.steps if s.status == "ok"} <= rows  # every step booked
     assert rows <= {s.request_id for s in resumed.steps}  # no request the run does not know
     with pytest.raises(NotFound):
-        store.load("run_nope")
+        await store.load("run_nope")
 
 
 async def test_human_termination_through_the_review_queue(pipeline: Pipeline) -> None:
@@ -255,7 +258,7 @@ async def test_human_termination_through_the_review_queue(pipeline: Pipeline) ->
         detectors={"enabled": False},
     )
     runner = AgentRunner(pipeline)
-    state = await runner.run(runner.start(agents, "meaning of life?"))
+    state = await runner.run(await runner.start(agents, "meaning of life?"))
     assert state.status == "awaiting_review" and state.review_id
     assert (await runner.resume(state.id)).status == "awaiting_review"  # nobody decided yet
     await pipeline.reviews.override(state.review_id, "ada", "42", "off by one")
@@ -315,3 +318,50 @@ async def test_agent_steps_pass_verification_and_routing(pipeline: Pipeline) -> 
     state = await run_agents(pipeline, agents, "please sum 2 and 3")
     assert state.steps[0].member == "bob"  # the 'sums' rule, not the fallback
     assert pipeline.decide(Request.from_text("please sum")).member == "bob"
+
+
+async def test_a_failing_tool_is_reported_to_its_agent_not_dropped(pipeline: Pipeline) -> None:
+    """Bad input: a member that fails as a tool is retried, recorded, and the agent goes on."""
+    script(pipeline, "alice", ["CALL broken: 2 + 2", "answer: 4"])
+    agents = spec(
+        agents=[{"name": "a", "member": "alice", "tools": ["broken"]}],
+        termination={"max_steps": 4},
+        on_failure={"retries": 1, "then": "drop"},
+        detectors={"enabled": False},
+    )
+    state = await run_agents(pipeline, agents, "add")
+    assert [(s.member, s.kind, s.status) for s in state.steps] == [
+        ("alice", "agent", "ok"),
+        ("broken", "tool", "failed"),
+        ("broken", "tool", "failed"),
+        ("alice", "agent", "ok"),
+    ]
+    assert state.dropped == [] and state.answer == "4"
+    assert [e.code for e in state.events] == ["tool_failed"]
+    rows = ledger_rows(ledger_path(pipeline), f"tags LIKE '%{state.id}%'")
+    assert [r["status"] for r in rows] == [200, 502, 502, 200]
+
+
+async def test_a_long_run_raises_nothing_until_it_drifts(pipeline: Pipeline) -> None:
+    """Hundreds of healthy steps raise no event; the first repeated steps stop the run."""
+    healthy = 300
+    turns = iter(range(1, 1000))
+
+    def respond(_request: Request) -> str:
+        i = next(turns)
+        if i > healthy:  # drift: the same step again and again
+            return "estimate: the warehouse count is unchanged"
+        return f"estimate {i}: the warehouse count is {i * 7} after shelf {i % 13}"
+
+    old = pipeline.members["alice"]
+    pipeline.members["alice"] = ScriptedMember.of("alice", respond, price=old.price)
+    agents = spec(
+        agents=[{"name": "a", "member": "alice"}, {"name": "b", "member": "alice"}],
+        termination={"max_steps": 600},
+        detectors={"policy": {"FM-1.3": "stop", "FM-1.2": "stop"}},
+    )
+    state = await run_agents(pipeline, agents, "Estimate the warehouse count together.")
+    assert state.status == "stopped", state.reason
+    assert state.events[0].step >= healthy  # not one false alarm before the drift
+    assert state.events[-1].code in ("FM-1.2", "FM-1.3")
+    assert len(state.steps) < healthy + 8

@@ -12,14 +12,14 @@
 
 from pinfactory.agents.runner import AgentRunner, run_agents
 from pinfactory.agents.spec import AgentsFile, AgentSpec, AgentsSpec, load_agents, parse_agents
-from pinfactory.agents.state import FileRunStore, MemoryRunStore, RunState, Step
+from pinfactory.agents.state import LedgerRunStore, MemoryRunStore, RunState, Step
 
 __all__ = [
     "AgentRunner",
     "AgentSpec",
     "AgentsFile",
     "AgentsSpec",
-    "FileRunStore",
+    "LedgerRunStore",
     "MemoryRunStore",
     "RunState",
     "Step",

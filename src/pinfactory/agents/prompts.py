@@ -21,9 +21,17 @@ TOM = (
 
 
 def agent_messages(
-    agent: AgentSpec, board: Blackboard, switches: SwitchesSpec, context_posts: int
+    agent: AgentSpec,
+    board: Blackboard,
+    switches: SwitchesSpec,
+    context_posts: int,
+    *,
+    text_tools: bool = True,
 ) -> tuple[Message, ...]:
-    """The chat for one agent turn: a system message (role) and a user message (task, board)."""
+    """The chat for one agent turn: a system message (role) and a user message (task, board).
+
+    ``text_tools`` adds the ``CALL <tool>: <input>`` hint, for members that are not
+    offered the tools as OpenAI tools."""
     role = [f"You are {agent.name}."]
     if switches.personas and agent.persona:
         role.append(agent.persona.strip())
@@ -31,7 +39,7 @@ def agent_messages(
         role.append(f"Goal: {agent.goal.strip()}")
     if agent.instructions:
         role.append(agent.instructions.strip())
-    if agent.tools:
+    if agent.tools and text_tools:
         role.append(TOOL_HINT.format(tools=" or ".join(agent.tools)))
     if agent.handoffs:
         role.append(HANDOFF_HINT.format(agents=", ".join(agent.handoffs)))

@@ -10,18 +10,21 @@ The run checkpoints its :class:`RunState` after every step; a cancelled run
 from the checkpoint. Speaker draws use a generator seeded by the run's seed and
 the turn number, so a run with deterministic members replays exactly.
 
-Tools: an agent with ``tools`` may write ``CALL <tool>: <input>``; the runner
-then sends ``<input>`` to that tool member as its own pipeline request and
-posts the result. (Native OpenAI tool calling is not relayed through the
-gateway yet; this text protocol keeps every tool call a booked request.)
+Tools (:mod:`pinfactory.agents.tools`): an agent whose member declares the ``tools``
+capability gets its tool members as OpenAI ``tools``; every call in the answer's
+``tool_calls`` runs as its own pipeline request to the tool member (a ``tool`` step
+with the call's id), the results go back as ``tool`` messages, and the agent asks
+again, up to ``tool_rounds`` times a turn (the last time with ``tool_choice: none``),
+each a step. A member without the capability is told to write
+``CALL <tool>: <input>`` instead; those lines run the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-import re
 from collections.abc import Callable
+from typing import Any
 
 from pinfactory.agents.aggregation import aggregate
 from pinfactory.agents.blackboard import Blackboard, Post, PostKind
@@ -37,12 +40,18 @@ from pinfactory.agents.spec import (
     SwitchesSpec,
 )
 from pinfactory.agents.state import FINAL, MemoryRunStore, RunEvent, RunState, RunStore, Step
+from pinfactory.agents.tools import (
+    ToolCall,
+    assistant_message,
+    result_message,
+    text_calls,
+    tool_calls_of,
+    tool_definitions,
+)
 from pinfactory.errors import MemberError, PinfactoryError
 from pinfactory.ledger.base import AuditEvent
 from pinfactory.pipeline import Pipeline
 from pinfactory.request import Message, Request
-
-_CALL = re.compile(r"CALL\s+([a-z0-9][a-z0-9_.-]*)\s*:\s*([^\n]+)", re.IGNORECASE)
 
 OnStep = Callable[[RunState, Step], None]
 Environment = Callable[[RunState], str | None]
@@ -64,8 +73,11 @@ class AgentRunner:
         self.store: RunStore = store or MemoryRunStore()
         self.on_step = on_step
         self.environment = environment
+        self.stopping = False
+        """Set by a gateway shutting down: runs it cancels are ``interrupted``, not
+        ``cancelled``, and the next gateway on the ledger resumes them."""
 
-    def start(
+    async def start(
         self,
         spec: AgentsSpec,
         task: str,
@@ -86,7 +98,7 @@ class AgentRunner:
         )
         board = self._board(state)
         board.add(Post(step=-1, agent="task", kind="task", text=task))
-        self.store.save(state)
+        await self.store.save(state)
         return state
 
     async def run(self, state: RunState) -> RunState:
@@ -96,19 +108,21 @@ class AgentRunner:
         except PinfactoryError as exc:  # quota, oversized post, unknown model: the run fails
             state.status, state.reason = "failed", exc.message
         except BaseException:  # cancelled or failed: the checkpoint says how far it got
-            if state.status == "running":
+            if state.status == "running" and self.stopping:
+                state.status, state.reason = "interrupted", "the gateway stopped"
+            elif state.status == "running":
                 state.status, state.reason = "cancelled", "cancelled while running"
-            self.store.save(state)
+            await self.store.save(state)
             raise
         if state.status in FINAL:
             state.answer = state.answer or self._answer(state)
             await self._audit(state, "agents.run", state.summary())
-        self.store.save(state)
+        await self.store.save(state)
         return state
 
     async def resume(self, run_id: str) -> RunState:
-        """Continue a cancelled run, or settle one that waited for a person."""
-        state = self.store.load(run_id)
+        """Continue a cancelled or interrupted run, or settle one that waited for a person."""
+        state = await self.store.load(run_id)
         if state.status == "awaiting_review" and state.review_id is not None:
             review = await self.pipeline.reviews.get(state.review_id)
             if review.status == "pending":
@@ -156,10 +170,8 @@ class AgentRunner:
                 return
             agent = spec.agent(speaker)
             judge = isinstance(spec.protocol, DebateSpec) and speaker == spec.protocol.judge
-            step = await self._turn(state, board, agent, protocol.round(view), judge)
+            await self._turn(state, board, agent, protocol.round(view), judge)
             state.turns.append(speaker)
-            if step is not None and step.status == "ok":
-                await self._tools(state, board, agent, step)
             feedback = self.environment(state) if self.environment is not None else None
             if feedback is not None:
                 board.add(
@@ -171,7 +183,7 @@ class AgentRunner:
                         round=protocol.round(view),
                     )
                 )
-            self.store.save(state)
+            await self.store.save(state)
             if await self._after(state, board):
                 return
 
@@ -240,66 +252,126 @@ class AgentRunner:
     async def _turn(
         self, state: RunState, board: Blackboard, agent: AgentSpec, round_: int, judge: bool
     ) -> Step | None:
+        """One agent's turn: its request, and the tool calls it asks for (module docstring)."""
+        kind: PostKind = "judge" if judge else "message"
         if self._is_tool(agent.member):
             source = board.recent(1)
             messages = tool_messages(source[-1].text if source else board.task)
-        else:
-            context = state.spec.blackboard.context_posts
-            messages = agent_messages(agent, board, state.switches, context)
-        step = await self._request(state, agent, "agent", agent.member, messages, round_)
-        if step is not None:
-            kind: PostKind = "judge" if judge else "message"
+            step = await self._request(state, agent, agent.member, messages, round_)
+            self._post(board, agent.name, kind, step)
+            return step
+        context = state.spec.blackboard.context_posts
+        messages = agent_messages(agent, board, state.switches, context)
+        if not self._offers_tools(agent, messages):  # the text fallback: CALL <tool>: <input>
+            step = await self._request(state, agent, agent.member, messages, round_)
+            self._post(board, agent.name, kind, step)
+            if step is not None and step.status == "ok":
+                for call in step.calls:
+                    await self._call_tool(state, board, agent, call, round_)
+            return step
+        messages = agent_messages(agent, board, state.switches, context, text_tools=False)
+        tools = tool_definitions(self.pipeline.members, agent.tools)
+        step = await self._request(state, agent, agent.member, messages, round_, tools=tools)
+        for hop in range(1, agent.tool_rounds + 1):
+            if step is None or step.status != "ok" or not step.calls or self._out_of_steps(state):
+                break
+            results = [await self._call_tool(state, board, agent, c, round_) for c in step.calls]
+            messages = (
+                *messages,
+                assistant_message(step.text, step.calls),
+                *(result_message(c, r) for c, r in zip(step.calls, results, strict=True)),
+            )
+            last = hop == agent.tool_rounds  # then it must answer: tool_choice none
+            step = await self._request(
+                state, agent, agent.member, messages, round_, tools=tools, answer_now=last
+            )
+        self._post(board, agent.name, kind, step)
+        return step
+
+    def _post(self, board: Blackboard, agent: str, kind: PostKind, step: Step | None) -> None:
+        if step is not None and step.status == "ok":
             board.add(
                 Post(
                     step=step.index,
-                    agent=agent.name,
+                    agent=agent,
                     kind=kind,
                     text=step.text,
                     request_id=step.request_id,
-                    round=round_,
+                    round=step.round,
                 )
             )
-        return step
 
-    async def _tools(
-        self, state: RunState, board: Blackboard, agent: AgentSpec, step: Step
-    ) -> None:
-        for tool, text in _CALL.findall(step.text):
-            tool = tool.lower()
-            if tool not in agent.tools:
-                continue
-            called = await self._request(
-                state, agent, "tool", tool, tool_messages(text.strip()), step.round
+    def _offers_tools(self, agent: AgentSpec, messages: tuple[Message, ...]) -> bool:
+        """Whether ``agent``'s tools go as OpenAI tools: its member (for ``auto``, the one
+        the router picks for this turn) declares the ``tools`` capability."""
+        if not agent.tools:
+            return False
+        name = agent.member
+        if name == "auto":
+            name = self.pipeline.decide(Request(messages=messages)).member
+        member = self.pipeline.members.get(name)
+        return member is not None and member.capabilities.tools
+
+    def _out_of_steps(self, state: RunState) -> bool:
+        limit = state.spec.termination.max_steps
+        return limit is not None and len(state.steps) >= limit
+
+    async def _call_tool(
+        self, state: RunState, board: Blackboard, agent: AgentSpec, call: ToolCall, round_: int
+    ) -> str:
+        """Run one tool call as its own request and post the result; the text the agent
+        gets back (an error line when the call cannot run or the tool fails)."""
+        if call.error:
+            await self._event(state, "tool_call_refused", "tool call refused", call.error, agent)
+            return f"error: {call.error}"
+        step = await self._request(
+            state, agent, call.name, tool_messages(call.input), round_, tool_call=call.id
+        )
+        if step is None or step.status != "ok":
+            return f"error: the tool '{call.name}' failed"
+        board.add(
+            Post(
+                step=step.index,
+                agent=call.name,
+                kind="tool",
+                text=step.text,
+                request_id=step.request_id,
+                round=round_,
             )
-            if called is not None:
-                board.add(
-                    Post(
-                        step=called.index,
-                        agent=tool,
-                        kind="tool",
-                        text=called.text,
-                        request_id=called.request_id,
-                        round=step.round,
-                    )
-                )
+        )
+        return step.text
 
     async def _request(
         self,
         state: RunState,
         agent: AgentSpec,
-        kind: str,
         model: str,
         messages: tuple[Message, ...],
         round_: int,
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        answer_now: bool = False,
+        tool_call: str | None = None,
     ) -> Step | None:
-        """One step, retried per ``on_failure``; None when the agent is dropped."""
+        """One step, retried per ``on_failure``; None when it failed every time.
+
+        ``tools`` offers the agent's tools (OpenAI ``tools``; ``answer_now`` sets
+        ``tool_choice: none``); ``tool_call`` marks a tool step answering that call.
+        An agent that fails every time is dropped (or the run stops, per policy); a
+        tool that does is reported to the agent that called it.
+        """
         policy = state.spec.on_failure
+        params: dict[str, Any] = {}
+        if tools:
+            params = {"tools": tools, "tool_choice": "none" if answer_now else "auto"}
         for _attempt in range(policy.retries + 1):
             request = Request(
                 messages=messages,
                 model=model,
                 max_tokens=agent.max_tokens,
                 temperature=agent.temperature,
+                tools=tuple(tools or ()),
+                params=params,
                 unit=state.unit,
                 user=state.user,
                 tags=(state.tag, f"agent:{agent.name}"),
@@ -308,10 +380,11 @@ class AgentRunner:
             step = Step(
                 index=len(state.steps),
                 agent=agent.name,
-                kind="tool" if kind == "tool" else "agent",
+                kind="agent" if tool_call is None else "tool",
                 round=round_,
                 member=model,
                 request_id=request.request_id,
+                tool_call_id=tool_call or "",
             )
             try:
                 answer = await self.pipeline.complete(request)
@@ -324,33 +397,46 @@ class AgentRunner:
                 self._append(state, step.model_copy(update=cancelled))
                 raise
             usage = answer.completion.usage
+            text = answer.completion.text.strip()
+            calls: list[ToolCall] = []
+            if tool_call is None and agent.tools:
+                calls = (
+                    tool_calls_of(answer.completion, agent.tools)
+                    if tools
+                    else text_calls(text, agent.tools)
+                )
             step = step.model_copy(
                 update={
                     "member": answer.decision.member,
-                    "text": answer.completion.text.strip(),
+                    "text": text,
                     "input_tokens": usage.input_tokens,
                     "output_tokens": usage.output_tokens,
                     "cost_usd": answer.cost_usd,
                     "latency_ms": answer.latency_ms,
+                    "calls": calls,
                 }
             )
             self._append(state, step)
             return step
-        if policy.then == "stop":
+        tries = f"'{model}' failed {policy.retries + 1} times"
+        if tool_call is not None:
+            await self._event(state, "tool_failed", "tool failed", tries, agent)
+        elif policy.then == "stop":
             state.status = "failed"
             state.reason = f"'{agent.name}' failed {policy.retries + 1} times on '{model}'"
         else:
             state.dropped.append(agent.name)
-            event = RunEvent(
-                step=len(state.steps) - 1,
-                code="member_failed",
-                name="agent dropped",
-                detail=f"'{model}' failed {policy.retries + 1} times",
-                agents=[agent.name],
-            )
-            state.events.append(event)
-            await self._audit(state, "agents.event", event.model_dump())
+            await self._event(state, "member_failed", "agent dropped", tries, agent)
         return None
+
+    async def _event(
+        self, state: RunState, code: str, name: str, detail: str, agent: AgentSpec
+    ) -> None:
+        event = RunEvent(
+            step=len(state.steps) - 1, code=code, name=name, detail=detail, agents=[agent.name]
+        )
+        state.events.append(event)
+        await self._audit(state, "agents.event", event.model_dump())
 
     def _append(self, state: RunState, step: Step) -> None:
         state.steps.append(step)
@@ -382,7 +468,8 @@ async def run_agents(
 ) -> RunState:
     """Start and run one agents run to its end; the final state."""
     runner = AgentRunner(pipeline, store, on_step, environment)
-    return await runner.run(runner.start(spec, task, seed=seed, unit=unit, switches=switches))
+    state = await runner.start(spec, task, seed=seed, unit=unit, switches=switches)
+    return await runner.run(state)
 
 
 def ensemble_spec(agent: AgentSpec, samples: int, temperature: float = 0.8) -> AgentsSpec:

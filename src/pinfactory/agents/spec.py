@@ -64,7 +64,10 @@ class AgentSpec(_Strict):
     persona: str = Field(default="", max_length=400, description="who the agent is (a switch)")
     goal: str = Field(default="", max_length=400)
     instructions: str = Field(default="", max_length=1000)
-    tools: list[str] = Field(default=[], description="tool members it may CALL")
+    tools: list[str] = Field(default=[], description="tool members it may call")
+    tool_rounds: int = Field(
+        default=3, ge=1, le=20, description="tool-call rounds in one turn before it must answer"
+    )
     handoffs: list[str] = Field(default=[], description="agents it may hand off to")
     max_tokens: int = Field(default=32, ge=1, le=4096)
     temperature: float | None = Field(default=None, ge=0, le=2)

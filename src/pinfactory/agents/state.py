@@ -1,27 +1,31 @@
 """A run's state: its steps, blackboard, events and outcome; checkpointed after every step.
 
 The state is all a run needs to continue, so a cancelled or interrupted run
-resumes from its last checkpoint. Steps that were answered stay in the ledger
-either way (each step is one pipeline request, tagged with the run id).
+resumes from its last checkpoint, kept in the team's ledger (:class:`LedgerRunStore`).
+Steps that were answered stay in the ledger either way (each step is one pipeline
+request, tagged with the run id).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
-import tempfile
+import time
 from decimal import Decimal
-from pathlib import Path
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from pinfactory.agents.blackboard import Post
 from pinfactory.agents.spec import Action, AgentsSpec, SwitchesSpec
+from pinfactory.agents.tools import ToolCall
 from pinfactory.errors import NotFound
+from pinfactory.ledger.base import Ledger, StoredRun
 
-RunStatus = Literal["running", "completed", "stopped", "cancelled", "awaiting_review", "failed"]
+RunStatus = Literal[
+    "running", "completed", "stopped", "cancelled", "interrupted", "awaiting_review", "failed"
+]
+"""``cancelled``: by a person (``POST .../cancel``, Ctrl-C); ``interrupted``: by the
+gateway stopping, resumed when a gateway starts on the same ledger."""
 StepStatus = Literal["ok", "failed", "cancelled"]
 FINAL: frozenset[str] = frozenset({"completed", "stopped", "failed"})
 
@@ -48,6 +52,10 @@ class Step(BaseModel):
     output_tokens: int = 0
     cost_usd: Decimal = Decimal(0)
     latency_ms: float = 0.0
+    calls: list[ToolCall] = []
+    """The tool calls an agent step asked for (OpenAI ``tool_calls``, or ``CALL`` lines)."""
+    tool_call_id: str = ""
+    """For a tool step: the ``tool_call_id`` it answers (empty for a ``CALL`` line)."""
 
 
 class RunEvent(BaseModel):
@@ -118,52 +126,63 @@ class RunState(BaseModel):
 
 
 class RunStore(Protocol):
-    def save(self, state: RunState) -> None: ...
+    """Where runs' checkpoints live. :class:`LedgerRunStore` keeps them in the team's
+    ledger (SQLite or PostgreSQL), so they outlive the process; :class:`MemoryRunStore`
+    in this process (tests, benchmarks)."""
 
-    def load(self, run_id: str) -> RunState:
+    async def save(self, state: RunState) -> None: ...
+
+    async def load(self, run_id: str) -> RunState:
         """The run's last checkpoint; :class:`NotFound` if there is none."""
+
+    async def claim(self, status: RunStatus) -> list[RunState]:
+        """Every run in ``status``, now marked running (to resume it); a run is claimed
+        by one caller only."""
 
 
 class MemoryRunStore:
-    """Runs kept in this process (tests, the gateway without a runs directory)."""
+    """Runs kept in this process."""
 
     def __init__(self) -> None:
         self._runs: dict[str, str] = {}
 
-    def save(self, state: RunState) -> None:
+    async def save(self, state: RunState) -> None:
         self._runs[state.id] = state.model_dump_json()
 
-    def load(self, run_id: str) -> RunState:
+    async def load(self, run_id: str) -> RunState:
         if run_id not in self._runs:
             raise NotFound(f"no agents run '{run_id}'", param="run_id")
         return RunState.model_validate_json(self._runs[run_id])
 
+    async def claim(self, status: RunStatus) -> list[RunState]:
+        found = [RunState.model_validate_json(raw) for raw in self._runs.values()]
+        claimed = [s.model_copy(update={"status": "running"}) for s in found if s.status == status]
+        for state in claimed:
+            await self.save(state)
+        return claimed
 
-class FileRunStore:
-    """One JSON file per run in ``directory``, replaced atomically at every checkpoint."""
 
-    def __init__(self, directory: str | Path) -> None:
-        self.directory = Path(directory)
+class LedgerRunStore:
+    """Checkpoints in the ledger's ``agent_runs`` table, one row per run, replaced at
+    every checkpoint; what the gateway and ``pinfactory agents`` use."""
 
-    def _path(self, run_id: str) -> Path:
-        if not run_id.startswith("run_") or not run_id[4:].isalnum():
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    async def save(self, state: RunState) -> None:
+        row = StoredRun(state.id, state.unit, state.status, time.time(), state.model_dump_json())
+        await self.ledger.save_run(row)
+
+    async def load(self, run_id: str) -> RunState:
+        stored = await self.ledger.stored_run(run_id)
+        if stored is None:
             raise NotFound(f"no agents run '{run_id}'", param="run_id")
-        return self.directory / f"{run_id}.json"
+        return RunState.model_validate_json(stored.state)
 
-    def save(self, state: RunState) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(state.model_dump_json(indent=1))
-        os.replace(tmp, self._path(state.id))
-
-    def load(self, run_id: str) -> RunState:
-        path = self._path(run_id)
-        try:
-            return RunState.model_validate_json(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise NotFound(
-                f"no agents run '{run_id}' in {self.directory}", param="run_id"
-            ) from None
-        except json.JSONDecodeError as exc:
-            raise NotFound(f"agents run '{run_id}' is unreadable: {exc}", param="run_id") from exc
+    async def claim(self, status: RunStatus) -> list[RunState]:
+        rows = await self.ledger.claim_runs(status, "running")
+        claimed = [RunState.model_validate_json(row.state) for row in rows]
+        for state in claimed:  # the checkpoint says so too
+            state.status = "running"
+            await self.save(state)
+        return claimed

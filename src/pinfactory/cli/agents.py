@@ -10,9 +10,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pinfactory.agents import AgentRunner, FileRunStore, RunState, Step, load_agents
+from pinfactory.agents import AgentRunner, LedgerRunStore, RunState, Step, load_agents
 from pinfactory.cli.common import JsonOption, TeamOption, clear_errors, console, team_from
-from pinfactory.cli.ledger import with_pipeline
+from pinfactory.cli.ledger import with_ledger, with_pipeline
 from pinfactory.pipeline import Pipeline
 
 app = typer.Typer(
@@ -20,10 +20,7 @@ app = typer.Typer(
 )
 
 AgentsFileArg = Annotated[Path, typer.Argument(help="agents file (YAML)", exists=True)]
-RunsOption = Annotated[
-    Path, typer.Option("--runs", help="directory of run checkpoints (resumable)")
-]
-DEFAULT_RUNS = Path("agent-runs")
+RunIdArg = Annotated[str, typer.Argument(help="the run id (run_...)")]
 
 
 def register(root: typer.Typer) -> None:
@@ -32,7 +29,6 @@ def register(root: typer.Typer) -> None:
 
 async def _drive(
     pipeline: Pipeline,
-    runs: Path,
     limit: int | None,
     as_json: bool,
     *,
@@ -43,7 +39,7 @@ async def _drive(
 ) -> RunState:
     """Run ``file`` on ``task`` (or resume ``resume_id``) with a live progress bar.
 
-    Ctrl-C leaves a resumable checkpoint in ``runs``.
+    Every turn is checkpointed in the team's ledger; Ctrl-C leaves the run resumable.
     """
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -66,14 +62,14 @@ async def _drive(
             )
             progress.update(bar, completed=len(state.steps), cost=float(state.cost_usd))
 
-        runner = AgentRunner(pipeline, FileRunStore(runs), on_step)
+        runner = AgentRunner(pipeline, LedgerRunStore(pipeline.ledger), on_step)
         if file is None:
             return await runner.resume(resume_id)
         agents = load_agents(file, team=pipeline.team)
-        return await runner.run(runner.start(agents.spec, task, seed=seed))
+        return await runner.run(await runner.start(agents.spec, task, seed=seed))
 
 
-def _report(state: RunState, as_json: bool, runs: Path) -> None:
+def _report(state: RunState, as_json: bool) -> None:
     if as_json:
         print(
             json.dumps(
@@ -92,8 +88,8 @@ def _report(state: RunState, as_json: bool, runs: Path) -> None:
     for event in state.events:
         table.add_row(event.code, f"{event.name}: {event.detail} ({event.action})")
     console.print(table)
-    if state.status in ("cancelled", "awaiting_review"):
-        console.print(f"resume with: pinfactory agents resume {state.id} --runs {runs}")
+    if state.status in ("cancelled", "interrupted", "awaiting_review"):
+        console.print(f"resume with: pinfactory agents resume {state.id}")
 
 
 @app.command()
@@ -102,7 +98,6 @@ def run(
     task: Annotated[str, typer.Option("--task", help="what the agents should do")],
     seed: Annotated[int | None, typer.Option(help="default: the file's seed")] = None,
     team: TeamOption = None,
-    runs: RunsOption = DEFAULT_RUNS,
     as_json: JsonOption = False,
 ) -> None:
     """Run the agents on TASK, each step a request through the team's pipeline."""
@@ -113,37 +108,26 @@ def run(
 
     state = with_pipeline(
         loaded.team,
-        lambda pipeline: _drive(pipeline, runs, limit, as_json, file=file, task=task, seed=chosen),
+        lambda pipeline: _drive(pipeline, limit, as_json, file=file, task=task, seed=chosen),
     )
-    _report(state, as_json, runs)
+    _report(state, as_json)
 
 
 @app.command()
-def resume(
-    run_id: Annotated[str, typer.Argument(help="the run id (run_...)")],
-    team: TeamOption = None,
-    runs: RunsOption = DEFAULT_RUNS,
-    as_json: JsonOption = False,
-) -> None:
-    """Continue a cancelled run, or settle one a person decided in the review queue."""
-    with clear_errors():
-        saved = FileRunStore(runs).load(run_id)
+def resume(run_id: RunIdArg, team: TeamOption = None, as_json: JsonOption = False) -> None:
+    """Continue a cancelled or interrupted run (one started here or through the API, on
+    the same ledger), or settle one a person decided in the review queue."""
     loaded = team_from(team)
-
+    saved = with_ledger(loaded, lambda ledger: LedgerRunStore(ledger).load(run_id))
     limit = saved.spec.termination.max_steps
     state = with_pipeline(
-        loaded, lambda pipeline: _drive(pipeline, runs, limit, as_json, resume_id=run_id)
+        loaded, lambda pipeline: _drive(pipeline, limit, as_json, resume_id=run_id)
     )
-    _report(state, as_json, runs)
+    _report(state, as_json)
 
 
 @app.command()
-def show(
-    run_id: Annotated[str, typer.Argument(help="the run id (run_...)")],
-    runs: RunsOption = DEFAULT_RUNS,
-    as_json: JsonOption = False,
-) -> None:
-    """A run's status, answer, cost and events from its checkpoint."""
-    with clear_errors():
-        state = FileRunStore(runs).load(run_id)
-    _report(state, as_json, runs)
+def show(run_id: RunIdArg, team: TeamOption = None, as_json: JsonOption = False) -> None:
+    """A run's status, answer, cost and events from its checkpoint in the ledger."""
+    state = with_ledger(team_from(team), lambda ledger: LedgerRunStore(ledger).load(run_id))
+    _report(state, as_json)

@@ -7,6 +7,9 @@
 - ``GET /v1/agents/runs/{id}/result``: the answer and the blackboard; 409 until the run ends.
 - ``POST /v1/agents/runs/{id}/cancel`` and ``.../resume``: stop half way; continue later.
 
+Runs are checkpointed in the ledger after every turn: a gateway that stops interrupts
+its runs, and the next one on the same ledger (SQLite or PostgreSQL) resumes them.
+
 A unit sees only its own runs (another unit's is a 404). Bad input is a 4xx naming
 the field, and is recorded in the ledger like any refused request.
 """
@@ -23,7 +26,7 @@ from starlette.routing import Route
 
 from pinfactory.agents.runner import AgentRunner
 from pinfactory.agents.spec import AgentsSpec, check_agents, parse_agents
-from pinfactory.agents.state import FINAL, MemoryRunStore, RunState
+from pinfactory.agents.state import FINAL, LedgerRunStore, RunState
 from pinfactory.errors import Conflict, NotFound, PinfactoryError, RequestError, TeamFileError
 from pinfactory.gateway.admin import _json_body
 from pinfactory.gateway.auth import Caller
@@ -37,15 +40,47 @@ MAX_TASK_CHARS = 20_000
 
 
 class AgentRuns:
-    """The handlers; runs live in this process (their steps in the ledger)."""
+    """The handlers. Runs' checkpoints live in the ledger (:class:`LedgerRunStore`), so a
+    run outlives the gateway process: :meth:`stop` interrupts the runs in flight,
+    :meth:`start` (the next gateway on the same ledger) claims and resumes them."""
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
-        self.store = MemoryRunStore()
         self.tasks: dict[str, asyncio.Task[RunState]] = {}
+        self._runner: AgentRunner | None = None
 
-    def _runner(self) -> AgentRunner:
-        return AgentRunner(self.gateway.ready, self.store)
+    @property
+    def runner(self) -> AgentRunner:
+        if self._runner is None:
+            raise PinfactoryError("gateway is starting")
+        return self._runner
+
+    async def start(self) -> None:
+        """Open on the started pipeline; resume every run a stopped gateway interrupted."""
+        pipeline = self.gateway.ready
+        self._runner = AgentRunner(pipeline, LedgerRunStore(pipeline.ledger))
+        for state in await self._runner.store.claim("interrupted"):
+            self._spawn(state.id, self._runner.resume(state.id))
+
+    async def stop(self) -> None:
+        """Interrupt the runs in flight; each keeps its checkpoint, marked ``interrupted``."""
+        if self._runner is not None:
+            self._runner.stopping = True
+        running = [task for task in self.tasks.values() if not task.done()]
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running)
+        self._runner = None
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v1/agents/runs", self.create, methods=["POST"]),
+            Route("/v1/agents/runs/{run_id}", self.status, methods=["GET"]),
+            Route("/v1/agents/runs/{run_id}/result", self.result, methods=["GET"]),
+            Route("/v1/agents/runs/{run_id}/cancel", self.cancel, methods=["POST"]),
+            Route("/v1/agents/runs/{run_id}/resume", self.resume, methods=["POST"]),
+        ]
 
     async def create(self, http: HTTPRequest) -> Response:
         started = time.perf_counter()
@@ -55,8 +90,8 @@ class AgentRuns:
             caller = self.gateway.keyring.identify(http.headers.get("authorization"))
             body = await _json_body(http)
             spec, task, seed = _parse(body, self.gateway.team.member_names)
-            runner = self._runner()
-            state = runner.start(spec, task, seed=seed, unit=caller.unit, user=caller.user)
+            runner = self.runner
+            state = await runner.start(spec, task, seed=seed, unit=caller.unit, user=caller.user)
         except PinfactoryError as exc:
             unit = caller.unit if caller else "-"
             await self.gateway.ready.record_failure(
@@ -71,15 +106,17 @@ class AgentRuns:
         self.tasks[run_id] = task
         task.add_done_callback(lambda done: done.cancelled() or done.exception())
 
-    def _own(self, http: HTTPRequest) -> RunState:
+    async def _own(self, http: HTTPRequest) -> RunState:
+        """The run named in the path, if the caller's unit owns it (else 404, like any
+        run that does not exist: a unit cannot learn another's run ids)."""
         caller = self.gateway.keyring.identify(http.headers.get("authorization"))
-        state = self.store.load(http.path_params["run_id"])
+        state = await self.runner.store.load(http.path_params["run_id"])
         if state.unit != caller.unit and not caller.admin:
             raise NotFound(f"no agents run '{state.id}'", param="run_id")
         return state
 
     async def status(self, http: HTTPRequest) -> Response:
-        state = self._own(http)
+        state = await self._own(http)
         steps = [
             s.model_dump(
                 include={
@@ -91,6 +128,8 @@ class AgentRuns:
                     "status",
                     "cost_usd",
                     "error",
+                    "tool_call_id",
+                    "calls",
                 },
                 mode="json",
             )
@@ -99,7 +138,7 @@ class AgentRuns:
         return JSONResponse({**state.summary(), "data": steps})
 
     async def result(self, http: HTTPRequest) -> Response:
-        state = self._own(http)
+        state = await self._own(http)
         if state.status not in FINAL:
             raise Conflict(f"run '{state.id}' is {state.status}; the result comes when it ends")
         posts = [p.model_dump(mode="json") for p in state.posts]
@@ -114,22 +153,26 @@ class AgentRuns:
         )
 
     async def cancel(self, http: HTTPRequest) -> Response:
-        state = self._own(http)
+        state = await self._own(http)
         task = self.tasks.get(state.id)
         if task is not None and not task.done():
             task.cancel()
             await asyncio.wait([task])
-        return JSONResponse(self.store.load(state.id).summary())
+        return JSONResponse((await self.runner.store.load(state.id)).summary())
 
     async def resume(self, http: HTTPRequest) -> Response:
-        state = self._own(http)
+        state = await self._own(http)
         if state.status in FINAL:
             raise Conflict(f"run '{state.id}' has ended ({state.status}); nothing to resume")
         task = self.tasks.get(state.id)
-        if task is not None and not task.done():
-            raise Conflict(f"run '{state.id}' is still running")
-        self._spawn(state.id, self._runner().resume(state.id))
-        return JSONResponse(self.store.load(state.id).summary(), status_code=202)
+        if state.status == "running":
+            where = "here" if task is not None and not task.done() else "in another gateway"
+            raise Conflict(
+                f"run '{state.id}' is running {where}; if its gateway crashed, "
+                f"resume it with: pinfactory agents resume {state.id}"
+            )
+        self._spawn(state.id, self.runner.resume(state.id))
+        return JSONResponse((await self.runner.store.load(state.id)).summary(), status_code=202)
 
 
 def _parse(body: dict[str, Any], members: list[str]) -> tuple[AgentsSpec, str, int | None]:
@@ -153,14 +196,3 @@ def _parse(body: dict[str, Any], members: list[str]) -> tuple[AgentsSpec, str, i
         where = "; ".join(".".join(str(p) for p in loc) + ": " + msg for loc, msg in problems)
         raise RequestError(f"agents: {where}", param="agents")
     return spec, task, seed
-
-
-def agent_routes(gateway: Gateway) -> list[Route]:
-    runs = AgentRuns(gateway)
-    return [
-        Route("/v1/agents/runs", runs.create, methods=["POST"]),
-        Route("/v1/agents/runs/{run_id}", runs.status, methods=["GET"]),
-        Route("/v1/agents/runs/{run_id}/result", runs.result, methods=["GET"]),
-        Route("/v1/agents/runs/{run_id}/cancel", runs.cancel, methods=["POST"]),
-        Route("/v1/agents/runs/{run_id}/resume", runs.resume, methods=["POST"]),
-    ]

@@ -37,7 +37,7 @@ from pinfactory.errors import (
     RequestTimeout,
 )
 from pinfactory.gateway.admin import admin_routes
-from pinfactory.gateway.agents import agent_routes
+from pinfactory.gateway.agents import AgentRuns
 from pinfactory.gateway.auth import Caller, Keyring
 from pinfactory.gateway.embeddings import embeddings_body, parse_embeddings_request
 from pinfactory.gateway.errors import error_response, http_error
@@ -414,6 +414,7 @@ def create_app(
     ``console`` configures the web console under ``/ui`` (default: from the environment).
     """
     gateway = Gateway(team)
+    agent_runs = AgentRuns(gateway)
     observers = build_observers(team) if observers is None else observers
     metrics = observers.get(Metrics)
 
@@ -424,7 +425,9 @@ def create_app(
             async with open_pipeline(team, ledger=ledger, observers=observers) as pipeline:
                 await warm_up(pipeline)
                 gateway.pipeline = pipeline
+                await agent_runs.start()  # resumes runs a stopped gateway interrupted
                 yield
+                await agent_runs.stop()
                 gateway.pipeline = None
         finally:
             await gateway.state.close()
@@ -447,7 +450,7 @@ def create_app(
         *health_routes(gateway),  # /health/live, /health/ready
         *admin_routes(gateway),  # /admin/*, /v1/costs, /v1/reviews/{id}
         console_routes(gateway, console),  # the web console under /ui
-        *agent_routes(gateway),  # /v1/agents/runs
+        *agent_runs.routes(),  # /v1/agents/runs
     ]
     if metrics is not None:
         metrics.add_collector(BreakerCollector(lambda: breakers_of(gateway.members).values()))

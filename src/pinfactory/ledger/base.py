@@ -152,6 +152,18 @@ class Cap:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredRun:
+    """An agents run's checkpoint (``pinfactory.agents``): the run's whole state as JSON,
+    with the fields it is looked up by. ``updated`` is epoch seconds."""
+
+    id: str
+    unit: str
+    status: str
+    updated: float
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
 class StoredResponse:
     """A ``/v1/responses`` answer kept for ``previous_response_id`` and retrieval: the
     unit it belongs to (only that unit may read it), the request that made it, when
@@ -241,6 +253,16 @@ class Ledger(QuotaCounter, Protocol):
         """
 
     async def review(self, review_id: str) -> Review | None: ...
+
+    async def save_run(self, run: StoredRun) -> None:
+        """Insert or replace an agents run's checkpoint."""
+
+    async def stored_run(self, run_id: str) -> StoredRun | None:
+        """An agents run's last checkpoint, if any."""
+
+    async def claim_runs(self, status: str, to: str) -> list[StoredRun]:
+        """Move every run whose status is ``status`` to ``to`` and return them (as they
+        were); two processes claiming at once each get different runs."""
 
     async def store_response(self, response: StoredResponse) -> None:
         """Keep a responses answer (``store: true``) until the ledger is pruned."""

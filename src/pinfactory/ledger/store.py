@@ -35,6 +35,7 @@ from pinfactory.ledger.base import (
     SealedRow,
     SpendRow,
     StoredResponse,
+    StoredRun,
     from_nano,
     to_nano,
 )
@@ -222,6 +223,14 @@ CREATE TABLE IF NOT EXISTS reviews (
     held TEXT
 );
 CREATE INDEX IF NOT EXISTS reviews_status ON reviews(status, created);
+CREATE TABLE IF NOT EXISTS agent_runs (
+    id TEXT PRIMARY KEY,
+    unit TEXT NOT NULL,
+    status TEXT NOT NULL,
+    updated {real} NOT NULL,
+    state TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS agent_runs_status ON agent_runs(status);
 CREATE TABLE IF NOT EXISTS responses (
     id TEXT PRIMARY KEY,
     request_id TEXT NOT NULL,
@@ -550,6 +559,36 @@ class SQLLedger:
             where, params = where + " AND unit = ?", [*params, unit]
         sql = f"SELECT {REVIEW_COLUMNS} FROM reviews WHERE {where} ORDER BY created LIMIT ?"
         return [_review(row) for row in await self._read(self._rows(sql, [*params, limit]))]
+
+    # -- agents runs' checkpoints -------------------------------------------------------------
+
+    async def save_run(self, run: StoredRun) -> None:
+        upsert = (
+            "INSERT INTO agent_runs (id, unit, status, updated, state) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET unit = excluded.unit, status = excluded.status, "
+            "updated = excluded.updated, state = excluded.state"
+        )
+        row = (run.id, run.unit, run.status, run.updated, run.state)
+        await self._write(lambda tx: tx.execute(upsert, row))
+
+    async def stored_run(self, run_id: str) -> StoredRun | None:
+        sql = "SELECT id, unit, status, updated, state FROM agent_runs WHERE id = ?"
+        rows = await self._read(self._rows(sql, (run_id,)))
+        return StoredRun(*rows[0]) if rows else None
+
+    async def claim_runs(self, status: str, to: str) -> list[StoredRun]:
+        select = "SELECT id, unit, status, updated, state FROM agent_runs WHERE status = ?"
+        update = "UPDATE agent_runs SET status = ? WHERE id = ? AND status = ?"
+        if not await self._read(
+            self._rows("SELECT id FROM agent_runs WHERE status = ?", (status,))
+        ):
+            return []  # nothing to claim: no write transaction (a gateway's every start)
+
+        def write(tx: SQLBatch) -> list[StoredRun]:
+            found = [StoredRun(*row) for row in tx.execute(select, (status,)).fetchall()]
+            return [r for r in found if tx.execute(update, (to, r.id, status)).rowcount == 1]
+
+        return await self._write(write)
 
 
 def _marks(n: int) -> str:
