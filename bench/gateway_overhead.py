@@ -481,8 +481,9 @@ def gateway(
         result["fsync_p50_ms"] = fsync
         if args.bodies and src is None:  # the faithful paths (tools, streams) against plain
             result["bodies"] = overhead_bodies.compare(
-                up_port, port, KEY, PROMPT, args.requests, args.warmup
-            )
+                up_port, port, KEY, PROMPT, args.requests, args.warmup,
+                cpu=lambda: cpu_seconds(pid),
+            )  # fmt: skip
         return result
 
 

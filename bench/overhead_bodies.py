@@ -15,6 +15,7 @@ import json
 import socket
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 WEATHER = {
@@ -153,10 +154,13 @@ def compare(
     requests: int,
     warmup: int,
     rounds: int = 10,
+    cpu: Callable[[], float | None] | None = None,
 ) -> dict[str, Any]:
     """Each body straight at the upstream and through the gateway, interleaved in
     ``rounds`` so drifting machine load falls on every body alike; the added p50 and its
-    ratio to the plain body's added p50."""
+    ratio to the plain body's added p50. With ``cpu`` (the gateway's CPU seconds so far),
+    also the gateway's CPU per request for each body and its ratio to the plain body's:
+    what the path costs, apart from how long a busy machine makes it wait."""
     direct_bodies, through = bodies("instant", prompt), bodies("auto", prompt)
     timers = {
         name: (Timer(upstream_port, key, direct_bodies[name]), Timer(gateway_port, key, body))
@@ -166,10 +170,15 @@ def compare(
     for pair in timers.values():
         for timer in pair:
             timer.run(warmup, record=False)
+    spent = dict.fromkeys(timers, 0.0)
     for _ in range(rounds):
-        for pair in timers.values():
-            for timer in pair:
-                timer.run(max(1, requests // rounds))
+        for name, (direct_timer, gateway_timer) in timers.items():
+            direct_timer.run(max(1, requests // rounds))
+            before = cpu() if cpu is not None else None
+            gateway_timer.run(max(1, requests // rounds))
+            after = cpu() if cpu is not None else None
+            if before is not None and after is not None:
+                spent[name] += after - before
     rows: dict[str, Any] = {}
     for name, (direct_timer, gateway_timer) in timers.items():
         direct, gateway = direct_timer.summary(), gateway_timer.summary()
@@ -178,17 +187,26 @@ def compare(
             "gateway": gateway,
             "added_p50_ms": round(gateway["p50_ms"] - direct["p50_ms"], 4),
         }
-    plain = rows["plain"]["added_p50_ms"]
+        if cpu is not None:
+            rows[name]["gateway_cpu_ms"] = round(spent[name] * 1000 / gateway["requests"], 4)
+    plain = rows["plain"]
     for row in rows.values():
-        row["added_vs_plain"] = round(row["added_p50_ms"] / plain, 3) if plain > 0 else None
+        added = plain["added_p50_ms"]
+        row["added_vs_plain"] = round(row["added_p50_ms"] / added, 3) if added > 0 else None
+        if plain.get("gateway_cpu_ms"):
+            row["cpu_vs_plain"] = round(row["gateway_cpu_ms"] / plain["gateway_cpu_ms"], 3)
     return rows
 
 
 def show(rows: dict[str, Any]) -> None:
-    print(f"\n{'body':<14}{'direct p50':>12}{'gateway p50':>13}{'added p50':>11}{'x plain':>9}")
+    print(
+        f"\n{'body':<14}{'direct p50':>12}{'gateway p50':>13}{'added p50':>11}{'x plain':>9}"
+        f"{'gw CPU/req':>12}{'x plain':>9}"
+    )
     for name, row in rows.items():
-        ratio = row["added_vs_plain"]
+        ratio, cpu = row["added_vs_plain"], row.get("gateway_cpu_ms")
         print(
             f"{name:<14}{row['direct']['p50_ms']:>9.3f} ms{row['gateway']['p50_ms']:>10.3f} ms"
             f"{row['added_p50_ms']:>8.3f} ms{f'{ratio:.2f}' if ratio is not None else '-':>9}"
+            + (f"{cpu:>9.3f} ms{row['cpu_vs_plain']:>9.2f}" if cpu is not None else "")
         )

@@ -48,7 +48,7 @@ from pinfactory.ledger.events import entry_of, events_of
 from pinfactory.ledger.queued import queue_request, run_approved
 from pinfactory.ledger.reviews import ReviewQueue
 from pinfactory.members import Completion, Member, member_class
-from pinfactory.members.base import Delta
+from pinfactory.members.base import Delta, replay
 from pinfactory.members.calls import MemberStream, Tab, call_member, open_tab
 from pinfactory.members.composite import Composite
 from pinfactory.observe import Observers, Timeline, stage
@@ -211,15 +211,17 @@ class Pipeline:
 
         On a team that verifies, an answer must be whole before it can be checked,
         escalated or held for review: the stream then carries the verified answer
-        as one delta. A request a quota holds for approval streams its pending
-        notice. A failure mid-stream is recorded (with the tokens streamed so
-        far) and raised; a stream the client abandons is recorded as 499 with
-        the tokens it was sent.
+        whole (its text as one delta, or its choices with their tool calls as one
+        relayed chunk, ``members.base.replay``). A request a quota holds for
+        approval streams its pending notice. A failure mid-stream is recorded
+        (with the tokens streamed so far) and raised; a stream the client
+        abandons is recorded as 499 with the tokens it was sent.
         """
         if self.verification is not None:
             answer = await self.complete(request, started)  # records, failures included
             yield answer.decision
-            yield answer.completion.text
+            for replayed in replay(answer.completion):  # tool calls stay tool-call deltas
+                yield replayed
             yield answer
             return
         started = time.perf_counter() if started is None else started

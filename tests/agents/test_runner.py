@@ -365,3 +365,28 @@ async def test_a_long_run_raises_nothing_until_it_drifts(pipeline: Pipeline) -> 
     assert state.events[0].step >= healthy  # not one false alarm before the drift
     assert state.events[-1].code in ("FM-1.2", "FM-1.3")
     assert len(state.steps) < healthy + 8
+
+
+async def test_every_step_carries_a_sampling_seed_from_the_run_seed(pipeline: Pipeline) -> None:
+    """Sampling members (an ensemble at temperature 0.8) replay under the run's seed."""
+    seen: list[object] = []
+
+    def respond(request: Request) -> str:
+        seen.append(request.params.get("seed"))
+        return "answer: 1"
+
+    old = pipeline.members["alice"]
+    pipeline.members["alice"] = ScriptedMember.of("alice", respond, price=old.price)
+    agents = spec(
+        agents=[
+            {"name": "a", "member": "alice", "temperature": 0.8},
+            {"name": "b", "member": "alice"},
+        ],
+        protocol={"kind": "sequential"},
+    )
+    await run_agents(pipeline, agents, "one?", seed=3)
+    await run_agents(pipeline, agents, "one?", seed=3)
+    await run_agents(pipeline, agents, "one?", seed=4)
+    assert all(isinstance(s, int) for s in seen)
+    assert seen[0:2] == seen[2:4] and seen[0] != seen[1]  # same run seed, same step seeds
+    assert seen[4:6] != seen[0:2]

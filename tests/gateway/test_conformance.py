@@ -18,9 +18,6 @@ from typing import Any
 import httpx
 import pytest
 
-from pinfactory.gateway import create_app
-from pinfactory.gateway.server import serve_in_thread
-from pinfactory.team import parse_team
 from pinfactory.testing.recording import (
     USAGE,
     RecordingUpstream,
@@ -29,6 +26,7 @@ from pinfactory.testing.recording import (
     completion,
 )
 from tests.conftest import ledger_rows
+from tests.gateway.conftest import gateway_for
 
 HELLO = [{"role": "user", "content": "Say hello."}]
 WEATHER = {
@@ -455,18 +453,10 @@ REFUSED = [
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[tuple[RecordingUpstream, str]]:
-    recorder = RecordingUpstream()
-    with serve_in_thread(recorder.app()) as url:
-        yield recorder, url
-
-
-@pytest.fixture(scope="module")
 def gateway(
     upstream: tuple[RecordingUpstream, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, Path]]:
-    ledger = tmp_path_factory.mktemp("conformance") / "ledger.db"
-    team = parse_team(
+    with gateway_for(
         f"""\
 name: conformance
 members:
@@ -475,17 +465,9 @@ members:
   - {{name: calculator, kind: calculator}}
 routing: {{kind: rules, fallback: remote}}
 """,
-        "conformance.yaml",
-        {"PINFACTORY_LEDGER": str(ledger)},
-    )
-    with serve_in_thread(create_app(team)) as url:
-        yield url, ledger
-
-
-@pytest.fixture
-def recorder(upstream: tuple[RecordingUpstream, str]) -> RecordingUpstream:
-    upstream[0].reset()
-    return upstream[0]
+        tmp_path_factory.mktemp("conformance"),
+    ) as served:
+        yield served
 
 
 def post(url: str, body: dict[str, Any], request_id: str) -> httpx.Response:

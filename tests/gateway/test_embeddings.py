@@ -18,26 +18,16 @@ from langchain_openai import OpenAIEmbeddings
 from openai import OpenAI
 
 from pinfactory.embeddings import get_encoder
-from pinfactory.gateway import create_app
-from pinfactory.gateway.server import serve_in_thread
-from pinfactory.team import parse_team
 from pinfactory.testing.recording import RecordingUpstream, Scripted
 from tests.conftest import ledger_rows
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[tuple[RecordingUpstream, str]]:
-    recorder = RecordingUpstream()
-    with serve_in_thread(recorder.app()) as url:
-        yield recorder, url
+from tests.gateway.conftest import gateway_for
 
 
 @pytest.fixture(scope="module")
 def gateway(
     upstream: tuple[RecordingUpstream, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, Path]]:
-    ledger = tmp_path_factory.mktemp("embeddings") / "ledger.db"
-    team = parse_team(
+    with gateway_for(
         f"""\
 name: embedders
 members:
@@ -53,17 +43,9 @@ keys:
 budgets:
   - {{unit: poor, period: day, max_spend_usd: 0.0000001, on_exhausted: refuse}}
 """,
-        "embedders.yaml",
-        {"PINFACTORY_LEDGER": str(ledger)},
-    )
-    with serve_in_thread(create_app(team)) as url:
-        yield url, ledger
-
-
-@pytest.fixture
-def recorder(upstream: tuple[RecordingUpstream, str]) -> RecordingUpstream:
-    upstream[0].reset()
-    return upstream[0]
+        tmp_path_factory.mktemp("embeddings"),
+    ) as served:
+        yield served
 
 
 @pytest.fixture

@@ -142,3 +142,64 @@ def test_the_documented_answer_schema_matches_an_answer(
     validator(document, "ChatCompletion").validate(answer)
     error = httpx.post(gateway_url + "/v1/chat/completions", json={**body, "n": 0}).json()
     validator(document, "Error").validate(error)
+
+
+EMBEDDING_BODIES = [
+    {"model": "auto", "input": "hello"},
+    {"model": "minilm", "input": ["a", "b"], "encoding_format": "base64"},
+    {"model": "remote", "input": [[101, 2023], [7592]], "dimensions": 64, "user": "u1"},
+    {"model": "remote", "input": [101, 2023], "encoding_format": "float"},
+]
+RESPONSE_BODIES = [
+    {"model": "auto", "input": "hello", "instructions": "Be brief.", "store": False},
+    {
+        "model": "auto",
+        "input": [
+            {"role": "user", "content": [{"type": "input_text", "text": "Weather?"}]},
+            {"type": "function_call", "call_id": "c1", "name": "w", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "18C"},
+        ],
+        "tools": [{"type": "function", "name": "w", "parameters": {}, "strict": False}],
+        "tool_choice": {"type": "function", "name": "w"},
+        "text": {"format": {"type": "json_schema", "name": "x", "schema": {}}},
+        "max_output_tokens": 50,
+        "previous_response_id": "resp_1",
+        "stream": True,
+    },
+]
+
+
+def test_every_endpoint_is_in_the_document(document: dict[str, Any]) -> None:
+    assert set(document["paths"]) == {
+        "/v1/chat/completions",
+        "/v1/embeddings",
+        "/v1/responses",
+        "/v1/responses/{response_id}",
+        "/v1/models",
+        "/v1/models/{model}",
+    }
+
+
+@pytest.mark.parametrize("body", EMBEDDING_BODIES)
+def test_the_embeddings_schema_accepts_what_the_server_accepts(
+    document: dict[str, Any], body: dict[str, Any]
+) -> None:
+    validator(document, "EmbeddingRequest").validate(body)
+    assert not validator(document, "EmbeddingRequest").is_valid({**body, "dimensions": 0})
+
+
+@pytest.mark.parametrize("body", RESPONSE_BODIES)
+def test_the_responses_schema_accepts_what_the_server_accepts(
+    document: dict[str, Any], body: dict[str, Any]
+) -> None:
+    validator(document, "ResponseRequest").validate(body)
+
+
+def test_a_response_matches_the_documented_answer(
+    gateway_url: str, document: dict[str, Any]
+) -> None:
+    body = {"model": "calculator", "input": "2 + 3", "store": False}
+    answer = httpx.post(gateway_url + "/v1/responses", json=body)
+    assert answer.status_code == 200, answer.text
+    validator(document, "Response").validate(answer.json())
+    assert answer.json()["output"][0]["content"][0]["text"].endswith("5")

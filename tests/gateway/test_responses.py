@@ -15,11 +15,9 @@ import pytest
 from openai import OpenAI
 from pydantic import BaseModel
 
-from pinfactory.gateway import create_app
-from pinfactory.gateway.server import serve_in_thread
-from pinfactory.team import parse_team
 from pinfactory.testing.recording import RecordingUpstream, Scripted, chunk, completion
 from tests.conftest import ledger_rows
+from tests.gateway.conftest import gateway_for
 
 WEATHER = {
     "type": "function",
@@ -68,18 +66,10 @@ TEXT_EVENTS = [
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[tuple[RecordingUpstream, str]]:
-    recorder = RecordingUpstream()
-    with serve_in_thread(recorder.app()) as url:
-        yield recorder, url
-
-
-@pytest.fixture(scope="module")
 def gateway(
     upstream: tuple[RecordingUpstream, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, Path]]:
-    ledger = tmp_path_factory.mktemp("responses") / "ledger.db"
-    team = parse_team(
+    with gateway_for(
         f"""\
 name: responders
 members:
@@ -90,17 +80,9 @@ keys:
   - {{key: sk-sales-0001, unit: sales}}
   - {{key: sk-legal-0002, unit: legal}}
 """,
-        "responders.yaml",
-        {"PINFACTORY_LEDGER": str(ledger)},
-    )
-    with serve_in_thread(create_app(team)) as url:
-        yield url, ledger
-
-
-@pytest.fixture
-def recorder(upstream: tuple[RecordingUpstream, str]) -> RecordingUpstream:
-    upstream[0].reset()
-    return upstream[0]
+        tmp_path_factory.mktemp("responses"),
+    ) as served:
+        yield served
 
 
 def sdk(gateway: tuple[str, Path], key: str = "sk-sales-0001") -> OpenAI:
@@ -324,6 +306,10 @@ def test_streamed_tool_calls_become_function_call_events(
         ({"model": "auto"}, "input"),
         ({"input": "hi"}, "model"),
         (
+            {"model": "auto", "input": [{"type": "function_call_output", "output": "18C"}]},
+            "input.0.call_id",
+        ),
+        (
             {
                 "model": "auto",
                 "input": "hi",
@@ -356,3 +342,55 @@ def test_bad_bodies_are_a_400_naming_the_field_before_any_call(
     assert recorder.bodies == []
     rows = ledger_rows(gateway[1])
     assert len(rows) == before + 1 and rows[-1]["status"] == 400
+
+
+TOKEN = {
+    "token": "ok",
+    "logprob": -0.01,
+    "bytes": [111, 107],
+    "top_logprobs": [
+        {"token": "ok", "logprob": -0.01, "bytes": [111, 107]},
+        {"token": "no", "logprob": -4.6, "bytes": [110, 111]},
+    ],
+}
+
+
+def test_top_logprobs_ask_for_logprobs_and_come_back_on_the_text(
+    client: OpenAI, recorder: RecordingUpstream
+) -> None:
+    scored = completion("ok")
+    scored["choices"][0]["logprobs"] = {"content": [TOKEN], "refusal": None}
+    recorder.answer(Scripted(scored))
+    reply = client.responses.create(model="auto", input="Say ok.", top_logprobs=2)
+    assert (recorder.last["logprobs"], recorder.last["top_logprobs"]) == (True, 2)
+    [part] = reply.output[0].content  # type: ignore[union-attr]
+    assert [p.model_dump() for p in part.logprobs or []] == [TOKEN]  # type: ignore[union-attr]
+
+    pieces = [
+        [
+            {
+                "index": 0,
+                "delta": {"role": "assistant", "content": "ok"},
+                "logprobs": {"content": [TOKEN]},
+            }
+        ],
+        [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+    ]
+    recorder.answer(Scripted(chunks=[chunk(p) for p in pieces]))
+    with client.responses.stream(model="auto", input="Say ok.", top_logprobs=2) as stream:
+        deltas = [e for e in stream if e.type == "response.output_text.delta"]
+        final = stream.get_final_response()
+    assert [d.logprobs[0].model_dump() for d in deltas] == [TOKEN]
+    [part] = final.output[0].content  # type: ignore[union-attr]
+    assert [p.model_dump() for p in part.logprobs or []] == [TOKEN]  # type: ignore[union-attr]
+
+
+def test_ids_that_cannot_be_ours_are_404_without_a_lookup(
+    client: OpenAI, recorder: RecordingUpstream
+) -> None:
+    for weird in ("resp_\x00", "chatcmpl-1", "resp_" + "x" * 300):
+        with pytest.raises(openai.NotFoundError):
+            client.responses.create(model="auto", input="Go on.", previous_response_id=weird)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve("resp_%00x")
+    assert recorder.bodies == []

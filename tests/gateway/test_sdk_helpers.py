@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,9 +20,6 @@ from langchain_openai import ChatOpenAI
 from openai import OpenAI
 from pydantic import BaseModel
 
-from pinfactory.gateway import create_app
-from pinfactory.gateway.server import serve_in_thread
-from pinfactory.team import parse_team
 from pinfactory.testing.recording import (
     RecordingUpstream,
     Scripted,
@@ -31,6 +27,7 @@ from pinfactory.testing.recording import (
     completion,
     text_chunks,
 )
+from tests.gateway.conftest import gateway_for
 
 CALL = {
     "id": "call_1",
@@ -71,18 +68,10 @@ def tool_answer() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[tuple[RecordingUpstream, str]]:
-    recorder = RecordingUpstream()
-    with serve_in_thread(recorder.app()) as url:
-        yield recorder, url
-
-
-@pytest.fixture(scope="module")
 def gateway(
     upstream: tuple[RecordingUpstream, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    ledger: Path = tmp_path_factory.mktemp("helpers") / "ledger.db"
-    team = parse_team(
+    with gateway_for(
         f"""\
 name: helpers
 members:
@@ -90,17 +79,9 @@ members:
       settings: {{base_url: "{upstream[1]}/v1", model: upstream-model}}}}
 routing: {{kind: rules, fallback: remote}}
 """,
-        "helpers.yaml",
-        {"PINFACTORY_LEDGER": str(ledger)},
-    )
-    with serve_in_thread(create_app(team)) as url:
-        yield url + "/v1"
-
-
-@pytest.fixture
-def recorder(upstream: tuple[RecordingUpstream, str]) -> RecordingUpstream:
-    upstream[0].reset()
-    return upstream[0]
+        tmp_path_factory.mktemp("helpers"),
+    ) as served:
+        yield served[0] + "/v1"
 
 
 @pytest.fixture

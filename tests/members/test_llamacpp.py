@@ -9,6 +9,7 @@ import pytest
 import pytest_asyncio
 
 from pinfactory.members import Completion
+from pinfactory.members.base import Delta
 from pinfactory.members.llamacpp import LlamaCppMember, LlamaCppSettings, to_prompt
 from pinfactory.request import Document, Message, Request
 
@@ -147,3 +148,39 @@ async def test_n_choices_and_a_seed(gemma: LlamaCppMember) -> None:
     # the same seed gives the same three answers
     assert [c.message.content for c in first.choices] == [c.message.content for c in again.choices]
     assert first.usage.output_tokens >= 3
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_logprobs_of_the_answer_and_its_alternatives(gemma: LlamaCppMember) -> None:
+    request = Request.from_text(
+        "What is the capital of France?", params={"logprobs": True, "top_logprobs": 3}
+    )
+    completion = await gemma.complete(request)
+    assert "Paris" in completion.text
+    assert completion.text == (await gemma.complete(Request.from_text(request.text))).text
+    [choice] = completion.choices
+    logprobs = choice.logprobs
+    assert logprobs is not None and logprobs.content
+    tokens = logprobs.content
+    assert "".join(t.token for t in tokens).strip().startswith(completion.text)
+    for token in tokens:
+        assert token.logprob <= 0 and token.bytes == list(token.token.encode())
+        assert len(token.top_logprobs) == 3
+        best = [t.logprob for t in token.top_logprobs]
+        assert best == sorted(best, reverse=True)
+        assert token.logprob <= best[0] + 1e-6  # greedy: the chosen token is the likeliest
+    paris = next(t for t in tokens if "Paris" in t.token)
+    assert paris.logprob == pytest.approx(paris.top_logprobs[0].logprob)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_stream_with_logprobs_relays_them_in_one_chunk(gemma: LlamaCppMember) -> None:
+    request = Request.from_text(
+        "What is the capital of France?", stream=True, params={"logprobs": True}
+    )
+    events = [e async for e in gemma.stream(request)]
+    relayed = [e for e in events if isinstance(e, Delta)]
+    first = relayed[0].chunk.choices[0]
+    assert first.logprobs is not None and first.logprobs.content
+    assert all(t.top_logprobs == [] for t in first.logprobs.content)
+    assert isinstance(events[-1], Completion) and "Paris" in events[-1].text

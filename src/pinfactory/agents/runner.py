@@ -8,7 +8,8 @@ costed, budgeted, traced, verified and recorded in the ledger, tagged
 The run checkpoints its :class:`RunState` after every step; a cancelled run
 (``asyncio`` cancellation, Ctrl-C) keeps its steps in the ledger and resumes
 from the checkpoint. Speaker draws use a generator seeded by the run's seed and
-the turn number, so a run with deterministic members replays exactly.
+the turn number, and every step's request carries a sampling ``seed`` drawn from the run's seed
+and the step's index, so a run replays exactly on members that honour it.
 
 Tools (:mod:`pinfactory.agents.tools`): an agent whose member declares the ``tools``
 capability gets its tool members as OpenAI ``tools``; every call in the answer's
@@ -361,10 +362,13 @@ class AgentRunner:
         tool that does is reported to the agent that called it.
         """
         policy = state.spec.on_failure
-        params: dict[str, Any] = {}
-        if tools:
-            params = {"tools": tools, "tool_choice": "none" if answer_now else "auto"}
         for _attempt in range(policy.retries + 1):
+            # a sampling seed per step, from the run's seed: members that honour ``seed``
+            # (the local model, OpenAI) sample the same at the same step of a replay
+            draw = random.Random(f"{state.seed}:step:{len(state.steps)}").getrandbits(31)
+            params: dict[str, Any] = {"seed": draw}
+            if tools:
+                params.update(tools=tools, tool_choice="none" if answer_now else "auto")
             request = Request(
                 messages=messages,
                 model=model,

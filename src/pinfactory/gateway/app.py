@@ -24,7 +24,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.requests import Request as HTTPRequest
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -49,6 +49,7 @@ from pinfactory.gateway.responses import (
     ResponsesCall,
     check_body,
     conversation,
+    lookup_id,
     output_of,
     response_json,
     response_of,
@@ -57,7 +58,7 @@ from pinfactory.gateway.responses import (
     visible,
 )
 from pinfactory.gateway.schema import ChunkWriter, completion_body, parse_request
-from pinfactory.gateway.sse import StreamWriter
+from pinfactory.gateway.sse import EventStream, StreamWriter
 from pinfactory.ledger import Ledger
 from pinfactory.members import Member
 from pinfactory.observe import Observers
@@ -158,7 +159,8 @@ class Gateway:
         history: tuple[Any, ...] = ()
         previous = data.get("previous_response_id")
         if previous is not None:
-            found = await self.ready.ledger.stored_response(previous)
+            ledger = self.ready.ledger
+            found = await ledger.stored_response(previous) if lookup_id(previous) else None
             history = conversation(visible(found, who["unit"], previous))
         return to_call(data, history, **who)
 
@@ -166,7 +168,8 @@ class Gateway:
         """``GET /v1/responses/{id}``: a stored response of the caller's unit, else 404."""
         caller = self.keyring.identify(http.headers.get("authorization"))
         response_id = http.path_params["response_id"]
-        found = await self.ready.ledger.stored_response(response_id)
+        ledger = self.ready.ledger
+        found = await ledger.stored_response(response_id) if lookup_id(response_id) else None
         kept = visible(found, caller.unit, response_id)
         return json_response(orjson.loads(kept.body)["response"])
 
@@ -259,26 +262,25 @@ class Gateway:
         assert isinstance(decision, Decision)
         writer = writer_for(decision.member)
 
-        async def sse() -> AsyncIterator[bytes]:
-            for data in writer.opening(first):
-                yield data
-            pending: list[object] = [first]
+        async def body(write: Callable[[bytes, bool], Awaitable[None]]) -> None:
+            # one write per event; the closing frames go with the end of the body
+            frames, event = writer.opening(first), first
             answer: Answer | None = None
             try:
                 while True:
-                    event = pending.pop() if pending else await anext(events)
                     if isinstance(event, Answer):
                         answer = event
-                        for data in await writer.close(event):
-                            yield data
-                        continue
-                    for data in writer.write(event):
-                        yield data
+                        frames += await writer.close(event)
+                    else:
+                        frames += writer.write(event)
+                    if frames and answer is None:  # the closing frames wait for the end
+                        await write(b"".join(frames), True)
+                        frames = []
+                    event = await anext(events)
             except StopAsyncIteration:
-                if writer.ended:
-                    yield writer.ended
+                await write(b"".join([*frames, writer.ended]), False)
             except PinfactoryError as exc:
-                yield writer.failed(exc)
+                await write(b"".join([*frames, writer.failed(exc)]), False)
             finally:
                 await events.aclose()  # a client that left: the pipeline books what it was sent
                 await self._done(admission, answer)
@@ -286,7 +288,7 @@ class Gateway:
         headers = {"x-pinfactory-member": decision.member, "x-request-id": request.request_id}
         if correlation is not None:
             headers["x-correlation-id"] = correlation
-        return StreamingResponse(sse(), media_type="text/event-stream", headers=headers)
+        return EventStream(body, headers)
 
     async def _done(self, admission: Admission | None, answer: Answer | None) -> None:
         if admission is not None:

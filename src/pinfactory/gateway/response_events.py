@@ -85,6 +85,7 @@ class ResponseEvents:
         self._seq = 0
         self._slots = 0  # output items opened so far
         self._text: list[str] | None = None  # the message being streamed, once opened
+        self._logprobs: list[dict[str, Any]] = []
         self._text_index = 0
         self._calls: dict[int, _Call] = {}  # by the chunk's tool-call index
 
@@ -108,12 +109,13 @@ class ResponseEvents:
             return self._relay(event)
         return []
 
-    def _say(self, text: str) -> list[bytes]:
+    def _say(self, text: str, logprobs: list[dict[str, Any]] | None = None) -> list[bytes]:
         frames = []
         if self._text is None:
             frames += self._open_message()
         assert self._text is not None
         self._text.append(text)
+        self._logprobs += logprobs or []
         frames.append(
             self._event(
                 "response.output_text.delta",
@@ -121,7 +123,7 @@ class ResponseEvents:
                 output_index=self._text_index,
                 content_index=0,
                 delta=text,
-                logprobs=[],
+                logprobs=logprobs or [],
             )
         )
         return frames
@@ -142,10 +144,13 @@ class ResponseEvents:
         ]
 
     def _relay(self, delta: Delta) -> list[bytes]:
-        frames = self._say(delta.text) if delta.text else []
+        frames: list[bytes] = []
         for choice in delta.chunk.choices:
             if choice.index != 0:
                 continue  # Responses has one output; n > 1 is a chat parameter
+            if delta.text:
+                scored = choice.logprobs.content if choice.logprobs is not None else None
+                frames += self._say(delta.text, [t.model_dump(mode="json") for t in scored or ()])
             for piece in choice.delta.tool_calls or ():
                 call = self._calls.get(piece.index)
                 function = piece.function
@@ -186,7 +191,7 @@ class ResponseEvents:
         if self._text is not None:
             text = "".join(self._text)
             item_id, index = "msg_" + self._suffix, self._text_index
-            part = text_part(text).model_dump(mode="json")
+            part = text_part(text, self._logprobs).model_dump(mode="json")
             frames.append(
                 self._event(
                     "response.output_text.done",
@@ -194,7 +199,7 @@ class ResponseEvents:
                     output_index=index,
                     content_index=0,
                     text=text,
-                    logprobs=[],
+                    logprobs=self._logprobs,
                 )
             )
             frames.append(
@@ -206,7 +211,8 @@ class ResponseEvents:
                     part=part,
                 )
             )
-            item = message_item(self._suffix, text, "completed").model_dump(mode="json")
+            message = message_item(self._suffix, text, "completed", self._logprobs)
+            item = message.model_dump(mode="json")
             frames.append(self._event("response.output_item.done", output_index=index, item=item))
             items.append((index, item))
         for call in self._calls.values():
@@ -243,7 +249,7 @@ class ResponseEvents:
             )
             for c in self._calls.values()
         ]
-        return Output("".join(self._text or ()), calls)
+        return Output("".join(self._text or ()), calls, self._logprobs)
 
     def failed(self, exc: PinfactoryError) -> bytes:
         """The reference's ``error`` event for a failure after the stream began."""

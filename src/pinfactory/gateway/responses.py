@@ -222,8 +222,14 @@ def _messages(given: str | list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     if isinstance(given, str):
         return [{"role": "user", "content": given}]
     out: list[Mapping[str, Any]] = []
-    for item in given:
+    for index, item in enumerate(given):
         kind = item.get("type", "message")
+        if kind == "function_call_output" and not isinstance(item.get("call_id"), str):
+            raise RequestError(
+                f"'input.{index}.call_id' is required: the id of the function call this "
+                "output answers",
+                param=f"input.{index}.call_id",
+            )
         if kind == "function_call":
             call = {
                 "id": item["call_id"],
@@ -327,17 +333,24 @@ class Output:
 
     text: str = ""
     calls: list[ChatCompletionMessageToolCall] = field(default_factory=list)
+    logprobs: list[dict[str, Any]] = field(default_factory=list)
+    """The text's tokens with their log probabilities (``top_logprobs`` asked for them):
+    chat's ``logprobs.content`` entries, which are the Responses ``Logprob`` shape."""
 
 
 def output_of(answer: Answer) -> Output:
     """The text and tool calls of the answer's first choice (the pipeline's settled text)."""
     completion = answer.completion
     calls: list[ChatCompletionMessageToolCall] = []
+    logprobs: list[dict[str, Any]] = []
     if completion.choices:
-        for call in completion.choices[0].message.tool_calls or ():
+        first = completion.choices[0]
+        for call in first.message.tool_calls or ():
             if isinstance(call, ChatCompletionMessageToolCall):
                 calls.append(call)
-    return Output(completion.text, calls)
+        if first.logprobs is not None and first.logprobs.content:
+            logprobs = [token.model_dump(mode="json") for token in first.logprobs.content]
+    return Output(completion.text, calls, logprobs)
 
 
 def response_of(
@@ -348,7 +361,7 @@ def response_of(
     suffix = call.response_id.removeprefix("resp_")
     items: list[Any] = []
     if output.text or not output.calls:
-        items.append(message_item(suffix, output.text, "completed"))
+        items.append(message_item(suffix, output.text, "completed", output.logprobs))
     items += [function_item(suffix, i, c, "completed") for i, c in enumerate(output.calls)]
     cut = answer.completion.finish_reason == "length"
     return response_shell(
@@ -409,20 +422,24 @@ def response_shell(
     )
 
 
-def message_item(suffix: str, text: str, status: str) -> ResponseOutputMessage:
+def message_item(
+    suffix: str, text: str, status: str, logprobs: Sequence[Mapping[str, Any]] = ()
+) -> ResponseOutputMessage:
     return ResponseOutputMessage.model_validate(
         {
             "id": "msg_" + suffix,
             "type": "message",
             "role": "assistant",
             "status": status,
-            "content": [text_part(text)] if status == "completed" else [],
+            "content": [text_part(text, logprobs)] if status == "completed" else [],
         }
     )
 
 
-def text_part(text: str) -> ResponseOutputText:
-    return ResponseOutputText(type="output_text", text=text, annotations=[], logprobs=[])
+def text_part(text: str, logprobs: Sequence[Mapping[str, Any]] = ()) -> ResponseOutputText:
+    return ResponseOutputText.model_validate(
+        {"type": "output_text", "text": text, "annotations": [], "logprobs": list(logprobs)}
+    )
 
 
 def function_item(
@@ -460,6 +477,12 @@ def stored(call: ResponsesCall, output: Output, body: dict[str, Any]) -> StoredR
         created=time.time(),
         body=orjson.dumps({"messages": conversation, "response": body}).decode(),
     )
+
+
+def lookup_id(response_id: str) -> bool:
+    """Whether ``response_id`` could name a stored response (one of ours: ``resp_`` and
+    printable, which every ledger can be asked for)."""
+    return response_id.startswith("resp_") and response_id.isprintable() and len(response_id) < 256
 
 
 def visible(found: StoredResponse | None, unit: str, response_id: str) -> StoredResponse:

@@ -375,9 +375,19 @@ class ChunkWriter:
         return []
 
     def _relayed(self, delta: Delta) -> dict[str, Any]:
-        body = delta.chunk.model_dump(mode="json", exclude_unset=True)
-        body.update(id=self.request.completion_id, model=self.member, **self._extra)
-        if not self.include_usage:
+        """The chunk as the upstream sent it (its bytes, when relayed from one: every
+        field kept, none re-serialised by pydantic), under the gateway's id and the
+        member's name; ``usage`` null until the usage chunk when the client asked for
+        it, else absent."""
+        if delta.raw:
+            body: dict[str, Any] = orjson.loads(delta.raw)
+        else:
+            body = delta.chunk.model_dump(mode="json", exclude_unset=True)
+        body["id"] = self.request.completion_id
+        body["model"] = self.member
+        if self.include_usage:
+            body["usage"] = None
+        else:
             body.pop("usage", None)
         return body
 

@@ -8,9 +8,13 @@ over the pipeline's stream the same way.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import orjson
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from pinfactory.errors import PinfactoryError
 from pinfactory.outcome import Answer
@@ -38,3 +42,53 @@ class StreamWriter(Protocol):
 
     def failed(self, exc: PinfactoryError) -> bytes:
         """The error frame for a failure after the stream began."""
+
+
+Body = Callable[[Callable[[bytes, bool], Awaitable[None]]], Awaitable[None]]
+"""Writes a stream's body through ``write(data, more)``; ``more=False`` ends it."""
+
+
+class EventStream(Response):
+    """A ``text/event-stream`` response whose body ``body`` writes itself.
+
+    Unlike Starlette's ``StreamingResponse`` (one message per item, then an empty one to
+    end), the body decides what goes in each write, so the closing frames and the end of
+    the chunked body leave in one. A client that hangs up cancels ``body`` (a watcher on
+    ``receive``, as Starlette does), so whatever it was streaming can book the loss.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(self, body: Body, headers: Mapping[str, str]) -> None:
+        self.status_code = 200
+        self.background = None
+        self.write_body = body
+        self.init_headers(headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        del scope  # the ASGI signature; nothing in it changes the stream
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        task = asyncio.current_task()
+        assert task is not None
+        state = {"done": False, "gone": False}
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            if not state["done"]:
+                state["gone"] = True
+                task.cancel()
+
+        async def write(data: bytes, more: bool) -> None:
+            await send({"type": "http.response.body", "body": data, "more_body": more})
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await self.write_body(write)
+            state["done"] = True
+        except asyncio.CancelledError:
+            if not state["gone"]:
+                raise
+            task.uncancel()  # the client left: the stream ends here, not the server
+        finally:
+            watcher.cancel()

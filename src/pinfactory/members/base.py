@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -80,13 +81,50 @@ class Completion:
 @dataclass(frozen=True, slots=True)
 class Delta:
     """One streamed chunk a member relays as it came (tool-call deltas, logprobs,
-    refusal, several choices): its choices, in OpenAI's chunk type. ``text`` is the
+    refusal, several choices): its choices, in OpenAI's chunk type (checked with it).
+    ``text`` is the
     content it adds to the first choice, what a verifier or a recorder accumulates.
     ``finish`` is true when the chunk ends a choice (it carries a ``finish_reason``)."""
 
     chunk: ChatCompletionChunk
     text: str = ""
     finish: bool = False
+    raw: bytes = b""
+    """The chunk's JSON as the upstream sent it, when relayed from one: the gateway
+    rewrites only ``id`` and ``model`` in it instead of dumping ``chunk`` again."""
+
+
+def replay(completion: Completion) -> list[str | Delta]:
+    """A whole answer as stream events: its text, or, when it has choices (tool calls,
+    refusal, logprobs, several choices), one chunk carrying each choice's message as a
+    delta and one with their finish reasons. Used where an answer must be whole before
+    it is sent (a verifying team), so a streaming client still gets tool-call deltas.
+    The first choice's content is the settled ``text`` (verification may have changed it).
+    """
+    if not completion.choices:
+        return [completion.text]
+    said, finished = [], []
+    for choice in completion.choices:
+        message = choice.message
+        delta: dict[str, Any] = {"role": "assistant"}
+        content = completion.text if choice.index == 0 else message.content
+        if content or not message.tool_calls:
+            delta["content"] = content
+        if message.refusal:
+            delta["refusal"] = message.refusal
+        if message.tool_calls:
+            delta["tool_calls"] = [
+                {"index": i, **call.model_dump(mode="json", exclude_unset=True)}
+                for i, call in enumerate(message.tool_calls)
+            ]
+        logprobs = choice.logprobs.model_dump(mode="json") if choice.logprobs else None
+        said.append({"index": choice.index, "delta": delta, "logprobs": logprobs})
+        finished.append({"index": choice.index, "delta": {}, "finish_reason": choice.finish_reason})
+    shell = {"id": "", "object": "chat.completion.chunk", "created": int(time.time())}
+    shell["model"] = completion.model
+    first = ChatCompletionChunk.model_validate({**shell, "choices": said})
+    last = ChatCompletionChunk.model_validate({**shell, "choices": finished})
+    return [Delta(first, completion.text), Delta(last, "", finish=True)]
 
 
 class Capabilities(BaseModel):

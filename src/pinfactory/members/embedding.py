@@ -32,8 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pinfactory.errors import MemberError, RequestError
 from pinfactory.members.base import Capabilities, Completion, Member, Usage
 from pinfactory.members.registry import register
-from pinfactory.members.upstream import Upstream, UpstreamSpec
-from pinfactory.reliability.breaker import CircuitBreaker
+from pinfactory.members.remote import RemoteMember, RemoteSettings
 from pinfactory.request import Request
 
 
@@ -144,16 +143,6 @@ class LocalEmbeddingMember(_EmbeddingMember):
         return self.answer(vectors.tolist(), embedding_usage(request))
 
 
-class OpenAIEmbeddingsSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    base_url: str = Field(pattern=r"^https?://", description="e.g. http://127.0.0.1:8000/v1")
-    api_key: str = ""
-    model: str = Field(min_length=1)
-    max_connections: int = Field(default=100, gt=0)
-    upstream: UpstreamSpec = Field(default_factory=UpstreamSpec)
-
-
 def to_embeddings_payload(request: Request, model: str) -> dict[str, Any]:
     """The upstream body: the client's as sent, ``model`` swapped; texts as the pipeline
     left them (a single string stays a string)."""
@@ -187,49 +176,20 @@ def parse_embeddings(raw: bytes) -> tuple[list[list[float]], int | None, str]:
 
 
 @register
-class OpenAIEmbeddingsMember(_EmbeddingMember):
+class OpenAIEmbeddingsMember(RemoteMember, _EmbeddingMember):
     """Any OpenAI-compatible ``/embeddings`` endpoint."""
 
     kind = "openai_embeddings"
-    Settings = OpenAIEmbeddingsSettings
-    settings: OpenAIEmbeddingsSettings
+    path = "/embeddings"
+    Settings = RemoteSettings
+    settings: RemoteSettings
     capabilities = Capabilities(
         chat=False, embeddings=True, token_input=True, dimensions=True, streaming=False
     )
 
-    _upstream: Upstream | None = None
-
     @property
     def model_name(self) -> str:
         return self.settings.model
-
-    @property
-    def upstream(self) -> Upstream:
-        if self._upstream is None:
-            headers = {}
-            if self.settings.api_key:
-                headers["authorization"] = f"Bearer {self.settings.api_key}"
-            self._upstream = Upstream(
-                self.name,
-                self.settings.base_url.rstrip("/") + "/embeddings",
-                self.settings.upstream,
-                timeout_s=self.timeout_s,
-                headers=headers,
-                max_connections=self.settings.max_connections,
-            )
-        return self._upstream
-
-    @property
-    def breaker(self) -> CircuitBreaker:
-        return self.upstream.breaker
-
-    async def open(self) -> None:
-        await self.upstream.open()
-
-    async def close(self) -> None:
-        if self._upstream is not None:
-            await self._upstream.close()
-            self._upstream = None
 
     async def complete(self, request: Request) -> Completion:
         raw = await self.upstream.post(

@@ -18,12 +18,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from openai.types.chat import ChatCompletionMessage
-from openai.types.chat.chat_completion import Choice
+from openai.types.chat import ChatCompletionMessage, ChatCompletionTokenLogprob
+from openai.types.chat.chat_completion import Choice, ChoiceLogprobs
+from openai.types.chat.chat_completion_token_logprob import TopLogprob
 from pydantic import BaseModel, ConfigDict, Field
 
 from pinfactory.errors import MemberError
-from pinfactory.members.base import Capabilities, Completion, Delta, Member, Usage
+from pinfactory.members.base import Capabilities, Completion, Delta, Member, Usage, replay
 from pinfactory.members.registry import register
 from pinfactory.request import Request
 
@@ -52,6 +53,13 @@ class LlamaCppSettings(BaseModel):
     )
     temperature: float = Field(default=0.0, ge=0, le=2)
     seed: int = 0
+    logprobs_n_ctx: int = Field(
+        default=512,
+        ge=128,
+        description="context of the second instance that serves logprobs (loaded on the "
+        "first such request; llama.cpp keeps n_ctx x vocabulary logits for it: 512 MB "
+        "for Gemma 3 at 512 tokens)",
+    )
 
 
 def default_model_path() -> Path:
@@ -89,19 +97,33 @@ class LlamaCppMember(Member):
     Settings = LlamaCppSettings
     settings: LlamaCppSettings
     # JSON mode and JSON Schema by grammar-constrained decoding; n by repeated generation.
-    # No logprobs: llama.cpp keeps per-token logits only with logits_all, a buffer of
-    # n_ctx x vocabulary floats (2 GB for Gemma 3 at 2048 tokens). No tools, no images.
-    capabilities = Capabilities(json_mode=True, json_schema=True, n=True)
+    # logprobs from a second instance with logits_all (llama.cpp keeps per-token logits
+    # only then: n_ctx x vocabulary floats), loaded on first use. No tools, no images.
+    capabilities = Capabilities(json_mode=True, json_schema=True, n=True, logprobs=True)
 
     _llama: Any = None
     _lock: asyncio.Lock | None = None
+    _scorer: Any = None  # the logits_all instance, for logprobs
+    _scorer_lock: asyncio.Lock | None = None
 
     async def open(self) -> None:
         if self._llama is None:
             self._llama = await asyncio.to_thread(self._load)
             self._lock = asyncio.Lock()
 
-    def _load(self) -> Any:
+    async def _logprob_model(self) -> tuple[Any, asyncio.Lock]:
+        """The instance that keeps every token's logits, loaded on the first request
+        that asks for ``logprobs``."""
+        if self._scorer_lock is None:
+            self._scorer_lock = asyncio.Lock()
+        async with self._scorer_lock:
+            if self._scorer is None:
+                self._scorer = await asyncio.to_thread(
+                    self._load, n_ctx=self.settings.logprobs_n_ctx, logits_all=True
+                )
+        return self._scorer, self._scorer_lock
+
+    def _load(self, *, n_ctx: int | None = None, logits_all: bool = False) -> Any:
         try:
             from llama_cpp import Llama
         except ImportError as exc:
@@ -112,14 +134,16 @@ class LlamaCppMember(Member):
             raise MemberError(self.name, f"model file not found: {path}")
         return Llama(
             model_path=str(path),
-            n_ctx=self.settings.n_ctx,
+            n_ctx=n_ctx or self.settings.n_ctx,
             n_threads=self.settings.n_threads,
             seed=self.settings.seed,
+            logits_all=logits_all,
             verbose=False,
         )
 
     async def close(self) -> None:
         self._llama = None
+        self._scorer = None
 
     def _arguments(self, request: Request) -> dict[str, Any]:
         """create_completion's arguments: the prompt, limits, ``seed``, and for a
@@ -145,6 +169,10 @@ class LlamaCppMember(Member):
         llama, lock = self._ready()
         arguments = self._arguments(request)
         count = int(request.params.get("n") or 1)
+        wants_logprobs = bool(request.params.get("logprobs"))
+        if wants_logprobs:
+            llama, lock = await self._logprob_model()
+            arguments["logprobs"] = int(request.params.get("top_logprobs") or 0)
         await lock.acquire()
         # A thread cannot be stopped: a caller that gives up (timeout, disconnect) returns at
         # once, but the model stays locked until its thread has finished generating.
@@ -158,20 +186,29 @@ class LlamaCppMember(Member):
         texts = [r["choices"][0]["text"].strip() for r in results]
         finishes = [r["choices"][0].get("finish_reason") or "stop" for r in results]
         completion = self._completion(texts[0], usage, finishes[0])
-        if count == 1:
+        if count == 1 and not wants_logprobs:
             return completion
+        top = int(request.params.get("top_logprobs") or 0)
         choices = tuple(
             Choice(
                 index=i,
                 message=ChatCompletionMessage(role="assistant", content=text),
                 finish_reason="length" if finish == "length" else "stop",
-                logprobs=None,
+                logprobs=chat_logprobs(r["choices"][0].get("logprobs"), top)
+                if wants_logprobs
+                else None,
             )
-            for i, (text, finish) in enumerate(zip(texts, finishes, strict=True))
+            for i, (text, finish, r) in enumerate(zip(texts, finishes, results, strict=True))
         )
         return replace(completion, choices=choices)
 
     async def stream(self, request: Request) -> AsyncIterator[str | Delta | Completion]:
+        if request.params.get("logprobs"):  # scored whole, then sent as one relayed chunk
+            completion = await self.complete(request)
+            for event in replay(completion):
+                yield event
+            yield completion
+            return
         llama, lock = self._ready()
         arguments = self._arguments(request)
         parts: list[str] = []
@@ -228,6 +265,33 @@ def _generate_n(llama: Any, arguments: dict[str, Any], count: int) -> list[Any]:
         extra = {"seed": seed + index} if seed is not None and index else {}
         results.append(llama.create_completion(**{**arguments, **extra}))
     return results
+
+
+def chat_logprobs(found: Any, top: int) -> ChoiceLogprobs | None:
+    """llama.cpp's completion logprobs (``tokens``, ``token_logprobs``, ``top_logprobs``)
+    as a chat choice's: one entry per token with its UTF-8 bytes and the ``top`` most
+    likely alternatives, most likely first."""
+    if not found:
+        return None
+    content = []
+    for token, logprob, alternatives in zip(
+        found["tokens"], found["token_logprobs"], found["top_logprobs"], strict=True
+    ):
+        if logprob is None:
+            continue
+        ranked = sorted((alternatives or {}).items(), key=lambda pair: -pair[1])[:top]
+        content.append(
+            ChatCompletionTokenLogprob(
+                token=token,
+                logprob=float(logprob),
+                bytes=list(token.encode()),
+                top_logprobs=[
+                    TopLogprob(token=t, logprob=float(lp), bytes=list(t.encode()))
+                    for t, lp in ranked
+                ],
+            )
+        )
+    return ChoiceLogprobs(content=content, refusal=None)
 
 
 @lru_cache(maxsize=64)

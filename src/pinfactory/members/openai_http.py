@@ -21,28 +21,18 @@ import orjson
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.chat.chat_completion import Choice
 from openai.types.completion_usage import CompletionUsage
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from pinfactory.errors import MemberError
-from pinfactory.members.base import Capabilities, Completion, Delta, Member, Usage
+from pinfactory.members.base import Capabilities, Completion, Delta, Usage
 from pinfactory.members.registry import register
-from pinfactory.members.upstream import Upstream, UpstreamSpec, WholeBody
-from pinfactory.reliability.breaker import CircuitBreaker
+from pinfactory.members.remote import RemoteMember, RemoteSettings
+from pinfactory.members.upstream import WholeBody
 from pinfactory.request import Request, estimate_tokens, wire_message
 
 
-class OpenAIHTTPSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    base_url: str = Field(pattern=r"^https?://", description="e.g. http://127.0.0.1:8000/v1")
-    api_key: str = ""
-    model: str = Field(min_length=1)
-    max_connections: int = Field(default=100, gt=0)
+class OpenAIHTTPSettings(RemoteSettings):
     default_max_tokens: int | None = Field(default=None, gt=0)
-    upstream: UpstreamSpec = Field(
-        default_factory=UpstreamSpec,
-        description="timeouts, retries, breaker, size cap; the team's ``upstream:`` is the default",
-    )
     stream_usage: bool = Field(
         default=False,
         description="ask for a usage chunk on every stream (stream_options) even when the "
@@ -111,15 +101,15 @@ def parse_usage(usage: CompletionUsage | None) -> Usage:
     return Usage(usage.prompt_tokens, usage.completion_tokens)
 
 
-def parse_sse_line(line: str) -> ChatCompletionChunk | None:
-    """One ``data:`` line of a streamed response; None for keep-alives and ``[DONE]``.
+def parse_chunk(data: bytes) -> ChatCompletionChunk | None:
+    """One SSE ``data:`` payload of a streamed response, checked against
+    ``openai.types.chat.ChatCompletionChunk``; None for an empty one and ``[DONE]``.
 
-    Raises ``ValueError`` when the data is not a chat completion chunk.
+    Raises :class:`StreamErrorEvent` for an OpenAI-style error event, ``ValueError``
+    (pydantic's ``ValidationError`` is one) when the data is not a chunk.
     """
-    if not line.startswith("data:"):
-        return None
-    data = line[5:].strip()
-    if not data or data == "[DONE]":
+    data = data.strip()
+    if not data or data == b"[DONE]":
         return None
     try:
         return ChatCompletionChunk.model_validate_json(data)
@@ -146,8 +136,9 @@ class StreamReader:
         self.fingerprint: str | None = None
         self.service_tier: str | None = None
 
-    def read(self, chunk: ChatCompletionChunk) -> Delta | None:
-        """The chunk to relay; None for a chunk that only reports usage."""
+    def read(self, chunk: ChatCompletionChunk, raw: bytes = b"") -> Delta | None:
+        """The chunk to relay (``raw``: its JSON as received); None for a chunk that
+        only reports usage."""
         self.model = chunk.model or self.model
         self.fingerprint = chunk.system_fingerprint or self.fingerprint
         self.service_tier = chunk.service_tier or self.service_tier
@@ -164,50 +155,20 @@ class StreamReader:
             if choice.index == 0 and choice.delta.content:
                 text = choice.delta.content
                 self.parts.append(text)
-        return Delta(chunk, text, finish)
+        return Delta(chunk, text, finish, raw)
 
 
 @register
-class OpenAIHTTPMember(Member):
+class OpenAIHTTPMember(RemoteMember):
     """Any OpenAI-compatible chat completions endpoint."""
 
     kind = "openai_http"
+    path = "/chat/completions"
     Settings = OpenAIHTTPSettings
     settings: OpenAIHTTPSettings
     capabilities = Capabilities(
         tools=True, json_mode=True, json_schema=True, vision=True, n=True, logprobs=True
     )
-
-    _upstream: Upstream | None = None
-
-    @property
-    def upstream(self) -> Upstream:
-        """The transport (timeouts, retries, breaker); built on first use, opened in ``open``."""
-        if self._upstream is None:
-            headers = {}
-            if self.settings.api_key:
-                headers["authorization"] = f"Bearer {self.settings.api_key}"
-            self._upstream = Upstream(
-                self.name,
-                self.settings.base_url.rstrip("/") + "/chat/completions",
-                self.settings.upstream,
-                timeout_s=self.timeout_s,
-                headers=headers,
-                max_connections=self.settings.max_connections,
-            )
-        return self._upstream
-
-    @property
-    def breaker(self) -> CircuitBreaker:
-        return self.upstream.breaker
-
-    async def open(self) -> None:
-        await self.upstream.open()
-
-    async def close(self) -> None:
-        if self._upstream is not None:
-            await self._upstream.close()
-            self._upstream = None
 
     async def complete(self, request: Request) -> Completion:
         raw = await self.upstream.post(orjson.dumps(self._payload(request, stream=False)))
@@ -225,14 +186,14 @@ class OpenAIHTTPMember(Member):
                     yield completion
                     return
                 try:
-                    chunk = parse_sse_line("data: " + data.decode())
+                    chunk = parse_chunk(data)
                 except StreamErrorEvent as exc:
                     raise MemberError(self.name, f"upstream stream error: {exc}") from exc
                 except ValueError as exc:  # UnicodeDecodeError and pydantic's errors too
                     raise MemberError(
                         self.name, f"upstream sent a garbled stream: {_first_line(exc)}"
                     ) from exc
-                delta = reader.read(chunk) if chunk is not None else None
+                delta = reader.read(chunk, data) if chunk is not None else None
                 if delta is not None:
                     yield delta
         yield self._completion(
