@@ -284,6 +284,7 @@ class Failure:
     calls: tuple[MemberCall, ...] = ()
     decision: Decision | None = None
     correlation_id: str | None = None
+    trace_id: str | None = None
 
     @property
     def member(self) -> str | None:

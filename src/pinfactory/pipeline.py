@@ -29,6 +29,7 @@ import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -49,13 +50,14 @@ from pinfactory.ledger.queued import queue_request, run_approved
 from pinfactory.ledger.reviews import ReviewQueue
 from pinfactory.members import Completion, Member, member_class
 from pinfactory.members.base import Delta, Usage, replay
-from pinfactory.members.calls import MemberCall, MemberStream, Purpose, Tab, call_member, open_tab
+from pinfactory.members.calls import MemberCall, MemberStream, Tab, call_member, open_tab
 from pinfactory.members.composite import Composite
-from pinfactory.observe import Observers, Timeline, build_observers, stage
+from pinfactory.observe import Observers, Timeline, stage
+from pinfactory.observe.build import build_observers
 from pinfactory.observe.timeline import stage_end, stage_start
 from pinfactory.outcome import Answer, Failure, Outcome
 from pinfactory.request import Request, check_storable, storable
-from pinfactory.routing import Decision, Learner, Router, TieredRouter, build_router
+from pinfactory.routing import ComposingRouter, Decision, Learner, Router, build_router
 from pinfactory.spend import QuotaQueued, Spend, build_spend
 from pinfactory.team import Team
 from pinfactory.verify.stage import VerifyStage, escalation_target
@@ -76,15 +78,13 @@ class Pipeline:
         spend: Spend | None = None,
     ) -> None:
         self.team = team
-        self.members = dict(members)
+        self.members = with_composites(members, router)
         self.router = router
         self.ledger = ledger
-        self.spend = spend or build_spend(team, ledger, self.worst_case)
+        self.spend = spend or build_spend(team, ledger, self.worst_case, reach=self.reach)
         self.reviews = ReviewQueue(ledger, team.spec.reviews)
         self.observers = observers or Observers()
         self._tasks: set[asyncio.Task[None]] = set()
-        # a Protocol isinstance check is slow: once here, not per request
-        self._tiered = router if isinstance(router, TieredRouter) else None
         spec = team.spec.verification
         self.verification = VerifyStage(spec) if spec is not None else None
         self.eligibility = Eligibility(self.members, team.spec.drop_unsupported)
@@ -165,16 +165,12 @@ class Pipeline:
             decision = await self.spend.admit(request, decision)
         return decision
 
-    async def _answer(self, request: Request, decision: Decision) -> tuple[Decision, Completion]:
-        """Call the decided member; a tiered router (cascade) runs its tiers instead."""
-
-        async def call(name: str) -> Completion:
-            purpose: Purpose = "answer" if name == decision.member else "tier"
-            return await call_member(self.members[name], request, purpose)
-
-        if decision.router != "pinned" and self._tiered is not None and request.endpoint == "chat":
-            return await self._tiered.answer(request, decision, call)
-        return decision, await call(decision.member)
+    def reach(self, member: str) -> tuple[str, ...]:
+        """The members a call to ``member`` may end up calling (a composite's leaves)."""
+        found = self.members.get(member)
+        if isinstance(found, Composite):
+            return tuple(leaf.name for leaf in found.leaves())
+        return (member,)
 
     async def complete(self, request: Request, started: float | None = None) -> Answer:
         """Answer one request and record it; every failure is recorded, then raised.
@@ -195,7 +191,7 @@ class Pipeline:
                 if hit is not None:
                     decision, completion = hit.decision, hit.completion
                 else:
-                    decision, completion = await self._answer(request, decision)
+                    completion = await call_member(self.members[decision.member], request, "answer")
             answer = self._answer_of(request, decision, completion, started, tab)
             answer.cache = hit.record if hit is not None else None
             if self.verification is not None and request.endpoint == "chat":
@@ -257,7 +253,7 @@ class Pipeline:
         await self._check(request, started)
         try:
             with stage("route"):
-                decision = await self.route(request)  # streams are not cascaded
+                decision = await self.route(request)
             yield decision
             call = timeline.open("call")
             member_stream = MemberStream(self.members[decision.member], request, "answer", tab)
@@ -324,6 +320,8 @@ class Pipeline:
         started: float,
         tab: Tab,
     ) -> Answer:
+        if tab.trail:  # how a member made of members got to its answer
+            decision = replace(decision, trail=(*decision.trail, *tab.trail))
         return Answer(
             request,
             decision,
@@ -363,12 +361,13 @@ class Pipeline:
         """
         await self._settle(answer)
         recording = stage_start("record")
+        answer.trace_id = self.observers.trace_id(answer.request)  # sealed, then traced
         try:
             await self.ledger.record(entry_of(answer), events_of(answer))
         except LedgerError as exc:
             stage_end(recording)
             failure = _failure_of(answer.request, exc, answer.latency_ms, answer.calls)
-            failure.decision = answer.decision
+            failure.decision, failure.trace_id = answer.decision, answer.trace_id
             await self._write_failure(failure)
             raise
         stage_end(recording)
@@ -397,6 +396,8 @@ class Pipeline:
 
     async def _write_failure(self, failure: Failure) -> None:
         recording = stage_start("record")
+        if failure.trace_id is None:
+            failure.trace_id = self.observers.trace_id(failure.request)
         try:
             await self.ledger.record(entry_of(failure), events_of(failure))
         except LedgerError:
@@ -406,7 +407,7 @@ class Pipeline:
             stored = LedgerError(f"the ledger refused the request's row: {failure.error.code}")
             again = Failure(
                 None, stored, failure.unit, "", "-", failure.request_id,
-                failure.latency_ms, failure.calls,
+                failure.latency_ms, failure.calls, trace_id=failure.trace_id,
             )  # fmt: skip
             await self.ledger.record(entry_of(again), events_of(again))
         finally:
@@ -445,6 +446,18 @@ def _failure_of(
         calls,
         correlation_id=who.get("correlation_id") or None,
     )
+
+
+def with_composites(members: Mapping[str, Member], router: Router) -> dict[str, Member]:
+    """``members`` and the members the router made of them (a cascade's tiers), bound."""
+    found = dict(members)
+    if isinstance(router, ComposingRouter):
+        for made in router.composites():
+            if made.name not in found:
+                found[made.name] = made
+                if isinstance(made, Composite):
+                    made.bind(found)
+    return found
 
 
 def build_members(team: Team) -> dict[str, Member]:

@@ -39,7 +39,7 @@ from decimal import Decimal
 from typing import Literal
 
 from pinfactory.errors import QuotaExceeded
-from pinfactory.ledger.base import QuotaCounter, from_nano, to_nano
+from pinfactory.ledger.base import Cap, QuotaCounter, from_nano, to_nano
 from pinfactory.members.calls import MemberCall
 from pinfactory.request import Request
 from pinfactory.routing.base import Decision, MemberTable, member_table, resolve_member
@@ -47,6 +47,12 @@ from pinfactory.team import Period, SpendLimit, Team
 
 WorstCase = Callable[[str, Request], Decimal]
 """The most a request answered by the named member can cost, every call included (USD)."""
+Reach = Callable[[str], Sequence[str]]
+"""The members a call to the named member may end up calling (a composite's parts)."""
+
+
+def itself(member: str) -> Sequence[str]:
+    return (member,)
 
 
 class QuotaQueued(QuotaExceeded):
@@ -97,22 +103,12 @@ class MemoryQuotaCounter:
         self._usage: dict[tuple[str, float], tuple[int, int]] = {}
         self._lock = asyncio.Lock()
 
-    async def try_consume(
-        self,
-        key: str,
-        window_start: float,
-        limit_calls: int | None,
-        limit_nusd: int | None,
-        calls: int,
-        nusd: int,
-    ) -> bool:
+    async def try_consume(self, key: str, start: float, cap: Cap, calls: int, nusd: int) -> bool:
         async with self._lock:
-            used_calls, used_nusd = self._usage.get((key, window_start), (0, 0))
-            if limit_calls is not None and used_calls + calls > limit_calls:
+            used_calls, used_nusd = self._usage.get((key, start), (0, 0))
+            if not cap.allows(used_calls + calls, used_nusd + nusd):
                 return False
-            if limit_nusd is not None and used_nusd + nusd > limit_nusd:
-                return False
-            self._usage[(key, window_start)] = (used_calls + calls, used_nusd + nusd)
+            self._usage[(key, start)] = (used_calls + calls, used_nusd + nusd)
             return True
 
     async def adjust(self, key: str, window_start: float, calls: int, nusd: int) -> None:
@@ -146,9 +142,11 @@ class Spend:
         members: MemberTable,
         fallback: str,
         worst_case: WorstCase,
+        reach: Reach = itself,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.limits = list(limits)
+        self.reach = reach
         self.counter = counter
         self.members = members
         self.fallback = fallback
@@ -273,12 +271,17 @@ class Spend:
         """Reserve in every covering limit or none; the limit that refused, if any."""
         now = self.clock()
         taken: list[Reservation] = []
+        reached = [
+            (m, decision.tier if m == decision.member else self.members.get(m, ("", 0))[0])
+            for m in self.reach(decision.member)
+        ]  # a composite: every member it may call, so a quota on any of them reserves
         for limit in limits:
-            if not limit.covers_member(decision.member, decision.tier):
+            if not any(limit.covers_member(m, tier) for m, tier in reached):
                 continue
             key, window = limit.key(request.unit), window_start(limit.period, now)
-            cap = to_nano(limit.max_spend_usd) if limit.max_spend_usd is not None else None
-            if not await self.counter.try_consume(key, window, limit.max_calls, cap, 1, nusd):
+            spend = limit.max_spend_usd
+            cap = Cap(limit.max_calls, to_nano(spend) if spend is not None else None)
+            if not await self.counter.try_consume(key, window, cap, 1, nusd):
                 for held in taken:
                     await self.counter.adjust(held.key, held.window, -held.calls, -held.nusd)
                 return limit
@@ -325,6 +328,7 @@ def build_spend(
     counter: QuotaCounter | None = None,
     worst_case: WorstCase | None = None,
     *,
+    reach: Reach = itself,
     only: Literal["quota"] | None = None,
 ) -> Spend:
     """The team's limits (``limits``, ``budgets`` and ``routing.quotas``) on ``counter``
@@ -343,4 +347,5 @@ def build_spend(
         members=table,
         fallback=team.spec.routing.fallback,
         worst_case=worst_case or typical,
+        reach=reach,
     )

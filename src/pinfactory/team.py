@@ -28,6 +28,7 @@ from pinfactory.observe.config import ObserveSpec
 from pinfactory.reliability.limits import RateLimitSpec
 from pinfactory.reliability.state import StateSpec
 from pinfactory.request import Request
+from pinfactory.tiers import RouterContext, names_unknown_member, table_of
 from pinfactory.verify.policy import VerificationSpec
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
@@ -295,6 +296,16 @@ class Team:
     def member_names(self) -> list[str]:
         return [m.name for m in self.members]
 
+    def router_context(self) -> RouterContext:
+        """What a router may know of this team (``tiers.RouterContext``): the enabled
+        members' table, the fallback, the team file's folder and the declared names."""
+        return RouterContext(
+            members=table_of(self.members),
+            fallback=self.spec.routing.fallback,
+            base=Path(self.source).parent,
+            declared=frozenset(m.name for m in self.spec.members),
+        )
+
     def limits(self) -> list[SpendLimit]:
         """Every spend limit: ``limits``, then ``routing.quotas`` and ``budgets`` (the older
         forms) read as limits. Raises TeamFileError naming the field or unknown member."""
@@ -321,7 +332,7 @@ class Team:
         declared = {m.name for m in self.spec.members}
         for limit in found:
             for name in (limit.member, limit.downgrade_to):
-                if name and not name.startswith("tier:") and name not in declared:
+                if name and names_unknown_member(name, declared):
                     raise TeamFileError(f"{limit.source} '{limit.name}': unknown member '{name}'")
         return found
 

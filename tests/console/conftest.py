@@ -11,10 +11,15 @@ from typing import Any
 import httpx
 import pytest
 from openai import OpenAI
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from pinfactory.console import ConsoleSettings
 from pinfactory.gateway import create_app
 from pinfactory.gateway.server import free_port, serve_in_thread
+from pinfactory.observe import Observers
+from pinfactory.observe.build import build_observers
+from pinfactory.observe.config import TracingSpec
+from pinfactory.observe.tracing import Tracing
 from pinfactory.team import load_team
 from tests.ledger.conftest import location, pg_location  # noqa: F401  (the ledger fixtures)
 
@@ -45,7 +50,7 @@ routing: {{kind: rules, fallback: calc}}
 verification:
   min_confidence: 0.6
   on_low_confidence: review
-reviews: {{mode: wait, timeout_s: 30}}
+reviews: {{mode: wait, timeout_s: 180}}  # a person's time: generous on a busy machine
 budgets:
   - {{unit: sales, period: day, max_spend_usd: 1.00, on_exhausted: refuse}}
 keys:
@@ -95,19 +100,25 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def serve_console(tmp: Path) -> Any:
+def serve_console(tmp: Path, spans: SpanExporter | None = None) -> Any:
+    """A console gateway on loopback; ``spans`` receives its traces when given."""
     ledger = tmp / "ledger.db"
     path = tmp / "console.yaml"
     path.write_text(team_text(ledger))
     reports = tmp / "lab-reports"
     reports.mkdir(exist_ok=True)
     settings = ConsoleSettings(secret=SECRET, lab_reports=str(reports))
-    return serve_in_thread(create_app(load_team(path, {}), console=settings))
+    team = load_team(path, {})
+    observers = build_observers(team)
+    if spans is not None:
+        tracing = Tracing(TracingSpec(), team=team.name, exporter=spans)
+        observers = Observers([*observers.all, tracing])
+    return serve_in_thread(create_app(team, console=settings, observers=observers))
 
 
 def ask(url: str, key: str, question: str, model: str = "auto", **extra: Any) -> tuple[str, str]:
     """(request id, content) of one chat completion through the openai SDK."""
-    with OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=60) as client:
+    with OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=240) as client:
         raw = client.chat.completions.with_raw_response.create(
             model=model, messages=[{"role": "user", "content": question}], extra_body=extra
         )

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.console.conftest import (
     ADMIN,
@@ -34,6 +35,7 @@ from tests.console.conftest import (
 )
 
 pytestmark = pytest.mark.slow
+WAIT_S = 200  # how long a test waits for a held client (more than the review's own timeout)
 
 
 # a 1x1 PNG: the lab report's plot
@@ -43,7 +45,13 @@ PIXEL = base64.b64decode(
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def spans() -> InMemorySpanExporter:
+    """The console gateway's traces."""
+    return InMemorySpanExporter()
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory: pytest.TempPathFactory, spans: InMemorySpanExporter) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("console")
     report = tmp / "lab-reports" / "clinc-demo"
     report.mkdir(parents=True)
@@ -52,7 +60,7 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "| hybrid | 0.759 |\n\n![curves](curves.png)\n<script>alert(1)</script>\n"
     )
     (report / "curves.png").write_bytes(PIXEL)
-    with serve_console(tmp) as served:
+    with serve_console(tmp, spans) as served:
         yield served
 
 
@@ -80,7 +88,7 @@ class Waiting(threading.Thread):
 
 
 def pending_card(page: Any) -> Any:
-    page.wait_for_selector("article.review", timeout=15_000)
+    page.wait_for_selector("article.review", timeout=120_000)  # verified first: slow when busy
     return page.locator("article.review").first
 
 
@@ -135,12 +143,24 @@ def test_session_cookie_is_secure_http_only_and_a_tampered_one_logs_out(
 
 
 def test_sdk_requests_appear_on_live_and_open_their_decision_chain(
-    url: str, context: Any, screenshots: Path
+    url: str, context: Any, screenshots: Path, spans: InMemorySpanExporter
 ) -> None:
     page = login(context, url, ADMIN)
     page.wait_for_selector("#live-state.pulse:not(.off)")
-    request_id, answer = ask(url, SALES, "What is 12 * 7?")
-    assert "84" in answer
+    with openai.OpenAI(base_url=url + "/v1", api_key=SALES, max_retries=0) as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model="auto", messages=[{"role": "user", "content": "What is 12 * 7?"}]
+        )
+    request_id, reply = raw.headers["x-request-id"], raw.parse()
+    assert "84" in (reply.choices[0].message.content or "")
+    block = (reply.model_extra or {})["pinfactory"]
+    (server_span,) = [  # the request's server span, as the exporter received it
+        s for s in spans.get_finished_spans()
+        if (s.attributes or {}).get("pinfactory.request_id") == request_id
+    ]  # fmt: skip
+    assert server_span.context is not None
+    trace_id = format(server_span.context.trace_id, "032x")
+    assert block["trace_id"] == trace_id
     row = page.locator(f"#live-rows tr:has(a:text('{request_id[:18]}'))")
     row.wait_for(timeout=5_000)  # streamed in, no reload
     assert "calc" in row.inner_text() and "sales" in row.inner_text()
@@ -151,6 +171,8 @@ def test_sdk_requests_appear_on_live_and_open_their_decision_chain(
     for kind in ("request", "decision", "call", "response"):
         assert kind in chain
     assert "$0.010000" in page.locator("table.grid").first.inner_text()
+    shown = page.locator(".card.stat:has(.label:text('trace id')) .value").inner_text()
+    assert shown.strip() == trace_id  # sealed with the row, before the spans existed
     shoot(page, screenshots, "request")
 
 
@@ -166,7 +188,7 @@ def test_a_review_approved_in_the_browser_releases_the_waiting_client(
     shoot(page, screenshots, "reviews")
     card.locator("button[name=approve]").click()
     page.wait_for_selector(".notice.good")
-    client.join(timeout=30)
+    client.join(timeout=WAIT_S)
     assert client.result is not None
     assert "84" in client.result[1]  # the member's answer, released by the approval
     assert "approved by rita" in page.locator(".notice.good").inner_text()
@@ -186,7 +208,7 @@ def test_a_second_decision_from_another_tab_is_told_who_decided(url: str, contex
         r"already decided \(overridden\) by rita at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC",
         second.locator(".notice.problem").inner_text(),
     )
-    client.join(timeout=30)
+    client.join(timeout=WAIT_S)
     assert client.result is not None and "checked by hand" in client.result[1]
 
 
@@ -197,7 +219,7 @@ def test_an_override_is_visible_in_the_audit_view(
     client.start()
     reviewer = login(context, url, REVIEWER)
     override(reviewer, pending_card(reviewer), "It is 84; the puzzle text is wrong.")
-    client.join(timeout=30)
+    client.join(timeout=WAIT_S)
     assert client.result is not None
     admin = context.browser.new_context(viewport={"width": 1360, "height": 900})
     try:

@@ -177,7 +177,7 @@ def test_any_rule_compiles_or_is_refused_and_then_decides_anything(
     config = {"kind": "rules", "fallback": "calculator",
               "rules": [{"name": "r", "when": when, "route": "calculator"}]}  # fmt: skip
     try:
-        router = RulesRouter.from_config(config, team)
+        router = RulesRouter.from_config(config, team.router_context())
     except (TeamFileError, ValidationError):
         return  # refused at load time, naming the field (what the team loader reports)
     if text.strip():

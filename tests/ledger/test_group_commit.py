@@ -10,7 +10,7 @@ import pytest
 
 from pinfactory.errors import LedgerError, NotFound
 from pinfactory.ledger import AuditEvent, LedgerEntry, open_ledger
-from pinfactory.ledger.base import Review
+from pinfactory.ledger.base import Cap, Review
 from pinfactory.ledger.chain import verify_ledger
 from pinfactory.ledger.store import SQLLedger
 
@@ -79,7 +79,7 @@ async def test_group_batches_share_commits_and_keep_quotas_exact(
     await ledger.open()
     try:
         granted = await asyncio.gather(
-            *(ledger.try_consume("q", 0.0, 30, None, 1, 0) for _ in range(50)),
+            *(ledger.try_consume("q", 0.0, Cap(30, None), 1, 0) for _ in range(50)),
             *(ledger.record(entry(f"req_{i}"), events(f"req_{i}")) for i in range(50)),
         )
         usage = await ledger.usage("q", 0.0)

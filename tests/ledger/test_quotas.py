@@ -11,6 +11,7 @@ import pytest
 from pinfactory.gateway import create_app
 from pinfactory.gateway.server import serve_in_thread
 from pinfactory.ledger import open_ledger
+from pinfactory.ledger.base import Cap
 from pinfactory.routing.quotas import window_start
 from pinfactory.team import parse_team
 
@@ -19,13 +20,13 @@ async def test_try_consume_respects_both_limits(location: str) -> None:
     ledger = open_ledger(location)
     await ledger.open()
     try:
-        assert await ledger.try_consume("q", 0.0, 2, 100, 1, 60)
-        assert not await ledger.try_consume("q", 0.0, 2, 100, 1, 41)  # spend would pass 100
-        assert await ledger.try_consume("q", 0.0, 2, 100, 1, 40)
-        assert not await ledger.try_consume("q", 0.0, 2, None, 1, 0)  # calls would pass 2
-        assert await ledger.try_consume("q", 0.0, None, None, 5, 5)  # no limits
-        assert not await ledger.try_consume("fresh", 0.0, None, 10, 1, 11)  # first use too big
-        assert await ledger.try_consume("q", 86400.0, 2, 100, 1, 100)  # a new window
+        assert await ledger.try_consume("q", 0.0, Cap(2, 100), 1, 60)
+        assert not await ledger.try_consume("q", 0.0, Cap(2, 100), 1, 41)  # spend would pass 100
+        assert await ledger.try_consume("q", 0.0, Cap(2, 100), 1, 40)
+        assert not await ledger.try_consume("q", 0.0, Cap(2, None), 1, 0)  # calls would pass 2
+        assert await ledger.try_consume("q", 0.0, Cap(None, None), 5, 5)  # no limits
+        assert not await ledger.try_consume("fresh", 0.0, Cap(None, 10), 1, 11)  # first use too big
+        assert await ledger.try_consume("q", 86400.0, Cap(2, 100), 1, 100)  # a new window
         assert await ledger.usage("q", 0.0) == (7, 105)
         await ledger.adjust("q", 0.0, -1, -5)
         assert await ledger.usage("q", 0.0) == (6, 100)
@@ -39,10 +40,10 @@ async def test_fifty_concurrent_consumers_never_overspend(location: str) -> None
     for ledger in ledgers:
         await ledger.open()
     try:
-        assert await ledgers[0].try_consume("budget:sales:day", 0.0, None, 1000, 93, 930)
+        assert await ledgers[0].try_consume("budget:sales:day", 0.0, Cap(None, 1000), 93, 930)
         results = await asyncio.gather(
             *(
-                ledgers[i % 5].try_consume("budget:sales:day", 0.0, None, 1000, 1, 10)
+                ledgers[i % 5].try_consume("budget:sales:day", 0.0, Cap(None, 1000), 1, 10)
                 for i in range(50)
             )
         )

@@ -17,8 +17,9 @@ from opentelemetry.trace import SpanKind, StatusCode
 from pinfactory.gateway import create_app
 from pinfactory.gateway.server import serve_in_thread
 from pinfactory.members.base import Completion, Usage
-from pinfactory.observe import Observers, Timeline, build_observers, stage
+from pinfactory.observe import Observers, Timeline, stage
 from pinfactory.observe import attributes as a
+from pinfactory.observe.build import build_observers
 from pinfactory.observe.config import TracingSpec
 from pinfactory.observe.tracing import Tracing
 from pinfactory.outcome import Answer, Disagreement, Escalation

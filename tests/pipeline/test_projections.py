@@ -128,6 +128,10 @@ async def test_every_record_of_a_request_agrees_and_books_every_call(
     assert attrs[a.CALLS] == 2
     assert attrs[a.VERDICT_CONFIDENCE] == pytest.approx(block["verification_confidence"])
     assert a.DISAGREEMENT_EVENT in [e.name for e in root.events]
+    # the trace id: sealed in the chain's response entry, the span's, the block's
+    assert root.context is not None
+    assert payload(entries[-2])["trace_id"] == format(root.context.trace_id, "032x")
+    assert block["trace_id"] == format(root.context.trace_id, "032x")
 
 
 def test_the_costs_report_counts_the_cross_check(

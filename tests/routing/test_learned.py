@@ -10,7 +10,8 @@ import pytest
 from pinfactory.errors import RoutingError
 from pinfactory.routing.classifier import ClassifierRouter
 from pinfactory.routing.gumbel import GumbelRouter
-from pinfactory.routing.learned import LearnedRouter, load_router
+from pinfactory.routing.learned import LearnedRouter
+from pinfactory.routing.learned_kinds import load_router
 from pinfactory.routing.quality import QualityRouter
 from pinfactory.routing.table import RoutingTable
 

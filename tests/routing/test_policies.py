@@ -15,11 +15,13 @@ from typer.testing import CliRunner
 from pinfactory.cli import app
 from pinfactory.errors import QuotaExceeded, RoutingError, TeamFileError
 from pinfactory.ledger import open_ledger
+from pinfactory.ledger.base import Cap
 from pinfactory.members.base import Completion, Usage
 from pinfactory.pipeline import open_pipeline
 from pinfactory.request import Document, Request
 from pinfactory.routing import ROUTER_KINDS, Decision, build_router
 from pinfactory.routing.acceptance import AcceptanceModel
+from pinfactory.routing.base import ComposingRouter
 from pinfactory.routing.cascade import Cascade, answered, out_of_fold_scores, scorer_named
 from pinfactory.routing.hybrid import HybridRouter
 from pinfactory.routing.quality import QualityRouter
@@ -105,7 +107,8 @@ def test_frontier_rule_and_route_turn_on_with_frontier() -> None:
     plan = router.decide(Request.from_text("what are the pros and cons of a monolith"))
     assert plan.member == "frontier" and "semantic route 'hard-work'" in plan.reason
     odd = router.decide(Request.from_text("Compose a sonnet about autumn leaves"))
-    assert odd.router == "cascade" and odd.member == "local" and "local -> frontier" in odd.reason
+    assert odd.router == "cascade" and odd.member == "cascade"  # the tiers, one member
+    assert "local -> frontier: start at 'local'" in odd.reason
 
 
 def test_unclaimed_requests_fall_back_and_say_so() -> None:
@@ -178,7 +181,9 @@ def test_every_router_kind_follows_the_protocol(kind: str, tmp_path: Path) -> No
     for text in ("where is order 1042", "add 2 and 3", "zzz"):
         decision = router.decide(Request.from_text(text))
         assert isinstance(decision, Decision)
-        assert decision.member in team.member_names and decision.reason
+        made = [m.name for m in router.composites()] if isinstance(router, ComposingRouter) else []
+        assert decision.member in [*team.member_names, *made] and decision.reason
+        assert decision.first in team.member_names
         assert set(decision.scores) <= set(team.member_names)
         assert 0.0 <= decision.confidence <= 1.0
         assert set(decision.to_json()) >= {"member", "reason", "scores", "confidence"}
@@ -214,13 +219,19 @@ async def test_cascade_escalates_and_records_every_tier(tmp_path: Path) -> None:
     async with open_pipeline(team) as pipeline:
         answer = await pipeline.complete(Request.from_text("where is order 1042"))
         direct = await pipeline.complete(Request.from_text("12 times 7"))
-    assert answer.decision.member == "orders" and "shipped" in answer.completion.text
+    # the tiers are one member made of members: the pipeline calls it, it books each tier
+    assert answer.decision.member == "cascade" and "shipped" in answer.completion.text
+    assert [(c.member, c.purpose) for c in answer.calls] == [
+        ("calculator", "answer"),
+        ("orders", "tier"),
+    ]
     assert answer.decision.trail == (
         "calculator: escalated (answered 0.00 < 0.50)",
         "orders: accepted (last tier)",
     )
     assert answer.cost_usd == Decimal("0.03")  # both tiers are paid
-    assert direct.decision.member == "calculator" and len(direct.decision.trail) == 1
+    assert [c.member for c in direct.calls] == ["calculator"]
+    assert direct.decision.trail == ("calculator: accepted (answered 1.00 >= 0.50)",)
 
 
 CASCADE_TIERS = ["mistralai/mistral-7b-chat", "mistralai/mixtral-8x7b-chat", "gpt-4-1106-preview"]
@@ -324,11 +335,11 @@ def test_cascade_team_file_takes_verifier_and_acceptance_scorers(tmp_path: Path)
 async def test_memory_quota_counter_is_atomic_under_concurrency() -> None:
     counter = MemoryQuotaCounter()
     results = await asyncio.gather(
-        *[counter.try_consume("k", 0.0, 10, 5_000, 1, 100) for _ in range(100)]
+        *[counter.try_consume("k", 0.0, Cap(10, 5_000), 1, 100) for _ in range(100)]
     )
     assert sum(results) == 10 and counter.usage("k", 0.0) == (10, 1000)
     spend = await asyncio.gather(
-        *[counter.try_consume("s", 0.0, None, 250, 1, 100) for _ in range(5)]
+        *[counter.try_consume("s", 0.0, Cap(None, 250), 1, 100) for _ in range(5)]
     )
     assert sum(spend) == 2
 

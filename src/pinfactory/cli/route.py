@@ -111,7 +111,7 @@ def rules_distill(
     import yaml
 
     from pinfactory.routing.distill import distill, fidelity
-    from pinfactory.routing.learned import load_router
+    from pinfactory.routing.learned_kinds import load_router
     from pinfactory.routing.table_files import load_tables, select_split
 
     with clear_errors():
@@ -204,7 +204,7 @@ def router_eval(
     split: SplitOption = "test",
 ) -> None:
     """Score a saved router on a labelled table against every single member and the oracle."""
-    from pinfactory.routing.learned import load_router
+    from pinfactory.routing.learned_kinds import load_router
     from pinfactory.routing.table_files import load_tables
 
     with clear_errors():
@@ -264,7 +264,7 @@ def router_evaluate_offline(
     95% intervals) and say whether it beats the policy that logged them; exit 1 if not."""
     from pinfactory.errors import RoutingError
     from pinfactory.lab import ope
-    from pinfactory.routing.learned import load_router
+    from pinfactory.routing.learned_kinds import load_router
 
     with clear_errors():
         decisions = ope.read_decisions(log)

@@ -62,7 +62,8 @@ from pinfactory.gateway.schema import ChunkWriter, completion_body, parse_reques
 from pinfactory.gateway.sse import EventStream, StreamWriter
 from pinfactory.ledger import Ledger
 from pinfactory.members import Member
-from pinfactory.observe import Observers, build_observers
+from pinfactory.observe import Observers
+from pinfactory.observe.build import build_observers
 from pinfactory.observe.metrics import Metrics, MetricsEndpoint
 from pinfactory.pipeline import Answer, Pipeline, open_pipeline
 from pinfactory.reliability.breaker import BreakerCollector, breakers_of

@@ -4,7 +4,9 @@ With several workers, uvicorn starts each worker process from an import
 string; the worker loads the team file named in ``PINFACTORY_TEAM_FILE``
 (empty: the packaged default team), which the parent validated first. The
 parent also gives the workers a fresh folder for shared Prometheus metrics
-(``PROMETHEUS_MULTIPROC_DIR``) and removes it when they have stopped.
+(``PROMETHEUS_MULTIPROC_DIR``) and removes it when they have stopped, and one
+console session secret (``PINFACTORY_CONSOLE_SECRET``, when the operator set
+none) so a cookie one worker signed is good on every other.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
+import secrets
 import shutil
 import socket
 import tempfile
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
 
 TEAM_FILE_ENV = "PINFACTORY_TEAM_FILE"
 HEADER_TIMEOUT_ENV = "PINFACTORY_HEADER_TIMEOUT_S"
+CONSOLE_SECRET_ENV = "PINFACTORY_CONSOLE_SECRET"
 
 
 def is_loopback(host: str) -> bool:
@@ -180,17 +184,20 @@ def serve_forever(
         factory=True,
         workers=workers,
     )
-    previous = os.environ.get(MULTIPROC_DIR_ENV)
+    previous = {name: os.environ.get(name) for name in (MULTIPROC_DIR_ENV, CONSOLE_SECRET_ENV)}
     metrics_dir = tempfile.mkdtemp(prefix="pinfactory-metrics-")
     os.environ[MULTIPROC_DIR_ENV] = metrics_dir  # spawned workers inherit it
+    if not os.environ.get(CONSOLE_SECRET_ENV):  # one secret for every worker's cookies
+        os.environ[CONSOLE_SECRET_ENV] = secrets.token_urlsafe(32)
     try:
         Multiprocess(cfg, sockets=[cfg.bind_socket()]).run()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
-        if previous is None:
-            os.environ.pop(MULTIPROC_DIR_ENV, None)
-        else:
-            os.environ[MULTIPROC_DIR_ENV] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -35,7 +35,8 @@ from pinfactory.errors import DatasetError, PinfactoryError
 from pinfactory.lab import metrics
 from pinfactory.lab.cluster import run_on_ray
 from pinfactory.lab.datasets import Splits, default_root, load
-from pinfactory.lab.routers import BASELINES, LabRouter, RouterSpec, build, rank_members
+from pinfactory.lab.router_kinds import build
+from pinfactory.lab.routers import BASELINES, LabRouter, RouterSpec, rank_members
 from pinfactory.routing.rules_file import load_rules_file
 from pinfactory.routing.table import RoutingTable
 

@@ -290,28 +290,6 @@ class PythonRouter:
         return np.asarray(router.predict(list(test.prompts), **knobs), dtype=np.int64)
 
 
-def build(spec: RouterSpec, seed: int, base: Path) -> LabRouter:
-    """The lab router for a grid row; ``base`` is the grid file's folder."""
-    kind = spec.resolved_kind
-    if kind == "oracle":
-        return Oracle(spec.name)
-    if kind == "best_single":
-        return BestSingle(spec.name, seed=seed)
-    if kind == "random":
-        return RandomRouter(spec.name, seed=seed)
-    if kind == "rules":
-        if spec.rules is None:
-            raise RoutingError(f"router '{spec.name}': kind rules needs 'rules: FILE'")
-        return RulesLab(spec.name, (base / spec.rules).resolve())
-    if kind in ("semantic", "cascade", "hybrid"):
-        from pinfactory.lab import composed
-
-        return composed.build(spec, seed, base)
-    if spec.target is None:
-        raise RoutingError(f"router '{spec.name}': kind python needs 'target: module:Class'")
-    return PythonRouter(spec, seed)
-
-
 BASELINES: Sequence[RouterSpec] = (
     RouterSpec(name="oracle"),
     RouterSpec(name="best_single"),

@@ -126,10 +126,10 @@ def evaluate(team_file: Path, items: Sequence[Item]) -> Score:
     for item in items:
         decision = router.decide(item.request())
         per[item.category] += 1
-        if decision.member == item.expect:
+        if decision.first == item.expect:
             right += 1
             hits[item.category] += 1
         else:
-            misses.append(Miss(item, decision.member, decision.reason))
+            misses.append(Miss(item, decision.first, decision.reason))
     by_category = {c: (hits[c], per[c]) for c in per}
     return Score(len(items), right, by_category, misses)

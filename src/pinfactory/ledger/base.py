@@ -160,6 +160,20 @@ class Feedback:
 
 
 @dataclass(frozen=True, slots=True)
+class Cap:
+    """What a spend counter's window may hold: calls and nano-USD (None: no limit)."""
+
+    calls: int | None = None
+    nusd: int | None = None
+
+    def allows(self, calls: int, nusd: int) -> bool:
+        """Whether usage of ``calls`` and ``nusd`` is within both limits."""
+        return (self.calls is None or calls <= self.calls) and (
+            self.nusd is None or nusd <= self.nusd
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class StoredRun:
     """An agents run's checkpoint (``pinfactory.agents``): the run's whole state as JSON,
     with the fields it is looked up by. ``updated`` is epoch seconds."""
@@ -186,18 +200,12 @@ class StoredResponse:
 
 
 class QuotaCounter(Protocol):
-    async def try_consume(
-        self,
-        key: str,
-        window_start: float,
-        limit_calls: int | None,
-        limit_nusd: int | None,
-        calls: int,
-        nusd: int,
-    ) -> bool:
+    """Spend counters: usage (calls, nano-USD) per key and window."""
+
+    async def try_consume(self, key: str, start: float, cap: Cap, calls: int, nusd: int) -> bool:
         """Atomically add (calls, nusd) to the usage of `key` in the window starting at
-        `window_start` (epoch seconds) only if the result stays within both limits
-        (None = no limit); return whether it was added."""
+        `start` (epoch seconds) only if the result stays within `cap`; return whether
+        it was added."""
 
     async def adjust(self, key: str, window_start: float, calls: int, nusd: int) -> None:
         """Add usage without a limit check (negative gives usage back)."""

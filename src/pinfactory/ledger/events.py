@@ -9,7 +9,9 @@ ledger then seals the row's own figures in a ``row`` entry in the same commit
 A request's chain segment: ``request`` -> ``decision`` -> one ``call`` per
 member call -> ``verdict`` / ``disagreement`` / ``inconsistency`` /
 ``escalation`` / ``self_consistency``... -> ``response`` (or ``error``) ->
-``row`` (written by the ledger).
+``row`` (written by the ledger). The ``response`` / ``error`` entry names the
+request's trace (``trace_id``) when the team traces: the id is issued before
+the row is written, so the chain is where the console finds it.
 """
 
 from __future__ import annotations
@@ -113,21 +115,19 @@ def events_of(outcome: Outcome) -> list[AuditEvent]:
         events.append(AuditEvent("escalation", rid, escalation))
     if answer.review is not None:
         events.append(AuditEvent("review", rid, answer.review.to_json()))
-    events.append(
-        AuditEvent(
-            "response",
-            rid,
-            {
-                "status": 200,
-                "member": answer.decision.member,
-                "cost_usd": answer.cost_usd,
-                "input_tokens": answer.usage.input_tokens,
-                "output_tokens": answer.usage.output_tokens,
-                "latency_ms": round(answer.latency_ms, 3),
-                "answer": digest(answer.completion.text),
-            },
-        )
-    )
+    usage = answer.usage
+    response: dict[str, Any] = {
+        "status": 200,
+        "member": answer.decision.member,
+        "cost_usd": answer.cost_usd,
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "latency_ms": round(answer.latency_ms, 3),
+        "answer": digest(answer.completion.text),
+    }
+    if answer.trace_id is not None:
+        response["trace_id"] = answer.trace_id
+    events.append(AuditEvent("response", rid, response))
     return events
 
 
@@ -138,19 +138,17 @@ def failure_events(failure: Failure) -> list[AuditEvent]:
         events.append(AuditEvent("decision", rid, jsonable(failure.decision)))
     events += [AuditEvent("call", rid, c.to_json()) for c in failure.calls]
     error: PinfactoryError = failure.error
-    events.append(
-        AuditEvent(
-            "error",
-            rid,
-            {
-                "status": error.status,
-                "code": error.code,
-                "message": error.message,
-                "member": failure.member,
-                "cost_usd": failure.cost_usd,
-                "input_tokens": failure.usage.input_tokens,
-                "output_tokens": failure.usage.output_tokens,
-            },
-        )
-    )
+    usage = failure.usage
+    payload: dict[str, Any] = {
+        "status": error.status,
+        "code": error.code,
+        "message": error.message,
+        "member": failure.member,
+        "cost_usd": failure.cost_usd,
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+    }
+    if failure.trace_id is not None:
+        payload["trace_id"] = failure.trace_id
+    events.append(AuditEvent("error", rid, payload))
     return events

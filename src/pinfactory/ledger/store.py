@@ -27,6 +27,7 @@ from pinfactory.errors import Conflict, LedgerError, NotFound, RequestError
 from pinfactory.ledger.base import (
     AuditEvent,
     AuditRecord,
+    Cap,
     ChainHead,
     Feedback,
     LedgerEntry,
@@ -480,21 +481,11 @@ class SQLLedger:
 
     # -- quota counters -----------------------------------------------------------------------
 
-    async def try_consume(
-        self,
-        key: str,
-        window_start: float,
-        limit_calls: int | None,
-        limit_nusd: int | None,
-        calls: int,
-        nusd: int,
-    ) -> bool:
-        if (limit_calls is not None and calls > limit_calls) or (
-            limit_nusd is not None and nusd > limit_nusd
-        ):
+    async def try_consume(self, key: str, start: float, cap: Cap, calls: int, nusd: int) -> bool:
+        if not cap.allows(calls, nusd):
             return False
-        lc = -1 if limit_calls is None else limit_calls
-        ln = -1 if limit_nusd is None else limit_nusd
+        lc = -1 if cap.calls is None else cap.calls
+        ln = -1 if cap.nusd is None else cap.nusd
         sql = (
             "INSERT INTO quota_usage (key, window_start, calls, nusd) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (key, window_start) DO UPDATE SET "
@@ -502,7 +493,7 @@ class SQLLedger:
             "WHERE (? < 0 OR quota_usage.calls + excluded.calls <= ?) "
             "AND (? < 0 OR quota_usage.nusd + excluded.nusd <= ?) RETURNING calls"
         )
-        params = (key, window_start, calls, nusd, lc, lc, ln, ln)
+        params = (key, start, calls, nusd, lc, lc, ln, ln)
         return await self._write(lambda tx: tx.execute(sql, params).fetchone() is not None)
 
     async def adjust(self, key: str, window_start: float, calls: int, nusd: int) -> None:

@@ -1,17 +1,13 @@
-"""Team members: remote LLMs, the local model, tools and retrieval."""
+"""Team members: remote LLMs, the local model, tools, retrieval and members made of members.
 
-from pinfactory.members import (
-    balanced,
-    calculator,
-    composite,  # members made of members: after the leaf kinds
-    embedding,
-    llamacpp,
-    openai_http,
-    orders,
-    retrieval,
-)
+The built-in kinds (``members.registry.BUILT_IN``) are imported the first time a
+kind is looked up (:func:`member_class`), not when this package is imported, so
+``pinfactory.members.base`` can be imported from anywhere (verifiers, the outcome)
+without pulling every kind, and its imports, in with it.
+"""
+
 from pinfactory.members.base import Completion, Member, Price, Usage
-from pinfactory.members.registry import MEMBER_KINDS, member_class, register
+from pinfactory.members.registry import MEMBER_KINDS, member_class, member_kinds, register
 
 __all__ = [
     "MEMBER_KINDS",
@@ -19,14 +15,7 @@ __all__ = [
     "Member",
     "Price",
     "Usage",
-    "balanced",
-    "calculator",
-    "composite",
-    "embedding",
-    "llamacpp",
     "member_class",
-    "openai_http",
-    "orders",
+    "member_kinds",
     "register",
-    "retrieval",
 ]

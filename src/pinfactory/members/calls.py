@@ -92,6 +92,8 @@ class Tab:
     prepare: Prepare | None = None
     events: list[Event] = field(default_factory=list)
     """What members made of members noticed (a cross-check's disagreement)."""
+    trail: list[str] = field(default_factory=list)
+    """How members made of members got to the answer (a cascade's tiers tried, and why)."""
     streams: list[MemberStream] = field(default_factory=list)
     """Streams opened for the request, booked or not yet."""
 

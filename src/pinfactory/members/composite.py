@@ -27,8 +27,9 @@ is the hook deciding which errors move on to the next part.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from decimal import Decimal
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,7 +38,7 @@ from pinfactory.members.base import Capabilities, Completion, Delta, Member
 from pinfactory.members.calls import MemberStream, Purpose, call_member, current_tab
 from pinfactory.members.registry import register
 from pinfactory.request import Request
-from pinfactory.routing.base import resolve_member
+from pinfactory.tiers import resolve_member, table_of
 from pinfactory.verify.consistency import compare
 from pinfactory.verify.events import Disagreement
 
@@ -58,7 +59,7 @@ class Composite(Member):
 
     def bind(self, members: Mapping[str, Member]) -> None:
         """Resolve the parts' names against the team's members; a typo fails here."""
-        table = {m.name: (m.tier, m.price.estimate(64)) for m in members.values() if m is not self}
+        table = table_of(members.values(), exclude=self.name)
         parts = []
         for target in self.settings.members:
             name = resolve_member(table, target)
@@ -71,6 +72,15 @@ class Composite(Member):
         self.parts = tuple(parts)
         if "capabilities" not in vars(self):  # not set by the team file: what every part serves
             self.capabilities = Capabilities.common(p.capabilities for p in self.parts)
+
+    def leaves(self) -> tuple[Member, ...]:
+        """The members this one may call in the end (its parts, theirs when composite)."""
+        found: list[Member] = []
+        for part in self.parts:
+            for leaf in part.leaves() if isinstance(part, Composite) else (part,):
+                if leaf not in found:
+                    found.append(leaf)
+        return tuple(found)
 
     def worst_case_usd(self, request: Request) -> Decimal:
         """What the request can cost at most: every part called (see ``Member``)."""
@@ -156,30 +166,86 @@ class CrossCheckMember(Composite):
         return answer
 
 
+class Scorer(Protocol):
+    """How far a tier's answer can be trusted: a confidence in [0, 1]."""
+
+    def __call__(self, request: Request, completion: Completion) -> float: ...
+
+
+def answered(request: Request, completion: Completion) -> float:  # noqa: ARG001
+    """The simplest acceptance check: a non-empty answer that does not refuse."""
+    return 0.0 if completion.refused or not completion.text.strip() else 1.0
+
+
 class CascadeSettings(CompositeSettings):
     threshold: float = Field(default=0.5, ge=0, le=1, description="confidence to accept a tier")
+    thresholds: list[float] | None = Field(
+        default=None, description="one per part but the last; default: threshold for each"
+    )
 
 
 @register
 class CascadeMember(Composite):
     """Try the parts cheapest first; escalate while the answer looks weak.
 
-    A tier's answer is accepted when it is non-empty and not a refusal (the
-    ``answered`` scorer, 1.0 or 0.0) reaches ``threshold``; the last part's is
-    always accepted. Every tier tried is booked (purpose ``tier`` after the first).
+    After each part but the last answers, ``scorer`` (default :func:`answered`:
+    non-empty and not a refusal, 1.0 or 0.0) gives a confidence; the answer is
+    accepted when it reaches that part's threshold. The last part's answer is
+    always accepted. Every part tried is booked (purpose ``tier`` after the
+    first) and explained on the request's tab (``trail``, which ends up in the
+    decision). A cascade router's tiers are one of these (``routing.cascade``);
+    what it may cost at most is every tier it may call.
     """
 
     kind = "cascade"
     Settings = CascadeSettings
     settings: CascadeSettings
+    scorer: Scorer = staticmethod(answered)
+    scorer_name = "answered"
+
+    @classmethod
+    def of(
+        cls,
+        name: str,
+        parts: Sequence[str],
+        scorer: Scorer,
+        *,
+        scorer_name: str,
+        thresholds: Sequence[float],
+    ) -> CascadeMember:
+        """A cascade over the named parts (bound later), with its own scorer."""
+        made = cls(name, CascadeSettings(members=list(parts), thresholds=list(thresholds)))
+        made.scorer, made.scorer_name = scorer, scorer_name
+        return made
+
+    def limits(self) -> list[float]:
+        """The acceptance threshold of every part but the last."""
+        if self.settings.thresholds is not None:
+            return list(self.settings.thresholds)
+        return [self.settings.threshold] * (len(self.parts) - 1)
+
+    def _confidence(self, part: Member, request: Request, completion: Completion) -> float:
+        if getattr(self.scorer, "per_member", False):  # e.g. an AcceptanceModel
+            scorer: Any = self.scorer
+            return float(scorer(request, completion, member=part.name))
+        return float(self.scorer(request, completion))
 
     async def complete(self, request: Request) -> Completion:
+        trail = current_tab().trail
+        limits = self.limits()
         completion: Completion | None = None
         for index, part in enumerate(self.parts):
             completion = await self.call(part, request, "answer" if index == 0 else "tier")
-            confidence = 0.0 if completion.refused or not completion.text.strip() else 1.0
-            if confidence >= self.settings.threshold:
+            if index == len(self.parts) - 1:
+                trail.append(f"{part.name}: accepted (last tier)")
                 break
+            confidence = self._confidence(part, request, completion)
+            limit = limits[min(index, len(limits) - 1)]
+            verdict = f"{self.scorer_name} {confidence:.2f}"
+            if confidence >= limit:
+                trail.append(f"{part.name}: accepted ({verdict} >= {limit:.2f})")
+                break
+            trail.append(f"{part.name}: escalated ({verdict} < {limit:.2f})")
         assert completion is not None  # bind() guarantees a part
         return completion
 
@@ -190,4 +256,6 @@ __all__ = [
     "CompositeSettings",
     "CrossCheckMember",
     "FallbackMember",
+    "Scorer",
+    "answered",
 ]

@@ -6,7 +6,7 @@ tracing turns that into spans after the fact, metrics into counters and
 histograms. With tracing off and metrics off nothing is built at all.
 """
 
-from pinfactory.observe.base import Failure, Observer, Observers, build_observers
+from pinfactory.observe.base import Failure, Observer, Observers
 from pinfactory.observe.timeline import Timeline, stage
 
-__all__ = ["Failure", "Observer", "Observers", "Timeline", "build_observers", "stage"]
+__all__ = ["Failure", "Observer", "Observers", "Timeline", "stage"]

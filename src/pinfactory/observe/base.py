@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 from pinfactory.observe.timeline import Timeline
 from pinfactory.outcome import Answer, Failure
-
-if TYPE_CHECKING:
-    from pinfactory.team import Team
+from pinfactory.request import Request
 
 T = TypeVar("T")
 
@@ -31,11 +29,28 @@ class Observer(Protocol):
     def failed(self, failure: Failure, timeline: Timeline) -> None: ...
 
 
+@runtime_checkable
+class TraceIssuer(Protocol):
+    """An observer that names a request's trace before the request is recorded."""
+
+    def trace_id(self, request: Request | None) -> str:
+        """The 32-hex-digit trace id the request's spans will carry."""
+
+
 class Observers:
     """The team's observers, called in order."""
 
     def __init__(self, observers: Iterable[Observer] = ()) -> None:
         self.all: tuple[Observer, ...] = tuple(observers)
+        # once here: a Protocol isinstance check is slow
+        self._traces = next((o for o in self.all if isinstance(o, TraceIssuer)), None)
+
+    def trace_id(self, request: Request | None) -> str | None:
+        """The trace id the request's spans will carry (None: the team traces nothing).
+
+        The pipeline seals it into the request's chain segment before the spans exist.
+        """
+        return self._traces.trace_id(request) if self._traces is not None else None
 
     def __bool__(self) -> bool:
         return bool(self.all)
@@ -66,24 +81,4 @@ class Observers:
                 observer.failed(failure, timeline)
 
 
-def build_observers(team: Team) -> Observers:
-    """The observers the team file asks for; none when tracing and metrics are off."""
-    spec = team.spec.observe
-    observers: list[Observer] = []
-    if spec.metrics.enabled:
-        from pinfactory.observe.metrics import Metrics
-
-        observers.append(Metrics())
-    if spec.tracing.exporter != "none":
-        from pinfactory.observe.tracing import Tracing
-
-        kinds = {m.name: m.kind for m in team.members}
-        observers.append(Tracing(spec.tracing, team=team.name, member_kinds=kinds))
-    from pinfactory.observe.access_log import AccessLog, wanted
-
-    if wanted(spec.access_log):
-        observers.append(AccessLog())
-    return Observers(observers)
-
-
-__all__ = ["Failure", "Observer", "Observers", "build_observers"]
+__all__ = ["Failure", "Observer", "Observers", "TraceIssuer"]

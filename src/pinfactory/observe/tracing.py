@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import trace
@@ -25,6 +26,7 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
@@ -42,8 +44,22 @@ PROVIDERS = {"openai_http": "openai", "llamacpp": "llama.cpp"}
 """``gen_ai.provider.name`` per member kind; other kinds report ``pinfactory.<kind>``."""
 
 
+class IssuedIds(RandomIdGenerator):
+    """Random span ids; the trace id the pipeline already sealed for the request, if any."""
+
+    def __init__(self) -> None:
+        self.issued: ContextVar[int | None] = ContextVar("pinfactory_trace_id", default=None)
+
+    def generate_trace_id(self) -> int:
+        issued = self.issued.get()
+        return issued if issued is not None else super().generate_trace_id()
+
+
 class Tracing:
     """Turns recorded requests into spans and exports them as the team file says.
+
+    :meth:`trace_id` names a request's trace before it is recorded (the chain
+    seals it); the request's spans are then created under that id.
 
     ``exporter`` overrides the team file's choice (tests pass an in-memory one).
     """
@@ -63,12 +79,22 @@ class Tracing:
         self._provider: TracerProvider | None = None
         self._tracer: trace.Tracer | None = None
         self._propagator = TraceContextTextMapPropagator()
+        self._ids = IssuedIds()
+
+    def trace_id(self, request: Request | None) -> str:
+        """The request's trace id, 32 hex digits: the caller's (``traceparent``), else new."""
+        if request is not None and request.headers:
+            parent = self._propagator.extract(request.headers)
+            context = trace.get_current_span(parent).get_span_context()
+            if context.is_valid:
+                return format(context.trace_id, "032x")
+        return format(self._ids.generate_trace_id(), "032x")
 
     def open(self) -> None:
         if self._provider is not None:
             return
         resource = Resource.create({a.SERVICE_NAME: self.spec.service_name, a.TEAM: self.team})
-        provider = TracerProvider(resource=resource)
+        provider = TracerProvider(resource=resource, id_generator=self._ids)
         if self._exporter is not None:
             provider.add_span_processor(SimpleSpanProcessor(self._exporter))
         elif self.spec.exporter == "console":
@@ -113,7 +139,7 @@ class Tracing:
         )
         verdict = _verdict_attributes(answer.verdict)
         attrs.update(verdict)
-        root = self._root(request, timeline, attrs)
+        root = self._root(request, timeline, attrs, trace_id=answer.trace_id)
         answer.trace_id = format(root.get_span_context().trace_id, "032x")
         self._events(root, answer, verdict)
         self._stages(root, timeline, answer=answer)
@@ -138,7 +164,9 @@ class Tracing:
         )
         if failure.member:
             attrs[a.MEMBER] = failure.member
-        root = self._root(request, timeline, attrs, name=f"chat {failure.model}")
+        name = f"chat {failure.model}"
+        root = self._root(request, timeline, attrs, name=name, trace_id=failure.trace_id)
+        failure.trace_id = format(root.get_span_context().trace_id, "032x")
         root.set_status(Status(StatusCode.ERROR, error.message))
         self._stages(root, timeline, failure=failure)
         root.end()
@@ -149,15 +177,21 @@ class Tracing:
         timeline: Timeline,
         attrs: Attributes,
         name: str | None = None,
+        trace_id: str | None = None,
     ) -> trace.Span:
+        """The request's server span, under ``trace_id`` when one was issued (and sealed)."""
         parent = self._propagator.extract(request.headers) if request else None
-        return self.tracer.start_span(
-            name or f"{a.OPERATION_CHAT} {request.model if request else '-'}",
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes=attrs,
-            start_time=timeline.epoch_ns(timeline.started_ns),
-        )
+        issued = self._ids.issued.set(int(trace_id, 16) if trace_id else None)
+        try:
+            return self.tracer.start_span(
+                name or f"{a.OPERATION_CHAT} {request.model if request else '-'}",
+                context=parent,
+                kind=SpanKind.SERVER,
+                attributes=attrs,
+                start_time=timeline.epoch_ns(timeline.started_ns),
+            )
+        finally:
+            self._ids.issued.reset(issued)
 
     def _stages(
         self,

@@ -6,23 +6,31 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pinfactory.errors import RoutingError, TeamFileError
-from pinfactory.routing.base import Decision, MemberTable, Router, TieredRouter, member_table
+from pinfactory.routing.base import (
+    ComposingRouter,
+    Decision,
+    MemberTable,
+    Router,
+    member_table,
+)
 from pinfactory.routing.cascade import Cascade
 from pinfactory.routing.classifier import ClassifierRouter
 from pinfactory.routing.cluster import ClusterRouter
 from pinfactory.routing.gumbel import GumbelRouter
 from pinfactory.routing.hybrid import HybridRouter
 from pinfactory.routing.irt import IRTRouter
-from pinfactory.routing.learned import LearnedRouter
+from pinfactory.routing.learned_kinds import LEARNED_KINDS, load_router
 from pinfactory.routing.online import BanditRouter, Learner
 from pinfactory.routing.quality import QualityRouter
 from pinfactory.routing.rules import RulesRouter
 from pinfactory.routing.semantic import SemanticRouter
+from pinfactory.tiers import RouterContext
 
 if TYPE_CHECKING:
     from pinfactory.team import Team
 
-RouterFactory = Callable[[dict[str, Any], "Team"], Router]
+RouterFactory = Callable[[dict[str, Any], RouterContext], Router]
+"""Builds a router from its ``routing:`` section and what it may know of the team."""
 
 ROUTER_KINDS: dict[str, RouterFactory] = {
     "rules": RulesRouter.from_config,
@@ -36,23 +44,17 @@ ROUTER_KINDS: dict[str, RouterFactory] = {
     "hybrid": HybridRouter.from_config,
     "bandit": BanditRouter.from_config,
 }
-LEARNED_KINDS: dict[str, type[LearnedRouter]] = {
-    "classifier": ClassifierRouter,
-    "quality": QualityRouter,
-    "gumbel": GumbelRouter,
-    "cluster": ClusterRouter,
-    "irt": IRTRouter,
-}
 
 __all__ = [
     "LEARNED_KINDS",
     "ROUTER_KINDS",
+    "ComposingRouter",
     "Decision",
     "Learner",
     "MemberTable",
     "Router",
-    "TieredRouter",
     "build_router",
+    "load_router",
     "member_table",
 ]
 
@@ -67,6 +69,6 @@ def build_router(team: Team) -> Router:
         allowed = ", ".join(sorted(ROUTER_KINDS))
         raise TeamFileError(f"unknown router kind '{config['kind']}'; allowed: {allowed}")
     try:
-        return factory(config, team)
+        return factory(config, team.router_context())
     except RoutingError as exc:
         raise TeamFileError(exc.message) from exc

@@ -19,7 +19,7 @@ import json
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -27,11 +27,9 @@ import numpy.typing as npt
 from pinfactory.embeddings import Vectors, get_encoder
 from pinfactory.errors import RoutingError
 from pinfactory.members.base import Completion
+from pinfactory.members.composite import Scorer, answered
 from pinfactory.request import Request
 from pinfactory.routing.table import RoutingTable
-
-if TYPE_CHECKING:
-    from pinfactory.routing.cascade import Scorer
 
 Floats = npt.NDArray[np.float64]
 MAGIC = b"PINFACTORY-ACCEPTANCE\n"
@@ -130,7 +128,7 @@ class AcceptanceModel:
 
 def verifier_scorer() -> Scorer:
     """Grounding confidence when the request has documents, else the ``answered`` check."""
-    from pinfactory.routing.cascade import answered
+    # start-up time: the grounding checker's model stack loads only for this scorer
     from pinfactory.verify.grounding import GroundingChecker
 
     checker = GroundingChecker()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -10,14 +10,20 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pinfactory.errors import TeamFileError
 from pinfactory.request import Request
+from pinfactory.tiers import (
+    TYPICAL_INPUT_TOKENS,
+    TYPICAL_OUTPUT_TOKENS,
+    MemberTable,
+    member_cost,
+    member_tier,
+    resolve_member,
+    table_of,
+)
 
 if TYPE_CHECKING:
-    from pinfactory.members.base import Completion
+    from pinfactory.members.base import Member
     from pinfactory.routing.table import RoutingTable
     from pinfactory.team import Team
-
-MemberTable = dict[str, tuple[str, Decimal]]
-"""Each available member's tier and the estimated cost of a typical call."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +51,12 @@ class Decision:
     context: tuple[float, ...] = ()
     """For a router that learns online: the features it chose on, so that any worker
     reading the ledger can learn from the outcome (``routing/online.py``)."""
+    start: str | None = None
+
+    @property
+    def first(self) -> str:
+        """The member the request goes to first: ``start`` for a composite, else ``member``."""
+        return self.start or self.member
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -58,6 +70,7 @@ class Decision:
             "fallback": self.fallback,
             "rule": self.rule,
             "trail": list(self.trail),
+            "start": self.start,
         }
         if self.propensity is not None:
             body["propensity"] = self.propensity
@@ -81,22 +94,17 @@ class Router(Protocol):
     def decide(self, request: Request) -> Decision: ...
 
 
-CallMember = Callable[[str], Awaitable["Completion"]]
-"""Calls one member by name on the request being answered."""
-
-
 @runtime_checkable
-class TieredRouter(Router, Protocol):
-    """A router that may try several members in turn (a cascade).
+class ComposingRouter(Router, Protocol):
+    """A router whose decisions may name a member it made of the team's members.
 
-    The pipeline calls :meth:`answer` instead of calling ``decision.member``
-    itself; the returned decision names the member whose answer was kept and
-    its ``trail`` records every tier tried.
+    A cascade's tiers are one :class:`~pinfactory.members.composite.CascadeMember`:
+    its decisions name that member, which the pipeline calls like any other
+    (exactly one member per request; no special case for tiers).
     """
 
-    async def answer(
-        self, request: Request, decision: Decision, call: CallMember
-    ) -> tuple[Decision, Completion]: ...
+    def composites(self) -> Sequence[Member]:
+        """The members this router made (unbound: the pipeline binds their parts)."""
 
 
 @runtime_checkable
@@ -109,32 +117,10 @@ class TrainableRouter(Router, Protocol):
 
 
 def member_table(team: Team, input_tokens: int = 64, output_tokens: int = 256) -> MemberTable:
-    """Each enabled member's tier and the cost of a typical call."""
+    """Each enabled member's tier and the cost of a typical call (``tiers.table_of``)."""
+    if (input_tokens, output_tokens) == (TYPICAL_INPUT_TOKENS, TYPICAL_OUTPUT_TOKENS):
+        return table_of(team.members)
     return {m.name: (m.tier, m.price.estimate(input_tokens, output_tokens)) for m in team.members}
-
-
-def resolve_member(members: MemberTable, target: str) -> str | None:
-    """The member a route target names now: itself, or the cheapest of ``tier:NAME``.
-
-    None when the member (or every member of the tier) is not enabled; with no
-    table at all (a router used offline, as the lab does) the target as written.
-    """
-    if not members:
-        return target
-    if target.startswith("tier:"):
-        tier = target.removeprefix("tier:")
-        in_tier = [(cost, name) for name, (t, cost) in members.items() if t == tier]
-        return min(in_tier)[1] if in_tier else None
-    return target if target in members else None
-
-
-def member_cost(members: MemberTable, member: str) -> Decimal:
-    """The estimated cost of a typical call to ``member`` (0 when unknown)."""
-    return members[member][1] if member in members else Decimal(0)
-
-
-def member_tier(members: MemberTable, member: str) -> str | None:
-    return members[member][0] if member in members else None
 
 
 ENCODERS = ("minilm-static", "minilm")
@@ -145,3 +131,17 @@ def check_encoder(name: str) -> str:
     if name not in ENCODERS:
         raise TeamFileError(f"unknown encoder '{name}'; allowed: {', '.join(ENCODERS)}")
     return name
+
+
+__all__ = [
+    "ComposingRouter",
+    "Decision",
+    "MemberTable",
+    "Router",
+    "TrainableRouter",
+    "check_encoder",
+    "member_cost",
+    "member_table",
+    "member_tier",
+    "resolve_member",
+]

@@ -3,8 +3,12 @@
 After each tier answers, a :class:`Scorer` gives a confidence in [0, 1];
 the cascade accepts the answer when the confidence reaches that tier's
 threshold and otherwise escalates to the next tier. The last tier's answer
-is always accepted. Thresholds are set by hand or calibrated on labelled
-data (:meth:`Cascade.calibrate`) to meet a quality target or a budget.
+is always accepted. In a gateway the tiers are one member made of members, a
+:class:`~pinfactory.members.composite.CascadeMember` named ``cascade``: the
+router's decisions name it, the pipeline calls it like any member, spend limits
+reserve every tier it may call, and it books each tier it tries. Thresholds
+are set by hand or calibrated on labelled data (:meth:`Cascade.calibrate`) to
+meet a quality target or a budget.
 
 ```yaml
 routing:
@@ -20,45 +24,33 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import replace
-from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from pinfactory.errors import RoutingError, TeamFileError
-from pinfactory.members.base import Completion
+from pinfactory.members.base import Member
+from pinfactory.members.composite import CascadeMember
+from pinfactory.members.composite import Scorer as Scorer
+from pinfactory.members.composite import answered as answered
 from pinfactory.plugins import PluginNotFound, import_object
 from pinfactory.request import Request
 from pinfactory.routing.base import (
-    CallMember,
     Decision,
     MemberTable,
     member_cost,
-    member_table,
     member_tier,
     resolve_member,
 )
 from pinfactory.routing.table import RoutingTable
-
-if TYPE_CHECKING:
-    from pinfactory.team import Team
+from pinfactory.tiers import RouterContext
 
 Floats = npt.NDArray[np.float64]
-
-
-class Scorer(Protocol):
-    """How far a tier's answer can be trusted: a confidence in [0, 1]."""
-
-    def __call__(self, request: Request, completion: Completion) -> float: ...
-
-
-def answered(request: Request, completion: Completion) -> float:  # noqa: ARG001
-    """The simplest acceptance check: a non-empty answer that does not refuse."""
-    return 0.0 if completion.refused or not completion.text.strip() else 1.0
+COMPOSITE = "cascade"
+"""The name of the member a cascade router's tiers make (see the module docstring)."""
 
 
 def _verifier() -> Scorer:
@@ -278,6 +270,18 @@ class Cascade:
                 chosen.append(member)
         return chosen
 
+    def composites(self) -> list[Member]:
+        """The tiers as one member (when there are two or more), for the pipeline to call."""
+        plan = self.plan()
+        if len(plan) < 2:
+            return []
+        limits = self.limits()[: len(plan) - 1]
+        limits += [limits[-1]] * (len(plan) - 1 - len(limits))
+        made = CascadeMember.of(
+            COMPOSITE, plan, self.scorer, scorer_name=self.scorer_name, thresholds=limits
+        )
+        return [made]
+
     def decide(self, request: Request) -> Decision:  # noqa: ARG002 (the plan is fixed)
         plan = self.plan()
         if not plan:
@@ -294,80 +298,47 @@ class Cascade:
             )
         limits = ", ".join(f"{x:.2f}" for x in self.limits()[: len(plan) - 1])
         reason = f"cascade {' -> '.join(plan)}: start at '{plan[0]}'"
-        if len(plan) > 1:
-            reason += f"; escalate while {self.scorer_name} < {limits}"
+        if len(plan) == 1:
+            return Decision(
+                member=plan[0],
+                reason=reason,
+                router=self.kind,
+                scores={plan[0]: 1.0},
+                confidence=0.5,
+                estimated_cost_usd=member_cost(self.members, plan[0]),
+                tier=member_tier(self.members, plan[0]),
+            )
+        reason += f"; escalate while {self.scorer_name} < {limits}"
         return Decision(
-            member=plan[0],
+            member=COMPOSITE,
             reason=reason,
             router=self.kind,
             scores={m: float(len(plan) - i) for i, m in enumerate(plan)},
             confidence=0.5,
-            estimated_cost_usd=member_cost(self.members, plan[0]),
-            tier=member_tier(self.members, plan[0]),
+            estimated_cost_usd=member_cost(self.members, plan[0]),  # where it starts
+            start=plan[0],
         )
-
-    async def answer(
-        self, request: Request, decision: Decision, call: CallMember
-    ) -> tuple[Decision, Completion]:
-        """Run the tiers from ``decision.member`` on; every tier tried is in the trail."""
-        plan = self.plan()
-        start = plan.index(decision.member) if decision.member in plan else len(plan)
-        tiers = plan[start:] or [decision.member]
-        limits = self.limits()
-        trail: list[str] = list(decision.trail)
-        spent = Decimal(0)
-        completion: Completion | None = None
-        for step, member in enumerate(tiers):
-            completion = await call(member)
-            spent += completion.cost_usd
-            if step == len(tiers) - 1:
-                trail.append(f"{member}: accepted (last tier)")
-                break
-            confidence = self._confidence(member, request, completion)
-            limit = limits[min(start + step, len(limits) - 1)]
-            if confidence >= limit:
-                trail.append(
-                    f"{member}: accepted ({self.scorer_name} {confidence:.2f} >= {limit:.2f})"
-                )
-                break
-            trail.append(f"{member}: escalated ({self.scorer_name} {confidence:.2f} < {limit:.2f})")
-        assert completion is not None
-        final = replace(
-            decision,
-            member=member,
-            tier=member_tier(self.members, member),
-            reason=f"{decision.reason}; answered by '{member}' after {len(trail)} tier(s)",
-            estimated_cost_usd=spent,
-            trail=tuple(trail),
-        )
-        return final, replace(completion, cost_usd=spent)
-
-    def _confidence(self, member: str, request: Request, completion: Completion) -> float:
-        if getattr(self.scorer, "per_member", False):  # e.g. an AcceptanceModel
-            scorer: Any = self.scorer
-            return float(scorer(request, completion, member=member))
-        return float(self.scorer(request, completion))
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], team: Team) -> Cascade:
+    def from_config(cls, config: dict[str, Any], context: RouterContext) -> Cascade:
         parsed = CascadeConfig.model_validate(config)
-        declared = {m.name for m in team.spec.members}
+        if COMPOSITE in context.declared:
+            raise TeamFileError(
+                f"a cascade router names its tiers' member '{COMPOSITE}': rename the member "
+                f"called '{COMPOSITE}'"
+            )
         for tier in parsed.tiers:
-            if not tier.startswith("tier:") and tier not in declared:
+            if context.unknown(tier):
                 raise TeamFileError(
-                    f"cascade tier '{tier}' is not a member; members: {', '.join(sorted(declared))}"
+                    f"cascade tier '{tier}' is not a member; members: {context.allowed()}"
                 )
-        scorer_path = None
-        if parsed.scorer_path is not None:
-            scorer_path = Path(parsed.scorer_path)
-            if not scorer_path.is_absolute():
-                scorer_path = Path(team.source).parent / scorer_path
+        scorer_path = None if parsed.scorer_path is None else context.path(parsed.scorer_path)
         return cls(
             parsed.tiers,
             scorer_named(parsed.scorer, scorer_path),
             fallback=parsed.fallback,
             threshold=parsed.threshold,
             thresholds=parsed.thresholds,
-            members=member_table(team),
+            members=dict(context.members),
             scorer_name=parsed.scorer,
         )

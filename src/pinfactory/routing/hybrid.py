@@ -19,21 +19,20 @@ routing:
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from pinfactory.errors import TeamFileError
-from pinfactory.members.base import Completion
+from pinfactory.members.base import Member
 from pinfactory.request import Request
-from pinfactory.routing.base import CallMember, Decision, Router
+from pinfactory.routing.base import Decision, Router
 from pinfactory.routing.cascade import Cascade
 from pinfactory.routing.conversation import is_follow_up, previous_turn, with_context
+from pinfactory.routing.learned_kinds import LEARNED_KINDS
 from pinfactory.routing.rules import Rule, RulesRouter
 from pinfactory.routing.semantic import SemanticRouter
-
-if TYPE_CHECKING:
-    from pinfactory.team import Team
+from pinfactory.tiers import RouterContext
 
 
 class HybridConfig(BaseModel):
@@ -117,28 +116,23 @@ class HybridRouter:
             reason=f"{why}; fallback '{self.fallback}'",
         )
 
-    async def answer(
-        self, request: Request, decision: Decision, call: CallMember
-    ) -> tuple[Decision, Completion]:
-        """Run the cascade when it placed the request; else call the member once."""
-        if self.cascade is not None and decision.router == Cascade.kind:
-            return await self.cascade.answer(request, decision, call)
-        return decision, await call(decision.member)
+    def composites(self) -> list[Member]:
+        """The cascade's tiers as one member, when a cascade is declared."""
+        return self.cascade.composites() if self.cascade is not None else []
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], team: Team) -> HybridRouter:
-        from pinfactory.routing import LEARNED_KINDS, ROUTER_KINDS
-
+    def from_config(cls, config: dict[str, Any], context: RouterContext) -> HybridRouter:
         parsed = HybridConfig.model_validate(config)
         rules = RulesRouter.from_config(
-            {"kind": "rules", "fallback": parsed.fallback, "rules": config.get("rules", [])}, team
+            {"kind": "rules", "fallback": parsed.fallback, "rules": config.get("rules", [])},
+            context,
         )
         if parsed.semantic is not None and parsed.learned is not None:
             raise TeamFileError("hybrid: give 'semantic' or 'learned', not both")
         second: Router | None = None
         if parsed.semantic is not None:
             second = SemanticRouter.from_config(
-                {"kind": "semantic", "fallback": parsed.fallback, **parsed.semantic}, team
+                {"kind": "semantic", "fallback": parsed.fallback, **parsed.semantic}, context
             )
         elif parsed.learned is not None:
             kind = parsed.learned.get("kind")
@@ -146,10 +140,12 @@ class HybridRouter:
                 raise TeamFileError(
                     f"hybrid.learned.kind '{kind}'; allowed: {', '.join(LEARNED_KINDS)}"
                 )
-            second = ROUTER_KINDS[kind]({"fallback": parsed.fallback, **parsed.learned}, team)
+            second = LEARNED_KINDS[kind].from_config(
+                {"fallback": parsed.fallback, **parsed.learned}, context
+            )
         cascade = None
         if parsed.cascade is not None:
             cascade = Cascade.from_config(
-                {"kind": "cascade", "fallback": parsed.fallback, **parsed.cascade}, team
+                {"kind": "cascade", "fallback": parsed.fallback, **parsed.cascade}, context
             )
         return cls(rules, second=second, cascade=cascade, conversation=parsed.conversation)

@@ -19,7 +19,7 @@ import pickle
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Self, TypedDict, Unpack
+from typing import Any, ClassVar, Self, TypedDict, Unpack
 
 import numpy as np
 import numpy.typing as npt
@@ -28,11 +28,9 @@ from pydantic import BaseModel, ConfigDict
 from pinfactory.embeddings import CachedEncoder, Encoder, Vectors, get_encoder
 from pinfactory.errors import RoutingError, TeamFileError
 from pinfactory.request import Request
-from pinfactory.routing.base import Decision, MemberTable, member_table
+from pinfactory.routing.base import Decision, MemberTable
 from pinfactory.routing.table import RoutingTable
-
-if TYPE_CHECKING:
-    from pinfactory.team import Team
+from pinfactory.tiers import RouterContext
 
 MAGIC = b"PINFACTORY-ROUTER\n"
 FORMAT_VERSION = 1
@@ -173,18 +171,16 @@ class LearnedRouter:
         return router
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], team: Team) -> Self:
+    def from_config(cls, config: dict[str, Any], context: RouterContext) -> Self:
         """Load the router file a team names (relative to the team file) and
         check it was trained for members this team declares."""
         parsed = LearnedConfig.model_validate(config)
-        path = Path(parsed.path)
-        if not path.is_absolute():
-            path = Path(team.source).parent / path
+        path = context.path(parsed.path)
         try:
             router = cls.load(path)
         except RoutingError as exc:
             raise TeamFileError(exc.message) from exc
-        declared = {m.name for m in team.spec.members}
+        declared = context.declared
         unknown = [m for m in router.members_ if m not in declared]
         if unknown:
             raise TeamFileError(
@@ -194,7 +190,7 @@ class LearnedRouter:
             )
         if parsed.lam is not None:
             router.lam_ = parsed.lam
-        return router.bind(member_table(team))
+        return router.bind(dict(context.members))
 
 
 def read_router_file(source: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -360,14 +356,3 @@ class CostAwareRouter(LearnedRouter):
             f"{self.explanation.format(quality=quality)} "
             f"at ${self.mean_cost_[choice]:.2e} under lambda={lam:g}/USD"
         )
-
-
-def load_router(path: str | Path) -> LearnedRouter:
-    """Load a router file of any learned kind (the header names the kind)."""
-    from pinfactory.routing import LEARNED_KINDS
-
-    source = Path(path)
-    kind = read_router_file(source)[0]["kind"]
-    if kind not in LEARNED_KINDS:
-        raise RoutingError(f"{source}: unknown router kind '{kind}'")
-    return LEARNED_KINDS[kind].load(source)

@@ -57,12 +57,11 @@ from pinfactory.routing.base import (
     MemberTable,
     check_encoder,
     member_cost,
-    member_table,
     member_tier,
 )
 
 if TYPE_CHECKING:
-    from pinfactory.team import Team
+    from pinfactory.tiers import RouterContext
 
 SCANNED = ("request", "decision", "response", *LABEL_KINDS)
 REMEMBERED = 100_000
@@ -142,8 +141,8 @@ class BanditRouter:
         self._lock = asyncio.Lock()
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], team: Team) -> BanditRouter:
-        return cls(BanditConfig.model_validate(config), member_table(team))
+    def from_config(cls, config: dict[str, Any], context: RouterContext) -> BanditRouter:
+        return cls(BanditConfig.model_validate(config), context.members)
 
     # -- deciding ---------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -29,13 +29,10 @@ from pinfactory.routing.base import (
     Decision,
     MemberTable,
     member_cost,
-    member_table,
     member_tier,
     resolve_member,
 )
-
-if TYPE_CHECKING:
-    from pinfactory.team import Team
+from pinfactory.tiers import RouterContext
 
 Predicate = Callable[[Request], bool]
 
@@ -249,15 +246,13 @@ class RulesRouter:
         return failures
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], team: Team) -> RulesRouter:
+    def from_config(cls, config: dict[str, Any], context: RouterContext) -> RulesRouter:
         parsed = RulesConfig.model_validate(config)
-        declared = {m.name for m in team.spec.members}
         for rule in parsed.rules:
-            if not rule.route.startswith("tier:") and rule.route not in declared:
-                allowed = ", ".join(sorted(declared))
-                problem = f"routes to unknown member '{rule.route}'; members: {allowed}"
+            if context.unknown(rule.route):
+                problem = f"routes to unknown member '{rule.route}'; members: {context.allowed()}"
                 raise TeamFileError(f"rule '{rule.name}' {problem}")
-        return cls(parsed.rules, parsed.fallback, members=member_table(team))
+        return cls(parsed.rules, parsed.fallback, members=dict(context.members))
 
 
 def _word_pattern(words: Sequence[str]) -> re.Pattern[str]:

@@ -22,7 +22,7 @@ reads them instead of encoding again.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import Any, Literal, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -36,13 +36,10 @@ from pinfactory.routing.base import (
     MemberTable,
     check_encoder,
     member_cost,
-    member_table,
     member_tier,
     resolve_member,
 )
-
-if TYPE_CHECKING:
-    from pinfactory.team import Team
+from pinfactory.tiers import RouterContext
 
 Scoring = Literal["nearest", "centroid"]
 
@@ -283,15 +280,13 @@ class SemanticRouter:
         return self._resolved
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], team: Team) -> SemanticRouter:
+    def from_config(cls, config: dict[str, Any], context: RouterContext) -> SemanticRouter:
         parsed = SemanticConfig.model_validate(config)
-        declared = {m.name for m in team.spec.members}
         for route in parsed.routes:
-            if not route.member.startswith("tier:") and route.member not in declared:
-                allowed = ", ".join(sorted(declared))
+            if context.unknown(route.member):
                 raise TeamFileError(
                     f"semantic route '{route.name}' sends to unknown member "
-                    f"'{route.member}'; members: {allowed}"
+                    f"'{route.member}'; members: {context.allowed()}"
                 )
         check_encoder(parsed.encoder)
         return cls(
@@ -301,5 +296,5 @@ class SemanticRouter:
             encoder=parsed.encoder,
             scoring=parsed.scoring,
             k=parsed.k,
-            members=member_table(team),
+            members=dict(context.members),
         )

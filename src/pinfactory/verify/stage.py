@@ -25,7 +25,7 @@ from pinfactory.outcome import (
     Source,
 )
 from pinfactory.request import Document, Request
-from pinfactory.routing.base import resolve_member
+from pinfactory.tiers import resolve_member, table_of
 from pinfactory.verify.base import LABEL_SEVERITY, Finding, Verdict
 from pinfactory.verify.citations import CitationVerifier
 from pinfactory.verify.confidence import Calibrator
@@ -243,7 +243,7 @@ def escalation_target(
     """The member ``where`` names (``name`` or ``tier:<tier>``, the cheapest of that tier)."""
     if where is None:
         return None
-    table = {m.name: (m.tier, m.price.estimate(64)) for m in members.values() if m.name != exclude}
+    table = table_of(members.values(), exclude=exclude)
     name = resolve_member(table, where)
     return members.get(name) if name is not None else None
 
