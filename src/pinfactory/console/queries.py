@@ -292,12 +292,15 @@ class ConsoleQueries:
             return
         by_id = {row.entry.request_id: row for row in rows}
         marks = ", ".join("?" * len(by_id))
+        # No kind filter in SQL: with one, SQLite walks the (kind, seq) index over the
+        # whole chain instead of the request_id index (0.3 s against 2 ms at 100,000 rows).
         found = await self._select(
-            f"SELECT request_id, kind, body FROM audit WHERE request_id IN ({marks}) "
-            "AND kind IN ('decision', 'verdict', 'call') ORDER BY seq",
+            f"SELECT request_id, kind, body FROM audit WHERE request_id IN ({marks}) ORDER BY seq",
             list(by_id),
         )
         for request_id, kind, body in found:
+            if kind not in ("decision", "verdict", "call"):
+                continue
             data = json.loads(body).get("payload") or {}
             row = by_id[str(request_id)]
             if kind == "call":
