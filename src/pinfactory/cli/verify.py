@@ -146,6 +146,9 @@ def verify_train(
             "--cross", help="with --fusion-only: fuse the packaged cross-encoder's scores too"
         ),
     ] = False,
+    dev_limit: Annotated[
+        int, typer.Option(help="with --fusion-only: answers sampled per dev set (0: all)")
+    ] = 0,
 ) -> None:
     """Train the support model's head, then fit the fused answer calibration and choose
     the claim and answer thresholds on development data only."""
@@ -179,7 +182,7 @@ def verify_train(
                 from pinfactory.verify.crossencoder import CrossEncoder
 
                 scorer = CrossEncoder(threads=threads) if cross else None
-                result = refit_fusion(root, folder, seed, per_nli, progress, scorer)
+                result = refit_fusion(root, folder, seed, per_nli, progress, scorer, dev_limit)
             else:
                 result = train(root, folder, seed, per_nli, hidden, progress, checker)
         paths = write(result, out or head_path().parent, with_head=not fusion_only)

@@ -440,9 +440,11 @@ def refit_fusion(
     per_nli: int = 6000,
     progress: Progress | None = None,
     cross: CrossEncoder | None = None,
+    dev_limit: int = 0,
 ) -> TrainingResult:
     """Keep the packaged head and claim threshold; refit only the fused calibration, over
-    the cross-encoder's claim scores too when ``cross`` is given."""
+    the cross-encoder's claim scores too when ``cross`` is given; ``dev_limit`` > 0 fits
+    on a seeded sample of at most that many answers per development set."""
     packaged = Calibrator.load()
     checker = GroundingChecker()
     features: Sequence[str] = FUSED_FEATURES
@@ -452,11 +454,13 @@ def refit_fusion(
         reader.coef_, reader.intercept_ = [0.0] * len(features), 0.0
         checker = GroundingChecker(calibrator=reader, cross=cross)
     head = checker.model.head
+    dev = development(root, per_nli, seed)
+    if dev_limit > 0:
+        dev = {k: random.Random(seed).sample(v, min(dev_limit, len(v))) for k, v in dev.items()}
     calibrator, fusion = fit_fusion(
-        checker, work, development(root, per_nli, seed), seed, progress or _quiet,
-        features, packaged.claim_threshold,
-    )  # fmt: skip
-    metrics = {"seed": seed, "claim_threshold": packaged.claim_threshold,
+        checker, work, dev, seed, progress or _quiet, features, packaged.claim_threshold
+    )
+    metrics = {"seed": seed, "claim_threshold": packaged.claim_threshold, "dev_limit": dev_limit,
                "cross_threshold": calibrator.cross_threshold, **fusion}  # fmt: skip
     return TrainingResult(head, packaged.claim_threshold, metrics, calibrator.to_json())
 
