@@ -358,36 +358,44 @@ class ResponseCache:
         return True
 
     async def _pull(self, request: Request, member: str) -> None:
+        """Read into this worker what the store holds for the request that it lacks: the
+        exact entry, and the semantic context's entries numbered past those it has read.
+        One round trip when nothing is new (the exact entry and the context's counter
+        are read together), two more for new entries."""
         shared = self._shared
         assert shared is not None
         scope = self._scope(request)
-        wanted: list[str] = []
         key = request_key(request, member, scope)
-        if self.spec.exact and key not in self._entries:
-            wanted.append(key)
         context = None
+        names: list[str] = []
         if self.spec.semantic:
             context = request_key(request, member, scope, blank_last_turn=True)
-            count = int(await shared.get(f"cache:n:{context}") or 0)
-            bucket = self._buckets.get(context)
-            seen = bucket.seen if bucket is not None else 0
-            seen = 0 if count < seen else seen  # the counter expired and started again
+            names.append(f"cache:n:{context}")
+        if self.spec.exact and key not in self._entries:
+            names.append(f"cache:e:{key}")
+        if not names:
+            return
+        values = dict(zip(names, await shared.get_many(names), strict=True))
+        found: dict[str, str | None] = {key: values.pop(f"cache:e:{key}", None)}
+        if context is not None:
+            count = int(values.pop(f"cache:n:{context}") or 0)
+            bucket = self._buckets.get(context) or Bucket()
+            seen = 0 if count < bucket.seen else bucket.seen  # the counter expired: reread
             if count > seen:
                 numbered = [f"cache:k:{context}:{n}" for n in range(seen + 1, count + 1)]
-                found = await shared.get_many(numbered)
-                wanted += [k for k in found if k is not None and k not in self._entries]
-                self._buckets.setdefault(context, Bucket()).seen = count
-        if not wanted:
-            return
-        wanted = list(dict.fromkeys(wanted))
-        for name, raw in zip(
-            wanted, await shared.get_many([f"cache:e:{k}" for k in wanted]), strict=True
-        ):
+                fresh = [k for k in await shared.get_many(numbered) if k is not None]
+                fresh = [k for k in dict.fromkeys(fresh) if k not in self._entries and k != key]
+                if fresh:
+                    entries = await shared.get_many([f"cache:e:{k}" for k in fresh])
+                    found.update(zip(fresh, entries, strict=True))
+        for name, raw in found.items():
             if raw is None:
-                continue  # expired in the store
+                continue  # not there, or expired in the store
             entry = SharedEntry.model_validate_json(raw).entry()
             if self._clock() - entry.stored <= self.spec.ttl_s:
                 self._put(name, context if entry.vector is not None else None, entry)
+        if context is not None and context in self._buckets:  # no empty buckets kept
+            self._buckets[context].seen = count
 
     async def _push(self, key: str, context: str | None, entry: Entry) -> None:
         shared = self._shared
