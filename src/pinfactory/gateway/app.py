@@ -62,6 +62,7 @@ from pinfactory.gateway.schema import ChunkWriter, completion_body, parse_reques
 from pinfactory.gateway.sse import EventStream, StreamWriter
 from pinfactory.ledger import Ledger
 from pinfactory.members import Member
+from pinfactory.members.base import Delta
 from pinfactory.observe import Observers
 from pinfactory.observe.build import build_observers
 from pinfactory.observe.metrics import Metrics, MetricsEndpoint
@@ -264,7 +265,8 @@ class Gateway:
         writer = writer_for(decision.member)
 
         async def body(write: Callable[[bytes, bool], Awaitable[None]]) -> None:
-            # one write per event; the closing frames go with the end of the body
+            # one write per event, or per run of chunks that came in one read (``more``:
+            # the next is already here); the closing frames go with the end of the body
             frames, event = writer.opening(first), first
             answer: Answer | None = None
             try:
@@ -274,7 +276,8 @@ class Gateway:
                         frames += await writer.close(event)
                     else:
                         frames += writer.write(event)
-                    if frames and answer is None:  # the closing frames wait for the end
+                    more = isinstance(event, Delta) and event.more
+                    if frames and answer is None and not more:  # closing frames wait
                         await write(b"".join(frames), True)
                         frames = []
                     event = await anext(events)
