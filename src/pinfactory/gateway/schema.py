@@ -54,6 +54,28 @@ def parse_request(
     Returns the request and whether a stream should end with a usage chunk.
     """
     data = json_body(body)
+    return request_of(
+        data,
+        unit=unit,
+        user=user,
+        headers=headers,
+        request_id=request_id,
+        correlation_id=correlation_id,
+    )
+
+
+def request_of(
+    data: dict[str, Any],
+    *,
+    unit: str,
+    user: str,
+    headers: dict[str, str],
+    request_id: str,
+    correlation_id: str | None = None,
+) -> tuple[Request, bool]:
+    """:func:`parse_request` for a body already read as JSON (one naming ``model``):
+    what the other endpoints (``/v1/completions``, ``/v1/messages``) call with the chat
+    body they translate theirs into."""
     common = _common_shape(data)
     messages = _validate(data) if common is None else common
     if not any(m.content or (m.wire is not None and _says_something(m.wire)) for m in messages):
@@ -299,7 +321,7 @@ def _choices(completion: Completion) -> list[dict[str, Any]]:
             {
                 "index": 0,
                 "message": {"role": "assistant", "content": completion.text},
-                "finish_reason": _finish(completion.finish_reason),
+                "finish_reason": finish_reason(completion.finish_reason),
                 "logprobs": None,
             }
         ]
@@ -402,7 +424,7 @@ class ChunkWriter:
         if self._held:
             bodies = [self._relayed(delta) for delta in self._held]
         else:
-            finish = _finish(answer.completion.finish_reason)
+            finish = finish_reason(answer.completion.finish_reason)
             bodies = [chunk_body(self.request, self.member, {}, finish, **self._extra)]
         if self.include_usage:
             last = chunk_body(self.request, self.member, {}, usage=usage_body(answer.completion))
@@ -419,5 +441,6 @@ def error_body(message: str, *, type_: str, code: str, param: str | None) -> dic
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
-def _finish(reason: str) -> str:
+def finish_reason(reason: str) -> str:
+    """A member's finish reason as the reference names one (anything else: ``stop``)."""
     return reason if reason in ("stop", "length", "tool_calls", "content_filter") else "stop"
