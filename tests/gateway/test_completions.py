@@ -153,7 +153,11 @@ def test_a_stream_ends_with_the_finish_then_the_usage_chunk(
         ({"prompt": "x", "logprobs": 9}, "logprobs", "between 0 and 5"),
         ({"prompt": "x", "n": 0}, "n", "'n'"),
         ({"prompt": "x", "temperature": "hot"}, "temperature", "'temperature'"),
-        ({"prompt": "x", "messages": []}, "messages", "not a field of /v1/completions"),
+        (
+            {"prompt": "x", "messages": []},
+            "messages",
+            "not served by this gateway's /v1/completions",
+        ),
         ({"prompt": "  "}, "prompt", "empty"),
     ],
 )

@@ -217,7 +217,11 @@ def test_streamed_tool_call_deltas_become_a_tool_use_block(
         ({"messages": [{"role": "user", "content": "hi"}]}, "max_tokens", "required"),
         ({"max_tokens": 0, "messages": [{"role": "user", "content": "hi"}]}, "max_tokens", ""),
         ({"max_tokens": 9, "messages": []}, "messages", ""),
-        ({"max_tokens": 9, "messages": [{"role": "robot", "content": "hi"}]}, "messages.0.role", ""),
+        (
+            {"max_tokens": 9, "messages": [{"role": "robot", "content": "hi"}]},
+            "messages.0.role",
+            "",
+        ),
         (
             {"max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "audio"}]}]},
             "messages.0.content.0.type",
@@ -273,9 +277,11 @@ def test_the_sdk_raises_its_own_errors_with_anthropics_types(
     gateway: tuple[str, Path], recorder: RecordingUpstream
 ) -> None:
     hello = [{"role": "user", "content": "hi"}]
-    with anthropic.Anthropic(base_url=gateway[0], api_key="sk-wrong", max_retries=0) as stranger:
-        with pytest.raises(anthropic.AuthenticationError) as denied:
-            stranger.messages.create(model="auto", max_tokens=9, messages=hello)  # type: ignore[arg-type]
+    with (
+        anthropic.Anthropic(base_url=gateway[0], api_key="sk-wrong", max_retries=0) as stranger,
+        pytest.raises(anthropic.AuthenticationError) as denied,
+    ):
+        stranger.messages.create(model="auto", max_tokens=9, messages=hello)  # type: ignore[arg-type]
     assert denied.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
     for _ in range(3):
         recorder.answer(Scripted({"error": {"message": "down"}}, status=500))
@@ -295,11 +301,11 @@ def test_a_stream_that_breaks_ends_with_an_error_event(
         Scripted(chunks=[chunk([{"index": 0, "delta": {"content": "o"}}]), {"error": "boom"}])
     )
     seen: list[str] = []
-    with pytest.raises(anthropic.APIStatusError, match="boom"):  # noqa: PT012
-        with client.messages.stream(
-            model="auto", max_tokens=9, messages=[{"role": "user", "content": "hi"}]
-        ) as stream:
-            seen.extend(stream.text_stream)
+    stream = client.messages.stream(
+        model="auto", max_tokens=9, messages=[{"role": "user", "content": "hi"}]
+    )
+    with pytest.raises(anthropic.APIStatusError, match="boom"), stream as events:
+        seen.extend(events.text_stream)  # the text before the error event, then the error
     assert seen == ["o"]
     assert ledger_rows(gateway[1])[-1]["status"] == 502
 

@@ -43,6 +43,7 @@ from pinfactory.gateway.schema import (
     finish_reason,
     json_body,
     request_of,
+    served_only,
     usage_body,
 )
 from pinfactory.gateway.sse import frame
@@ -88,13 +89,7 @@ def parse_completions(body: bytes, **who: Any) -> CompletionsCall:
     the reference refuses or this gateway does not serve. ``who``: ``unit``, ``user``,
     ``headers``, ``request_id``, ``correlation_id``, as :func:`request_of` takes them."""
     data = json_body(body)
-    for name, value in data.items():
-        if name not in SERVED and value is not None:
-            raise RequestError(
-                f"'{name}' is not a field of /v1/completions; "
-                f"supported: {', '.join(sorted(SERVED))}",
-                param=name,
-            )
+    served_only(data, SERVED, "/v1/completions")
     try:
         params_adapter(CompletionCreateParamsBase).validate_python(
             {k: v for k, v in data.items() if k != "stream"}, strict=True

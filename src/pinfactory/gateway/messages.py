@@ -39,7 +39,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
 from pinfactory.errors import PinfactoryError, RequestError
-from pinfactory.gateway.schema import field_error, json_body, request_of
+from pinfactory.gateway.schema import field_error, json_body, request_of, served_only
 from pinfactory.outcome import Answer
 from pinfactory.request import Request
 
@@ -154,13 +154,7 @@ def parse_messages(body: bytes, **who: Any) -> MessagesCall:
     Anthropic's API refuses or this gateway does not serve. ``who``: ``unit``, ``user``,
     ``headers``, ``request_id``, ``correlation_id``, as :func:`request_of` takes them."""
     data = json_body(body)
-    for name, value in data.items():
-        if name not in SERVED and value is not None:
-            raise RequestError(
-                f"'{name}' is not served by this gateway's /v1/messages; "
-                f"supported: {', '.join(sorted(SERVED))}",
-                param=name,
-            )
+    served_only(data, SERVED, "/v1/messages")
     if isinstance(data.get("messages"), list):
         # blocks sent back as an SDK dumps them carry nulls for absent fields
         data["messages"] = [_without_nulls(message) for message in data["messages"]]

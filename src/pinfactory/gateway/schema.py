@@ -127,6 +127,18 @@ def json_body(body: bytes) -> dict[str, Any]:
     return data
 
 
+def served_only(data: Mapping[str, Any], served: frozenset[str], endpoint: str) -> None:
+    """A 400 naming the first field of ``data`` (other than a null) that ``endpoint``
+    does not serve, and listing those it does."""
+    for name, value in data.items():
+        if name not in served and value is not None:
+            raise RequestError(
+                f"'{name}' is not served by this gateway's {endpoint}; "
+                f"supported: {', '.join(sorted(served))}",
+                param=name,
+            )
+
+
 def _validate(data: dict[str, Any]) -> tuple[Message, ...]:
     """The messages of a body in any shape, after the full type and value checks."""
     messages = data.get("messages")
