@@ -174,14 +174,15 @@ def _says_something(message: Mapping[str, Any]) -> bool:
 _ROLES = frozenset({"system", "user", "assistant", "developer"})  # a tool message needs its id
 _COMMON_FIELDS = frozenset(
     {"model", "messages", "temperature", "max_tokens", "max_completion_tokens", "stop"}
-    | {"stream", "user"}
+    | {"stream", "stream_options", "user"}
 )
 _MESSAGE_FIELDS = frozenset({"role", "content"})
 
 
 def _common_shape(data: dict[str, Any]) -> tuple[Message, ...] | None:
-    """The messages, if ``data`` is a valid request in the common shape; None sends it
-    through the full checks (the same rules, every message)."""
+    """The messages, if ``data`` is a valid request in the common shape (a stream may ask
+    for ``include_usage``); None sends it through the full checks (the same rules, every
+    message)."""
     if not _COMMON_FIELDS.issuperset(data):
         return None
     model, messages = data.get("model"), data.get("messages")
@@ -210,6 +211,14 @@ def _common_shape(data: dict[str, Any]) -> tuple[Message, ...] | None:
     if stop is not None and type(stop) is not str and not _strings(stop):
         return None
     if type(data.get("stream", False)) is not bool or (user is not None and type(user) is not str):
+        return None
+    options = data.get("stream_options")
+    if options is not None and not (
+        data.get("stream") is True
+        and type(options) is dict
+        and options.keys() <= {"include_usage"}
+        and type(options.get("include_usage", False)) is bool
+    ):
         return None
     return tuple(parsed)
 
