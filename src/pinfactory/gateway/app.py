@@ -491,6 +491,8 @@ def create_app(
         try:
             async with open_pipeline(team, ledger=ledger, observers=observers) as pipeline:
                 await warm_up(pipeline)
+                if gateway.state_url and pipeline.cache is not None:
+                    pipeline.cache.share(gateway.state)  # workers share answers via Redis
                 gateway.pipeline = pipeline
                 await agent_runs.start()  # resumes runs a stopped gateway interrupted
                 yield
