@@ -176,3 +176,11 @@ def test_numbers_are_normalised() -> None:
     assert tokens("It cost 3, 000 dollars").numbers == tokens("It cost 3000 dollars").numbers
     assert tokens("twelve days").numbers == frozenset({"12"})
     assert tokens("the first one is a 2014 film").numbers == frozenset({"2014"})
+
+
+def test_a_rule_contradiction_caps_the_score_the_calibration_reads(
+    checker: GroundingChecker,
+) -> None:
+    report = checker.assess("Returns are accepted within 60 days of delivery.", POLICY)
+    assert report.label == "contradicted"
+    assert report.features["min_logit"] <= np.log(0.1 / 0.9) + 1e-9

@@ -245,9 +245,15 @@ class GroundingChecker:
             )
         )
         labels = [c.label for c in checks]
-        features = answer_features(list(head), labels)
-        if cross is not None:
-            scored = answer_features([c.score for c in checks], labels)
+        # The claim scores as checked (a rule's contradiction caps them at 0.1).
+        scored = answer_features([c.score for c in checks], labels)
+        features = scored
+        if cross is not None:  # the checks carry the cross-encoder's; the head's beside them
+            capped = [
+                min(float(p), 0.1) if c.label == "contradicted" else float(p)
+                for p, c in zip(head, checks, strict=True)
+            ]
+            features = answer_features(capped, labels)
             features.update({f"ce_{k}": scored[k] for k in CROSS_FEATURES})
         features.update(self._lexical_features(answer, evidence, question))
         off_question = sum(
