@@ -100,11 +100,19 @@ class KeySpec(_Strict):
 class LedgerSpec(_Strict):
     path: str | None = Field(default=None, description="SQLite file; default pinfactory-ledger.db")
     dsn: str | None = Field(default=None, description="PostgreSQL DSN; overrides path")
-    durability: Literal["full", "group"] = Field(
+    durability: Literal["full", "group", "journal"] = Field(
         default="full",
         description="full: one commit per request. group: requests that arrive while a "
         "commit syncs share the next one; each is still answered only after its own row "
-        "and audit entries are committed (docs/observe.md)",
+        "and audit entries are committed (docs/observe.md). journal: each request is "
+        "answered once its row is in this process's journal file (survives the process "
+        "being killed, not a power loss) and committed in groups just after "
+        "(ledger/journal.py)",
+    )
+    journal_dir: str | None = Field(
+        default=None,
+        description="where durability: journal keeps its journal files; default beside "
+        "the SQLite file (<path>-pending), or ./pinfactory-ledger-pending for PostgreSQL",
     )
 
 

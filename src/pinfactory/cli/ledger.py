@@ -20,7 +20,8 @@ def with_ledger(team: Team, work: Callable[[Ledger], Awaitable[T]]) -> T:
     """Run ``work`` on the team's ledger, opened and closed around it; errors exit 1."""
 
     async def run() -> T:
-        ledger = open_ledger(team.ledger_location, team.spec.ledger.durability)
+        spec = team.spec.ledger
+        ledger = open_ledger(team.ledger_location, spec.durability, spec.journal_dir)
         await ledger.open()
         try:
             return await work(ledger)
