@@ -22,12 +22,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pinfactory.cache import CacheSpec
 from pinfactory.errors import TeamFileError
+from pinfactory.members import member_class
 from pinfactory.members.base import Capabilities, Price
 from pinfactory.members.upstream import UpstreamSpec
 from pinfactory.observe.config import ObserveSpec
 from pinfactory.reliability.limits import RateLimitSpec
 from pinfactory.reliability.state import StateSpec
 from pinfactory.request import Request
+from pinfactory.routing import build_router
 from pinfactory.tiers import RouterContext, names_unknown_member, table_of
 from pinfactory.verify.policy import VerificationSpec
 
@@ -404,7 +406,6 @@ def _check_verification(team: Team, node: yaml.Node | None) -> None:
 def _apply_upstream_defaults(team: Team) -> None:
     """Members with ``settings.upstream`` get the team's ``upstream:`` (and shared state) as
     defaults; what a member sets itself wins, field by field (``breaker`` too)."""
-    from pinfactory.members import member_class
 
     defaults = team.spec.upstream.model_dump(exclude_unset=True)
     shared = {"state_url": team.spec.state.redis_url, "state_namespace": f"pf:{team.name}"}
@@ -431,7 +432,6 @@ def _apply_upstream_defaults(team: Team) -> None:
 
 
 def _check_members(team: Team, node: yaml.Node | None) -> None:
-    from pinfactory.members import member_class
 
     for index, spec in enumerate(team.spec.members):
         where = ("members", index)
@@ -453,7 +453,6 @@ def _check_members(team: Team, node: yaml.Node | None) -> None:
 
 
 def _check_routing(team: Team, node: yaml.Node | None) -> None:
-    from pinfactory.routing import build_router
 
     if team.spec.routing.fallback not in team.member_names:
         problem = (

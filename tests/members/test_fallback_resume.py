@@ -53,6 +53,15 @@ def stream_text(url: str) -> tuple[str, dict[str, object]]:
     return text, dict((chunks[-1].model_extra or {})["pinfactory"])
 
 
+def read_stream(client: openai.OpenAI, seen: list[str]) -> None:
+    for chunk in client.chat.completions.create(
+        model="auto", messages=[{"role": "user", "content": QUESTION}], stream=True
+    ):
+        if chunk.choices:
+            assert chunk.choices[0].finish_reason is None  # nothing invented
+            seen.append(chunk.choices[0].delta.content or "")
+
+
 @pytest.mark.parametrize("fault", [Fault.TRUNCATED, Fault.MALFORMED])
 def test_a_stream_broken_after_its_first_words_is_finished_by_the_same_model(
     tmp_path: Path, upstream: FaultUpstream, fault: Fault
@@ -101,12 +110,7 @@ def test_a_backup_that_says_something_else_leaves_the_stream_broken(
         openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0) as client,
         pytest.raises(openai.APIError, match=r"without \[DONE\]"),
     ):
-        for chunk in client.chat.completions.create(
-            model="auto", messages=[{"role": "user", "content": QUESTION}], stream=True
-        ):
-            if chunk.choices:
-                assert chunk.choices[0].finish_reason is None  # nothing invented
-                seen.append(chunk.choices[0].delta.content or "")
+        read_stream(client, seen)
     assert "".join(seen) and echo_answer(QUESTION).startswith("".join(seen))
     (row,) = ledger_rows(ledger)
     assert row["status"] == 502 and "without [DONE]" in row["error"]
