@@ -75,6 +75,7 @@ class StaticEncoder:
             path = cache_dir() / f"minilm-static-{self.pca_dims}"
             if not (path / "model.safetensors").exists():
                 _offline()
+                # distilling (torch: seconds to import) runs once, when the cache is empty
                 from model2vec.distill import distill
 
                 distill(model_name=str(minilm_path()), pca_dims=self.pca_dims).save_pretrained(
