@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pinfactory.ledger import AuditEvent, LedgerEntry, open_ledger
-from pinfactory.ledger.chain import verify_ledger
+from pinfactory.ledger.chain import jsonable, verify_ledger
 from pinfactory.ledger.journal import FRAME, Journal, decode, encode, frames
 from pinfactory.testing.processes import SRC
 
@@ -47,7 +47,8 @@ async def contents(location: str, journal: Path) -> tuple[list[str], bool, int]:
 
 def test_a_record_round_trips_through_the_journal_encoding() -> None:
     row = entry("req_1")
-    decoded, sealed = decode(encode(row, events("req_1")))
+    plain = [AuditEvent(e.kind, e.request_id, jsonable(e.payload), e.time) for e in events("req_1")]
+    decoded, sealed = decode(encode(row, plain))
     assert decoded == row
     assert [e.kind for e in sealed] == ["decision", "call", "response"]
     assert sealed[1].payload["cost_usd"] == "0.01"  # as the chain seals it

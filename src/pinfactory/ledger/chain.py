@@ -95,8 +95,11 @@ def link(prev_hash: str, body: str) -> str:
     return hashlib.sha256((prev_hash + body).encode()).hexdigest()
 
 
-def seal(events: Sequence[AuditEvent], head: ChainHead) -> list[AuditRecord]:
-    """The records that append ``events`` after ``head``, in order."""
+def seal(
+    events: Sequence[AuditEvent], head: ChainHead, *, plain: bool = False
+) -> list[AuditRecord]:
+    """The records that append ``events`` after ``head``, in order. ``plain``: the
+    payloads are JSON data already (:func:`jsonable`'s), not converted again."""
     records = []
     seq, prev = head.seq, head.hash
     for event in events:
@@ -107,7 +110,7 @@ def seal(events: Sequence[AuditEvent], head: ChainHead) -> list[AuditRecord]:
                 "request_id": event.request_id,
                 "kind": event.kind,
                 "time": event.time,
-                "payload": jsonable(event.payload),
+                "payload": event.payload if plain else jsonable(event.payload),
             }
         )
         digest = link(prev, body)

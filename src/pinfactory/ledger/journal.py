@@ -47,7 +47,6 @@ import orjson
 
 from pinfactory.errors import LedgerError
 from pinfactory.ledger.base import AuditEvent, LedgerEntry
-from pinfactory.ledger.chain import jsonable
 
 FRAME = struct.Struct("<II")  # payload length, CRC-32 of the payload
 SUFFIX = ".journal"
@@ -63,7 +62,8 @@ class Position:
 
 
 def encode(entry: LedgerEntry, events: Sequence[AuditEvent]) -> bytes:
-    """A record as JSON: the row's fields and each event's kind, id, time and payload."""
+    """A record as JSON: the row's fields and each event's kind, id, time and payload
+    (the payloads JSON data already: ``chain.jsonable``'s)."""
     row = {
         "request_id": entry.request_id,
         "unit": entry.unit,
@@ -83,7 +83,7 @@ def encode(entry: LedgerEntry, events: Sequence[AuditEvent]) -> bytes:
         "time": entry.time,
         "correlation_id": entry.correlation_id,
     }
-    sealed = [[e.kind, e.request_id, e.time, jsonable(e.payload)] for e in events]
+    sealed = [[e.kind, e.request_id, e.time, e.payload] for e in events]
     return orjson.dumps({"row": row, "events": sealed})
 
 

@@ -42,7 +42,7 @@ from pinfactory.ledger.base import (
     from_nano,
     to_nano,
 )
-from pinfactory.ledger.chain import GENESIS, seal, sealing
+from pinfactory.ledger.chain import GENESIS, jsonable, seal, sealing
 from pinfactory.ledger.journal import Journal, Orphan, decode, encode, journal_folder
 from pinfactory.ledger.writer import BatchWriter, Connection, Durability
 
@@ -133,11 +133,12 @@ class SQLBatch:
         """Buffer one insert (``?`` placeholders) until :meth:`commit`."""
         self._inserts.setdefault(self._dialect.sql(sql), []).append(tuple(row))
 
-    def seal(self, events: Sequence[AuditEvent]) -> None:
-        """Append ``events`` to the chain after everything sealed so far."""
+    def seal(self, events: Sequence[AuditEvent], *, plain: bool = False) -> None:
+        """Append ``events`` to the chain after everything sealed so far (``plain``: their
+        payloads are JSON data already)."""
         if not events:
             return
-        records = seal(events, self.head)
+        records = seal(events, self.head, plain=plain)
         rows = self._inserts.setdefault(self._dialect.sql(AUDIT_INSERT), [])
         rows.extend((r.seq, r.request_id, r.kind, r.body, r.prev_hash, r.hash) for r in records)
         self.head = ChainHead(records[-1].seq, records[-1].hash)
@@ -356,7 +357,7 @@ class SQLLedger:
 
             def write(tx: SQLBatch, chunk: list[tuple[int, bytes]] = chunk) -> None:
                 for end, payload in chunk:
-                    self._record_op(*decode(payload))(tx)
+                    self._record_op(*decode(payload), plain=True)(tx)
                     tx.mark(orphan.name, end)
 
             await self._write(write)
@@ -425,8 +426,9 @@ class SQLLedger:
             return
         if self._writer is None:
             raise LedgerError("ledger is not open")
-        position = self._journal.append(encode(entry, events))  # acknowledged from here on
-        write = self._record_op(entry, events)
+        plain = [AuditEvent(e.kind, e.request_id, jsonable(e.payload), e.time) for e in events]
+        position = self._journal.append(encode(entry, plain))  # acknowledged from here on
+        write = self._record_op(entry, plain, plain=True)
 
         def posted(tx: SQLBatch) -> None:
             write(tx)
@@ -435,9 +437,10 @@ class SQLLedger:
         self._writer.post(posted)
 
     def _record_op(
-        self, entry: LedgerEntry, events: Sequence[AuditEvent]
+        self, entry: LedgerEntry, events: Sequence[AuditEvent], *, plain: bool = False
     ) -> Callable[[SQLBatch], None]:
-        """The write of one request: its row, and its events sealed with the row's figures."""
+        """The write of one request: its row, and its events sealed with the row's figures
+        (``plain``: the events' payloads are JSON data already)."""
         row = (
             entry.request_id,
             entry.time,
@@ -462,7 +465,7 @@ class SQLLedger:
         sealed = sealing(entry, events)
 
         def write(tx: SQLBatch) -> None:
-            tx.seal(sealed)  # the row points at the entry that seals its figures
+            tx.seal(sealed, plain=plain)  # the row points at the entry sealing its figures
             tx.insert(insert, (*row, tx.head.seq))
 
         return write
