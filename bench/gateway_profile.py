@@ -99,7 +99,7 @@ def main() -> None:
         time.sleep(1.0)
         subprocess.run(record, check=True, capture_output=True)
         loader.join()
-        shares = components(samples.read_text())
+        shares = components(samples.read_text(errors="replace"))
         if args.raw is not None:
             shutil.copy(samples, args.raw)
     shutil.rmtree(folder, ignore_errors=True)
