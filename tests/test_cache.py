@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 
 from pinfactory.cache import CacheSpec, ResponseCache, calibrate_threshold
+from pinfactory.gateway.server import free_port
 from pinfactory.members.base import Completion, Usage
 from pinfactory.outcome import Answer
+from pinfactory.reliability.state import MemoryState, RedisState
 from pinfactory.request import Message, Request
 from pinfactory.routing.base import Decision
 
@@ -127,3 +129,52 @@ def test_the_threshold_is_the_lowest_that_keeps_wrong_hits_under_the_target() ->
     assert calibrate_threshold(sims, right, max_wrong=0.2) == 0.90  # 1 wrong in 5
     assert calibrate_threshold(sims, right, max_wrong=0.0) == 0.95
     assert calibrate_threshold([0.9], [False], max_wrong=0.0) == 1.0
+
+
+async def test_workers_sharing_a_store_answer_each_others_repeats_and_paraphrases() -> None:
+    clock = Clock()
+    store = MemoryState(clock=clock)
+    spec = CacheSpec(semantic=True, threshold=0.8, ttl_s=60)
+    first, second = ResponseCache(spec, clock=clock), ResponseCache(spec, clock=clock)
+    first.share(store)
+    second.share(store)
+    asked = ask("What is the status of my order 1042?", unit="sales")
+    assert await second.find(asked, decision()) is None
+    assert await first.save(answered(asked, text="Shipped."))
+    clock.now = 10
+    hit = await second.find(ask("What is the status of my order 1042?", unit="sales"), decision())
+    assert hit is not None and hit.record.kind == "exact"
+    assert (hit.completion.text, hit.record.source, hit.record.age_s) == (
+        "Shipped.",
+        asked.request_id,
+        10,
+    )
+    third = ResponseCache(spec, clock=clock)  # a worker that starts later reads them too
+    third.share(store)
+    paraphrase = await third.find(
+        ask("what's the status of my order 1042", unit="sales"), decision()
+    )
+    assert paraphrase is not None and paraphrase.record.kind == "semantic"
+    assert await third.find(ask("status of my order 1043?", unit="sales"), decision()) is None
+    assert (
+        await third.find(ask("What is the status of my order 1042?", unit="support"), decision())
+        is None
+    )
+    clock.now = 61  # expired in the store and in every worker
+    assert await ResponseCache(spec, clock=clock).find(asked, decision()) is None
+    late = ResponseCache(spec, clock=clock)
+    late.share(store)
+    assert await late.find(asked, decision()) is None
+
+
+async def test_an_unreachable_store_makes_a_miss_never_an_error() -> None:
+    away = RedisState(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.2)  # nothing listens
+    await away.open()
+    cache = ResponseCache(CacheSpec(semantic=True, threshold=0.8))
+    cache.share(away)
+    asked = ask("capital of France?")
+    assert await cache.find(asked, decision()) is None
+    assert await cache.save(answered(asked))  # kept in this worker
+    hit = await cache.find(ask("capital of France?"), decision())
+    assert hit is not None and hit.record.kind == "exact"
+    await away.close()

@@ -26,12 +26,21 @@ any answer. A hit is a typed part of the outcome (:class:`pinfactory.outcome.Cac
 its ledger row books a zero-cost ``cache`` call on the member whose answer it reuses,
 and its ``cache`` audit entry names the request it came from and the USD it saved.
 
-The cache lives in the worker's memory (each gateway worker has its own).
+Each worker keeps the entries it has seen in its memory. When the team configures Redis
+(``state: {redis_url: ...}``), the workers share their entries through it
+(:meth:`ResponseCache.share`): a stored answer is also written to Redis (one key per
+entry, expiring after ``ttl_s``), and each semantic context keeps a counter and a numbered
+list of its entries' keys there, so a worker's lookup first reads the entries other
+workers stored since it last looked (one round trip when there are none), then matches
+locally. An exact lookup that misses locally reads the entry's key. Redis being away
+makes the cache miss (and a stored answer stay local); it never refuses a request.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import logging
 import re
 import time
 from collections import OrderedDict
@@ -46,10 +55,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from pinfactory.embeddings import Encoder, Vectors, get_encoder
 from pinfactory.members.base import Completion
 from pinfactory.outcome import Answer, CacheHit
+from pinfactory.reliability.state import SharedState, StateUnavailable
 from pinfactory.request import Request, wire_message
 from pinfactory.routing.base import Decision
 
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+log = logging.getLogger("pinfactory.cache")
 
 
 class CacheSpec(BaseModel):
@@ -83,10 +94,48 @@ class Entry:
 
 @dataclass(slots=True)
 class Bucket:
-    """The semantic entries sharing one context key; ``matrix`` rebuilt when they change."""
+    """The semantic entries sharing one context key; ``matrix`` rebuilt when they change.
+
+    ``seen`` counts the shared context's numbered keys this worker has read."""
 
     keys: list[str] = field(default_factory=list)
     matrix: Vectors | None = None
+    seen: int = 0
+
+
+class SharedEntry(BaseModel):
+    """An :class:`Entry` as other workers read it from the shared store (JSON).
+
+    ``stored`` is wall-clock seconds (``time.time``); ``vector`` the float32 embedding,
+    base64."""
+
+    request_id: str
+    member: str
+    completion: Completion
+    cost_usd: Decimal
+    stored: float
+    text: str
+    numbers: tuple[str, ...]
+    vector: str | None = None
+
+    @classmethod
+    def of(cls, entry: Entry) -> SharedEntry:
+        vector = entry.vector
+        encoded = None if vector is None else base64.b64encode(vector.astype("<f4").tobytes())
+        return cls(
+            request_id=entry.request_id, member=entry.member, completion=entry.completion,
+            cost_usd=entry.cost_usd, stored=entry.stored, text=entry.text,
+            numbers=entry.numbers, vector=None if encoded is None else encoded.decode(),
+        )  # fmt: skip
+
+    def entry(self) -> Entry:
+        vector = None
+        if self.vector is not None:
+            vector = np.frombuffer(base64.b64decode(self.vector), dtype="<f4").astype(np.float32)
+        return Entry(
+            self.request_id, self.member, self.completion, self.cost_usd, self.stored,
+            self.text, self.numbers, vector,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,14 +188,17 @@ def request_key(request: Request, member: str, scope: str, blank_last_turn: bool
 class ResponseCache:
     """Exact and semantic answer cache for one gateway worker; see the module docstring.
 
-    ``clock`` gives seconds (``time.monotonic``); ``encoder`` is loaded on first use.
+    ``clock`` gives wall-clock seconds (``time.time``: workers sharing entries compare
+    their ages); ``encoder`` is loaded on first use. :meth:`lookup` and :meth:`store` use
+    this worker's memory only; :meth:`find` and :meth:`save` (what the pipeline calls)
+    also read and write the shared store once :meth:`share` gave one.
     """
 
     def __init__(
         self,
         spec: CacheSpec,
         encoder: Encoder | None = None,
-        clock: Any = time.monotonic,
+        clock: Any = time.time,
     ) -> None:
         self.spec = spec
         self._encoder = encoder
@@ -154,6 +206,11 @@ class ResponseCache:
         self._entries: OrderedDict[str, Entry] = OrderedDict()
         self._buckets: dict[str, Bucket] = {}
         self._bucket_of: dict[str, str] = {}
+        self._shared: SharedState | None = None
+
+    def share(self, state: SharedState) -> None:
+        """Share entries with every worker that names the same store (Redis)."""
+        self._shared = state
 
     @property
     def encoder(self) -> Encoder:
@@ -236,6 +293,11 @@ class ResponseCache:
 
     def store(self, answer: Answer) -> bool:
         """Keep ``answer`` if it may be reused; returns whether it was stored."""
+        return self._keep(answer) is not None
+
+    def _keep(self, answer: Answer) -> tuple[str, str | None, Entry] | None:
+        """Store ``answer`` here: (exact key, semantic context or None, entry), or None
+        when it may not be reused."""
         request, member = answer.request, answer.decision.member
         if (
             answer.cache is not None
@@ -245,7 +307,7 @@ class ResponseCache:
             or answer.completion.refused
             or not answer.completion.text
         ):
-            return False
+            return None
         scope = self._scope(request)
         key = request_key(request, member, scope)
         text = request.text
@@ -253,10 +315,16 @@ class ResponseCache:
             answer.request.request_id, member, answer.completion, answer.cost_usd,
             self._clock(), text, numbers_of(text),
         )  # fmt: skip
-        self._drop(key)
+        context = None
         if self.spec.semantic:
             entry.vector = self.encoder.encode([text])[0]
             context = request_key(request, member, scope, blank_last_turn=True)
+        self._put(key, context, entry)
+        return key, context, entry
+
+    def _put(self, key: str, context: str | None, entry: Entry) -> None:
+        self._drop(key)
+        if context is not None:
             bucket = self._buckets.setdefault(context, Bucket())
             bucket.keys.append(key)
             bucket.matrix = None
@@ -264,7 +332,79 @@ class ResponseCache:
         self._entries[key] = entry
         while len(self._entries) > self.spec.max_entries:
             self._drop(next(iter(self._entries)))
+
+    # -- shared between workers ---------------------------------------------------
+
+    async def find(self, request: Request, decision: Decision) -> Hit | None:
+        """:meth:`lookup` after reading what other workers stored for this request's key
+        and semantic context since this worker last looked."""
+        if self._shared is not None and self.applies(request, decision.member):
+            try:
+                await self._pull(request, decision.member)
+            except StateUnavailable as exc:
+                log.warning("response cache: shared store unavailable, local only: %s", exc)
+        return self.lookup(request, decision)
+
+    async def save(self, answer: Answer) -> bool:
+        """:meth:`store`, and write the entry to the shared store for the other workers."""
+        kept = self._keep(answer)
+        if kept is None:
+            return False
+        if self._shared is not None:
+            try:
+                await self._push(*kept)
+            except StateUnavailable as exc:
+                log.warning("response cache: shared store unavailable, kept locally: %s", exc)
         return True
+
+    async def _pull(self, request: Request, member: str) -> None:
+        """Read into this worker what the store holds for the request that it lacks: the
+        exact entry, and the semantic context's entries numbered past those it has read.
+        One round trip when nothing is new (the exact entry and the context's counter
+        are read together), two more for new entries."""
+        shared = self._shared
+        assert shared is not None
+        scope = self._scope(request)
+        key = request_key(request, member, scope)
+        context = None
+        names: list[str] = []
+        if self.spec.semantic:
+            context = request_key(request, member, scope, blank_last_turn=True)
+            names.append(f"cache:n:{context}")
+        if self.spec.exact and key not in self._entries:
+            names.append(f"cache:e:{key}")
+        if not names:
+            return
+        values = dict(zip(names, await shared.get_many(names), strict=True))
+        found: dict[str, str | None] = {key: values.pop(f"cache:e:{key}", None)}
+        if context is not None:
+            count = int(values.pop(f"cache:n:{context}") or 0)
+            bucket = self._buckets.get(context) or Bucket()
+            seen = 0 if count < bucket.seen else bucket.seen  # the counter expired: reread
+            if count > seen:
+                numbered = [f"cache:k:{context}:{n}" for n in range(seen + 1, count + 1)]
+                fresh = [k for k in await shared.get_many(numbered) if k is not None]
+                fresh = [k for k in dict.fromkeys(fresh) if k not in self._entries and k != key]
+                if fresh:
+                    entries = await shared.get_many([f"cache:e:{k}" for k in fresh])
+                    found.update(zip(fresh, entries, strict=True))
+        for name, raw in found.items():
+            if raw is None:
+                continue  # not there, or expired in the store
+            entry = SharedEntry.model_validate_json(raw).entry()
+            if self._clock() - entry.stored <= self.spec.ttl_s:
+                self._put(name, context if entry.vector is not None else None, entry)
+        if context is not None and context in self._buckets:  # no empty buckets kept
+            self._buckets[context].seen = count
+
+    async def _push(self, key: str, context: str | None, entry: Entry) -> None:
+        shared = self._shared
+        assert shared is not None
+        ttl = self.spec.ttl_s
+        await shared.set(f"cache:e:{key}", SharedEntry.of(entry).model_dump_json(), ttl)
+        if context is not None:
+            number = await shared.incr(f"cache:n:{context}", 1, ttl)
+            await shared.set(f"cache:k:{context}:{number}", key, ttl)
 
     def _drop(self, key: str) -> None:
         if self._entries.pop(key, None) is None:

@@ -150,6 +150,9 @@ class Eligibility:
             m.capabilities.max_context is not None or not m.capabilities.chat
             for m in self.members.values()
         )  # a plain request may still find a member it cannot use
+        self._streaming = all(
+            m.capabilities.streaming for m in self.members.values() if m.capabilities.chat
+        )  # (a team with a member that is not for chat has _limits: the full check runs)
 
     def choose(self, request: Request, decision: Decision) -> Decision:
         """The decision, moved to an eligible member if the decided one cannot serve
@@ -158,7 +161,7 @@ class Eligibility:
         Raises :class:`RequestError` (400) naming the parameter and the members that
         lack it when no member can serve the request, or the client pinned one that cannot.
         """
-        if _plain(request) and not self._limits:
+        if _plain(request, self._streaming) and not self._limits:
             return decision  # plain text, and no member limits its context
         wanted = needs(request)
         tokens = request.prompt_tokens
@@ -245,13 +248,22 @@ class Eligibility:
         return sorted(able, key=lambda m: m.price.estimate(tokens))
 
 
-def _plain(request: Request) -> bool:
-    """No parameters, no stream, no content parts: nothing a chat member could lack."""
-    if request.params or request.stream or request.tools or request.endpoint != "chat":
+def _plain(request: Request, streaming: bool = False) -> bool:
+    """No parameters, no content parts, and no stream unless every member streams
+    (``streaming``; ``stream_options`` then asks for nothing a member could lack either):
+    nothing a chat member could lack."""
+    if request.tools or request.endpoint != "chat":
+        return False
+    if request.stream and not (streaming and request.params.keys() <= _STREAM_ONLY):
+        return False
+    if request.params and not request.stream:
         return False
     return not any(
         m.wire is not None and type(m.wire.get("content")) is list for m in request.messages
     )
+
+
+_STREAM_ONLY = frozenset({"stream_options"})
 
 
 def _describe(need: Need) -> str:

@@ -53,6 +53,12 @@ class RequestError(PinfactoryError):
     type = "invalid_request_error"
 
 
+class ContextLengthExceeded(RequestError):
+    """The prompt does not fit the context window of the member that would answer it."""
+
+    code = "context_length_exceeded"
+
+
 class PayloadTooLarge(RequestError):
     status = 413
     code = "payload_too_large"

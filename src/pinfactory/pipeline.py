@@ -187,7 +187,7 @@ class Pipeline:
             with stage("route"):
                 decision = await self.route(request)
             with stage("call"):
-                hit = self._cached(request, decision, tab)
+                hit = await self._cached(request, decision, tab)
                 if hit is not None:
                     decision, completion = hit.decision, hit.completion
                 else:
@@ -210,14 +210,14 @@ class Pipeline:
             raise error from exc
         await self.record(answer)
         if self.cache is not None:
-            self.cache.store(answer)
+            await self.cache.save(answer)
         return answer
 
-    def _cached(self, request: Request, decision: Decision, tab: Tab) -> Hit | None:
+    async def _cached(self, request: Request, decision: Decision, tab: Tab) -> Hit | None:
         """The response cache's answer, booked as a zero-cost ``cache`` call on the member."""
         if self.cache is None:
             return None
-        hit = self.cache.lookup(request, decision)
+        hit = await self.cache.find(request, decision)
         if hit is not None:
             member = hit.decision.member
             model = hit.completion.model

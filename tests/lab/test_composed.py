@@ -65,7 +65,7 @@ def test_a_replay_cannot_claim_a_better_answer_or_a_cheaper_bill() -> None:
 def test_semantic_routes_learned_from_ten_examples_per_member(shared_data: Path) -> None:
     splits = datasets.load("clinc150", shared_data)
     train = sample_train(splits.train, 10, 0, per_member=True)
-    router = SemanticLab("semantic", 0, SemanticParams()).fit(train)
+    router = SemanticLab("semantic", 0, SemanticParams(encoder="minilm-static")).fit(train)
     test = splits.test.subset(np.arange(0, len(splits.test), 5))
     choices = router.predict(test)
     accuracy = metrics.accuracy(test, choices)
@@ -91,9 +91,35 @@ def test_the_batched_hybrid_decides_as_the_hybrid_router(shared_data: Path) -> N
     splits = datasets.load("clinc150", shared_data)
     train = sample_train(splits.train, 10, 1, per_member=True)
     rules = (GRIDS.parent / "rules" / "clinc_domains.yaml").resolve()
-    hybrid = HybridLab("hybrid", 1, rules, SemanticParams()).fit(train)
+    hybrid = HybridLab("hybrid", 1, rules, SemanticParams(encoder="minilm-static")).fit(train)
     test = splits.test.subset(np.arange(0, len(splits.test), 25))
     one_by_one = [
         test.members.index(hybrid.router_.decide(Request.from_text(p)).member) for p in test.prompts
     ]
     assert hybrid.predict(test).tolist() == one_by_one
+
+
+def test_learned_rows_get_their_seed_and_the_measured_encoder() -> None:
+    from pinfactory.lab.routers import PythonRouter, RouterSpec
+
+    table = RoutingTable(
+        ids=[str(i) for i in range(8)],
+        prompts=[f"question number {i} about {w}" for i, w in enumerate("abcdefgh")],
+        members=["cheap", "big"],
+        quality=np.array([[i % 2, 1] for i in range(8)], dtype=float),
+        cost=np.tile([1.0, 10.0], (8, 1)),
+    )
+    cluster = RouterSpec(
+        name="c", target="pinfactory.routing.cluster:ClusterRouter", params={"clusters": 2}
+    )
+    fitted = PythonRouter(cluster, seed=3).fit(table)
+    assert fitted.router_.seed == 3  # the seed is one of **common, not a named parameter
+    assert fitted.encoder == fitted.router_.encoder == "minilm-static"  # lab/encoders.py
+    quality = RouterSpec(name="q", target="pinfactory.routing.quality:QualityRouter")
+    assert PythonRouter(quality, seed=0).encoder == "minilm"
+    named = RouterSpec(
+        name="q", target="pinfactory.routing.quality:QualityRouter",
+        params={"encoder": "minilm-static"},
+    )  # fmt: skip
+    assert PythonRouter(named, seed=0).encoder == "minilm-static"
+    assert SemanticParams().encoder == "minilm"

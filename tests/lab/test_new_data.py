@@ -41,7 +41,11 @@ def _grid(folder: Path, log: str, routers: str, extra: str = "") -> Path:
 
 
 def test_equal_costs_report_accuracy_not_aiq(intents18: Path, tmp_path: Path) -> None:
-    grid = _grid(tmp_path, str(intents18), "  - {name: semantic, kind: semantic}\n")
+    grid = _grid(
+        tmp_path,
+        str(intents18),
+        "  - {name: semantic, kind: semantic, params: {encoder: minilm-static}}\n",
+    )
     result = run_grid(grid, tmp_path / "out")
     rows = pd.read_csv(result.results)
     assert rows["aiq"].isna().all()  # no cost range: AIQ is undefined, not a crash
@@ -53,7 +57,7 @@ def test_equal_costs_report_accuracy_not_aiq(intents18: Path, tmp_path: Path) ->
 
 def test_semantic_never_abstains_without_an_out_of_scope_class(intents18: Path) -> None:
     splits = datasets.load("log", Path("/"), path=str(intents18))
-    router = SemanticLab("semantic", 0, SemanticParams()).fit(splits.train)
+    router = SemanticLab("semantic", 0, SemanticParams(encoder="minilm-static")).fit(splits.train)
     choices = router.predict(splits.test)
     shares = np.bincount(choices, minlength=len(splits.test.members)) / len(choices)
     assert shares.max() < 3 / len(splits.test.members)  # no member soaks up abstentions
@@ -122,9 +126,11 @@ def test_the_hybrid_drops_rules_the_data_says_are_worse(intents18: Path, tmp_pat
         "    route: spec03\n"
     )
     splits = datasets.load("log", Path("/"), path=str(intents18))
-    hybrid = HybridLab("hybrid", 0, rules, SemanticParams()).fit(splits.train)
+    hybrid = HybridLab("hybrid", 0, rules, SemanticParams(encoder="minilm-static")).fit(
+        splits.train
+    )
     assert hybrid.deferred_ == ["questions"]
-    semantic = SemanticLab("semantic", 0, SemanticParams()).fit(splits.train)
+    semantic = SemanticLab("semantic", 0, SemanticParams(encoder="minilm-static")).fit(splits.train)
     assert metrics.accuracy(splits.test, hybrid.predict(splits.test)) == pytest.approx(
         metrics.accuracy(splits.test, semantic.predict(splits.test))
     )
@@ -144,6 +150,22 @@ def test_router_fit_reads_the_generic_log_and_its_split(maths: Path, tmp_path: P
     assert '"prompts": ' + str(len(datasets.load("log", Path("/"), path=str(maths)).test)) in (
         evaluated.output
     )
+
+
+def test_router_fit_cost_model_is_saved_or_refused(maths: Path, tmp_path: Path) -> None:
+    from pinfactory.routing.learned_kinds import load_router
+
+    base = ["router", "fit", "--data", str(maths), "--out"]
+    fitted = CliRunner().invoke(
+        app, [*base, str(tmp_path / "q.pkl"), "--kind", "irt", "--cost-model", "neighbours"]
+    )
+    assert fitted.exit_code == 0, fitted.output
+    router = load_router(tmp_path / "q.pkl")
+    assert getattr(router, "cost_model", None) == "neighbours"
+    refused = CliRunner().invoke(
+        app, [*base, str(tmp_path / "g.pkl"), "--kind", "gumbel", "--cost-model", "neighbours"]
+    )
+    assert refused.exit_code == 1 and "weighs no per-prompt cost" in refused.output
 
 
 def test_router_fit_target_is_honoured_or_refused(maths: Path, tmp_path: Path) -> None:

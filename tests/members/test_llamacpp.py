@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import openai
 import pytest
 import pytest_asyncio
 
+from pinfactory.errors import ContextLengthExceeded
+from pinfactory.gateway import create_app
+from pinfactory.gateway.server import serve_in_thread
 from pinfactory.members import Completion
 from pinfactory.members.base import Delta
 from pinfactory.members.llamacpp import LlamaCppMember, LlamaCppSettings, to_prompt
 from pinfactory.request import Document, Message, Request
+from pinfactory.team import parse_team
+from tests.conftest import ledger_rows
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -184,3 +191,59 @@ async def test_a_stream_with_logprobs_relays_them_in_one_chunk(gemma: LlamaCppMe
     assert first.logprobs is not None and first.logprobs.content
     assert all(t.top_logprobs == [] for t in first.logprobs.content)
     assert isinstance(events[-1], Completion) and "Paris" in events[-1].text
+
+
+LONG = "The quick brown fox jumps over the lazy dog. " * 60  # about 600 tokens
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_prompt_past_the_logprobs_context_is_a_400_not_a_crash(
+    gemma: LlamaCppMember,
+) -> None:
+    """The logprobs instance holds ``logprobs_n_ctx`` (512) tokens: a longer prompt is the
+    caller's to shorten (llama.cpp itself raises a bare ValueError, which was a 500)."""
+    request = Request.from_text(LONG + "What jumps?", params={"logprobs": True})
+    with pytest.raises(ContextLengthExceeded, match=r"holds 512 tokens.*logprobs_n_ctx") as caught:
+        await gemma.complete(request)
+    assert caught.value.status == 400 and caught.value.param == "messages"
+    answered = await gemma.complete(Request.from_text(LONG + "What jumps?"))  # n_ctx 2048
+    assert answered.usage.input_tokens > 512
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_prompt_past_the_whole_context_is_a_400_in_a_stream_too(
+    gemma: LlamaCppMember,
+) -> None:
+    request = Request.from_text(LONG * 4 + "What jumps?", stream=True)
+    with pytest.raises(ContextLengthExceeded, match=r"holds 2048 tokens.*settings\.n_ctx"):
+        [e async for e in gemma.stream(request)]
+    after = await gemma.complete(Request.from_text("What is the capital of France?"))
+    assert "Paris" in after.text  # the model was released
+
+
+def test_through_the_gateway_the_sdk_gets_a_400_and_the_ledger_a_row(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.db"
+    team = parse_team(
+        "name: local\n"
+        "members: [{name: local, kind: llamacpp, settings: {max_tokens: 8}}]\n"
+        "routing: {kind: rules, fallback: local}\n",
+        "local.yaml",
+        {"PINFACTORY_LEDGER": str(ledger)},
+    )
+    with (
+        serve_in_thread(create_app(team)) as url,
+        openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0) as client,
+        pytest.raises(openai.BadRequestError) as caught,
+    ):
+        client.chat.completions.create(
+            model="auto",
+            messages=[{"role": "user", "content": LONG + "What jumps?"}],
+            logprobs=True,
+            top_logprobs=2,
+        )
+    error = caught.value.body
+    assert isinstance(error, dict)
+    assert (error["code"], error["param"]) == ("context_length_exceeded", "messages")
+    assert "logprobs_n_ctx" in error["message"]
+    (row,) = ledger_rows(ledger)
+    assert (row["status"], row["member"]) == (400, "local")

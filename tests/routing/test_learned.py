@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from pinfactory.errors import RoutingError
+from pinfactory.request import Request
 from pinfactory.routing.classifier import ClassifierRouter
 from pinfactory.routing.gumbel import GumbelRouter
 from pinfactory.routing.learned import LearnedRouter
@@ -70,6 +71,26 @@ def test_lambda_override_trades_quality_for_cost(
     free = outcome(routerbench_test, quality_router.predict(routerbench_test.prompts, lam=0.0))
     frugal = outcome(routerbench_test, quality_router.predict(routerbench_test.prompts, lam=2e3))
     assert frugal[1] < free[1] / 5 and frugal[0] < free[0]
+
+
+def test_neighbours_cost_model_prices_each_prompt_like_its_task(
+    routerbench_train: RoutingTable, routerbench_test: RoutingTable
+) -> None:
+    router = QualityRouter(cost_model="neighbours", cost_k=20).fit(routerbench_train)
+    gpt4 = router.members_.index(GPT4)
+    labels = np.array(routerbench_test.labels)
+    expected = router.expected_cost(router.embed(routerbench_test.prompts))[:, gpt4]
+    for task in ("mbpp", "winogrande"):  # GPT-4 costs ~9.4e-3 on MBPP, ~3.5e-3 on Winogrande
+        actual = routerbench_test.cost[labels == task, gpt4].mean()
+        assert expected[labels == task].mean() == pytest.approx(actual, rel=0.1)
+    assert expected[labels == "mbpp"].mean() > 2 * expected[labels == "winogrande"].mean()
+    decision = router.decide(Request.from_text(routerbench_test.prompts[0]))
+    chosen = router.members_.index(decision.member)
+    own = router.expected_cost(router.embed(routerbench_test.prompts[:1]))[0, chosen]
+    assert float(decision.estimated_cost_usd) == pytest.approx(own)
+    assert f"${own:.2e}" in decision.reason
+    with pytest.raises(RoutingError, match="cost_model 'median'; allowed: mean, neighbours"):
+        QualityRouter(cost_model="median")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("model", ["logistic", "mlp", "knn"])

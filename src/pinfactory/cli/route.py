@@ -155,6 +155,10 @@ def router_fit(
         float | None, typer.Option(help="calibrate lambda to this mean quality")
     ] = None,
     encoder: Annotated[str, typer.Option(help="minilm-static | minilm")] = "minilm-static",
+    cost_model: Annotated[
+        str,
+        typer.Option(help="mean | neighbours: a member's cost per prompt (quality, irt, cluster)"),
+    ] = "mean",
     split: SplitOption = "train",
 ) -> None:
     """Train a learned router on a routing table and save it."""
@@ -169,12 +173,19 @@ def router_fit(
             )
         if budget is not None and target is not None:
             raise RoutingError("give --budget or --target, not both")
+        if cost_model != "mean" and kind in ("classifier", "gumbel"):
+            raise RoutingError(
+                f"kind {kind} weighs no per-prompt cost: --cost-model needs "
+                "--kind quality, irt or cluster"
+            )
         table = load_tables(data, split=None if split == "all" else split)
         params: dict[str, Any] = {"encoder": encoder}
         if model is not None:
             params["model"] = model
         if kind != "classifier":
             params.update(lam=lam, budget_usd=budget, quality_target=target)
+        if cost_model != "mean":
+            params["cost_model"] = cost_model
         router = LEARNED_KINDS[kind](**params).fit(table)
         router.save(out)
     lam_ = getattr(router, "lam_", None)

@@ -39,10 +39,18 @@ from pinfactory.errors import (
 from pinfactory.gateway.admin import admin_routes
 from pinfactory.gateway.agents import AgentRuns
 from pinfactory.gateway.auth import Caller, Keyring
+from pinfactory.gateway.completions import (
+    CompletionChunks,
+    CompletionsCall,
+    completions_body,
+    parse_completions,
+)
 from pinfactory.gateway.embeddings import embeddings_body, parse_embeddings_request
-from pinfactory.gateway.errors import error_response, http_error
+from pinfactory.gateway.errors import ErrorShape, error_response, http_error, openai_error
 from pinfactory.gateway.feedback import feedback_routes
 from pinfactory.gateway.health import health_routes, warm_up
+from pinfactory.gateway.message_events import MessageEvents
+from pinfactory.gateway.messages import MessagesCall, anthropic_error, message_body, parse_messages
 from pinfactory.gateway.models import model_routes
 from pinfactory.gateway.openapi import openapi_document
 from pinfactory.gateway.response_events import ResponseEvents
@@ -62,6 +70,7 @@ from pinfactory.gateway.schema import ChunkWriter, completion_body, parse_reques
 from pinfactory.gateway.sse import EventStream, StreamWriter
 from pinfactory.ledger import Ledger
 from pinfactory.members import Member
+from pinfactory.members.base import Delta
 from pinfactory.observe import Observers
 from pinfactory.observe.build import build_observers
 from pinfactory.observe.metrics import Metrics, MetricsEndpoint
@@ -123,6 +132,42 @@ class Gateway:
             return await self.stream(taken, lambda member: ChunkWriter(request, member, usage))
         answer = await self.answer(taken)
         return answer if isinstance(answer, Response) else AnswerResponse(answer)
+
+    async def completions(self, http: HTTPRequest) -> Response:
+        """``POST /v1/completions`` (``gateway/completions.py``): the legacy text API,
+        translated onto the chat pipeline."""
+        taken = await self.intake(http, self._parse_completions)
+        if isinstance(taken, Response):
+            return taken
+        call: CompletionsCall = taken.parsed
+        if call.request.stream:
+            return await self.stream(taken, lambda member: CompletionChunks(call, member))
+        answer = await self.answer(taken)
+        if isinstance(answer, Response):
+            return answer
+        return json_response(completions_body(call, answer), answer)
+
+    async def _parse_completions(self, body: bytes, **who: Any) -> CompletionsCall:
+        return parse_completions(body, **who)
+
+    async def messages(self, http: HTTPRequest) -> Response:
+        """``POST /v1/messages`` (``gateway/messages.py``): Anthropic's Messages API,
+        translated onto the chat pipeline; errors in Anthropic's shape."""
+        taken = await self.intake(http, self._parse_messages, anthropic_error)
+        if isinstance(taken, Response):
+            return taken
+        call: MessagesCall = taken.parsed
+        if call.request.stream:
+            return await self.stream(
+                taken, lambda member: MessageEvents(call, member), anthropic_error
+            )
+        answer = await self.answer(taken, anthropic_error)
+        if isinstance(answer, Response):
+            return answer
+        return json_response(message_body(call, answer), answer)
+
+    async def _parse_messages(self, body: bytes, **who: Any) -> MessagesCall:
+        return parse_messages(body, **who)
 
     async def embeddings(self, http: HTTPRequest) -> Response:
         """``POST /v1/embeddings`` (``gateway/embeddings.py``), through the same pipeline."""
@@ -188,7 +233,10 @@ class Gateway:
         return parse_embeddings_request(body, **who)
 
     async def intake(
-        self, http: HTTPRequest, parse: Callable[..., Awaitable[T]]
+        self,
+        http: HTTPRequest,
+        parse: Callable[..., Awaitable[T]],
+        shape: ErrorShape = openai_error,
     ) -> Intake[T] | Response:
         """Authenticate, read and ``parse`` the body (``parse(body, unit=, user=, headers=,
         request_id=, correlation_id=)`` returns a :class:`Request` or an endpoint's call
@@ -203,7 +251,7 @@ class Gateway:
         correlation: str | None = None
         try:
             correlation = correlation_id(headers.get("x-request-id"))
-            caller = self.keyring.identify(headers.get("authorization"))
+            caller = self.keyring.identify(authorization(headers))
             body = await read_body(
                 http, self.max_body, headers.get("content-length"), self.body_timeout_s
             )
@@ -225,23 +273,28 @@ class Gateway:
                 None, exc, started, request_id=request_id, unit=unit,
                 correlation_id=correlation or "",
             )  # fmt: skip
-            return error_response(exc, request_id, correlation)
+            return error_response(exc, request_id, correlation, shape)
         return Intake(parsed, request, started, admission)
 
-    async def answer(self, taken: Intake[Any]) -> Answer | Response:
+    async def answer(
+        self, taken: Intake[Any], shape: ErrorShape = openai_error
+    ) -> Answer | Response:
         """The pipeline's recorded answer, or the error response for its recorded failure."""
         request = taken.request
         answer: Answer | None = None
         try:
             answer = await self.ready.complete(request, taken.started)  # records every outcome
         except PinfactoryError as exc:
-            return error_response(exc, request.request_id, request.correlation_id)
+            return error_response(exc, request.request_id, request.correlation_id, shape)
         finally:
             await self._done(taken.admission, answer)
         return answer
 
     async def stream(
-        self, taken: Intake[Any], writer_for: Callable[[str], StreamWriter]
+        self,
+        taken: Intake[Any],
+        writer_for: Callable[[str], StreamWriter],
+        shape: ErrorShape = openai_error,
     ) -> Response:
         """Start the stream only once the member has begun answering.
 
@@ -259,12 +312,13 @@ class Gateway:
             first = await anext(events)
         except PinfactoryError as exc:
             await self._done(admission, None)
-            return error_response(exc, request.request_id, correlation)
+            return error_response(exc, request.request_id, correlation, shape)
         assert isinstance(decision, Decision)
         writer = writer_for(decision.member)
 
         async def body(write: Callable[[bytes, bool], Awaitable[None]]) -> None:
-            # one write per event; the closing frames go with the end of the body
+            # one write per event, or per run of chunks that came in one read (``more``:
+            # the next is already here); the closing frames go with the end of the body
             frames, event = writer.opening(first), first
             answer: Answer | None = None
             try:
@@ -274,7 +328,8 @@ class Gateway:
                         frames += await writer.close(event)
                     else:
                         frames += writer.write(event)
-                    if frames and answer is None:  # the closing frames wait for the end
+                    more = isinstance(event, Delta) and event.more
+                    if frames and answer is None and not more:  # closing frames wait
                         await write(b"".join(frames), True)
                         frames = []
                     event = await anext(events)
@@ -301,6 +356,15 @@ class Gateway:
         return JSONResponse(
             {"status": "ok", "team": self.team.name, "members": list(pipeline.members)}
         )
+
+
+def authorization(headers: dict[str, str]) -> str | None:
+    """The caller's ``Authorization`` header; a key in ``x-api-key`` (where Anthropic's
+    clients send it) counts as a bearer key."""
+    given = headers.get("authorization")
+    if given is None and headers.get("x-api-key"):
+        return "Bearer " + headers["x-api-key"]
+    return given
 
 
 def json_response(body: dict[str, Any], answer: Answer | None = None) -> Response:
@@ -427,6 +491,8 @@ def create_app(
         try:
             async with open_pipeline(team, ledger=ledger, observers=observers) as pipeline:
                 await warm_up(pipeline)
+                if gateway.state_url and pipeline.cache is not None:
+                    pipeline.cache.share(gateway.state)  # workers share answers via Redis
                 gateway.pipeline = pipeline
                 await agent_runs.start()  # resumes runs a stopped gateway interrupted
                 yield
@@ -444,6 +510,8 @@ def create_app(
 
     routes = [
         Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
+        Route("/v1/completions", gateway.completions, methods=["POST"]),
+        Route("/v1/messages", gateway.messages, methods=["POST"]),
         Route("/v1/embeddings", gateway.embeddings, methods=["POST"]),
         Route("/v1/responses", gateway.responses, methods=["POST"]),
         Route("/v1/responses/{response_id}", gateway.stored_response, methods=["GET"]),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 from starlette.exceptions import HTTPException
@@ -16,11 +18,24 @@ from pinfactory.gateway.schema import error_body
 log = logging.getLogger("pinfactory.gateway")
 
 
+ErrorShape = Callable[[PinfactoryError], dict[str, Any]]
+"""An endpoint's error body for a failure (``/v1/messages`` answers in Anthropic's)."""
+
+
+def openai_error(error: PinfactoryError) -> dict[str, Any]:
+    """``{"error": {"message", "type", "param", "code"}}``, as OpenAI shapes an error."""
+    return error_body(error.message, type_=error.type, code=error.code, param=error.param)
+
+
 def error_response(
-    error: PinfactoryError, request_id: str = "", correlation_id: str | None = None
+    error: PinfactoryError,
+    request_id: str = "",
+    correlation_id: str | None = None,
+    shape: ErrorShape = openai_error,
 ) -> Response:
-    """The OpenAI-shaped error object; ``x-request-id`` is the server's id, a client's
-    own id comes back as ``x-correlation-id``."""
+    """The error object (OpenAI's shape unless ``shape`` says otherwise) with its status;
+    ``x-request-id`` is the server's id, a client's own id comes back as
+    ``x-correlation-id``."""
     headers = {"x-request-id": request_id} if request_id else {}
     if correlation_id:
         headers["x-correlation-id"] = correlation_id
@@ -32,9 +47,11 @@ def error_response(
         headers["x-should-retry"] = "true" if error.should_retry else "false"
     if error.status >= 500:
         log.warning("request %s failed: %s", request_id, error.message)
-    body = error_body(error.message, type_=error.type, code=error.code, param=error.param)
     return Response(
-        orjson.dumps(body), status_code=error.status, headers=headers, media_type="application/json"
+        orjson.dumps(shape(error)),
+        status_code=error.status,
+        headers=headers,
+        media_type="application/json",
     )
 
 
@@ -63,4 +80,4 @@ async def http_error(http: Request, exc: Exception) -> Response:
     )
 
 
-__all__ = ["error_response", "http_error", "unexpected"]
+__all__ = ["ErrorShape", "error_response", "http_error", "openai_error", "unexpected"]

@@ -15,13 +15,15 @@ from functools import cache
 from typing import Any
 
 import orjson
-from openai.types import CreateEmbeddingResponse
+from openai.types import Completion, CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion
+from openai.types.completion_create_params import CompletionCreateParamsBase
 from openai.types.embedding_create_params import EmbeddingCreateParams
 from openai.types.responses import Response
 from pydantic import BaseModel
 
 from pinfactory.gateway.checks import MAX_CHOICES
+from pinfactory.gateway.messages import MessagesBody
 from pinfactory.gateway.openai_types import params_adapter, request_adapter
 from pinfactory.gateway.responses import ResponsesBody
 
@@ -89,11 +91,16 @@ def openapi_document(title: str = "pinfactory") -> dict[str, Any]:
         },
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+            },
         },
         "security": [{"bearer": []}, {}],
         "paths": {
             "/v1/chat/completions": {"post": _chat()},
+            "/v1/completions": {"post": _completions(schemas)},
+            "/v1/messages": {"post": _messages(schemas)},
             "/v1/embeddings": {"post": _embeddings(schemas)},
             "/v1/responses": {"post": _responses(schemas)},
             "/v1/responses/{response_id}": {
@@ -167,6 +174,60 @@ def _post(
             **_error_responses(_ERRORS),
         },
     }
+
+
+def _completions(schemas: dict[str, Any]) -> dict[str, Any]:
+    body = _split(
+        params_adapter(CompletionCreateParamsBase).json_schema(ref_template=REF),
+        schemas,
+        "Completions",
+    )
+    properties = body["properties"]
+    properties["model"] = {
+        "type": "string",
+        "description": "a member's name, or 'auto' to let the team route",
+    }
+    properties["stream"] = {"type": ["boolean", "null"]}
+    properties["prompt"]["description"] = (
+        "one non-empty string (or a list of one): one prompt per request, as text"
+    )
+    properties["suffix"]["description"] = "not served: must be null"
+    properties["best_of"]["description"] = "1 only (ask for n choices instead)"
+    properties["logprobs"]["description"] = "0-5: that many most likely tokens per position"
+    schemas["CompletionRequest"] = body
+    schemas["Completion"] = _split(Completion.model_json_schema(ref_template=REF), schemas)
+    return _post(
+        "Create a completion (the legacy text API, over the chat pipeline)",
+        "createCompletion",
+        "CompletionRequest",
+        "Completion",
+        "the text_completion, with a 'pinfactory' block; with stream: true, server-sent "
+        "text_completion chunks",
+        stream=True,
+    )
+
+
+def _messages(schemas: dict[str, Any]) -> dict[str, Any]:
+    body = _split(MessagesBody.model_json_schema(ref_template=REF), schemas, "Messages")
+    body["properties"]["model"]["description"] = "a member's name, or 'auto' to let the team route"
+    schemas["MessagesRequest"] = body
+    schemas["Message"] = _MESSAGE
+    schemas["AnthropicError"] = _ANTHROPIC_ERROR
+    operation = _post(
+        "Create a message (Anthropic's Messages API, over the chat pipeline)",
+        "createMessage",
+        "MessagesRequest",
+        "Message",
+        "the message, with a 'pinfactory' block; with stream: true, server-sent Messages "
+        "events (message_start ... message_stop)",
+        stream=True,
+    )
+    ref = {"$ref": "#/components/schemas/AnthropicError"}
+    for status, answer in operation["responses"].items():
+        if status != "200":
+            answer["content"] = {"application/json": {"schema": ref}}
+    operation["security"] = [{"bearer": []}, {"apiKey": []}, {}]
+    return operation
 
 
 def _embeddings(schemas: dict[str, Any]) -> dict[str, Any]:
@@ -308,6 +369,58 @@ _MODEL: dict[str, Any] = {
         "pinfactory": {
             "type": "object",
             "description": "the member's kind, tier, tags, price and capabilities",
+        },
+    },
+}
+
+_MESSAGE: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "type", "role", "model", "content", "stop_reason", "usage"],
+    "properties": {
+        "id": {"type": "string"},
+        "type": {"const": "message"},
+        "role": {"const": "assistant"},
+        "model": {"type": "string"},
+        "content": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["type"],
+                "properties": {
+                    "type": {"enum": ["text", "tool_use"]},
+                    "text": {"type": "string"},
+                    "id": {"type": "string"},
+                    "name": {"type": "string"},
+                    "input": {"type": "object"},
+                },
+            },
+        },
+        "stop_reason": {"enum": ["end_turn", "max_tokens", "tool_use", "refusal"]},
+        "stop_sequence": {"type": ["string", "null"]},
+        "usage": {
+            "type": "object",
+            "required": ["input_tokens", "output_tokens"],
+            "properties": {
+                "input_tokens": {"type": "integer"},
+                "output_tokens": {"type": "integer"},
+            },
+        },
+    },
+}
+_ANTHROPIC_ERROR: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "error"],
+    "properties": {
+        "type": {"const": "error"},
+        "error": {
+            "type": "object",
+            "required": ["type", "message"],
+            "properties": {
+                "type": {"type": "string"},
+                "message": {"type": "string"},
+                "code": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+            },
         },
     },
 }

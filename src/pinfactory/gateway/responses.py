@@ -60,7 +60,7 @@ from pydantic import ValidationError
 from pinfactory.errors import NotFound, RequestError
 from pinfactory.gateway.checks import check_values
 from pinfactory.gateway.openai_types import params_adapter
-from pinfactory.gateway.schema import field_error, json_body
+from pinfactory.gateway.schema import field_error, json_body, served_only
 from pinfactory.ledger.base import StoredResponse
 from pinfactory.outcome import Answer
 from pinfactory.request import Message, Request, text_of
@@ -127,13 +127,7 @@ def check_body(body: bytes) -> dict[str, Any]:
     """The body as JSON, checked: only the fields served, each of its type; else a 400
     naming the field (an input item or tool of a type not served names its ``type``)."""
     data = json_body(body)
-    for name, value in data.items():
-        if name not in SERVED and value is not None:
-            raise RequestError(
-                f"'{name}' is not served by this gateway's /v1/responses; "
-                f"supported: {', '.join(sorted(SERVED))}",
-                param=name,
-            )
+    served_only(data, SERVED, "/v1/responses")
     given = data.get("input")
     if isinstance(given, list):
         # output items sent back as the SDK dumps them carry nulls for absent fields

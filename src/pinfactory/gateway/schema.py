@@ -54,6 +54,28 @@ def parse_request(
     Returns the request and whether a stream should end with a usage chunk.
     """
     data = json_body(body)
+    return request_of(
+        data,
+        unit=unit,
+        user=user,
+        headers=headers,
+        request_id=request_id,
+        correlation_id=correlation_id,
+    )
+
+
+def request_of(
+    data: dict[str, Any],
+    *,
+    unit: str,
+    user: str,
+    headers: dict[str, str],
+    request_id: str,
+    correlation_id: str | None = None,
+) -> tuple[Request, bool]:
+    """:func:`parse_request` for a body already read as JSON (one naming ``model``):
+    what the other endpoints (``/v1/completions``, ``/v1/messages``) call with the chat
+    body they translate theirs into."""
     common = _common_shape(data)
     messages = _validate(data) if common is None else common
     if not any(m.content or (m.wire is not None and _says_something(m.wire)) for m in messages):
@@ -105,6 +127,18 @@ def json_body(body: bytes) -> dict[str, Any]:
     return data
 
 
+def served_only(data: Mapping[str, Any], served: frozenset[str], endpoint: str) -> None:
+    """A 400 naming the first field of ``data`` (other than a null) that ``endpoint``
+    does not serve, and listing those it does."""
+    for name, value in data.items():
+        if name not in served and value is not None:
+            raise RequestError(
+                f"'{name}' is not served by this gateway's {endpoint}; "
+                f"supported: {', '.join(sorted(served))}",
+                param=name,
+            )
+
+
 def _validate(data: dict[str, Any]) -> tuple[Message, ...]:
     """The messages of a body in any shape, after the full type and value checks."""
     messages = data.get("messages")
@@ -140,14 +174,15 @@ def _says_something(message: Mapping[str, Any]) -> bool:
 _ROLES = frozenset({"system", "user", "assistant", "developer"})  # a tool message needs its id
 _COMMON_FIELDS = frozenset(
     {"model", "messages", "temperature", "max_tokens", "max_completion_tokens", "stop"}
-    | {"stream", "user"}
+    | {"stream", "stream_options", "user"}
 )
 _MESSAGE_FIELDS = frozenset({"role", "content"})
 
 
 def _common_shape(data: dict[str, Any]) -> tuple[Message, ...] | None:
-    """The messages, if ``data`` is a valid request in the common shape; None sends it
-    through the full checks (the same rules, every message)."""
+    """The messages, if ``data`` is a valid request in the common shape (a stream may ask
+    for ``include_usage``); None sends it through the full checks (the same rules, every
+    message)."""
     if not _COMMON_FIELDS.issuperset(data):
         return None
     model, messages = data.get("model"), data.get("messages")
@@ -176,6 +211,14 @@ def _common_shape(data: dict[str, Any]) -> tuple[Message, ...] | None:
     if stop is not None and type(stop) is not str and not _strings(stop):
         return None
     if type(data.get("stream", False)) is not bool or (user is not None and type(user) is not str):
+        return None
+    options = data.get("stream_options")
+    if options is not None and not (
+        data.get("stream") is True
+        and type(options) is dict
+        and options.keys() <= {"include_usage"}
+        and type(options.get("include_usage", False)) is bool
+    ):
         return None
     return tuple(parsed)
 
@@ -299,7 +342,7 @@ def _choices(completion: Completion) -> list[dict[str, Any]]:
             {
                 "index": 0,
                 "message": {"role": "assistant", "content": completion.text},
-                "finish_reason": _finish(completion.finish_reason),
+                "finish_reason": finish_reason(completion.finish_reason),
                 "logprobs": None,
             }
         ]
@@ -402,7 +445,7 @@ class ChunkWriter:
         if self._held:
             bodies = [self._relayed(delta) for delta in self._held]
         else:
-            finish = _finish(answer.completion.finish_reason)
+            finish = finish_reason(answer.completion.finish_reason)
             bodies = [chunk_body(self.request, self.member, {}, finish, **self._extra)]
         if self.include_usage:
             last = chunk_body(self.request, self.member, {}, usage=usage_body(answer.completion))
@@ -419,5 +462,6 @@ def error_body(message: str, *, type_: str, code: str, param: str | None) -> dic
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
-def _finish(reason: str) -> str:
+def finish_reason(reason: str) -> str:
+    """A member's finish reason as the reference names one (anything else: ``stop``)."""
     return reason if reason in ("stop", "length", "tool_calls", "content_filter") else "stop"

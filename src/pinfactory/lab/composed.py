@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pinfactory.embeddings import CachedEncoder, get_encoder
 from pinfactory.errors import RoutingError
+from pinfactory.lab.encoders import lab_encoder
 from pinfactory.lab.metrics import Floats, Replay
 from pinfactory.lab.routers import Indices, Knob, RouterSpec, RulesLab
 from pinfactory.request import Request
@@ -52,7 +53,7 @@ class SemanticParams(BaseModel):
     threshold: float = Field(default=0.4, ge=-1, le=1)
     k: int = Field(default=3, ge=1)
     scoring: str = "nearest"
-    encoder: str = "minilm-static"
+    encoder: str = lab_encoder("semantic")  # measured: lab/encoders.py
     holdout: float = Field(default=0.25, ge=0, lt=1)
     fallback: str | None = None
 

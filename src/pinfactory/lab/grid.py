@@ -36,7 +36,7 @@ from pinfactory.lab import metrics
 from pinfactory.lab.cluster import run_on_ray
 from pinfactory.lab.datasets import Splits, default_root, load
 from pinfactory.lab.router_kinds import build
-from pinfactory.lab.routers import BASELINES, LabRouter, RouterSpec, rank_members
+from pinfactory.lab.routers import BASELINES, LabRouter, PythonRouter, RouterSpec, rank_members
 from pinfactory.routing.rules_file import load_rules_file
 from pinfactory.routing.table import RoutingTable
 
@@ -226,12 +226,14 @@ def run_cell(cell: Cell) -> dict[str, Any]:
     splits = splits_for(cell)
     train = sample_train(splits.train, cell.train_size, cell.seed, cell.per_member)
     test = splits.test
-    if cell.train_size != "all" and cell.router.resolved_kind == "python":
-        prime_vectors(str(cell.router.params.get("encoder", "minilm-static")), splits.train, train)
+    lab_router = build(cell.router, cell.seed, Path(cell.base))
+    encoder = lab_router.encoder if isinstance(lab_router, PythonRouter) else None
+    if cell.train_size != "all" and encoder is not None:
+        prime_vectors(encoder, splits.train, train)
     started = time.perf_counter()
     # best_single is the whole split's best member at every size (docs/lab.md)
     fit_on = splits.train if cell.router.resolved_kind == "best_single" else train
-    router = build(cell.router, cell.seed, Path(cell.base)).fit(fit_on)
+    router = lab_router.fit(fit_on)
     fit_s = time.perf_counter() - started
     started = time.perf_counter()
     sweep, default_choices = _sweep(router, test)

@@ -40,11 +40,11 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from pinfactory.errors import RoutingError
+from pinfactory.lab.encoders import lab_encoder
 from pinfactory.lab.metrics import Replay
 from pinfactory.plugins import PluginNotFound, import_object
 from pinfactory.request import Request
-from pinfactory.routing.learned import lambda_grid
-from pinfactory.routing.quality import QualityRouter
+from pinfactory.routing.learned import CostAwareRouter, LearnedRouter, lambda_grid
 from pinfactory.routing.rules import RulesRouter
 from pinfactory.routing.rules_file import load_rules_file
 from pinfactory.routing.table import RoutingTable
@@ -248,11 +248,24 @@ class PythonRouter:
             raise RoutingError(f"router '{self.name}': {exc}") from None
         return found
 
+    @property
+    def encoder(self) -> str | None:
+        """The encoder the router embeds with: the grid row's, else the lab's default for
+        its kind (``lab/encoders.py``); None for a class that is not a learned router."""
+        cls = self._class()
+        if not (isinstance(cls, type) and issubclass(cls, LearnedRouter)):
+            return None
+        return str(self.spec.params.get("encoder") or lab_encoder(cls.kind))
+
     def fit(self, train: RoutingTable) -> PythonRouter:
         cls = self._class()
         params = dict(self.spec.params)
-        if "seed" in inspect.signature(cls).parameters:
+        learned = isinstance(cls, type) and issubclass(cls, LearnedRouter)
+        if learned or "seed" in inspect.signature(cls).parameters:  # learned: in **common
             params.setdefault("seed", self.seed)
+        encoder = self.encoder
+        if encoder is not None:
+            params["encoder"] = encoder
         try:
             self.router_ = cls(**params).fit(train)
         except TypeError as exc:
@@ -270,16 +283,20 @@ class PythonRouter:
     def predict(self, test: RoutingTable, knob: Knob = None) -> Indices:
         knobs = {} if knob is None or self.spec.knob is None else {self.spec.knob: knob}
         router = self.router_
-        if isinstance(router, QualityRouter) and set(knobs) <= {"lam"}:
-            # predicted quality does not depend on lam: predict it once, sweep in NumPy
-            # (the same argmax as QualityRouter._member_scores, without a kNN search per lam)
+        if (
+            isinstance(router, CostAwareRouter)
+            and type(router)._member_scores is CostAwareRouter._member_scores  # not Gumbel's
+            and set(knobs) <= {"lam"}
+        ):
+            # predicted quality and cost do not depend on lam: predict them once, sweep in
+            # NumPy (the same argmax as CostAwareRouter._member_scores, one kNN search)
             if getattr(self, "_quality_for", None) is not test:
-                self._quality = router.predicted_quality(router.embed(test.prompts, cache=True))
+                vectors = router.embed(test.prompts, cache=True)
+                self._quality = router.predicted_quality(vectors)
+                self._cost = router.expected_cost(vectors)
                 self._quality_for = test
             lam = router.cost_weight(knobs)
-            return np.asarray(
-                (self._quality - lam * router.mean_cost_).argmax(axis=1), dtype=np.int64
-            )
+            return np.asarray((self._quality - lam * self._cost).argmax(axis=1), dtype=np.int64)
         if hasattr(router, "predict_vectors") and hasattr(router, "embed"):
             # embed the test prompts once (cached on disk), not once per knob value
             if getattr(self, "_vectors_for", None) is not test:

@@ -92,6 +92,10 @@ class Delta:
     raw: bytes = b""
     """The chunk's JSON as the upstream sent it, when relayed from one: the gateway
     rewrites only ``id`` and ``model`` in it instead of dumping ``chunk`` again."""
+    more: bool = False
+    """The member's next event is already here (it came in the same read): a relay may
+    write this chunk together with it. A member sets it only when that next event
+    needs no waiting."""
 
 
 def replay(completion: Completion) -> list[str | Delta]:

@@ -186,6 +186,7 @@ class MemberStream:
         self.parts: list[str] = []
         self.booked = member.books_itself  # a composite's parts book themselves
         self._started = time.perf_counter()
+        self._ready = False
         self._events = member.stream(request).__aiter__()
         self.tab.streams.append(self)
 
@@ -195,8 +196,11 @@ class MemberStream:
     async def __anext__(self) -> str | Delta | Completion:
         member = self.member
         try:
-            async with asyncio.timeout(member.timeout_s):
+            if self._ready:  # the member said its next event is here: no timer for it
                 event = await anext(self._events)
+            else:
+                async with asyncio.timeout(member.timeout_s):
+                    event = await anext(self._events)
         except StopAsyncIteration:
             if not self.booked:  # a member's stream must end with its Completion
                 failure = MemberError(member.name, "stream ended without a completion")
@@ -214,10 +218,12 @@ class MemberStream:
             internal = unexpected(exc, self.request.request_id)
             self._book_partial(internal)
             raise internal from exc
+        self._ready = False
         if isinstance(event, str):
             self.parts.append(event)
         elif isinstance(event, Delta):
             self.parts.append(event.text)
+            self._ready = event.more
         elif not self.booked:
             self.booked = True
             self.tab.book(

@@ -14,7 +14,7 @@ import ctypes
 import json
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from openai.types.chat.chat_completion import Choice, ChoiceLogprobs
 from openai.types.chat.chat_completion_token_logprob import TopLogprob
 from pydantic import BaseModel, ConfigDict, Field
 
-from pinfactory.errors import MemberError
+from pinfactory.errors import ContextLengthExceeded, MemberError
 from pinfactory.members.base import Capabilities, Completion, Delta, Member, Usage, replay
 from pinfactory.members.registry import register
 from pinfactory.request import Request
@@ -175,10 +175,11 @@ class LlamaCppMember(Member):
         if wants_logprobs:
             llama, lock = await self._logprob_model()
             arguments["logprobs"] = int(request.params.get("top_logprobs") or 0)
+        window = self._window(wants_logprobs)
         await lock.acquire()
         # A thread cannot be stopped: a caller that gives up (timeout, disconnect) returns at
         # once, but the model stays locked until its thread has finished generating.
-        job = asyncio.ensure_future(asyncio.to_thread(_generate_n, llama, arguments, count))
+        job = asyncio.ensure_future(asyncio.to_thread(_generate_n, llama, arguments, count, window))
         job.add_done_callback(lambda _: lock.release())
         results = await asyncio.wait_for(asyncio.shield(job), self.timeout_s)
         usage = Usage(
@@ -216,7 +217,8 @@ class LlamaCppMember(Member):
         parts: list[str] = []
         finish, usage = "stop", Usage()
         await lock.acquire()  # released by the worker thread when generation ends
-        async for chunk in _iterate_in_thread(_generate(llama, arguments), lock.release):
+        window = self._window(logprobs=False)
+        async for chunk in _iterate_in_thread(_generate(llama, arguments, window), lock.release):
             if isinstance(chunk, Usage):
                 usage = chunk
                 continue
@@ -226,6 +228,12 @@ class LlamaCppMember(Member):
                 parts.append(choice["text"])
                 yield choice["text"]
         yield self._completion("".join(parts), usage, finish)
+
+    def _window(self, logprobs: bool) -> Window:
+        """The context of the instance that runs a request, named for the error."""
+        if logprobs:
+            return Window(self.name, self.settings.logprobs_n_ctx, "logprobs_n_ctx", "logprobs")
+        return Window(self.name, self.settings.n_ctx, "n_ctx")
 
     def _ready(self) -> tuple[Any, asyncio.Lock]:
         if self._llama is None or self._lock is None:
@@ -258,8 +266,35 @@ def _silence_llama_log() -> None:
         _LOG_CALLBACK.append(callback)  # the C side keeps a pointer: keep the object alive
 
 
-def _generate_n(llama: Any, arguments: dict[str, Any], count: int) -> list[Any]:
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A member instance's context window: ``tokens`` long, set by ``setting``;
+    ``serving`` names what that instance is for, when it is not the main one."""
+
+    member: str
+    tokens: int
+    setting: str
+    serving: str = ""
+
+    def check(self, llama: Any, prompt: str) -> None:
+        """Raise :class:`ContextLengthExceeded` (a 400 naming ``messages``) unless the
+        prompt leaves room for at least one token of answer (llama.cpp raises a bare
+        ``ValueError`` otherwise)."""
+        used = len(llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
+        if used + 1 < self.tokens:
+            return
+        purpose = f" when it returns {self.serving}" if self.serving else ""
+        raise ContextLengthExceeded(
+            f"the prompt is {used} tokens; member '{self.member}' holds {self.tokens} tokens "
+            f"of context{purpose} (its settings.{self.setting}), its answer included: "
+            "shorten the messages" + (f", or ask without {self.serving}" if self.serving else ""),
+            param="messages",
+        )
+
+
+def _generate_n(llama: Any, arguments: dict[str, Any], count: int, window: Window) -> list[Any]:
     """On the worker thread: ``count`` completions (seeds ``seed``, ``seed + 1``, ...)."""
+    window.check(llama, arguments["prompt"])
     results = []
     for index in range(count):
         seed = arguments.get("seed")
@@ -316,8 +351,9 @@ def json_grammar(response_format: Any) -> Any:
     return None
 
 
-def _generate(llama: Any, arguments: dict[str, Any]) -> Iterator[Any]:
+def _generate(llama: Any, arguments: dict[str, Any], window: Window) -> Iterator[Any]:
     """On the worker thread: the streamed chunks, then the token counts as a :class:`Usage`."""
+    window.check(llama, arguments["prompt"])
     parts = []
     for chunk in llama.create_completion(stream=True, **arguments):
         parts.append(chunk["choices"][0]["text"])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -177,25 +178,21 @@ class OpenAIHTTPMember(RemoteMember):
     async def stream(self, request: Request) -> AsyncIterator[str | Delta | Completion]:
         body = orjson.dumps(self._payload(request, stream=True))
         reader = StreamReader()
-        async with aclosing(self.upstream.stream(body)) as chunks:
-            async for data in chunks:
-                if isinstance(data, WholeBody):  # the upstream ignored ``stream``
-                    completion = self._whole(request, data.body)
+        async with aclosing(self.upstream.stream(body)) as batches:
+            async for batch in batches:
+                if isinstance(batch, WholeBody):  # the upstream ignored ``stream``
+                    completion = self._whole(request, batch.body)
                     if completion.text:
                         yield completion.text
                     yield completion
                     return
-                try:
-                    chunk = parse_chunk(data)
-                except StreamErrorEvent as exc:
-                    raise MemberError(self.name, f"upstream stream error: {exc}") from exc
-                except ValueError as exc:  # UnicodeDecodeError and pydantic's errors too
-                    raise MemberError(
-                        self.name, f"upstream sent a garbled stream: {_first_line(exc)}"
-                    ) from exc
-                delta = reader.read(chunk, data) if chunk is not None else None
-                if delta is not None:
-                    yield delta
+                deltas, failure = self._read_batch(reader, batch)
+                last = len(deltas) - 1 if failure is None else len(deltas)
+                for index, delta in enumerate(deltas):
+                    # chunks that came in one read go on together (``more``), none is held
+                    yield delta if index == last else replace(delta, more=True)
+                if failure is not None:
+                    raise failure
         yield self._completion(
             request,
             "".join(reader.parts),
@@ -205,6 +202,29 @@ class OpenAIHTTPMember(RemoteMember):
             fingerprint=reader.fingerprint,
             service_tier=reader.service_tier,
         )
+
+    def _read_batch(
+        self, reader: StreamReader, batch: list[bytes]
+    ) -> tuple[list[Delta], MemberError | None]:
+        """The deltas to relay from one read's chunks, up to the first that fails (its
+        error, naming the member, returned beside the deltas before it)."""
+        deltas: list[Delta] = []
+        for data in batch:
+            try:
+                chunk = parse_chunk(data)
+            except ValueError as exc:  # UnicodeDecodeError and pydantic's errors too
+                said = (
+                    f"upstream stream error: {exc}"
+                    if isinstance(exc, StreamErrorEvent)
+                    else f"upstream sent a garbled stream: {_first_line(exc)}"
+                )
+                failure = MemberError(self.name, said)
+                failure.__cause__ = exc
+                return deltas, failure
+            delta = reader.read(chunk, data) if chunk is not None else None
+            if delta is not None:
+                deltas.append(delta)
+        return deltas, None
 
     def _whole(self, request: Request, raw: bytes) -> Completion:
         try:

@@ -120,8 +120,8 @@ class WholeBody:
 class Upstream:
     """POSTs JSON to one URL for one member. ``open`` in the app's lifespan, ``close`` after.
 
-    ``post`` returns the decoded JSON body; ``stream`` yields each SSE ``data:`` chunk
-    decoded (a :class:`WholeBody` when the answer was not a stream).
+    ``post`` returns the answer's body; ``stream`` yields the SSE ``data:`` payloads in
+    batches (a :class:`WholeBody` when the answer was not a stream).
     """
 
     def __init__(
@@ -182,26 +182,35 @@ class Upstream:
         deadline = time.monotonic() + self.total_s
         return await self._with_retries(lambda: self._post_once(body, deadline), deadline)
 
-    async def stream(self, body: bytes) -> AsyncGenerator[bytes | WholeBody, None]:
-        """Each ``data:`` payload until ``[DONE]``; raises :class:`MemberError`."""
+    async def stream(self, body: bytes) -> AsyncGenerator[list[bytes] | WholeBody, None]:
+        """The ``data:`` payloads until ``[DONE]``, in batches: each batch is what one
+        read of the socket completed (at least one payload), so a consumer can handle
+        chunks that arrived together at once; a :class:`WholeBody` when the answer was not
+        a stream. Raises :class:`MemberError`.
+
+        The idle timeout is armed only while waiting for the socket: payloads already
+        read cost no timer of their own.
+        """
         deadline = time.monotonic() + self.total_s
         reader, held = await self._with_retries(lambda: self._open_stream(body, deadline), deadline)
-        if reader is None:  # a plain JSON answer, or a stream that ended while held
-            for whole in held:
-                yield whole
+        if isinstance(held, WholeBody):
+            yield held
+            return
+        if reader is None:  # the stream ended while held
+            if held:
+                yield held
             return
         ok = False
         try:
-            for early in held:
-                yield early  # from the first chunk on the client may have bytes: no retries
-            while True:
+            if held:
+                yield held  # from the first chunk on the client may have bytes: no retries
+            while not reader.done:
                 limit = min(self.idle_s, deadline - time.monotonic())
                 with self._faults("stream", stalled=f"no chunk for {limit:.3g}s"):
                     async with asyncio.timeout(max(limit, 0.0)):
-                        chunk = await reader.next_chunk()
-                if chunk is None:
-                    break
-                yield chunk
+                        batch = await reader.next_chunks()
+                if batch:
+                    yield batch
             ok = True
         except MemberError as exc:
             await self._failed(exc)
@@ -286,11 +295,11 @@ class Upstream:
 
     async def _open_stream(
         self, body: bytes, deadline: float
-    ) -> tuple[_SSEReader | None, list[bytes | WholeBody]]:
+    ) -> tuple[_SSEReader | None, list[bytes] | WholeBody]:
         """Send, check the status and read up to the first chunk (comments do not count);
         with ``hold_stream_s``, read on for that long or to the stream's end.
 
-        (reader, the chunks read); (None, [WholeBody]) for a plain JSON answer, and
+        (reader, the chunks read); (None, WholeBody) for a plain JSON answer, and
         (None, chunks) for a stream that ended (with ``[DONE]``) while read here.
         """
         await self.breaker.admit()
@@ -307,42 +316,39 @@ class Upstream:
                         whole = WholeBody(await self._read_capped(response))
                         response.release()
                         await self.breaker.succeeded()
-                        return None, [whole]
+                        return None, whole
                     reader = _SSEReader(self.member, response, self.spec.max_response_bytes)
-                    first = await reader.next_chunk()
-            held: list[bytes] = [] if first is None else [first]
-            ended = first is None
-            if held and self.spec.hold_stream_s:
-                ended = await self._hold(reader, held, deadline)
-            if ended:  # the whole stream is here
+                    held = await reader.next_chunks()
+            if held and not reader.done and self.spec.hold_stream_s:
+                await self._hold(reader, held, deadline)
+            if reader.done:  # the whole stream is here
                 response.release()
                 await self.breaker.succeeded()
-                return None, list(held)
-            return reader, list(held)
+                return None, held
+            return reader, held
         except MemberError as exc:
             if response is not None:
                 response.close()
             await self._failed(exc)
             raise
 
-    async def _hold(self, reader: _SSEReader, held: list[bytes], deadline: float) -> bool:
-        """Read chunks into ``held`` for ``hold_stream_s`` (each checked to be JSON, so a
-        garbled one fails here, before anything was relayed). True when the stream ended
-        meanwhile; a stall ends the hold, not the stream (the idle timeout judges it)."""
+    async def _hold(self, reader: _SSEReader, held: list[bytes], deadline: float) -> None:
+        """Read chunks into ``held`` for ``hold_stream_s`` or to the stream's end (each
+        checked to be JSON, so a garbled one fails here, before anything was relayed). A
+        stall ends the hold, not the stream (the idle timeout judges it)."""
         until = min(time.monotonic() + self.spec.hold_stream_s, deadline)
         with self._faults("stream", stalled="stalled while held"):
-            orjson.loads(held[0])
-            while (left := until - time.monotonic()) > 0:
+            for chunk in held:
+                orjson.loads(chunk)
+            while not reader.done and (left := until - time.monotonic()) > 0:
                 try:
                     async with asyncio.timeout(left):
-                        chunk = await reader.next_chunk()
+                        batch = await reader.next_chunks()
                 except TimeoutError:
-                    return False
-                if chunk is None:
-                    return True
-                orjson.loads(chunk)
-                held.append(chunk)
-        return False
+                    return
+                for chunk in batch:
+                    orjson.loads(chunk)
+                held.extend(batch)
 
     async def _failed(self, exc: MemberError) -> None:
         if getattr(exc, "counts", True) and exc.status not in (429, 503):
@@ -425,7 +431,8 @@ class Upstream:
 
 
 class _SSEReader:
-    """The ``data:`` payloads of an event stream; None after ``[DONE]``.
+    """The ``data:`` payloads of an event stream, a read's worth at a time; ``done``
+    once ``[DONE]`` came (anything after it is ignored).
 
     Comments and other fields are skipped. An end without ``[DONE]`` or more than ``cap``
     bytes in all raise :class:`UpstreamFailed`.
@@ -437,30 +444,38 @@ class _SSEReader:
         self.cap = cap
         self.buffer = b""
         self.size = 0
+        self.done = False
 
-    async def next_chunk(self) -> bytes | None:
-        while True:
-            line = await self._line()
-            if not line.startswith(b"data:"):
-                continue  # blank separators, comments (": keep-alive"), event:/id: fields
-            data = line[5:].strip()
-            if data == b"[DONE]":
-                return None
-            if not data:
-                continue
-            return data
+    async def next_chunks(self) -> list[bytes]:
+        """Every payload the buffer completes after reading until there is at least one
+        (or ``[DONE]``); ``[]`` only when the stream is done."""
+        chunks: list[bytes] = []
+        while not chunks and not self.done:
+            end = self.buffer.rfind(b"\n")
+            while end < 0:
+                await self._read()
+                end = self.buffer.rfind(b"\n")
+            lines, self.buffer = self.buffer[:end].split(b"\n"), self.buffer[end + 1 :]
+            for line in lines:
+                if not line.startswith(b"data:"):
+                    continue  # blank separators, comments (": keep-alive"), event:/id: fields
+                data = line[5:].strip()
+                if data == b"[DONE]":
+                    self.done = True
+                    self.buffer = b""
+                    break
+                if data:
+                    chunks.append(data)
+        return chunks
 
-    async def _line(self) -> bytes:
-        while b"\n" not in self.buffer:
-            more = await self.response.content.readany()
-            if not more:
-                raise UpstreamFailed(self.member, "stream ended without [DONE]", retryable=True)
-            self.size += len(more)
-            if self.size > self.cap:
-                raise UpstreamFailed(self.member, f"upstream stream over the {self.cap}-byte limit")
-            self.buffer += more
-        line, self.buffer = self.buffer.split(b"\n", 1)
-        return line.rstrip(b"\r")
+    async def _read(self) -> None:
+        more = await self.response.content.readany()
+        if not more:
+            raise UpstreamFailed(self.member, "stream ended without [DONE]", retryable=True)
+        self.size += len(more)
+        if self.size > self.cap:
+            raise UpstreamFailed(self.member, f"upstream stream over the {self.cap}-byte limit")
+        self.buffer += more
 
 
 def retry_after_seconds(value: str | None) -> float | None:

@@ -81,15 +81,13 @@ class QualityRouter(CostAwareRouter):
 
     def _explain(self, scores: Floats, choice: int, **knobs: Any) -> str:
         lam = self.cost_weight(knobs)
-        quality = scores + lam * self.mean_cost_
+        cost = knobs.get("cost", self.mean_cost_)
+        quality = scores + lam * cost
         best = int(np.argmax(quality))
         text = (
-            f"predicted quality {quality[choice]:.2f} at ${self.mean_cost_[choice]:.2e} "
+            f"predicted quality {quality[choice]:.2f} at ${cost[choice]:.2e} "
             f"for '{self.members_[choice]}'"
         )
         if best != choice:
-            text += (
-                f" beats '{self.members_[best]}' {quality[best]:.2f} "
-                f"at ${self.mean_cost_[best]:.2e}"
-            )
+            text += f" beats '{self.members_[best]}' {quality[best]:.2f} at ${cost[best]:.2e}"
         return text + f" under lambda={lam:g}/USD"

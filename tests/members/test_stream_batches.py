@@ -1,0 +1,138 @@
+"""Chunks that reach the gateway in one read go on together, and none is lost.
+
+An upstream that writes its whole stream at once (one body, so one read on loopback)
+is the case the relay coalesces: the member marks every delta but the read's last as
+``more`` (its next event is already here), so the gateway writes them in one go, and
+nothing about what the client receives changes: every chunk, in order, then the
+finish, the usage and ``[DONE]``; a garbled chunk in the same read still ends the
+stream with an error event after the chunks before it, and a 502 row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request as HTTPRequest
+from starlette.responses import Response
+from starlette.routing import Route
+
+from pinfactory.gateway import create_app
+from pinfactory.gateway.server import serve_in_thread
+from pinfactory.members import Completion
+from pinfactory.members.base import Delta
+from pinfactory.members.openai_http import OpenAIHTTPMember, OpenAIHTTPSettings
+from pinfactory.request import Request
+from pinfactory.team import parse_team
+from pinfactory.testing.recording import USAGE, text_chunks
+from tests.conftest import ledger_rows
+
+WORDS = ["one ", "two ", "three ", "four"]
+
+
+def _burst(chunks: list[dict[str, Any]], *, garbled_after: int | None = None) -> bytes:
+    """A whole event stream as one body: a comment, the chunks, ``[DONE]``."""
+    frames = [b": warming up\n\n"]
+    for index, item in enumerate(chunks):
+        if garbled_after is not None and index == garbled_after:
+            frames.append(b"data: {not json\n\n")
+            break
+        frames.append(b"data: " + json.dumps(item).encode() + b"\n\n")
+    else:
+        frames.append(b"data: [DONE]\n\n")
+    return b"".join(frames)
+
+
+def burst_upstream() -> Starlette:
+    """Answers every stream in one write; the model name picks a garbled one."""
+
+    async def chat(request: HTTPRequest) -> Response:
+        payload = await request.json()
+        garbled = 3 if payload["model"] == "garbled" else None
+        body = _burst(text_chunks(WORDS, usage=True), garbled_after=garbled)
+        return Response(body, media_type="text/event-stream")
+
+    return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+
+
+@pytest.fixture(scope="module")
+def upstream_url() -> Iterator[str]:
+    with serve_in_thread(burst_upstream()) as url:
+        yield url + "/v1"
+
+
+async def test_a_read_of_several_chunks_marks_all_but_its_last(upstream_url: str) -> None:
+    settings = OpenAIHTTPSettings(base_url=upstream_url, model="m")
+    member = OpenAIHTTPMember("remote", settings, timeout_s=5.0)
+    await member.open()
+    try:
+        events = [e async for e in member.stream(Request.from_text("count"))]
+    finally:
+        await member.close()
+    deltas = [e for e in events if isinstance(e, Delta)]
+    # the role chunk, four words, the finish chunk (the usage chunk is not relayed)
+    assert [d.text for d in deltas] == ["", *WORDS, ""]
+    assert [d.more for d in deltas] == [True] * 5 + [False]
+    assert deltas[-1].finish
+    completion = events[-1]
+    assert isinstance(completion, Completion)
+    assert completion.text == "".join(WORDS)
+    assert completion.usage.input_tokens == USAGE["prompt_tokens"]
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, upstream_url: str) -> Iterator[tuple[str, Path]]:
+    ledger = tmp_path / "ledger.db"
+    team = parse_team(
+        "name: burst\n"
+        f"members: [{{name: remote, kind: openai_http, settings: {{base_url: '{upstream_url}', "
+        "model: m}}, {name: broken, kind: openai_http, "
+        f"settings: {{base_url: '{upstream_url}', model: garbled}}}}]\n"
+        "routing: {kind: rules, fallback: remote}\n"
+        "upstream: {retries: 0}\n",
+        "burst.yaml",
+        {"PINFACTORY_LEDGER": str(ledger)},
+    )
+    with serve_in_thread(create_app(team)) as url:
+        yield url, ledger
+
+
+def test_coalesced_chunks_all_reach_the_sdk_in_order(gateway: tuple[str, Path]) -> None:
+    url, ledger = gateway
+    with openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0) as client:
+        stream = client.chat.completions.create(
+            model="auto",
+            messages=[{"role": "user", "content": "count"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = list(stream)
+    said = [c.choices[0].delta.content for c in chunks if c.choices]
+    assert said == ["", *WORDS, None]
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.prompt_tokens == USAGE["prompt_tokens"]
+    assert all(c.usage is None for c in chunks[:-1])
+    (row,) = ledger_rows(ledger)
+    assert row["status"] == 200 and row["member"] == "remote"
+
+
+def test_a_garbled_chunk_in_the_same_read_ends_after_the_ones_before_it(
+    gateway: tuple[str, Path],
+) -> None:
+    url, ledger = gateway
+    said: list[str | None] = []
+    with openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0) as client:
+        stream = client.chat.completions.create(
+            model="broken", messages=[{"role": "user", "content": "count"}], stream=True
+        )
+        with pytest.raises(openai.APIError, match="garbled stream"):
+            said.extend(item.choices[0].delta.content for item in stream)
+    assert said == ["", *WORDS[:2]]  # the chunks before the garbled one, none dropped
+    (row,) = ledger_rows(ledger)
+    assert row["status"] == 502 and "garbled" in row["error"]
