@@ -4,6 +4,7 @@ lost when the process is killed with records still uncommitted (a real ``SIGKILL
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -12,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from pinfactory.ledger import AuditEvent, LedgerEntry, open_ledger
+from pinfactory.ledger import AuditEvent, LedgerEntry, SQLiteLedger, open_ledger, store
 from pinfactory.ledger.chain import jsonable, verify_ledger
 from pinfactory.ledger.journal import FRAME, Journal, decode, encode, frames
+from pinfactory.ledger.writer import Connection
 from pinfactory.testing.processes import SRC
 
 
@@ -111,7 +113,7 @@ async def test_journaled_records_commit_in_groups_and_are_read_back(
 CHILD = """
 import asyncio, os, signal, sqlite3, sys
 from decimal import Decimal
-from pinfactory.ledger import AuditEvent, LedgerEntry, open_ledger
+from pinfactory.ledger import AuditEvent, LedgerEntry, SQLiteLedger, open_ledger, store
 
 location, folder, committed, pending = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 
@@ -188,3 +190,33 @@ async def test_a_live_process_journal_is_not_claimed(tmp_path: Path) -> None:
         await second.close()
     ids, intact, _ = await contents(db, folder)
     assert sorted(ids) == ["req_a", "req_b"] and intact
+
+
+class Impatient(SQLiteLedger):
+    """Gives up on a locked database after 50 ms instead of 10 s (the test's patience)."""
+
+    def _connect(self) -> Connection:
+        db = super()._connect()
+        db.cursor().execute("PRAGMA busy_timeout=50")
+        return db
+
+
+async def test_closing_while_the_database_stays_locked_keeps_the_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store, "CLOSE_FLUSH_S", 0.3)
+    db, folder = tmp_path / "ledger.db", tmp_path / "journal"
+    ledger = Impatient(str(db), "journal", str(folder))
+    await ledger.open()
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # nothing can commit: the writer retries, with backoff
+    try:
+        for i in range(5):
+            await ledger.record(entry(f"req_{i}"), events(f"req_{i}"))
+        await asyncio.wait_for(ledger.close(), 10)  # returns: it does not wait for ever
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert len(list(folder.glob("*.journal"))) == 1  # kept for the next start
+    ids, intact, cents = await contents(str(db), folder)
+    assert ids == [f"req_{i}" for i in range(5)] and intact and cents == 5

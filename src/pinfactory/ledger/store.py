@@ -49,6 +49,7 @@ from pinfactory.ledger.writer import BatchWriter, Connection, Durability
 T = TypeVar("T")
 log = logging.getLogger("pinfactory.ledger")
 REPLAY_CHUNK = 500  # journal records committed per transaction when a ledger opens
+CLOSE_FLUSH_S = 10.0  # how long closing waits for journaled writes to commit
 
 REQUEST_COLUMNS = (
     'request_id, time, unit, "user", model, member, router, reason, input_tokens, '
@@ -379,11 +380,14 @@ class SQLLedger:
     async def close(self) -> None:
         journal, writer = self._journal, self._writer
         if journal is not None and writer is not None:
-            with contextlib.suppress(LedgerError):  # a writer that stopped: the journal stays
-                await writer.flush()
-            gone = journal.close(drained=writer.drained)
-            with contextlib.suppress(LedgerError):
-                await self._forget([*journal.removed, *([gone] if gone else [])])
+            # a writer that failed, or still retrying (the database gone): the journal stays
+            with contextlib.suppress(LedgerError, TimeoutError):
+                await asyncio.wait_for(writer.flush(), CLOSE_FLUSH_S)
+            drained = writer.drained
+            gone = journal.close(drained=drained)
+            if drained:  # else the writer is stuck: nothing more is queued behind it
+                with contextlib.suppress(LedgerError):
+                    await self._forget([*journal.removed, *([gone] if gone else [])])
             self._journal = None
         if self._reader is not None:
             db, self._read_db = self._read_db, None
