@@ -85,8 +85,8 @@ class Scored:
 Checker = Callable[[Item], tuple[float, float, bool | None]]
 
 
-def shipped_checker() -> tuple[Checker, Callable[[], None]]:
-    checker = GroundingChecker()
+def shipped_checker(calibration: Path | None = None) -> tuple[Checker, Callable[[], None]]:
+    checker = GroundingChecker(calibrator=Calibrator.load(calibration) if calibration else None)
 
     def run(item: Item) -> tuple[float, float, bool | None]:
         result = checker.assess(item.answer, item.evidence, question=item.question)
@@ -94,12 +94,15 @@ def shipped_checker() -> tuple[Checker, Callable[[], None]]:
 
     def cold() -> None:  # new evidence: nothing encoded, split or tokenised before
         checker.model._cache.clear()
+        if checker.cross is not None:
+            checker.cross._cache.clear()
         clear_caches()
 
     return run, cold
 
 
-def today_checker() -> tuple[Checker, Callable[[], None]]:
+def today_checker(calibration: Path | None = None) -> tuple[Checker, Callable[[], None]]:
+    del calibration  # the word-coverage checker keeps its own
     checker = LexicalChecker()
     calibrator = Calibrator.load(LEXICAL_CALIBRATION)
 
@@ -111,7 +114,9 @@ def today_checker() -> tuple[Checker, Callable[[], None]]:
     return run, clear_caches
 
 
-def overlap_checker() -> tuple[Checker, Callable[[], None]]:
+def overlap_checker(calibration: Path | None = None) -> tuple[Checker, Callable[[], None]]:
+    del calibration
+
     def run(item: Item) -> tuple[float, float, bool | None]:
         said = tokens(item.answer)
         wanted = said.content | said.numbers
@@ -209,6 +214,12 @@ def main() -> None:
         "--latency-only", action="store_true", help="only the 5x5 latency (no data sets)"
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "grounding_eval.json")
+    parser.add_argument(
+        "--calibration",
+        type=Path,
+        default=None,
+        help="the shipped checker with another calibration.json (an ablation)",
+    )
     args = parser.parse_args()
     console = Console(stderr=True)
     root = data_root(ROOT)
@@ -223,7 +234,7 @@ def main() -> None:
         sets = {  # a seeded sample: HaluEval alternates right and hallucinated answers
             k: random.Random(0).sample(v, min(args.limit, len(v))) for k, v in sets.items()
         }
-    checkers = {name: make() for name, make in CHECKERS.items()}
+    checkers = {name: make(args.calibration) for name, make in CHECKERS.items()}
     results: dict[str, Any] = {"sets": {}, "latency_5x5": {}}
     columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                TimeRemainingColumn())  # fmt: skip

@@ -45,6 +45,9 @@ CANDIDATES: dict[str, Make] = {
     "irt 32": lambda e: IRTRouter(dims=32, encoder=e),
     "knn 40": lambda e: QualityRouter("knn", k=40, encoder=e),
     "knn 80": lambda e: QualityRouter("knn", k=80, encoder=e),
+    "knn 80 calibrated": lambda e: QualityRouter(
+        "knn", k=80, temperature=0.05, prior=5.0, encoder=e
+    ),
     "cluster 16": lambda e: ClusterRouter(clusters=16, encoder=e),
 }
 ENSEMBLES = {

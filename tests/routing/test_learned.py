@@ -93,6 +93,26 @@ def test_neighbours_cost_model_prices_each_prompt_like_its_task(
         QualityRouter(cost_model="median")  # type: ignore[arg-type]
 
 
+def test_a_calibrated_neighbourhood_weighs_near_prompts_and_shrinks_to_the_mean() -> None:
+    prompts = ["refund my order", "refund my parcel", "cancel my order", "poem about rain"]
+    table = RoutingTable(
+        ids=list("abcd"),
+        prompts=prompts,
+        members=["a", "b"],
+        quality=np.array([[1, 0], [1, 0], [0, 1], [0, 1]], dtype=float),
+        cost=np.ones((4, 2)),
+    )
+    plain = QualityRouter("knn", k=4).fit(table)
+    sharp = QualityRouter("knn", k=4, temperature=0.01).fit(table)
+    shrunk = QualityRouter("knn", k=1, prior=1e6).fit(table)
+    query = plain.embed(["refund my order please"])
+    assert plain.predicted_quality(query)[0] == pytest.approx([0.5, 0.5])  # all four, equal
+    assert sharp.predicted_quality(query)[0, 0] > 0.9  # the refunds are nearest
+    assert shrunk.predicted_quality(query)[0] == pytest.approx([0.5, 0.5], abs=1e-4)
+    with pytest.raises(RoutingError, match="temperature must be > 0"):
+        QualityRouter("knn", temperature=0.0)
+
+
 @pytest.mark.parametrize("model", ["logistic", "mlp", "knn"])
 def test_classifier_routes_cheaply_above_the_cheapest_model(
     model: str, routerbench_train: RoutingTable, routerbench_test: RoutingTable

@@ -1,4 +1,5 @@
-"""HaluEval for the grounding tests, found beside the project (or above a worktree)."""
+"""Shared fixtures of the verify tests: HaluEval (found beside the project or above a
+worktree) and one grounding checker per session (its models load once)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from pinfactory.verify.grounding import GroundingChecker
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,3 +25,9 @@ def halueval() -> dict[str, list[dict[str, Any]]]:
         name: [json.loads(line) for line in (folder / name).read_text().splitlines()]
         for name in ("qa_one-turn_data.json", "qa_multi-turn_data.json")
     }
+
+
+@pytest.fixture(scope="session")
+def checker() -> GroundingChecker:
+    """The shipped checker, loaded once for every verify test."""
+    return GroundingChecker()

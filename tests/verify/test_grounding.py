@@ -25,11 +25,6 @@ POLICY = [
 ]
 
 
-@pytest.fixture(scope="module")
-def checker() -> GroundingChecker:
-    return GroundingChecker()
-
-
 @pytest.mark.parametrize(
     ("answer", "label", "why"),
     [

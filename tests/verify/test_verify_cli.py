@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pinfactory.cli import app
+from pinfactory.verify.grounding import GroundingChecker
 from pinfactory.verify.support import FEATURES, SupportHead
 from pinfactory.verify.training import Featurised, choose_threshold, fit_head
 
@@ -83,10 +84,11 @@ def test_head_training_and_threshold_choice_are_reproducible(tmp_path: Path) -> 
     assert 0.05 <= threshold <= 0.95 and ba > 0.75
 
 
-def test_the_fused_calibration_is_fitted_on_every_dev_set_and_cached(tmp_path: Path) -> None:
+def test_the_fused_calibration_is_fitted_on_every_dev_set_and_cached(
+    tmp_path: Path, checker: GroundingChecker
+) -> None:
     from pinfactory.verify.confidence import FUSED_FEATURES
     from pinfactory.verify.datasets import Item
-    from pinfactory.verify.grounding import GroundingChecker
     from pinfactory.verify.training import fit_fusion
 
     good = [
@@ -108,7 +110,6 @@ def test_the_fused_calibration_is_fitted_on_every_dev_set_and_cached(tmp_path: P
         ]
 
     dev = {"one": items("one"), "two": items("two")}
-    checker = GroundingChecker()
     calibrator, metrics = fit_fusion(checker, tmp_path, dev, seed=0, progress=lambda *_: None)
     assert calibrator.features == FUSED_FEATURES
     assert 0.05 <= calibrator.answer_threshold <= 0.95

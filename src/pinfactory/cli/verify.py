@@ -145,6 +145,15 @@ def verify_train(
             "--fusion-only", help="keep the packaged head; refit only the answer calibration"
         ),
     ] = False,
+    cross: Annotated[
+        bool,
+        typer.Option(
+            "--cross", help="with --fusion-only: fuse the packaged cross-encoder's scores too"
+        ),
+    ] = False,
+    dev_limit: Annotated[
+        int, typer.Option(help="with --fusion-only: answers sampled per dev set (0: all)")
+    ] = 0,
 ) -> None:
     """Train the support model's head, then fit the fused answer calibration and choose
     the claim and answer thresholds on development data only."""
@@ -170,13 +179,68 @@ def verify_train(
 
             folder = work or cache_dir() / "grounding-train"
             if fusion_only:
-                result = refit_fusion(root, folder, seed, per_nli, progress)
+                from pinfactory.verify.crossencoder import CrossEncoder
+
+                scorer = CrossEncoder(threads=threads) if cross else None
+                result = refit_fusion(root, folder, seed, per_nli, progress, scorer, dev_limit)
             else:
                 result = train(root, folder, seed, per_nli, hidden, progress, checker)
         paths = write(result, out or head_path().parent, with_head=not fusion_only)
     console.print_json(json.dumps(result.metrics))
     for path in paths:
         console.print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+
+
+@verify_app.command("train-cross")
+def verify_train_cross(
+    data: Annotated[
+        Path | None, typer.Option("--data", help="shared/data (default: found above here)")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="where the float16 weights go (default: the package)"),
+    ] = None,
+    work: Annotated[Path, typer.Option("--work", help="checkpoints and progress.jsonl")] = Path(
+        "grounding-cross"
+    ),
+    seed: Annotated[int, typer.Option(help="random seed (sampling, order, initialisation)")] = 0,
+    per_nli: Annotated[int, typer.Option(help="pairs sampled from FEVER-NLI and MNLI each")] = 5000,
+    max_steps: Annotated[int, typer.Option(help="optimiser steps at most", min=1)] = 1000,
+    batch_size: Annotated[int, typer.Option(help="pairs a step", min=1)] = 16,
+    lr: Annotated[float, typer.Option(help="peak learning rate (AdamW)")] = 5e-5,
+    minutes: Annotated[
+        float, typer.Option(help="stop after this long whatever the step (0: no limit)")
+    ] = 0.0,
+    threads: Annotated[int, typer.Option(help="torch threads")] = 1,
+) -> None:
+    """Fine-tune the MiniLM cross-encoder on the training data (never WiCE, SummaC or
+    HaluEval), then write its float16 weights. Fuse it with `verify train --fusion-only
+    --cross` afterwards (thresholds and calibration on development data only)."""
+    from pinfactory.verify.cross_training import export, train_cross, training_pairs
+    from pinfactory.verify.crossencoder import cross_encoder_path
+    from pinfactory.verify.datasets import data_root
+
+    try:
+        root = data or data_root(Path.cwd())
+    except FileNotFoundError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}; pass --data", highlight=False)
+        raise typer.Exit(1) from None
+    pairs = training_pairs(root, per_nli, seed)
+    deadline = time.time() + minutes * 60 if minutes > 0 else None
+    with _progress() as bar:
+        task = bar.add_task(f"fine-tuning on {len(pairs):,} pairs", total=max_steps)
+
+        def progress(step: int, total: int, loss: float) -> None:
+            bar.update(task, completed=step, total=total, description=f"loss {loss:.3f}")
+
+        summary = train_cross(
+            pairs, work, seed=seed, batch_size=batch_size, lr=lr, max_steps=max_steps,
+            deadline=deadline, threads=threads, progress=progress,
+        )  # fmt: skip
+    weights = export(work / "checkpoint", out or cross_encoder_path())
+    (weights.parent / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
+    console.print_json(json.dumps(summary))
+    console.print(f"wrote {weights} ({weights.stat().st_size:,} bytes)")
 
 
 def _progress() -> Any:

@@ -3,7 +3,12 @@
 For every member a model predicts the quality of its answer to a prompt
 (logistic regression for 0/1 quality, ridge regression otherwise, or the
 mean quality of the ``k`` nearest training prompts); the router picks the
-member maximising predicted quality minus ``lam`` times its mean cost.
+member maximising predicted quality minus ``lam`` times its expected cost.
+
+The kNN model's neighbourhood can be calibrated: ``temperature`` weighs each
+neighbour by ``exp(cosine / temperature)`` (closer ones count more) and ``prior``
+adds that many pseudo-neighbours at the member's mean quality, so a prompt far
+from every training prompt falls back to the member's average.
 """
 
 from __future__ import annotations
@@ -30,14 +35,20 @@ class QualityRouter(CostAwareRouter):
         *,
         k: int = 10,
         c: float = 1.0,
+        temperature: float | None = None,
+        prior: float = 0.0,
         **common: Unpack[CostAwareParams],
     ) -> None:
         super().__init__(**common)
+        if (temperature is not None and temperature <= 0) or prior < 0:
+            raise RoutingError("quality knn: temperature must be > 0 and prior >= 0")
         if model not in ("logistic", "knn"):
             raise RoutingError(f"quality model '{model}'; allowed: logistic, knn")
         self.model = model
         self.k = k
         self.c = c
+        self.temperature = temperature
+        self.prior = prior
 
     def _fit(self, vectors: Vectors, table: RoutingTable) -> None:
         if self.model == "knn":
@@ -73,8 +84,19 @@ class QualityRouter(CostAwareRouter):
     def predicted_quality(self, vectors: Vectors) -> Floats:
         """(n, members) predicted quality."""
         if self.model == "knn":
-            mean: Floats = self.quality_[self.index_.nearest(vectors, self.k)].mean(axis=1)
-            return mean
+            near = self.index_.nearest(vectors, self.k)
+            temperature, prior = getattr(self, "temperature", None), getattr(self, "prior", 0.0)
+            if temperature is None and not prior:
+                mean: Floats = self.quality_[near].mean(axis=1)
+                return mean
+            sims = np.take_along_axis(self.index_.similarities(vectors), near, axis=1)
+            weights = np.ones_like(sims, dtype=np.float64)
+            if temperature is not None:
+                weights = np.exp((sims - sims.max(axis=1, keepdims=True)) / temperature)
+            total = np.einsum("nk,nkm->nm", weights, self.quality_[near])
+            total += prior * self.quality_.mean(axis=0)
+            calibrated: Floats = total / (weights.sum(axis=1, keepdims=True) + prior)
+            return calibrated
         z = vectors @ self.weights_ + self.bias_
         predicted: Floats = 1.0 / (1.0 + np.exp(-z)) if self.link_ == "sigmoid" else z
         return predicted

@@ -40,6 +40,15 @@ FUSED_FEATURES = (
 )
 """The answer calibration's inputs: the trained head's claim scores (:data:`FEATURES`),
 the word-coverage checker's (``lex_*``) and the plain word overlap."""
+CROSS_FUSED_FEATURES = (
+    *(f for f in FUSED_FEATURES if f != "flagged_share"),
+    "ce_min_logit",
+    "ce_second_logit",
+    "ce_mean_logit",
+)
+""":data:`FUSED_FEATURES` and the fine-tuned cross-encoder's weakest, second-weakest and
+mean claim logits (without the share flagged, which depends on the claim threshold
+being fitted alongside)."""
 DEFAULT_CLAIM_THRESHOLD = 0.5
 DEFAULT_ANSWER_THRESHOLD = 0.5
 
@@ -53,11 +62,14 @@ class Calibrator:
         c: float = 1.0,
         claim_threshold: float = DEFAULT_CLAIM_THRESHOLD,
         answer_threshold: float = DEFAULT_ANSWER_THRESHOLD,
+        cross_threshold: float = DEFAULT_CLAIM_THRESHOLD,
     ) -> None:
         self.features = tuple(features)
         self.c = c
         self.claim_threshold = claim_threshold
         self.answer_threshold = answer_threshold
+        self.cross_threshold = cross_threshold
+        """The cross-encoder's P(supported) at which a claim counts as supported."""
         self.meta: dict[str, Any] = {}
 
     def _matrix(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
@@ -88,6 +100,7 @@ class Calibrator:
             "intercept": self.intercept_,
             "claim_threshold": self.claim_threshold,
             "answer_threshold": self.answer_threshold,
+            "cross_threshold": self.cross_threshold,
             **self.meta,
         }
 
@@ -103,11 +116,20 @@ class Calibrator:
             data["features"],
             claim_threshold=float(data.get("claim_threshold", DEFAULT_CLAIM_THRESHOLD)),
             answer_threshold=float(data.get("answer_threshold", DEFAULT_ANSWER_THRESHOLD)),
+            cross_threshold=float(data.get("cross_threshold", DEFAULT_CLAIM_THRESHOLD)),
         )
         calibrator.meta = {
             k: v
             for k, v in data.items()
-            if k not in ("features", "coef", "intercept", "claim_threshold", "answer_threshold")
+            if k
+            not in (
+                "features",
+                "coef",
+                "intercept",
+                "claim_threshold",
+                "answer_threshold",
+                "cross_threshold",
+            )
         }
         calibrator.coef_ = [float(v) for v in data["coef"]]
         calibrator.intercept_ = float(data["intercept"])

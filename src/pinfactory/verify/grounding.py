@@ -7,8 +7,9 @@ question:
    pre-tokenised text too), citation markers are set apart, a preamble
    ("Here is a summary:") is cut off, and sentences that assert nothing
    (questions, greetings, hedges) are *skipped*, each with the reason.
-2. **Question-aware.** A fragment answer ("Paris.", "In 1998") is checked as the
-   question plus the answer; any claim is only supported if the evidence that
+2. **Question-aware.** A fragment answer ("Paris.", "Mary Pierce") is checked as the
+   statement it makes with the question (:func:`~pinfactory.verify.questions.question_claim`:
+   "Mary Pierce is older"); any claim is only supported if the evidence that
    supports it also speaks to the question (:data:`QUESTION_RELEVANCE`).
 3. **Support.** :class:`~pinfactory.verify.support.SupportModel` picks the
    evidence sentences worth reading and scores each claim: P(supported) from a
@@ -48,7 +49,9 @@ from pinfactory.verify.claims import (
     tokens,
 )
 from pinfactory.verify.confidence import Calibrator
+from pinfactory.verify.crossencoder import CrossEncoder
 from pinfactory.verify.lexical import LexicalChecker
+from pinfactory.verify.questions import question_claim
 from pinfactory.verify.report import (
     ClaimCheck,
     ClaimLabel,
@@ -141,11 +144,21 @@ class GroundingChecker:
         settings: GroundingSettings | None = None,
         model: SupportModel | None = None,
         calibrator: Calibrator | None = None,
+        cross: CrossEncoder | None = None,
     ) -> None:
         self.settings = settings or GroundingSettings()
         self.model = model or SupportModel(top_k=self.settings.top_k)
         self._calibrator = calibrator
+        self._cross = cross
         self.lexical = LexicalChecker(encoder=_SharedVectors(self.model))
+
+    @property
+    def cross(self) -> CrossEncoder | None:
+        """The fine-tuned cross-encoder when the calibration reads its scores (``ce_*``
+        features), else None (the trained head alone scores claims)."""
+        if self._cross is None and any(f.startswith("ce_") for f in self.calibrator.features):
+            self._cross = CrossEncoder()
+        return self._cross
 
     @property
     def calibrator(self) -> Calibrator:
@@ -155,9 +168,12 @@ class GroundingChecker:
 
     @property
     def claim_threshold(self) -> float:
-        """P(supported) at which a claim counts as supported."""
+        """P(supported) at which a claim counts as supported (the cross-encoder's
+        probability when it is used, else the head's)."""
         if self.settings.claim_threshold is not None:
             return self.settings.claim_threshold
+        if self.cross is not None:
+            return self.calibrator.cross_threshold
         return self.calibrator.claim_threshold
 
     def check(
@@ -211,7 +227,16 @@ class GroundingChecker:
             return Signals(missing, tuple(skipped), features, no_evidence=True)
         self.model.encode(plan.texts())  # one batch: the encoder's fixed cost is paid once
         matrix = self.claim_features(plan)
-        probabilities = self.model.head.predict(matrix)
+        head = self.model.head.predict(matrix)
+        cross = self.cross
+        probabilities = head
+        if cross is not None:
+            probabilities = cross.predict(
+                [
+                    (" ".join(sentences[i] for i in picked), unit.hypothesis)
+                    for unit, picked in zip(units, chosen, strict=True)
+                ]
+            )
         relevance = self._question_relevance(question, units, chosen, sentences)
         checks = tuple(
             self._check(unit, float(p), row, [sentences[i] for i in picked], relevant)
@@ -219,7 +244,11 @@ class GroundingChecker:
                 units, probabilities, matrix, chosen, relevance, strict=True
             )
         )
-        features = answer_features([c.score for c in checks], [c.label for c in checks])
+        labels = [c.label for c in checks]
+        features = answer_features(list(head), labels)
+        if cross is not None:
+            scored = answer_features([c.score for c in checks], labels)
+            features.update({f"ce_{k}": scored[k] for k in CROSS_FEATURES})
         features.update(self._lexical_features(answer, evidence, question))
         off_question = sum(
             not r for r, c in zip(relevance, checks, strict=True) if c.label != "contradicted"
@@ -363,6 +392,10 @@ class GroundingChecker:
         return GroundingReport(score, label, checks, signals.features, signals.skipped)
 
 
+CROSS_FEATURES = ("min_logit", "second_logit", "mean_logit")
+"""The cross-encoder's answer features (as ``ce_<name>``), beside the head's."""
+
+
 def answer_features(scores: Sequence[float], labels: Sequence[str]) -> dict[str, float]:
     """What the answer-level calibration reads: claim count, the weakest and the mean
     claim logit, the share of claims flagged, contradictions."""
@@ -404,6 +437,6 @@ def _units(answer: str, question: str) -> tuple[list[_Unit], list[Skipped]]:
             continue
         said = tokens(text)
         small = len(said.content) + len(said.numbers) + len(said.months) <= FRAGMENT_WORDS
-        hypothesis = f"{asked.rstrip(' ?')}: {text}" if asked and small else text
+        hypothesis = question_claim(asked, text) if asked and small else text
         units.append(_Unit(Claim(text, claim.citations), hypothesis, polar))
     return units, skipped

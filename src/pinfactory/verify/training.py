@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -28,7 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from pinfactory.verify.confidence import FUSED_FEATURES, Calibrator, expected_calibration_error
+from pinfactory.verify.confidence import (
+    CROSS_FUSED_FEATURES,
+    FUSED_FEATURES,
+    Calibrator,
+    expected_calibration_error,
+)
+from pinfactory.verify.crossencoder import CrossEncoder, cross_encoder_path
 from pinfactory.verify.datasets import HELD_OUT_SETS, Item, claim_pairs, development, training
 from pinfactory.verify.grounding import GroundingChecker, GroundingSettings, Plan, answer_features
 from pinfactory.verify.support import (
@@ -321,6 +328,11 @@ def fusion_rows(
     for value in checker.model.head.arrays.values():
         digest.update(np.asarray(value).tobytes())
     digest.update(f"{checker.claim_threshold}:{FUSION_VERSION}".encode())
+    cross = checker.cross
+    if cross is not None:  # the fine-tuned weights' identity (size and first megabyte)
+        weights = (cross.path or cross_encoder_path()) / "model.safetensors"
+        with weights.open("rb") as handle:
+            digest.update(handle.read(1 << 20) + str(weights.stat().st_size).encode())
     path = work / f"fusion-{name}-{digest.hexdigest()[:16]}.json"
     if path.exists():
         cached_rows: list[dict[str, float]] = json.loads(path.read_text())
@@ -350,24 +362,28 @@ def fit_fusion(
     dev: dict[str, list[Item]],
     seed: int,
     progress: Progress,
+    features: Sequence[str] = FUSED_FEATURES,
+    claim_threshold: float | None = None,
 ) -> tuple[Calibrator, dict[str, Any]]:
-    """Fit the answer calibration over the fused features on every development set
+    """Fit the answer calibration over the fused ``features`` on every development set
     together, choose the answer threshold with the best mean balanced accuracy over
-    the sets, and measure leave-one-set-out AUROC (fitted without the set it scores)."""
+    the sets, and measure leave-one-set-out AUROC (fitted without the set it scores).
+    With the cross-encoder, its claim threshold is chosen on the same sets first."""
     # scikit-learn (seconds to import) loads only when a model is fitted
     from sklearn.metrics import roc_auc_score
 
     rows = {name: fusion_rows(checker, work, name, items, progress) for name, items in dev.items()}
     labels = {name: [i.label for i in items] for name, items in dev.items()}
+    head_threshold = checker.claim_threshold if claim_threshold is None else claim_threshold
 
     def fitted(names: Sequence[str]) -> Calibrator:
-        features = [r for n in names for r in rows[n]]
+        x = [r for n in names for r in rows[n]]
         target = [y for n in names for y in labels[n]]
-        return Calibrator(FUSED_FEATURES, claim_threshold=checker.claim_threshold).fit(
-            features, target
-        )
+        return Calibrator(features, claim_threshold=head_threshold).fit(x, target)
 
     calibrator = fitted(list(dev))
+    if "ce_min_logit" in features:
+        calibrator.cross_threshold = cross_threshold(rows, labels)
     scores = {n: np.array([calibrator.predict(r) for r in rows[n]]) for n in dev}
     best = (0.5, -1.0)
     for threshold in np.round(np.arange(0.05, 0.96, 0.01), 2):
@@ -404,17 +420,57 @@ def fit_fusion(
                         "dev": per_set}  # fmt: skip
 
 
+def cross_threshold(rows: dict[str, list[dict[str, float]]], labels: dict[str, list[int]]) -> float:
+    """The cross-encoder claim threshold with the best mean answer-level balanced accuracy
+    over the sets, an answer passing when its weakest claim clears it."""
+    best = (0.5, -1.0)
+    for threshold in np.round(np.arange(0.02, 0.96, 0.01), 2):
+        logit = math.log(threshold / (1 - threshold))
+        mean = float(
+            np.mean(
+                [
+                    balanced_accuracy(
+                        labels[n], [r.get("ce_min_logit", 0.0) >= logit for r in rows[n]]
+                    )
+                    for n in rows
+                ]
+            )
+        )
+        if mean > best[1]:
+            best = (float(threshold), mean)
+    return best[0]
+
+
 def refit_fusion(
-    root: Path, work: Path, seed: int = 0, per_nli: int = 6000, progress: Progress | None = None
+    root: Path,
+    work: Path,
+    seed: int = 0,
+    per_nli: int = 6000,
+    progress: Progress | None = None,
+    cross: CrossEncoder | None = None,
+    dev_limit: int = 0,
 ) -> TrainingResult:
-    """Keep the packaged head and claim threshold; refit only the fused calibration."""
+    """Keep the packaged head and claim threshold; refit only the fused calibration, over
+    the cross-encoder's claim scores too when ``cross`` is given; ``dev_limit`` > 0 fits
+    on a seeded sample of at most that many answers per development set."""
+    packaged = Calibrator.load()
     checker = GroundingChecker()
+    features: Sequence[str] = FUSED_FEATURES
+    if cross is not None:
+        features = CROSS_FUSED_FEATURES
+        reader = Calibrator(features, claim_threshold=packaged.claim_threshold)
+        reader.coef_, reader.intercept_ = [0.0] * len(features), 0.0
+        checker = GroundingChecker(calibrator=reader, cross=cross)
     head = checker.model.head
+    dev = development(root, per_nli, seed)
+    if dev_limit > 0:
+        dev = {k: random.Random(seed).sample(v, min(dev_limit, len(v))) for k, v in dev.items()}
     calibrator, fusion = fit_fusion(
-        checker, work, development(root, per_nli, seed), seed, progress or _quiet
+        checker, work, dev, seed, progress or _quiet, features, packaged.claim_threshold
     )
-    metrics = {"seed": seed, "claim_threshold": checker.claim_threshold, **fusion}
-    return TrainingResult(head, checker.claim_threshold, metrics, calibrator.to_json())
+    metrics = {"seed": seed, "claim_threshold": packaged.claim_threshold, "dev_limit": dev_limit,
+               "cross_threshold": calibrator.cross_threshold, **fusion}  # fmt: skip
+    return TrainingResult(head, packaged.claim_threshold, metrics, calibrator.to_json())
 
 
 def write(result: TrainingResult, out: Path, with_head: bool = True) -> list[Path]:
