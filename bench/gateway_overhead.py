@@ -380,8 +380,8 @@ def parse_configs(text: str) -> list[Config]:
     configs = []
     for part in text.split(","):
         workers, _, durability = part.strip().partition(":")
-        if not workers.isdigit() or durability not in ("full", "group"):
-            raise SystemExit(f"--configs: '{part}' is not WORKERS:full or WORKERS:group")
+        if not workers.isdigit() or durability not in ("full", "group", "journal"):
+            raise SystemExit(f"--configs: '{part}' is not WORKERS:full, :group or :journal")
         configs.append(Config(int(workers), durability))
     return configs
 

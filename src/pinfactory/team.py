@@ -22,12 +22,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pinfactory.cache import CacheSpec
 from pinfactory.errors import TeamFileError
+from pinfactory.members import member_class
 from pinfactory.members.base import Capabilities, Price
 from pinfactory.members.upstream import UpstreamSpec
 from pinfactory.observe.config import ObserveSpec
 from pinfactory.reliability.limits import RateLimitSpec
 from pinfactory.reliability.state import StateSpec
 from pinfactory.request import Request
+from pinfactory.routing import build_router
 from pinfactory.tiers import RouterContext, names_unknown_member, table_of
 from pinfactory.verify.policy import VerificationSpec
 
@@ -100,11 +102,19 @@ class KeySpec(_Strict):
 class LedgerSpec(_Strict):
     path: str | None = Field(default=None, description="SQLite file; default pinfactory-ledger.db")
     dsn: str | None = Field(default=None, description="PostgreSQL DSN; overrides path")
-    durability: Literal["full", "group"] = Field(
+    durability: Literal["full", "group", "journal"] = Field(
         default="full",
         description="full: one commit per request. group: requests that arrive while a "
         "commit syncs share the next one; each is still answered only after its own row "
-        "and audit entries are committed (docs/observe.md)",
+        "and audit entries are committed (docs/observe.md). journal: each request is "
+        "answered once its row is in this process's journal file (survives the process "
+        "being killed, not a power loss) and committed in groups just after "
+        "(ledger/journal.py)",
+    )
+    journal_dir: str | None = Field(
+        default=None,
+        description="where durability: journal keeps its journal files; default beside "
+        "the SQLite file (<path>-pending), or ./pinfactory-ledger-pending for PostgreSQL",
     )
 
 
@@ -396,7 +406,6 @@ def _check_verification(team: Team, node: yaml.Node | None) -> None:
 def _apply_upstream_defaults(team: Team) -> None:
     """Members with ``settings.upstream`` get the team's ``upstream:`` (and shared state) as
     defaults; what a member sets itself wins, field by field (``breaker`` too)."""
-    from pinfactory.members import member_class
 
     defaults = team.spec.upstream.model_dump(exclude_unset=True)
     shared = {"state_url": team.spec.state.redis_url, "state_namespace": f"pf:{team.name}"}
@@ -423,7 +432,6 @@ def _apply_upstream_defaults(team: Team) -> None:
 
 
 def _check_members(team: Team, node: yaml.Node | None) -> None:
-    from pinfactory.members import member_class
 
     for index, spec in enumerate(team.spec.members):
         where = ("members", index)
@@ -445,7 +453,6 @@ def _check_members(team: Team, node: yaml.Node | None) -> None:
 
 
 def _check_routing(team: Team, node: yaml.Node | None) -> None:
-    from pinfactory.routing import build_router
 
     if team.spec.routing.fallback not in team.member_names:
         problem = (

@@ -81,7 +81,7 @@ async def test_concurrent_appends_make_one_intact_chain(location: str, durabilit
     commits = await fill(location, 120, durability)
     intact, checked, _, problem = await report(location)
     assert intact, problem
-    assert checked == 480  # request, call, response and the ledger's row entry, 120 times
+    assert checked == 360  # decision, call, response (sealing the row's figures), 120 times
     if durability == "group":
         assert commits < 120  # several requests shared a commit
     else:
@@ -92,7 +92,7 @@ def test_audit_verify_cli_counts_entries(location: str, tmp_path: Path) -> None:
     asyncio.run(fill(location, 4))
     result = runner.invoke(app, ["audit", "verify", "--team", str(team_file(tmp_path, location))])
     assert result.exit_code == 0, result.output
-    assert "16 entries checked" in result.output
+    assert "12 entries checked" in result.output
 
 
 def tamper(db_path: Path, *statements: str) -> None:
@@ -111,16 +111,16 @@ def verify_cli(tmp_path: Path, db: Path) -> tuple[int, str]:
 @pytest.fixture
 def filled(tmp_path: Path) -> Path:
     db = tmp_path / "ledger.db"
-    asyncio.run(fill(str(db), 5))  # 20 entries: 4 a request (the last seals its row)
+    asyncio.run(fill(str(db), 5))  # 15 entries: 3 a request (the last seals its row)
     assert verify_cli(tmp_path, db)[0] == 0
     return db
 
 
 def test_an_edited_entry_is_detected(filled: Path, tmp_path: Path) -> None:
-    tamper(filled, "UPDATE audit SET body = replace(body, '0.01', '0.00') WHERE seq = 6")
+    tamper(filled, "UPDATE audit SET body = replace(body, '0.01', '0.00') WHERE seq = 5")
     code, output = verify_cli(tmp_path, filled)
     assert code == 1
-    assert "broken at entry 6" in output and "edited" in output
+    assert "broken at entry 5" in output and "edited" in output
 
 
 def test_a_deleted_entry_is_detected(filled: Path, tmp_path: Path) -> None:
@@ -160,10 +160,10 @@ def test_a_reordered_entry_is_detected(filled: Path, tmp_path: Path) -> None:
 
 
 def test_entries_cut_from_the_end_are_detected(filled: Path, tmp_path: Path) -> None:
-    tamper(filled, "DELETE FROM audit WHERE seq >= 18")
+    tamper(filled, "DELETE FROM audit WHERE seq >= 14")
     code, output = verify_cli(tmp_path, filled)
     assert code == 1
-    assert "chain head is entry 20 but the chain ends at entry 17" in output
+    assert "chain head is entry 15 but the chain ends at entry 13" in output
 
 
 def test_a_damaged_database_file_is_a_clear_error(tmp_path: Path) -> None:
@@ -180,12 +180,12 @@ def test_an_edited_entry_is_detected_on_postgres(pg_location: str, tmp_path: Pat
 
     asyncio.run(fill(pg_location, 3))
     with psycopg.connect(pg_location, autocommit=True) as conn:
-        conn.execute("UPDATE audit SET body = replace(body, '0.01', '9.99') WHERE seq = 6")
+        conn.execute("UPDATE audit SET body = replace(body, '0.01', '9.99') WHERE seq = 5")
     result = runner.invoke(
         app, ["audit", "verify", "--team", str(team_file(tmp_path, pg_location))]
     )
     assert result.exit_code == 1
-    assert "broken at entry 6" in " ".join(result.output.split())
+    assert "broken at entry 5" in " ".join(result.output.split())
 
 
 def test_genesis_links_the_first_entry(filled: Path) -> None:

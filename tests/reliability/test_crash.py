@@ -3,7 +3,8 @@
 For each durability mode: every request the gateway acknowledged (a 200 the client
 received) is in the ledger, the audit chain verifies, and the unit's budget was never
 spent twice: across the crash and the restart no more requests were answered than the
-budget pays for.
+budget pays for. With ``journal`` the acknowledged requests the killed process had not
+committed yet are committed by the restarted one, from the journal it left.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ async def load(url: str, count: int, acknowledged: list[str], stop_after: float 
         await asyncio.gather(*(client_loop(client) for _ in range(8)))
 
 
-@pytest.mark.parametrize("durability", ["full", "group"])
+@pytest.mark.parametrize("durability", ["full", "group", "journal"])
 def test_kill_9_under_load_loses_no_acknowledged_request(tmp_path: Path, durability: str) -> None:
     team = team_file(tmp_path, durability)
     log = tmp_path / "gateway.log"
@@ -112,3 +113,5 @@ def test_kill_9_under_load_loses_no_acknowledged_request(tmp_path: Path, durabil
             await ledger.close()
 
     assert asyncio.run(chain())
+    if durability == "journal":  # the dead process's journal was committed, then deleted
+        assert list((tmp_path / "ledger.db-pending").glob("*.journal")) == []

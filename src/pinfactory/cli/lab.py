@@ -36,6 +36,7 @@ def run(
     ``--json`` prints one JSON object (cells, already done, ran, output files) and no
     progress: for scripts, whatever the terminal's width.
     """
+    # the lab (pandas, scikit-learn: about 1.1 s to import) loads only for lab commands
     from pinfactory.lab.experiment import plan, run_grid
 
     with clear_errors():
@@ -80,6 +81,7 @@ def simulate(
     as_json: JsonOption = False,
 ) -> None:
     """Price a request log as it ran and under a tiered routing policy."""
+    # the simulator (about 80 ms to import) loads only for 'lab simulate'
     from pinfactory.lab.simulate import simulate as run_simulation
 
     with clear_errors():

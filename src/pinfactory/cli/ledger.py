@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from pinfactory.cli.common import clear_errors
 from pinfactory.ledger import Ledger, open_ledger
+from pinfactory.pipeline import open_pipeline
 from pinfactory.team import Team
 
 if TYPE_CHECKING:
@@ -20,7 +21,8 @@ def with_ledger(team: Team, work: Callable[[Ledger], Awaitable[T]]) -> T:
     """Run ``work`` on the team's ledger, opened and closed around it; errors exit 1."""
 
     async def run() -> T:
-        ledger = open_ledger(team.ledger_location, team.spec.ledger.durability)
+        spec = team.spec.ledger
+        ledger = open_ledger(team.ledger_location, spec.durability, spec.journal_dir)
         await ledger.open()
         try:
             return await work(ledger)
@@ -33,7 +35,6 @@ def with_ledger(team: Team, work: Callable[[Ledger], Awaitable[T]]) -> T:
 
 def with_pipeline(team: Team, work: Callable[[Pipeline], Awaitable[T]]) -> T:
     """Run ``work`` on the team's pipeline (members, ledger), opened around it; errors exit 1."""
-    from pinfactory.pipeline import open_pipeline  # members load only for commands that call them
 
     async def run() -> T:
         async with open_pipeline(team) as pipeline:

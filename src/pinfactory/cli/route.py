@@ -9,8 +9,20 @@ from typing import Annotated, Any
 
 import numpy as np
 import typer
+import yaml
 
 from pinfactory.cli.common import JsonOption, TeamOption, clear_errors, console, team_from
+from pinfactory.errors import RoutingError
+from pinfactory.lab import ope
+from pinfactory.request import Request
+from pinfactory.routing import LEARNED_KINDS, build_router
+from pinfactory.routing.distill import distill, fidelity
+from pinfactory.routing.hybrid import HybridRouter
+from pinfactory.routing.learned_kinds import load_router
+from pinfactory.routing.quotas import build_quota_gate
+from pinfactory.routing.rules import RulesRouter
+from pinfactory.routing.rules_file import is_rules_file, load_rules_file
+from pinfactory.routing.table_files import load_tables, select_split
 
 rules_app = typer.Typer(help="Routing rules.", no_args_is_help=True)
 router_app = typer.Typer(help="Learned routers: train and score.", no_args_is_help=True)
@@ -41,9 +53,6 @@ def route(
     unit: Annotated[str, typer.Option(help="business unit the query comes from")] = "cli",
 ) -> None:
     """Show where the gateway would send QUERY for model 'auto', without calling anyone."""
-    from pinfactory.request import Request
-    from pinfactory.routing import build_router
-    from pinfactory.routing.quotas import build_quota_gate
 
     loaded = team_from(team)
     with clear_errors():
@@ -69,10 +78,6 @@ def rules_test(
     file: Annotated[Path, typer.Argument(help="team file, or a rules file, whose rules to test")],
 ) -> None:
     """Run each rule's `expect:` examples like unit tests; exit 1 on any failure."""
-    from pinfactory.routing import build_router
-    from pinfactory.routing.hybrid import HybridRouter
-    from pinfactory.routing.rules import RulesRouter
-    from pinfactory.routing.rules_file import is_rules_file, load_rules_file
 
     router: Any
     if is_rules_file(file):  # a bare rules file (the lab's, or one `rules distill` wrote)
@@ -108,11 +113,6 @@ def rules_distill(
     split: SplitOption = "train",
 ) -> None:
     """Distil a learned router into a short, editable decision list of rules."""
-    import yaml
-
-    from pinfactory.routing.distill import distill, fidelity
-    from pinfactory.routing.learned_kinds import load_router
-    from pinfactory.routing.table_files import load_tables, select_split
 
     with clear_errors():
         teacher = load_router(router)
@@ -162,9 +162,6 @@ def router_fit(
     split: SplitOption = "train",
 ) -> None:
     """Train a learned router on a routing table and save it."""
-    from pinfactory.errors import RoutingError
-    from pinfactory.routing import LEARNED_KINDS
-    from pinfactory.routing.table_files import load_tables
 
     with clear_errors():
         if kind not in LEARNED_KINDS:
@@ -215,8 +212,6 @@ def router_eval(
     split: SplitOption = "test",
 ) -> None:
     """Score a saved router on a labelled table against every single member and the oracle."""
-    from pinfactory.routing.learned_kinds import load_router
-    from pinfactory.routing.table_files import load_tables
 
     with clear_errors():
         learned = load_router(router)
@@ -273,9 +268,6 @@ def router_evaluate_offline(
 ) -> None:
     """Estimate a candidate router's value from logged decisions (IPS and doubly robust,
     95% intervals) and say whether it beats the policy that logged them; exit 1 if not."""
-    from pinfactory.errors import RoutingError
-    from pinfactory.lab import ope
-    from pinfactory.routing.learned_kinds import load_router
 
     with clear_errors():
         decisions = ope.read_decisions(log)

@@ -8,9 +8,12 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import typer
+from openai import OpenAI
 from rich.table import Table
 
 from pinfactory.cli.common import JsonOption, TeamOption, clear_errors, console, team_from
+from pinfactory.pipeline import open_pipeline
+from pinfactory.request import Request
 
 SAMPLE_QUESTIONS = (
     "What is the capital of Italy?",
@@ -44,6 +47,7 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the team behind an OpenAI-compatible API."""
+    # the gateway (starlette, uvicorn: about 0.7 s to import) loads only for commands using it
     from pinfactory.gateway.server import open_exposure, serve_forever
 
     loaded = team_from(team)
@@ -65,9 +69,8 @@ def ask(
     as_json: JsonOption = False,
 ) -> None:
     """Answer one question through the same pipeline the gateway uses."""
+    # the gateway (starlette, uvicorn: about 0.7 s to import) loads only for commands using it
     from pinfactory.gateway.schema import completion_body
-    from pinfactory.pipeline import open_pipeline
-    from pinfactory.request import Request
 
     loaded = team_from(team)
 
@@ -91,8 +94,8 @@ def ask(
 
 def demo(team: TeamOption = None) -> None:
     """Start the gateway, ask sample questions with the OpenAI SDK, show where each went."""
-    from openai import OpenAI
 
+    # the gateway (starlette, uvicorn: about 0.7 s to import) loads only for commands using it
     from pinfactory.gateway import create_app
     from pinfactory.gateway.server import serve_in_thread
 

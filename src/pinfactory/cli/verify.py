@@ -8,9 +8,18 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
 from pinfactory.cli.common import JsonOption, clear_errors, console, err_console
+from pinfactory.documents import DocumentStore
+from pinfactory.documents.reader import DocumentError, read_document
+from pinfactory.embeddings import cache_dir
+from pinfactory.verify.batch import BatchError, parse_line, score_line
+from pinfactory.verify.datasets import data_root
+from pinfactory.verify.grounding import GroundingChecker
+from pinfactory.verify.support import SupportModel, head_path
+from pinfactory.verify.training import refit_fusion, train, write
 
 docs = typer.Typer(help="Ingest and search the document store.", no_args_is_help=True)
 StoreOption = Annotated[Path, typer.Option("--store", help="SQLite document store")]
@@ -55,8 +64,6 @@ def verify(
             highlight=False,
         )
         raise typer.Exit(1)
-    from pinfactory.documents.reader import DocumentError, read_document
-    from pinfactory.verify.grounding import GroundingChecker
 
     texts = []
     for path in evidence:
@@ -89,8 +96,6 @@ def verify_batch(
 
     A line that is not valid is written as {id, error} and the command exits 1 at the end.
     """
-    from pinfactory.verify.batch import BatchError, parse_line, score_line
-    from pinfactory.verify.grounding import GroundingChecker
 
     try:
         lines = source.read_text(encoding="utf-8").splitlines()
@@ -152,11 +157,6 @@ def verify_train(
 ) -> None:
     """Train the support model's head, then fit the fused answer calibration and choose
     the claim and answer thresholds on development data only."""
-    from pinfactory.embeddings import cache_dir
-    from pinfactory.verify.datasets import data_root
-    from pinfactory.verify.grounding import GroundingChecker
-    from pinfactory.verify.support import SupportModel, head_path
-    from pinfactory.verify.training import refit_fusion, train, write
 
     with clear_errors():
         try:
@@ -245,7 +245,6 @@ def verify_train_cross(
 
 def _progress() -> Any:
     """A progress bar on stderr: description, bar, done/total, time left."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     return Progress(
         "[progress.description]{task.description}",
@@ -262,7 +261,6 @@ def docs_add(
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Ingest .txt, .md, .html and .pdf files; bad files are reported, the rest go in."""
-    from pinfactory.documents import DocumentStore
 
     with clear_errors(), DocumentStore(store) as opened:
         report = opened.add_files(paths)
@@ -294,7 +292,6 @@ def docs_search(
     as_json: JsonOption = False,
 ) -> None:
     """Hybrid (BM25 + embedding) search of the document store."""
-    from pinfactory.documents import DocumentStore
 
     with clear_errors(), DocumentStore(store) as opened:
         hits = opened.search(query, top_k)

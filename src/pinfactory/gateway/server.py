@@ -29,6 +29,12 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors import Multiprocess
 
+from pinfactory.errors import PinfactoryError
+from pinfactory.gateway import create_app
+from pinfactory.observe.access_log import log_to_stderr
+from pinfactory.observe.metrics import MULTIPROC_DIR_ENV
+from pinfactory.team import load_team
+
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
@@ -55,7 +61,6 @@ def open_exposure(team: Team, host: str, *, allow_open: bool) -> str | None:
     A team with no keys answers anyone, admin API included. Raises :class:`RequestError`
     without ``allow_open``; with it, returns the warning to print. None when safe.
     """
-    from pinfactory.errors import PinfactoryError
 
     if team.spec.keys or is_loopback(host):
         return None
@@ -149,9 +154,6 @@ def guarded_http(header_timeout_s: float) -> type[GuardedHttpTools]:
 
 def app_from_environment() -> Starlette:
     """The app factory each worker process calls."""
-    from pinfactory.gateway import create_app
-    from pinfactory.observe.access_log import log_to_stderr
-    from pinfactory.team import load_team
 
     log_to_stderr()
     return create_app(load_team(os.environ.get(TEAM_FILE_ENV) or None))
@@ -161,16 +163,12 @@ def serve_forever(
     team: Team, team_path: Path | None, host: str, port: int, *, workers: int = 1
 ) -> None:
     """Serve in the foreground until interrupted; ``workers`` > 1 forks processes."""
-    from pinfactory.observe.access_log import log_to_stderr
 
     log_to_stderr()
     if workers == 1:
-        from pinfactory.gateway import create_app
-
         app = create_app(team)
         uvicorn.Server(config(app, host, port, log_level="info", limits=team.spec.gateway)).run()
         return
-    from pinfactory.observe.metrics import MULTIPROC_DIR_ENV
 
     os.environ[TEAM_FILE_ENV] = str(team_path.resolve()) if team_path else ""
     os.environ[HEADER_TIMEOUT_ENV] = repr(team.spec.gateway.header_timeout_s)

@@ -90,6 +90,7 @@ def cross_fitted_rewards(
 ) -> Floats:
     """(n, members) reward predictions, each row's from ridge models fitted on other folds,
     one per member on the decisions where that member was chosen (its mean where too few)."""
+    # scikit-learn (seconds to import) loads only when a model is fitted
     from sklearn.linear_model import Ridge
 
     n = len(chosen)
@@ -148,6 +149,7 @@ DECISION_COLUMNS = ("prompt", "member", "propensity", "quality", "cost_usd")
 
 def read_decisions(path: str | Path) -> DecisionLog:
     """A decision log (CSV or JSONL) with the columns of :data:`DECISION_COLUMNS`."""
+    # pandas (about 1 s to import) loads only to write a report table
     import pandas as pd
 
     source = Path(path)

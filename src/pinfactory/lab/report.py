@@ -37,6 +37,7 @@ def interval(values: Sequence[float]) -> tuple[float, float]:
         return math.nan, math.nan
     if len(array) == 1:
         return float(array[0]), 0.0
+    # scipy (seconds to import) loads only for the report's significance tests
     from scipy import stats
 
     half = stats.t.ppf(0.975, len(array) - 1) * array.std(ddof=1) / math.sqrt(len(array))
@@ -168,6 +169,7 @@ def _headline(part: pd.DataFrame, largest: str, test: RoutingTable) -> list[str]
 
 def _subplots(size: tuple[float, float]) -> tuple[Figure, Any]:
     """A figure and its axes, drawn off-screen (no display needed)."""
+    # matplotlib (over 1 s to import) loads only to draw a plot
     import matplotlib
 
     matplotlib.use("Agg")
@@ -178,6 +180,7 @@ def _subplots(size: tuple[float, float]) -> tuple[Figure, Any]:
 
 def _save(figure: Figure, out: Path, name: str) -> str:
     """Write the figure as ``out/name`` and free it; returns ``name``."""
+    # matplotlib: loaded already by _subplots, which drew the figure
     import matplotlib.pyplot as plt
 
     figure.tight_layout()

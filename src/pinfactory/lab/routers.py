@@ -44,7 +44,7 @@ from pinfactory.lab.encoders import lab_encoder
 from pinfactory.lab.metrics import Replay
 from pinfactory.plugins import PluginNotFound, import_object
 from pinfactory.request import Request
-from pinfactory.routing.learned import CostAwareRouter, LearnedRouter
+from pinfactory.routing.learned import CostAwareRouter, LearnedRouter, lambda_grid
 from pinfactory.routing.rules import RulesRouter
 from pinfactory.routing.rules_file import load_rules_file
 from pinfactory.routing.table import RoutingTable
@@ -276,8 +276,6 @@ class PythonRouter:
         if self.spec.knob is None or self.spec.sweep is None:
             return [self.spec.default]
         if self.spec.sweep == "auto":
-            from pinfactory.routing.learned import lambda_grid
-
             grid = lambda_grid(self.router_.mean_cost_, points=self.spec.points)
             return [self.spec.default, *(float(x) for x in grid)]
         return [self.spec.default, *self.spec.sweep]

@@ -95,8 +95,11 @@ def link(prev_hash: str, body: str) -> str:
     return hashlib.sha256((prev_hash + body).encode()).hexdigest()
 
 
-def seal(events: Sequence[AuditEvent], head: ChainHead) -> list[AuditRecord]:
-    """The records that append ``events`` after ``head``, in order."""
+def seal(
+    events: Sequence[AuditEvent], head: ChainHead, *, plain: bool = False
+) -> list[AuditRecord]:
+    """The records that append ``events`` after ``head``, in order. ``plain``: the
+    payloads are JSON data already (:func:`jsonable`'s), not converted again."""
     records = []
     seq, prev = head.seq, head.hash
     for event in events:
@@ -107,7 +110,7 @@ def seal(events: Sequence[AuditEvent], head: ChainHead) -> list[AuditRecord]:
                 "request_id": event.request_id,
                 "kind": event.kind,
                 "time": event.time,
-                "payload": jsonable(event.payload),
+                "payload": event.payload if plain else jsonable(event.payload),
             }
         )
         digest = link(prev, body)
@@ -213,9 +216,30 @@ def row_figures(entry: LedgerEntry) -> dict[str, Any]:
 
 
 def row_event(entry: LedgerEntry) -> AuditEvent:
-    """The ``row`` entry every ledger write of a request ends with: its row's figures,
-    sealed in the same commit as the row, which points at it (``sealed_seq``)."""
+    """A ``row`` entry sealing a row's figures on its own: for a write whose events do
+    not end with the request's closing entry (see :func:`sealing`)."""
     return AuditEvent("row", entry.request_id, row_figures(entry), time=entry.time)
+
+
+CLOSING_KINDS = frozenset({"response", "error"})
+"""The entries a request's chain segment ends with; they carry the row's sealed figures."""
+
+
+def sealing(entry: LedgerEntry, events: Sequence[AuditEvent]) -> list[AuditEvent]:
+    """``events`` with the row's figures sealed in the last: a closing entry (``response``
+    or ``error`` of the same request) holds them under ``row``; otherwise a ``row`` entry
+    is appended. The ``requests`` row then points at the last entry (``sealed_seq``)."""
+    if events:
+        last = events[-1]
+        if last.kind in CLOSING_KINDS and last.request_id == entry.request_id:
+            closing = AuditEvent(
+                last.kind,
+                last.request_id,
+                {**last.payload, "row": row_figures(entry)},
+                time=last.time,
+            )
+            return [*events[:-1], closing]
+    return [*events, row_event(entry)]
 
 
 def row_problem(row: SealedRow) -> str | None:
@@ -230,7 +254,11 @@ def row_problem(row: SealedRow) -> str | None:
         sealed, kind = body["payload"], body["kind"]
     except (ValueError, KeyError, TypeError):
         return f"{where}: its sealed entry {row.sealed_seq} is not readable (edited)"
-    if kind != "row" or not isinstance(sealed, dict):
+    if isinstance(sealed, dict) and kind in CLOSING_KINDS:
+        sealed = sealed.get("row")
+    elif kind != "row":
+        sealed = None
+    if not isinstance(sealed, dict):
         return f"{where}: entry {row.sealed_seq} does not seal a row (edited)"
     changed = [
         f"{name} {row.row.get(name)!r} != sealed {sealed.get(name)!r}"
@@ -243,7 +271,7 @@ def row_problem(row: SealedRow) -> str | None:
 
 
 SEALED_ROW_FIELDS = ("status", "cost_nusd", "input_tokens", "output_tokens", "unit", "member")
-"""The row's figures its ``row`` audit entry seals (:func:`row_event`)."""
+"""The row's figures its sealing entry holds (:func:`sealing`)."""
 
 
 async def verify_ledger(ledger: Ledger, page: int = 5000) -> ChainReport:

@@ -3,13 +3,14 @@
 Both are read off the typed outcome (``pinfactory.outcome``), so the row and
 the chain cannot disagree: the row's cost and tokens are the sums of the
 outcome's member calls, as are the ``response`` (or ``error``) entry's. The
-ledger then seals the row's own figures in a ``row`` entry in the same commit
-(``ledger.chain.row_event``), which ``audit verify`` checks every row against.
+ledger adds the row's own figures to that closing entry (under ``row``) when it
+seals it, in the same commit (``ledger.chain.sealing``); ``audit verify`` checks
+every row against them.
 
 A request's chain segment: ``request`` -> ``decision`` -> one ``call`` per
 member call -> ``verdict`` / ``disagreement`` / ``inconsistency`` /
-``escalation`` / ``self_consistency``... -> ``response`` (or ``error``) ->
-``row`` (written by the ledger). The ``response`` / ``error`` entry names the
+``escalation`` / ``self_consistency``... -> ``response`` (or ``error``, with
+the row's sealed figures). The ``response`` / ``error`` entry names the
 request's trace (``trace_id``) when the team traces: the id is issued before
 the row is written, so the chain is where the console finds it.
 """

@@ -17,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pinfactory.errors import Conflict, LedgerError, NotFound, RequestError
@@ -40,10 +42,14 @@ from pinfactory.ledger.base import (
     from_nano,
     to_nano,
 )
-from pinfactory.ledger.chain import GENESIS, row_event, seal
+from pinfactory.ledger.chain import GENESIS, jsonable, seal, sealing
+from pinfactory.ledger.journal import Journal, Orphan, decode, encode, journal_folder
 from pinfactory.ledger.writer import BatchWriter, Connection, Durability
 
 T = TypeVar("T")
+log = logging.getLogger("pinfactory.ledger")
+REPLAY_CHUNK = 500  # journal records committed per transaction when a ledger opens
+CLOSE_FLUSH_S = 10.0  # how long closing waits for journaled writes to commit
 
 REQUEST_COLUMNS = (
     'request_id, time, unit, "user", model, member, router, reason, input_tokens, '
@@ -56,6 +62,10 @@ REVIEW_COLUMNS = (
 )
 AUDIT_INSERT = (
     "INSERT INTO audit (seq, request_id, kind, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?)"
+)
+MARK_UPSERT = (
+    "INSERT INTO journal_marks (journal, committed) VALUES (?, ?) "
+    "ON CONFLICT (journal) DO UPDATE SET committed = excluded.committed"
 )
 FEEDBACK_COLUMNS = 'id, request_id, unit, "user", time, score, thumbs, comment'
 GROUPS = {"unit": "unit", "user": '"user"', "member": "COALESCE(member, '-')"}
@@ -94,6 +104,7 @@ class SQLBatch:
         self._conn = conn
         self._cur = conn.cursor()
         self._inserts: dict[str, list[tuple[Any, ...]]] = {}
+        self.marks: dict[str, int] = {}  # journal file -> offset its committed records reach
         with self._pipeline():
             self._cur.execute(dialect.begin)
             self._cur.execute(dialect.lock_head)
@@ -123,14 +134,19 @@ class SQLBatch:
         """Buffer one insert (``?`` placeholders) until :meth:`commit`."""
         self._inserts.setdefault(self._dialect.sql(sql), []).append(tuple(row))
 
-    def seal(self, events: Sequence[AuditEvent]) -> None:
-        """Append ``events`` to the chain after everything sealed so far."""
+    def seal(self, events: Sequence[AuditEvent], *, plain: bool = False) -> None:
+        """Append ``events`` to the chain after everything sealed so far (``plain``: their
+        payloads are JSON data already)."""
         if not events:
             return
-        records = seal(events, self.head)
+        records = seal(events, self.head, plain=plain)
         rows = self._inserts.setdefault(self._dialect.sql(AUDIT_INSERT), [])
         rows.extend((r.seq, r.request_id, r.kind, r.body, r.prev_hash, r.hash) for r in records)
         self.head = ChainHead(records[-1].seq, records[-1].hash)
+
+    def mark(self, journal: str, end: int) -> None:
+        """Record, in this transaction, that ``journal``'s records up to ``end`` commit."""
+        self.marks[journal] = max(end, self.marks.get(journal, 0))
 
     def commit(self) -> None:
         with self._pipeline():
@@ -139,6 +155,8 @@ class SQLBatch:
                     self._insert_rows(sql, rows)
                 else:
                     self._cur.executemany(sql, rows)
+            for journal, end in self.marks.items():
+                self.execute(MARK_UPSERT, (journal, end))
             if self.head != self._opened:
                 self.execute(
                     "UPDATE chain_head SET seq = ?, hash = ? WHERE id = 1",
@@ -246,6 +264,10 @@ CREATE TABLE IF NOT EXISTS agent_runs (
     state TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS agent_runs_status ON agent_runs(status);
+CREATE TABLE IF NOT EXISTS journal_marks (
+    journal TEXT PRIMARY KEY,
+    committed {big} NOT NULL
+);
 CREATE TABLE IF NOT EXISTS responses (
     id TEXT PRIMARY KEY,
     request_id TEXT NOT NULL,
@@ -261,9 +283,15 @@ class SQLLedger:
 
     dialect: Dialect
 
-    def __init__(self, location: str, durability: Durability = "full") -> None:
+    def __init__(
+        self, location: str, durability: Durability = "full", journal: str | None = None
+    ) -> None:
         self.location = location
         self.durability: Durability = durability
+        self.journal_folder: Path | None = (
+            journal_folder(location, journal) if durability == "journal" else None
+        )
+        self._journal: Journal | None = None
         self._writer: BatchWriter | None = None
         self._reader: ThreadPoolExecutor | None = None
         self._read_db: Connection | None = None
@@ -294,18 +322,73 @@ class SQLLedger:
             return conn
 
         dialect = self.dialect
+        orphans: list[Orphan] = []
+        if self.journal_folder is not None:
+            self._journal = Journal(self.journal_folder)
+            orphans = await asyncio.to_thread(self._journal.open)
         writer = BatchWriter(
             connect_writer,
             lambda conn: SQLBatch.begin(dialect, conn),
             dialect.errors,
             self.durability,
+            after_commit=self._committed if self._journal is not None else None,
         )
         await asyncio.to_thread(writer.start)
         self._writer = writer
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="ledger-reader")
         self._read_db = await self._read(lambda _: self._connect())
+        for orphan in orphans:
+            await self._replay(orphan)
+
+    def _committed(self, tx: SQLBatch) -> None:
+        """After each commit (writer's thread): the journal files it reached."""
+        assert self._journal is not None
+        for journal, end in tx.marks.items():
+            self._journal.committed(journal, end)
+
+    async def _replay(self, orphan: Orphan) -> None:
+        """Commit the records a dead process journaled but did not commit, in order, then
+        delete its file (the mark after the file: a crash in between replays nothing twice)."""
+        marks = await self._read(
+            self._rows("SELECT committed FROM journal_marks WHERE journal = ?", (orphan.name,))
+        )
+        pending = await asyncio.to_thread(orphan.read, int(marks[0][0]) if marks else 0)
+        for start in range(0, len(pending), REPLAY_CHUNK):
+            chunk = pending[start : start + REPLAY_CHUNK]
+
+            def write(tx: SQLBatch, chunk: list[tuple[int, bytes]] = chunk) -> None:
+                for end, payload in chunk:
+                    self._record_op(*decode(payload), plain=True)(tx)
+                    tx.mark(orphan.name, end)
+
+            await self._write(write)
+        await asyncio.to_thread(orphan.remove)
+        await self._forget([orphan.name])
+        if pending:
+            log.warning(
+                "ledger: committed %d journaled request(s) left by a stopped process (%s)",
+                len(pending),
+                orphan.name,
+            )
+
+    async def _forget(self, journals: Sequence[str]) -> None:
+        """Delete the marks of journal files that are gone."""
+        if journals:
+            delete = f"DELETE FROM journal_marks WHERE journal IN ({_marks(len(journals))})"
+            await self._write(lambda tx: tx.execute(delete, tuple(journals)))
 
     async def close(self) -> None:
+        journal, writer = self._journal, self._writer
+        if journal is not None and writer is not None:
+            # a writer that failed, or still retrying (the database gone): the journal stays
+            with contextlib.suppress(LedgerError, TimeoutError):
+                await asyncio.wait_for(writer.flush(), CLOSE_FLUSH_S)
+            drained = writer.drained
+            gone = journal.close(drained=drained)
+            if drained:  # else the writer is stuck: nothing more is queued behind it
+                with contextlib.suppress(LedgerError):
+                    await self._forget([*journal.removed, *([gone] if gone else [])])
+            self._journal = None
         if self._reader is not None:
             db, self._read_db = self._read_db, None
             if db is not None:
@@ -324,6 +407,8 @@ class SQLLedger:
     async def _read(self, fn: Callable[[Any], T]) -> T:
         if self._reader is None:
             raise LedgerError("ledger is not open")
+        if self._journal is not None and self._writer is not None:
+            await self._writer.flush()  # this process reads its own journaled writes
 
         def run() -> T:
             try:
@@ -340,6 +425,26 @@ class SQLLedger:
     # -- requests and the chain ---------------------------------------------------------------
 
     async def record(self, entry: LedgerEntry, events: Sequence[AuditEvent] = ()) -> None:
+        if self._journal is None:
+            await self._write(self._record_op(entry, events))
+            return
+        if self._writer is None:
+            raise LedgerError("ledger is not open")
+        plain = [AuditEvent(e.kind, e.request_id, jsonable(e.payload), e.time) for e in events]
+        position = self._journal.append(encode(entry, plain))  # acknowledged from here on
+        write = self._record_op(entry, plain, plain=True)
+
+        def posted(tx: SQLBatch) -> None:
+            write(tx)
+            tx.mark(position.journal, position.end)
+
+        self._writer.post(posted)
+
+    def _record_op(
+        self, entry: LedgerEntry, events: Sequence[AuditEvent], *, plain: bool = False
+    ) -> Callable[[SQLBatch], None]:
+        """The write of one request: its row, and its events sealed with the row's figures
+        (``plain``: the events' payloads are JSON data already)."""
         row = (
             entry.request_id,
             entry.time,
@@ -361,13 +466,13 @@ class SQLLedger:
         )
         insert = f"INSERT INTO requests ({INSERT_COLUMNS}) VALUES ({_marks(18)})"
 
-        sealed = [*events, row_event(entry)]
+        sealed = sealing(entry, events)
 
         def write(tx: SQLBatch) -> None:
-            tx.seal(sealed)  # the row points at the entry that seals its figures
+            tx.seal(sealed, plain=plain)  # the row points at the entry sealing its figures
             tx.insert(insert, (*row, tx.head.seq))
 
-        await self._write(write)
+        return write
 
     async def sealed_rows(self, after: int = 0, limit: int = 1000) -> list[SealedRow]:
         sql = (

@@ -14,12 +14,21 @@ operations run again one by one, each in its own transaction: a bad operation
 gets its own error and the others still commit. Either way an operation's
 future resolves only after its commit returned; a commit's futures are settled
 with one wake-up of their event loop, not one each.
+
+With ``durability: journal`` the requests' records are *posted* (:meth:`BatchWriter.post`):
+already in the journal (``journal.py``), nobody waits for them; they are batched as in
+``group``. A posted operation that fails on its own is retried, with backoff, until it
+commits or the writer stops (its record then stays in the journal for the next start):
+it is never dropped. :meth:`BatchWriter.flush` waits until everything posted so far is
+committed, so a read in this process sees its own writes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -29,7 +38,9 @@ from typing import Any, Literal, Protocol, TypeVar
 from pinfactory.errors import LedgerError, PinfactoryError
 
 T = TypeVar("T")
-Durability = Literal["full", "group"]
+Durability = Literal["full", "group", "journal"]
+log = logging.getLogger("pinfactory.ledger")
+RETRY_S = (0.05, 0.2, 1.0, 5.0)  # a posted write that fails alone waits this long, then again
 
 
 class Connection(Protocol):
@@ -47,7 +58,8 @@ class Batch(Protocol):
 
 
 Operation = Callable[[Any], Any]
-Item = tuple[Operation, asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
+# a submitted operation has its caller's loop and future; a posted one has neither
+Item = tuple[Operation, asyncio.AbstractEventLoop | None, "asyncio.Future[Any] | None"]
 Outcome = tuple["asyncio.Future[Any]", bool, Any]
 
 
@@ -61,16 +73,22 @@ class BatchWriter:
         database_errors: tuple[type[BaseException], ...],
         durability: Durability = "full",
         max_batch: int = 512,
+        after_commit: Callable[[Any], None] | None = None,
     ) -> None:
         self._connect = connect
         self._begin = begin
         self._errors = database_errors
         self.durability = durability
         self._max_batch = max_batch
+        self._after_commit = after_commit
         self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._abandoned = False  # a posted write was given up: later ones must wait too
         self.commits = 0
         self.replays = 0
+        self.posted = 0  # operations posted (event loop's thread)
+        self.posted_committed = 0  # of those, committed (writer's thread)
 
     def start(self) -> None:
         """Connect on the writer thread; raise here if the database cannot be opened."""
@@ -81,10 +99,19 @@ class BatchWriter:
         ready.result()
 
     def stop(self) -> None:
+        """Commit what is queued, then stop. A posted write that fails now is not retried:
+        it and every posted write after it stay uncommitted (their records stay in the
+        journal, whose marks never pass them), so the next start commits them in order."""
         if self._thread is not None:
+            self._stopping.set()
             self._queue.put(None)
             self._thread.join()
             self._thread = None
+
+    @property
+    def drained(self) -> bool:
+        """Every posted operation is committed."""
+        return self.posted == self.posted_committed
 
     async def submit(self, op: Callable[[Any], T]) -> T:
         if self._thread is None:
@@ -93,6 +120,18 @@ class BatchWriter:
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put((op, loop, future))
         return await future
+
+    def post(self, op: Callable[[Any], Any]) -> None:
+        """Queue ``op`` without waiting for it (its record is in the journal already)."""
+        if self._thread is None:
+            raise LedgerError("ledger is not open")
+        self.posted += 1
+        self._queue.put((op, None, None))
+
+    async def flush(self) -> None:
+        """Wait until every operation posted before this call is committed."""
+        if not self.drained:
+            await self.submit(_nothing)
 
     def _run(self, ready: Future[None]) -> None:
         try:
@@ -105,7 +144,7 @@ class BatchWriter:
             while (item := self._queue.get()) is not None:
                 batch = [item]
                 stopping = False
-                if self.durability == "group":
+                if self.durability != "full":
                     while len(batch) < self._max_batch:
                         try:
                             more = self._queue.get_nowait()
@@ -115,17 +154,41 @@ class BatchWriter:
                             stopping = True
                             break
                         batch.append(more)
-                if not self._commit(conn, batch) and len(batch) > 1:
-                    self.replays += 1
-                    for one in batch:
-                        self._commit(conn, [one])
+                if self._abandoned:
+                    self._refuse(batch)
+                elif not self._commit(conn, batch):
+                    if len(batch) > 1:
+                        self.replays += 1
+                    for one in batch:  # alone, each: a posted one that fails is retried
+                        if self._abandoned:
+                            self._refuse([one])
+                        elif len(batch) == 1 or not self._commit(conn, [one]):
+                            self._retry(conn, one)
                 if stopping:
                     break
         finally:
+            self._stopping.set()
             conn.close()
 
+    def _retry(self, conn: Connection, item: Item) -> None:
+        """A posted operation failed alone: try again, with backoff, until it commits or
+        the writer is stopping (its record stays in the journal: replayed next start)."""
+        for attempt in itertools.count():
+            delay = RETRY_S[min(attempt, len(RETRY_S) - 1)]
+            log.error("ledger: a journaled write failed; retrying in %.2f s", delay)
+            if self._stopping.wait(delay):
+                self._abandoned = True
+                return
+            if self._commit(conn, [item]):
+                return
+
+    def _refuse(self, items: list[Item]) -> None:
+        stopped = LedgerError("the ledger's writer stopped with a journaled write uncommitted")
+        _settle(items, [(False, stopped)] * len(items))
+
     def _commit(self, conn: Connection, items: list[Item]) -> bool:
-        """Run ``items`` in one transaction; False (futures untouched) if a batch failed."""
+        """Run ``items`` in one transaction; False (futures untouched) if a batch, or a
+        posted operation alone, failed."""
         tx: Batch | None = None
         try:
             tx = self._begin(conn)
@@ -136,12 +199,17 @@ class BatchWriter:
         except BaseException as exc:
             if tx is not None:
                 self._rollback(tx)
-            if len(items) > 1 and not isinstance(exc, KeyboardInterrupt | SystemExit):
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                pass
+            elif len(items) > 1 or items[0][2] is None:
                 return False
             error = self._ledger_error(exc)
             _settle(items, [(False, error)] * len(items))
             return True
         self.commits += 1
+        self.posted_committed += sum(1 for _, _, future in items if future is None)
+        if self._after_commit is not None:
+            self._after_commit(tx)
         _settle(items, [(True, result) for result in results])
         return True
 
@@ -161,7 +229,8 @@ def _settle(items: list[Item], outcomes: list[tuple[bool, Any]]) -> None:
     """Hand a commit's outcomes to their event loops: one wake-up per loop, not per write."""
     by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
     for (_, loop, future), (ok, value) in zip(items, outcomes, strict=True):
-        by_loop.setdefault(loop, []).append((future, ok, value))
+        if loop is not None and future is not None:  # a posted operation: nobody waits
+            by_loop.setdefault(loop, []).append((future, ok, value))
     for loop, settled in by_loop.items():
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
             loop.call_soon_threadsafe(_resolve, settled)
@@ -175,3 +244,7 @@ def _resolve(outcomes: list[Outcome]) -> None:
             future.set_result(value)
         else:
             future.set_exception(value)
+
+
+def _nothing(_: Any) -> None:
+    """The operation :meth:`BatchWriter.flush` waits for: it commits after the posted ones."""

@@ -100,8 +100,16 @@ class FallbackMember(Composite):
     """Try each part in order; the first that answers wins.
 
     A part that fails with a :class:`MemberError` (an upstream error, a
-    timeout) passes the request on; a stream falls back only until its first
-    delta, after which a failure is the stream's. Every attempt is booked.
+    timeout) passes the request on. Every attempt is booked.
+
+    A stream that fails after text was relayed goes on with the next part only
+    if that part's answer *repeats* what was already sent (a deterministic
+    model, such as another deployment of the same one at temperature 0): its
+    stream is read without relaying until it has said the same text, and only
+    what it says after that is relayed. The client then holds exactly the next
+    part's answer, every byte of it said by an upstream; if the next part says
+    anything else, or a chunk already sent was more than text (tool calls,
+    logprobs, several choices), the first failure is the stream's.
     """
 
     kind = "fallback"
@@ -122,18 +130,84 @@ class FallbackMember(Composite):
         raise MemberError(self.name, "no part to call")  # bind() guarantees one
 
     async def stream(self, request: Request) -> AsyncIterator[str | Delta | Completion]:
+        sent: list[str] | None = []  # the text relayed so far; None once it was more than text
+        failure: PinfactoryError | None = None
         for index, part in enumerate(self.parts):
             events = self.stream_call(part, request, "answer" if index == 0 else "fallback")
+            resume = _Resume("".join(sent)) if sent else None
             try:
-                first = await anext(events)
+                async for received in events:
+                    event: str | Delta | Completion | None = received
+                    if resume is not None and not isinstance(received, Completion):
+                        event = resume.past(received)  # None while it repeats what was sent
+                        if event is None:
+                            continue
+                        resume = None
+                    elif resume is not None:  # it ended without saying as much
+                        resume.past("")
+                    assert event is not None
+                    if isinstance(event, Completion):
+                        yield event
+                        return
+                    if sent is not None:
+                        text = plain_text(event)
+                        sent = None if text is None else [*sent, text]
+                    yield event
+            except _Diverged:
+                events.abandon("fallback_diverged")
+                await events.aclose()
+                assert failure is not None
+                raise failure from None
             except PinfactoryError as exc:
-                if not self.falls_back(exc) or index == len(self.parts) - 1:
-                    raise
-                continue
-            yield first
-            async for event in events:
-                yield event
-            return
+                failure = failure or exc
+                last = index == len(self.parts) - 1
+                if not self.falls_back(exc) or last or sent is None:
+                    raise exc from None
+        raise MemberError(self.name, "no part to call")  # bind() guarantees one
+
+
+class _Diverged(Exception):
+    """The next part's answer did not repeat what a broken stream had already sent."""
+
+
+class _Resume:
+    """Reads the next part's stream until it has repeated ``sent``; then relays the rest."""
+
+    def __init__(self, sent: str) -> None:
+        self.sent = sent
+        self.said = ""
+
+    def past(self, event: str | Delta) -> str | Delta | None:
+        """None while ``event`` is within what was sent; the part of it beyond, once it
+        goes past (the event itself when it starts exactly there). Raises
+        :class:`_Diverged` when it says something else."""
+        text = plain_text(event)
+        if text is None:
+            raise _Diverged
+        before, self.said = self.said, self.said + text
+        if len(self.said) <= len(self.sent):
+            if not self.sent.startswith(self.said) or (event == "" and self.said != self.sent):
+                raise _Diverged
+            return None
+        if not self.said.startswith(self.sent):
+            raise _Diverged
+        return event if len(before) == len(self.sent) else self.said[len(self.sent) :]
+
+
+def plain_text(event: str | Delta) -> str | None:
+    """The text an event adds, if text is all it carries (one choice: no tool calls,
+    refusal or logprobs); else None."""
+    if isinstance(event, str):
+        return event
+    choices = event.chunk.choices
+    if len(choices) > 1:
+        return None
+    if choices:
+        choice = choices[0]
+        delta = choice.delta
+        if delta.tool_calls or delta.refusal or choice.logprobs is not None:
+            return None
+    return event.text
 
 
 class CrossCheckSettings(CompositeSettings):

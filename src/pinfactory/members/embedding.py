@@ -29,6 +29,7 @@ import orjson
 from openai.types import CreateEmbeddingResponse, Embedding
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pinfactory.embeddings import get_encoder
 from pinfactory.errors import MemberError, RequestError
 from pinfactory.members.base import Capabilities, Completion, Member, Usage
 from pinfactory.members.registry import register
@@ -123,8 +124,6 @@ class LocalEmbeddingMember(_EmbeddingMember):
     async def open(self) -> None:
         """Load the encoder (a few seconds for the transformer) and warm it on one text."""
         if self._encoder is None:
-            from pinfactory.embeddings import get_encoder
-
             encoder = get_encoder(self.settings.encoder)
             await asyncio.to_thread(encoder.encode, ["warm up"])
             self._encoder = encoder

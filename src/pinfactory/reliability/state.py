@@ -216,6 +216,7 @@ class _mapped:
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
     ) -> bool:
+        # redis loads only for teams that use it (see RedisState.open)
         from redis.exceptions import RedisError
 
         if exc is not None and isinstance(exc, RedisError | OSError | TimeoutError):

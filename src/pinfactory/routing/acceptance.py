@@ -59,6 +59,7 @@ class AcceptanceModel:
 
     def fit(self, table: RoutingTable, answers: dict[str, list[str]]) -> Self:
         """One model per member of ``table``; quality >= 0.5 counts as right."""
+        # scikit-learn (seconds to import) loads only when a model is fitted
         from sklearn.linear_model import LogisticRegression
 
         for column, member in enumerate(table.members):

@@ -38,6 +38,7 @@ from pinfactory.members.composite import Scorer as Scorer
 from pinfactory.members.composite import answered as answered
 from pinfactory.plugins import PluginNotFound, import_object
 from pinfactory.request import Request
+from pinfactory.routing.acceptance import AcceptanceModel, verifier_scorer
 from pinfactory.routing.base import (
     Decision,
     MemberTable,
@@ -54,7 +55,6 @@ COMPOSITE = "cascade"
 
 
 def _verifier() -> Scorer:
-    from pinfactory.routing.acceptance import verifier_scorer
 
     return verifier_scorer()
 
@@ -65,8 +65,6 @@ SCORERS: dict[str, Callable[[], Scorer]] = {"answered": lambda: answered, "verif
 def scorer_named(name: str, path: Path | None = None) -> Scorer:
     """A registered scorer, a saved acceptance model, or any importable ``module:callable``."""
     if name == "acceptance":
-        from pinfactory.routing.acceptance import AcceptanceModel
-
         if path is None:
             raise TeamFileError("scorer 'acceptance' needs scorer_path: the saved model file")
         try:

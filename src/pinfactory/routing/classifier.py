@@ -51,6 +51,7 @@ class ClassifierRouter(LearnedRouter):
         elif len(self.classes_) == 1:
             self.estimator_ = None
         elif self.model == "logistic":
+            # scikit-learn (seconds to import) loads only when a model is fitted
             from sklearn.linear_model import LogisticRegression
 
             fitted = LogisticRegression(C=self.c, max_iter=2000).fit(vectors, labels)
@@ -60,6 +61,7 @@ class ClassifierRouter(LearnedRouter):
                 self.weights_ = np.hstack([-self.weights_, self.weights_]) / 2
                 self.bias_ = np.array([-self.bias_[0], self.bias_[0]]) / 2
         else:
+            # scikit-learn (seconds to import) loads only when a model is fitted
             from sklearn.neural_network import MLPClassifier
 
             self.estimator_ = MLPClassifier(

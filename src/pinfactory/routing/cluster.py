@@ -41,6 +41,7 @@ class ClusterRouter(CostAwareRouter):
         self.prior = prior
 
     def _fit(self, vectors: Vectors, table: RoutingTable) -> None:
+        # scikit-learn (seconds to import) loads only when a model is fitted
         from sklearn.cluster import KMeans
 
         k = max(1, min(self.clusters, len(vectors) // 4 or 1))

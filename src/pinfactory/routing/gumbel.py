@@ -52,6 +52,7 @@ class GumbelRouter(CostAwareRouter):
         self.lr = lr
 
     def _fit(self, vectors: Vectors, table: RoutingTable) -> None:
+        # torch (seconds to import) loads only when this model is trained or run
         import torch
         from torch import nn
         from torch.nn import functional

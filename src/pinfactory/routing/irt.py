@@ -41,6 +41,7 @@ class IRTRouter(CostAwareRouter):
         self.weight_decay = weight_decay
 
     def _fit(self, vectors: Vectors, table: RoutingTable) -> None:
+        # torch (seconds to import) loads only when this model is trained or run
         import torch
         from torch import nn
         from torch.nn import functional

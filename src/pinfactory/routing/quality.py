@@ -67,6 +67,7 @@ class QualityRouter(CostAwareRouter):
 
     def _fit_one(self, vectors: Vectors, target: Floats, binary: bool) -> tuple[Floats, float]:
         if binary and 0 < target.mean() < 1:
+            # scikit-learn (seconds to import) loads only when a model is fitted
             from sklearn.linear_model import LogisticRegression
 
             fitted = LogisticRegression(C=self.c, max_iter=2000).fit(vectors, target)
@@ -74,6 +75,7 @@ class QualityRouter(CostAwareRouter):
         if binary:  # always right or always wrong: a constant
             p = float(np.clip(target.mean(), 1e-4, 1 - 1e-4))
             return np.zeros(vectors.shape[1]), float(np.log(p / (1 - p)))
+        # scikit-learn (seconds to import) loads only when a model is fitted
         from sklearn.linear_model import Ridge
 
         ridge = Ridge(alpha=1.0 / self.c).fit(vectors, target)

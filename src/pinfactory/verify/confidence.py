@@ -76,6 +76,7 @@ class Calibrator:
         return np.array([[float(r.get(f, 0.0)) for f in self.features] for r in rows])
 
     def fit(self, rows: Sequence[Mapping[str, float]], labels: Sequence[int]) -> Calibrator:
+        # scikit-learn (seconds to import) loads only when a model is fitted
         from sklearn.linear_model import LogisticRegression
 
         model = LogisticRegression(C=self.c, max_iter=1000).fit(self._matrix(rows), labels)

@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pinfactory.verify.claims import split_sentences
+
 DEV_DOMAINS = ("news", "sales_email")
 """SummEdits domains held out of training for development (thresholds, calibration)."""
 
@@ -109,7 +111,6 @@ def summedits_domains(root: Path) -> list[str]:
 def summedits(root: Path, domains: tuple[str, ...] | list[str]) -> list[Item]:
     """SummEdits summaries (label 1 = consistent); each item knows which of its sentences
     were edited (those not in the original summary), for sentence-level training."""
-    from pinfactory.verify.claims import split_sentences
 
     folder = root / "grounding" / "summedits" / "data" / "summedits"
     items = []

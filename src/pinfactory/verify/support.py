@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from pinfactory.embeddings import StaticEncoder, minilm_path
 from pinfactory.verify.claims import (
     STOPWORDS,
     compare_quantities,
@@ -185,10 +186,9 @@ class SupportModel:
             return
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        # torch and transformers (seconds to import) load only with the contextual encoder
         import torch
         from transformers import AutoModel, AutoTokenizer
-
-        from pinfactory.embeddings import minilm_path
 
         if self.threads is not None:
             torch.set_num_threads(self.threads)
@@ -214,6 +214,7 @@ class SupportModel:
     def _encode(self, texts: list[str]) -> list[Encoded]:
         if self.encoder == "minilm-static":
             return self._encode_static(texts)
+        # torch and transformers (seconds to import) load only with the contextual encoder
         import torch
 
         self._load()
@@ -238,8 +239,6 @@ class SupportModel:
     def _encode_static(self, texts: list[str]) -> list[Encoded]:
         """Context-free word-piece vectors of the static (model2vec) distillation."""
         if self._model is None:
-            from pinfactory.embeddings import StaticEncoder
-
             self._model = StaticEncoder()._load()
         model = self._model
         out = []

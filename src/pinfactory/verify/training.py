@@ -38,7 +38,13 @@ from pinfactory.verify.confidence import (
 from pinfactory.verify.crossencoder import CrossEncoder, cross_encoder_path
 from pinfactory.verify.datasets import HELD_OUT_SETS, Item, claim_pairs, development, training
 from pinfactory.verify.grounding import GroundingChecker, GroundingSettings, Plan, answer_features
-from pinfactory.verify.support import FEATURES, SupportHead, SupportModel
+from pinfactory.verify.support import (
+    FEATURES,
+    SupportHead,
+    SupportModel,
+    head_path,
+    lexical_features,
+)
 
 SHARD = 2000  # training pairs featurised and cached together
 FUSION_VERSION = 2  # bump when the fused features change: invalidates cached rows
@@ -119,7 +125,6 @@ def _key(items: Sequence[tuple[str, Sequence[str], str, int, str]]) -> str:
 def refresh_lexical(data: Featurised) -> Featurised:
     """Recompute the lexical columns (quantities, negation, coverage...) from the stored
     texts, so a cached set follows the current rules without another encoder pass."""
-    from pinfactory.verify.support import lexical_features
 
     columns = None
     for matrix, claims in zip(data.matrices, data.texts, strict=True):
@@ -160,6 +165,7 @@ def answer_items(items: list[Item]) -> list[tuple[str, tuple[str, ...], str, int
 
 def fit_head(x: np.ndarray, y: np.ndarray, seed: int, hidden: int = 32) -> SupportHead:
     """An MLP on standardised features (early stopping on a 10% split), as numpy arrays."""
+    # scikit-learn (seconds to import) loads only when a model is fitted
     from sklearn.neural_network import MLPClassifier
 
     mean = x.mean(axis=0)
@@ -249,6 +255,7 @@ def train(
     checker: GroundingChecker | None = None,
 ) -> TrainingResult:
     """Featurise (cached), fit the head, tune threshold and calibration on dev."""
+    # scikit-learn (seconds to import) loads only when a model is fitted
     from sklearn.metrics import roc_auc_score
 
     report = progress or _quiet
@@ -362,6 +369,7 @@ def fit_fusion(
     together, choose the answer threshold with the best mean balanced accuracy over
     the sets, and measure leave-one-set-out AUROC (fitted without the set it scores).
     With the cross-encoder, its claim threshold is chosen on the same sets first."""
+    # scikit-learn (seconds to import) loads only when a model is fitted
     from sklearn.metrics import roc_auc_score
 
     rows = {name: fusion_rows(checker, work, name, items, progress) for name, items in dev.items()}
@@ -468,7 +476,6 @@ def refit_fusion(
 def write(result: TrainingResult, out: Path, with_head: bool = True) -> list[Path]:
     """Save the head (unless ``with_head`` is False), the calibration and the metrics into
     ``out``; returns the paths."""
-    from pinfactory.verify.support import head_path
 
     out.mkdir(parents=True, exist_ok=True)
     head = out / head_path().name

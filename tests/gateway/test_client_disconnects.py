@@ -1,0 +1,147 @@
+"""A client that hangs up at any stage of a request: exactly one ledger row for every request
+whose head arrived (none for one that never finished its head), a chain that verifies, and
+a gateway that goes on serving. Raw sockets, since the SDK cannot hang up on purpose."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pinfactory.gateway import create_app
+from pinfactory.gateway.server import serve_in_thread
+from pinfactory.ledger import open_ledger
+from pinfactory.ledger.chain import verify_ledger
+from pinfactory.team import parse_team
+from pinfactory.testing.faults import Fault, FaultPlan, FaultUpstream, fault_upstream
+from tests.conftest import ledger_rows
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FaultUpstream]:
+    with fault_upstream(FaultPlan(slow_s=1.0, hold_s=1.0)) as server:
+        yield server
+
+
+@pytest.fixture
+def served(tmp_path: Path, upstream: FaultUpstream) -> Iterator[tuple[str, Path]]:
+    ledger = tmp_path / "ledger.db"
+    member = "{{name: {}, kind: openai_http, settings: {{base_url: '{}', model: m}}}}"
+    text = (
+        "name: hangups\n"
+        "members:\n"
+        f"  - {member.format('ok', upstream.url)}\n"
+        f"  - {member.format('slow', upstream.fault_url(Fault.SLOW))}\n"
+        f"  - {member.format('stall', upstream.fault_url(Fault.STALL))}\n"
+        "routing: {kind: rules, fallback: ok}\n"
+        "upstream: {retries: 0}\n"
+        "gateway: {header_timeout_s: 0.5, body_timeout_s: 0.5}\n"
+    )
+    team = parse_team(text, "hangups.yaml", {"PINFACTORY_LEDGER": str(ledger)})
+    with serve_in_thread(create_app(team)) as url:
+        yield url, ledger
+
+
+def request_bytes(model: str, stream: bool) -> tuple[bytes, bytes]:
+    body = json.dumps(
+        {"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+    ).encode()
+    head = (
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n\r\n"
+    ).encode()
+    return head, body
+
+
+def read_until(sock: socket.socket, marker: bytes) -> None:
+    seen = b""
+    while marker not in seen:
+        data = sock.recv(4096)
+        assert data, f"closed before {marker!r}"
+        seen += data
+
+
+def mid_head(sock: socket.socket) -> None:
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-ty")
+
+
+def mid_body(sock: socket.socket) -> None:
+    head, body = request_bytes("ok", False)
+    sock.sendall(head + body[: len(body) // 2])
+
+
+def waiting_for_an_answer(sock: socket.socket) -> None:
+    sock.sendall(b"".join(request_bytes("slow", False)))
+    time.sleep(0.3)  # the member is being called
+
+
+def waiting_for_the_first_token(sock: socket.socket) -> None:
+    sock.sendall(b"".join(request_bytes("slow", True)))
+    time.sleep(0.3)
+
+
+def mid_stream(sock: socket.socket) -> None:
+    sock.sendall(b"".join(request_bytes("stall", True)))
+    read_until(sock, b"data: ")  # one token came; the upstream then goes quiet
+
+
+def answered_but_unread(sock: socket.socket) -> None:
+    sock.sendall(b"".join(request_bytes("ok", False)))
+
+
+def answered_then_reset(sock: socket.socket) -> None:
+    sock.sendall(b"".join(request_bytes("ok", True)))
+    read_until(sock, b"data: ")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+
+
+STAGES: list[tuple[Callable[[socket.socket], None], int]] = [
+    (mid_head, 0),  # no request yet: nothing to record
+    (mid_body, 1),
+    (waiting_for_an_answer, 1),
+    (waiting_for_the_first_token, 1),
+    (mid_stream, 1),
+    (answered_but_unread, 1),
+    (answered_then_reset, 1),
+]
+
+
+@pytest.mark.parametrize(("hang_up", "rows"), STAGES, ids=[s.__name__ for s, _ in STAGES])
+def test_a_client_hanging_up_leaves_exactly_one_row(
+    served: tuple[str, Path], hang_up: Callable[[socket.socket], None], rows: int
+) -> None:
+    url, ledger = served
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        hang_up(sock)
+    deadline = time.monotonic() + 5.0  # the member may still be finishing
+    while len(ledger_rows(ledger)) < rows and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.2)  # long enough for a second row to appear, if one would
+    found = ledger_rows(ledger)
+    assert len(found) == rows
+    if hang_up in (mid_body, mid_stream):  # it left while the gateway was still reading or
+        assert found[0]["status"] == 499  # writing: booked 499 (with the tokens sent so far)
+    reply = httpx.post(
+        url + "/v1/chat/completions",
+        json={"model": "ok", "messages": [{"role": "user", "content": "still there?"}]},
+        timeout=10,
+    )
+    assert reply.status_code == 200
+    assert len(ledger_rows(ledger)) == rows + 1
+
+    async def intact() -> bool:
+        ledger_db = open_ledger(str(ledger))
+        await ledger_db.open()
+        try:
+            return (await verify_ledger(ledger_db)).intact
+        finally:
+            await ledger_db.close()
+
+    assert asyncio.run(intact())
