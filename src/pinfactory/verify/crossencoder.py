@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from pinfactory.embeddings import minilm_path
+
 MAX_LENGTH = 128
 """Word pieces of one (evidence, claim) pair the model reads, in training and inference."""
 
@@ -44,9 +46,8 @@ def load_classifier(path: Path | None = None) -> Any:
     (what training starts from). Float32, in eval mode."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # transformers (seconds to import) loads only when a model loads
     from transformers import AutoModelForSequenceClassification
-
-    from pinfactory.embeddings import minilm_path
 
     source = path or minilm_path()
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -58,9 +59,7 @@ def load_classifier(path: Path | None = None) -> Any:
 def load_tokenizer() -> Any:
     """The base MiniLM's word-piece tokenizer (the fine-tune does not change it)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers import AutoTokenizer
-
-    from pinfactory.embeddings import minilm_path
+    from transformers import AutoTokenizer  # seconds to import: only when a model loads
 
     return AutoTokenizer.from_pretrained(str(minilm_path()))
 
@@ -95,7 +94,7 @@ class CrossEncoder:
     def _load(self) -> None:
         if self._model is not None:
             return
-        import torch
+        import torch  # seconds to import: only when the model loads
 
         if self.threads is not None:
             torch.set_num_threads(self.threads)
@@ -131,7 +130,7 @@ class CrossEncoder:
         return out
 
     def _run(self, pairs: list[tuple[str, str]]) -> list[float]:
-        import torch
+        import torch  # seconds to import: only when the model runs
 
         self._load()
         batch = self._tokenizer(
