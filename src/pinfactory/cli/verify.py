@@ -16,6 +16,8 @@ from pinfactory.documents import DocumentStore
 from pinfactory.documents.reader import DocumentError, read_document
 from pinfactory.embeddings import cache_dir
 from pinfactory.verify.batch import BatchError, parse_line, score_line
+from pinfactory.verify.cross_training import export, train_cross, training_pairs
+from pinfactory.verify.crossencoder import CrossEncoder, cross_encoder_path
 from pinfactory.verify.datasets import data_root
 from pinfactory.verify.grounding import GroundingChecker
 from pinfactory.verify.support import SupportModel, head_path
@@ -179,8 +181,6 @@ def verify_train(
 
             folder = work or cache_dir() / "grounding-train"
             if fusion_only:
-                from pinfactory.verify.crossencoder import CrossEncoder
-
                 scorer = CrossEncoder(threads=threads) if cross else None
                 result = refit_fusion(root, folder, seed, per_nli, progress, scorer, dev_limit)
             else:
@@ -216,9 +216,6 @@ def verify_train_cross(
     """Fine-tune the MiniLM cross-encoder on the training data (never WiCE, SummaC or
     HaluEval), then write its float16 weights. Fuse it with `verify train --fusion-only
     --cross` afterwards (thresholds and calibration on development data only)."""
-    from pinfactory.verify.cross_training import export, train_cross, training_pairs
-    from pinfactory.verify.crossencoder import cross_encoder_path
-    from pinfactory.verify.datasets import data_root
 
     try:
         root = data or data_root(Path.cwd())

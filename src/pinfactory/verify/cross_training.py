@@ -93,6 +93,7 @@ def train_cross(
 ) -> dict[str, Any]:
     """Fine-tune from the base MiniLM; returns the run's summary (also written to
     ``work/progress.jsonl``). The last checkpoint is in ``work/checkpoint``."""
+    # torch and transformers (seconds to import) load only when the cross-encoder runs or trains
     import torch
 
     torch.manual_seed(seed)

@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from pinfactory.embeddings import minilm_path
+
 MAX_LENGTH = 128
 """Word pieces of one (evidence, claim) pair the model reads, in training and inference."""
 
@@ -44,9 +46,8 @@ def load_classifier(path: Path | None = None) -> Any:
     (what training starts from). Float32, in eval mode."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # torch and transformers (seconds to import) load only when the cross-encoder runs or trains
     from transformers import AutoModelForSequenceClassification
-
-    from pinfactory.embeddings import minilm_path
 
     source = path or minilm_path()
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -58,9 +59,8 @@ def load_classifier(path: Path | None = None) -> Any:
 def load_tokenizer() -> Any:
     """The base MiniLM's word-piece tokenizer (the fine-tune does not change it)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # torch and transformers (seconds to import) load only when the cross-encoder runs or trains
     from transformers import AutoTokenizer
-
-    from pinfactory.embeddings import minilm_path
 
     return AutoTokenizer.from_pretrained(str(minilm_path()))
 
@@ -95,6 +95,7 @@ class CrossEncoder:
     def _load(self) -> None:
         if self._model is not None:
             return
+        # torch and transformers (seconds to import) load only when the cross-encoder runs or trains
         import torch
 
         if self.threads is not None:
@@ -131,6 +132,7 @@ class CrossEncoder:
         return out
 
     def _run(self, pairs: list[tuple[str, str]]) -> list[float]:
+        # torch and transformers (seconds to import) load only when the cross-encoder runs or trains
         import torch
 
         self._load()
