@@ -216,6 +216,7 @@ def verify_train_cross(
     """Fine-tune the MiniLM cross-encoder on the training data (never WiCE, SummaC or
     HaluEval), then write its float16 weights. Fuse it with `verify train --fusion-only
     --cross` afterwards (thresholds and calibration on development data only)."""
+
     try:
         root = data or data_root(Path.cwd())
     except FileNotFoundError as exc:

@@ -93,7 +93,8 @@ def train_cross(
 ) -> dict[str, Any]:
     """Fine-tune from the base MiniLM; returns the run's summary (also written to
     ``work/progress.jsonl``). The last checkpoint is in ``work/checkpoint``."""
-    import torch  # seconds to import: only when training runs
+    # torch and transformers (seconds to import) load only when the cross-encoder runs or trains
+    import torch
 
     torch.manual_seed(seed)
     torch.set_num_threads(threads)

@@ -46,7 +46,7 @@ def load_classifier(path: Path | None = None) -> Any:
     (what training starts from). Float32, in eval mode."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    # transformers (seconds to import) loads only when a model loads
+    # torch and transformers (seconds to import) load only when the cross-encoder runs or trains
     from transformers import AutoModelForSequenceClassification
 
     source = path or minilm_path()
@@ -59,7 +59,8 @@ def load_classifier(path: Path | None = None) -> Any:
 def load_tokenizer() -> Any:
     """The base MiniLM's word-piece tokenizer (the fine-tune does not change it)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers import AutoTokenizer  # seconds to import: only when a model loads
+    # torch and transformers (seconds to import) load only when the cross-encoder runs or trains
+    from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(minilm_path()))
 
@@ -94,7 +95,8 @@ class CrossEncoder:
     def _load(self) -> None:
         if self._model is not None:
             return
-        import torch  # seconds to import: only when the model loads
+        # torch and transformers (seconds to import) load only when the cross-encoder runs or trains
+        import torch
 
         if self.threads is not None:
             torch.set_num_threads(self.threads)
@@ -130,7 +132,8 @@ class CrossEncoder:
         return out
 
     def _run(self, pairs: list[tuple[str, str]]) -> list[float]:
-        import torch  # seconds to import: only when the model runs
+        # torch and transformers (seconds to import) load only when the cross-encoder runs or trains
+        import torch
 
         self._load()
         batch = self._tokenizer(
