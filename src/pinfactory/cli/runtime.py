@@ -125,6 +125,6 @@ def demo(team: TeamOption = None) -> None:
     table.add_column("member")
     table.add_column("cost (USD)", justify="right")
     for name, total in spend.items():
-        table.add_row(name, format(total, "f"))
+        table.add_row(name, f"{total:.8f}")  # as `pinfactory costs` prints it
     console.print(table)
     console.print(f"every request is in the ledger {loaded.ledger_location}: `pinfactory costs`")
