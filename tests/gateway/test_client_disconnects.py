@@ -179,8 +179,8 @@ def priced(upstream: FaultUpstream, location: str) -> Iterator[str]:  # noqa: F8
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 def test_a_client_that_leaves_before_its_answer_is_booked_499_with_the_usage(
     priced: str,
-    location: str,
-    stream: bool,  # noqa: F811
+    location: str,  # noqa: F811
+    stream: bool,
 ) -> None:
     host, port = priced.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=5) as sock:
