@@ -5,8 +5,9 @@ Each side is one long-lived process that opens a one-member team (the calculator
 SQLite ledger with the audit chain, metrics on) and answers ``--warmup`` requests.
 Then, ``--rounds`` times, every side in turn (the order alternates: A B, then B A)
 answers a batch of ``--requests`` calls of ``Pipeline.complete``, timed with
-``time.process_time`` (every thread of the process: the main thread and the ledger's
-writer). A burst of load from a neighbour lands on one or two adjacent batches, so
+``getrusage`` (every thread of the process: the main thread and the ledger's writer;
+user and system time apart: the system time of a ``full`` ledger's fsyncs moves with the
+neighbours' disk traffic). A burst of load from a neighbour lands on one or two adjacent batches, so
 besides each side's minimum and median over batches, the figure that compares is the
 median over rounds of the per-round ratio ``side / baseline`` (with its quartiles).
 No HTTP: what the gateway's HTTP layer adds is ``bench/gateway_overhead.py``'s.
@@ -53,7 +54,7 @@ DROPS = {
 }
 
 SAMPLE = """
-import asyncio, json, sqlite3, sys, tempfile, time
+import asyncio, json, resource, sqlite3, sys, tempfile
 from pathlib import Path
 from pinfactory.pipeline import open_pipeline
 from pinfactory.request import Request
@@ -84,11 +85,13 @@ async def main() -> None:
             count = int(line)
             if count == 0:
                 break
-            started = time.process_time()
+            before = resource.getrusage(resource.RUSAGE_SELF)
             for _ in range(count):
                 await pipeline.complete(Request.from_text("2 + 2"))
-            spent = time.process_time() - started
-            print(json.dumps({"cpu_ms_per_request": spent / count * 1000}), flush=True)
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+            print(json.dumps({"user_ms": user / count * 1000, "system_ms": system / count * 1000}),
+                  flush=True)
 
 
 asyncio.run(main())
@@ -113,12 +116,13 @@ class Side:
         )  # fmt: skip
         assert self._line() == "ready", f"{self.name} did not start"
 
-    def batch(self, requests: int) -> float:
-        """CPU milliseconds per request over one batch of ``requests``."""
+    def batch(self, requests: int) -> tuple[float, float]:
+        """User and system CPU milliseconds per request over one batch of ``requests``."""
         assert self.process is not None and self.process.stdin is not None
         self.process.stdin.write(f"{requests}\n")
         self.process.stdin.flush()
-        return float(json.loads(self._line())["cpu_ms_per_request"])
+        found = json.loads(self._line())
+        return float(found["user_ms"]), float(found["system_ms"])
 
     def stop(self) -> None:
         if self.process is not None and self.process.stdin is not None:
@@ -141,24 +145,37 @@ def quartiles(values: list[float]) -> tuple[float, float, float]:
     return q1, q2, q3
 
 
-def summary(found: dict[str, list[float]]) -> list[dict[str, Any]]:
-    """Per side: min and median CPU per request, and its per-round ratio to the baseline."""
+def summary(found: dict[str, list[tuple[float, float]]]) -> list[dict[str, Any]]:
+    """Per side: min and median CPU per request (user + system, and user alone), and the
+    per-round ratios to the baseline's (median and quartiles)."""
     base = found["baseline"]
     rows = []
-    for name, values in found.items():
-        ratios = [v / b for v, b in zip(values, base, strict=True)]
-        q1, median, q3 = quartiles(ratios)
-        rows.append(
-            {
-                "side": name,
-                "min_ms": round(min(values), 4),
-                "median_ms": round(statistics.median(values), 4),
-                "ratio_to_baseline_median": round(median, 4),
-                "ratio_to_baseline_quartiles": [round(q1, 4), round(q3, 4)],
-                "samples_ms": [round(v, 4) for v in values],
-            }
-        )
+    for name, batches in found.items():
+        total = [u + s for u, s in batches]
+        user = [u for u, _ in batches]
+        row: dict[str, Any] = {
+            "side": name,
+            "min_ms": round(min(total), 4),
+            "median_ms": round(statistics.median(total), 4),
+            "user_min_ms": round(min(user), 4),
+            "user_median_ms": round(statistics.median(user), 4),
+        }
+        for label, pick in (("", _total), ("user_", _user)):
+            ratios = [pick(b) / pick(o) for b, o in zip(batches, base, strict=True)]
+            q1, median, q3 = quartiles(ratios)
+            row[f"{label}ratio_to_baseline_median"] = round(median, 4)
+            row[f"{label}ratio_to_baseline_quartiles"] = [round(q1, 4), round(q3, 4)]
+        row["samples_ms"] = [[round(u, 4), round(s, 4)] for u, s in batches]
+        rows.append(row)
     return rows
+
+
+def _total(batch: tuple[float, float]) -> float:
+    return batch[0] + batch[1]
+
+
+def _user(batch: tuple[float, float]) -> float:
+    return batch[0]
 
 
 def main() -> None:
@@ -173,7 +190,7 @@ def main() -> None:
     args = parser.parse_args()
     sides = [Side("baseline", args.baseline.resolve()), Side("this", ROOT / "src")]
     sides += [Side(name, ROOT / "src", DROPS[name]) for name in args.variant]
-    found: dict[str, list[float]] = {side.name: [] for side in sides}
+    found: dict[str, list[tuple[float, float]]] = {side.name: [] for side in sides}
     with tempfile.TemporaryDirectory() as folder:
         try:
             for side in sides:
@@ -189,12 +206,18 @@ def main() -> None:
                 side.stop()
     rows = summary(found)
     table = Table(title=f"CPU per request, ms (durability {args.durability})")
-    for column in ("side", "min", "median", "ratio to baseline (median, quartiles)"):
+    for column in ("side", "min", "median", "x baseline (quartiles)", "user: median",
+                   "x baseline (quartiles)"):  # fmt: skip
         table.add_column(column)
     for row in rows:
         q1, q3 = row["ratio_to_baseline_quartiles"]
-        table.add_row(row["side"], f"{row['min_ms']:.3f}", f"{row['median_ms']:.3f}",
-                      f"{row['ratio_to_baseline_median']:.3f} ({q1:.3f}-{q3:.3f})")  # fmt: skip
+        u1, u3 = row["user_ratio_to_baseline_quartiles"]
+        table.add_row(
+            row["side"], f"{row['min_ms']:.3f}", f"{row['median_ms']:.3f}",
+            f"{row['ratio_to_baseline_median']:.3f} ({q1:.3f}-{q3:.3f})",
+            f"{row['user_median_ms']:.3f}",
+            f"{row['user_ratio_to_baseline_median']:.3f} ({u1:.3f}-{u3:.3f})",
+        )  # fmt: skip
     Console().print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
