@@ -216,3 +216,40 @@ def test_gumbel_uses_every_specialist_and_the_strong_model_at_lambda_zero(
     rows = np.arange(len(two.test))
     weak_quality = two.test.quality[:, 1 - strong].mean()
     assert two.test.quality[rows, at_zero].mean() > weak_quality
+
+
+def test_a_rules_row_runs_only_on_the_datasets_whose_members_it_names(
+    intents18: Path, maths: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "rules.yaml").write_text(
+        "fallback: spec00\nrules:\n  - {name: hi, when: {keywords: [hello]}, route: spec01}\n"
+    )
+
+    def grid(row: str) -> Path:
+        path = tmp_path / "grid.yaml"
+        path.write_text(
+            "name: two\ndatasets:\n"
+            f"  - {{name: intents, loader: log, options: {{path: {intents18}}}}}\n"
+            f"  - {{name: maths, loader: log, options: {{path: {maths}}}}}\n"
+            f"routers:\n  - {{name: random}}\n  - {row}\n"
+        )
+        return path
+
+    out = tmp_path / "out"
+    everywhere = grid("{name: rules, rules: rules.yaml}")
+    result = CliRunner().invoke(app, ["lab", "run", str(everywhere), "--out", str(out)])
+    assert result.exit_code == 1
+    output = " ".join(result.output.split())
+    assert "routes to spec00, spec01, which are not members of dataset 'maths'" in output
+    assert "datasets: [...]" in output
+    assert not (out / "cells").exists()  # it fails when planned, before any cell runs
+    scoped = grid("{name: rules, rules: rules.yaml, datasets: [intents]}")
+    planned = cells(load_grid(scoped), scoped)
+    assert {c.dataset.name for c in planned if c.router.name == "rules"} == {"intents"}
+    assert {c.dataset.name for c in planned if c.router.name == "random"} == {"intents", "maths"}
+    typo = grid("{name: rules, rules: rules.yaml, datasets: [intent]}")
+    result = CliRunner().invoke(app, ["lab", "run", str(typo), "--out", str(out)])
+    assert result.exit_code == 1
+    assert "router 'rules' names datasets ['intent']; the grid's datasets: intents, maths" in (
+        " ".join(result.output.split())
+    )
