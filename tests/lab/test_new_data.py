@@ -150,6 +150,7 @@ def test_router_fit_reads_the_generic_log_and_its_split(maths: Path, tmp_path: P
     assert '"prompts": ' + str(len(datasets.load("log", Path("/"), path=str(maths)).test)) in (
         evaluated.output
     )
+    assert '"split": "test"' in evaluated.output
 
 
 def test_router_fit_cost_model_is_saved_or_refused(maths: Path, tmp_path: Path) -> None:
