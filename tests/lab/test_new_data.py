@@ -83,6 +83,12 @@ def test_best_single_is_fitted_on_the_whole_split_at_every_size(
     }
     assert by_size["2"]["accuracy"] == by_size["all"]["accuracy"]
     assert by_size["2"]["train_rows"] < by_size["all"]["train_rows"]
+    # through the grid, where one fit serves every size: each row keeps its own size and rows
+    rows = pd.read_csv(run_grid(grid, tmp_path / "out").results)
+    single = rows[rows["router"] == "best_single"].set_index("train_size")
+    assert sorted(single.index) == ["2", "all"]
+    assert single.loc["2", "train_rows"] < single.loc["all", "train_rows"]
+    assert single.loc["2", "accuracy"] == single.loc["all", "accuracy"]
 
 
 def test_a_log_path_is_relative_to_the_grid_file_like_rules(

@@ -358,9 +358,17 @@ def _copies(todo: list[Cell]) -> dict[str, list[Cell]]:
 
 
 def _write_all(out: Path, cells_: list[Cell], result: dict[str, Any], done: Progress) -> None:
+    """Write one computed result as every cell of its group, each row with its own seed,
+    training size and sample rows (best_single's group spans sizes)."""
+    first = cells_[0]
     for cell in cells_:
-        copy = {**result, "row": {**result["row"], "seed": cell.seed}}
-        _write(out / "cells" / f"{cell.key}.json", copy)
+        row = {**result["row"], "seed": cell.seed, "train_size": str(cell.train_size)}
+        if cell.train_size != first.train_size:
+            train = splits_for(cell).train
+            row["train_rows"] = len(
+                sample_train(train, cell.train_size, cell.seed, cell.per_member)
+            )
+        _write(out / "cells" / f"{cell.key}.json", {**result, "row": row})
         done(cell)
 
 
@@ -375,7 +383,11 @@ def read_cell(out: Path, cell: Cell) -> dict[str, Any] | None:
     path = out / "cells" / f"{cell.key}.json"
     if not path.is_file():
         return None
-    return json.loads(path.read_text())  # type: ignore[no-any-return]
+    result: dict[str, Any] = json.loads(path.read_text())
+    row = result.get("row", {})
+    if row.get("train_size") != str(cell.train_size) or row.get("seed") != cell.seed:
+        return None  # written for another cell of its group by an older version: recompute
+    return result
 
 
 Progress = Callable[[Cell], None]
