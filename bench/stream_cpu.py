@@ -1,11 +1,12 @@
-"""What a stream costs the gateway against a plain answer: CPU per request, robust to load.
+"""What a stream or a tool body costs the gateway against a plain answer: CPU per request,
+robust to load.
 
 ``bench/gateway_overhead.py --bodies`` reads the gateway's CPU in clock ticks around ten
 long rounds, so on a shared machine a neighbour's burst during one body's round moves
 its ratio by 0.1-0.2. This script takes many short rounds instead (each body's
 requests back to back, one client, one keep-alive connection, as there), reads the
 gateway process's CPU in nanoseconds (``/proc/PID/task/*/schedstat``) around each, and
-reports the median over rounds of stream CPU / plain CPU of the same round: a burst
+reports the median over rounds of each body's CPU / plain CPU of the same round: a burst
 spoils a round, not the figure. ``--baseline SRC`` serves another checkout's ``src/``
 too, alternating with this one, for a before/after in one run.
 
@@ -32,7 +33,7 @@ from rich.progress import Progress
 import gateway_overhead as bench  # bench/ is on the path when this script runs
 import overhead_bodies
 
-BODIES = ("plain", "stream", "tools+stream")
+BODIES = ("plain", "tools", "stream", "tools+stream")
 
 
 def cpu_ns(pid: int) -> int:

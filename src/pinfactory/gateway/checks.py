@@ -34,8 +34,12 @@ _RANGES: dict[str, tuple[float, float]] = {
 }
 
 
-def check_values(body: Mapping[str, Any]) -> None:
-    """Raise :class:`RequestError` for the first value outside what OpenAI allows."""
+def check_values(body: Mapping[str, Any], tool_names: list[str] | None = None) -> list[str]:
+    """Raise :class:`RequestError` for the first value outside what OpenAI allows; else
+    the names of the tools offered.
+
+    ``tool_names``: the names of ``body``'s tools when the same tools passed before (they
+    are not checked again)."""
     for name, (low, high) in _RANGES.items():
         value = body.get(name)
         if value is not None and not low <= value <= high:
@@ -54,9 +58,10 @@ def check_values(body: Mapping[str, Any]) -> None:
         raise RequestError(
             "'stream_options' is only allowed when 'stream' is true", param="stream_options"
         )
-    names = _check_tools(body.get("tools") or [])
+    names = _check_tools(body.get("tools") or []) if tool_names is None else tool_names
     _check_tool_choice(body.get("tool_choice"), names)
     _check_response_format(body.get("response_format"))
+    return names
 
 
 def _check_tools(tools: list[Mapping[str, Any]]) -> list[str]:

@@ -148,12 +148,30 @@ def _validate(data: dict[str, Any]) -> tuple[Message, ...]:
         raise RequestError(
             "'messages' must be a non-empty list of {role, content} objects", param="messages"
         )
-    try:
-        request_adapter().validate_python(data, strict=True)
+    tools = data.get("tools")
+    key = orjson.dumps(tools) if type(tools) is list and tools else None
+    names = _KNOWN_TOOLS.get(key) if key is not None else None
+    try:  # tools that passed before are not checked again: the rest of the body is
+        checked = data if names is None else {k: v for k, v in data.items() if k != "tools"}
+        request_adapter().validate_python(checked, strict=True)
     except ValidationError as exc:
         raise field_error(exc, data) from exc
-    check_values(data)
+    offered = check_values(data, names)
+    if key is not None and names is None:
+        _known(key, offered)
     return tuple(Message(m["role"], text_of(m.get("content")), m) for m in messages)
+
+
+_KNOWN_TOOLS: dict[bytes, list[str]] = {}
+"""Tool lists that passed every check (their JSON as sent -> their names): clients send
+the same tools request after request, and checking them is most of a tool body's cost."""
+_KNOWN_TOOLS_MAX = 256
+
+
+def _known(key: bytes, names: list[str]) -> None:
+    if len(_KNOWN_TOOLS) >= _KNOWN_TOOLS_MAX:
+        del _KNOWN_TOOLS[next(iter(_KNOWN_TOOLS))]  # the oldest
+    _KNOWN_TOOLS[key] = names
 
 
 def _documents(raw: object) -> list[WireDocument]:
