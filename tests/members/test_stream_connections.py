@@ -72,6 +72,13 @@ async def _stream(member: OpenAIHTTPMember) -> Completion:
     return completion
 
 
+async def _drained(member: OpenAIHTTPMember) -> None:
+    """Until the member has read the body's end after ``[DONE]`` (its background reads)."""
+    async with asyncio.timeout(10):
+        while member.upstream._draining:
+            await asyncio.sleep(0.01)
+
+
 async def test_streams_reuse_one_connection_when_the_body_ends_after_done(
     late_end: tuple[LateEnd, str],
 ) -> None:
@@ -83,7 +90,7 @@ async def test_streams_reuse_one_connection_when_the_body_ends_after_done(
         for _ in range(4):
             completion = await _stream(member)
             assert completion.text == "".join(WORDS)
-            await asyncio.sleep(0.15)  # the body's end has come and been read meanwhile
+            await _drained(member)  # the body's end has come and been read
     finally:
         await member.close()
     assert len(server.ports) == 4
