@@ -9,7 +9,11 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from pinfactory.verify.claims import split_claims, tokens
-from pinfactory.verify.confidence import FUSED_FEATURES, Calibrator, expected_calibration_error
+from pinfactory.verify.confidence import (
+    FUSION_CANDIDATES,
+    Calibrator,
+    expected_calibration_error,
+)
 from pinfactory.verify.grounding import GroundingChecker
 from pinfactory.verify.lexical import LexicalChecker
 from pinfactory.verify.support import FEATURES, SupportHead
@@ -86,6 +90,8 @@ def test_non_claims_are_skipped_and_said_so(checker: GroundingChecker) -> None:
     assert [c.text for c in report.claims] == ["Returns are accepted within 30 days of delivery."]
     assert [s.reason for s in report.skipped] == ["a greeting or pleasantry"]
     assert report.label == "supported"
+    alone = checker.assess("Returns are accepted within 30 days of delivery.", POLICY)
+    assert report.features["lex_min_score"] == alone.features["lex_min_score"]  # skipped: unread
 
 
 def test_a_fragment_answer_is_read_with_its_question(checker: GroundingChecker) -> None:
@@ -139,7 +145,7 @@ def test_the_shipped_head_and_calibration_load_and_agree() -> None:
     calibrator = Calibrator.load()
     assert 0.0 < calibrator.claim_threshold < 1.0
     assert 0.0 < calibrator.answer_threshold < 1.0
-    assert calibrator.features == FUSED_FEATURES
+    assert calibrator.features == FUSION_CANDIDATES[calibrator.meta["inputs"]]
     fitted_on = set(calibrator.meta["fitted_on"])
     assert {"wice-dev", "summedits-news", "fever-heldout", "mnli-heldout"} <= fitted_on
     assert not fitted_on & {"wice-test", "summac-factcc", "halueval-qa_one-turn"}
