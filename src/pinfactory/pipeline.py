@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from decimal import Decimal
@@ -172,11 +172,18 @@ class Pipeline:
             return tuple(leaf.name for leaf in found.leaves())
         return (member,)
 
-    async def complete(self, request: Request, started: float | None = None) -> Answer:
+    async def complete(
+        self,
+        request: Request,
+        started: float | None = None,
+        left: Callable[[], bool] | None = None,
+    ) -> Answer:
         """Answer one request and record it; every failure is recorded, then raised.
 
-        Raises the :class:`PinfactoryError` the request failed with (anything
-        else is reported as a 500 :class:`PinfactoryError`).
+        ``left()`` tells whether the client has hung up: once the answer is made
+        it is then booked as :class:`ClientGone` (499) with every call's usage and
+        cost, and raised as such. Raises the :class:`PinfactoryError` the request
+        failed with (anything else is reported as a 500 :class:`PinfactoryError`).
         """
         started = time.perf_counter() if started is None else started
         Timeline.begin(started)
@@ -198,6 +205,8 @@ class Pipeline:
                 with stage("verify"):
                     answer = await self.verification.review(answer, self.members)
                 answer.latency_ms = _ms_since(started)
+            if left is not None and left():  # nobody to answer: booked with what it cost
+                raise ClientGone(decision.member, "client hung up before its answer was sent")
             answer = await self.reviews.hold(answer)
         except QuotaQueued as queued:  # the queue policy: a person approves the spend
             return await queue_request(self, request, queued, started)
@@ -225,7 +234,10 @@ class Pipeline:
         return hit
 
     async def stream(
-        self, request: Request, started: float | None = None
+        self,
+        request: Request,
+        started: float | None = None,
+        left: Callable[[], bool] | None = None,
     ) -> AsyncGenerator[Decision | str | Delta | Answer, None]:
         """Yield the :class:`Decision`, text deltas (or chunks the member relays,
         :class:`Delta`), then the recorded :class:`Answer`.
@@ -236,10 +248,11 @@ class Pipeline:
         relayed chunk, ``members.base.replay``). A request a quota holds for
         approval streams its pending notice. A failure mid-stream is recorded
         (with the tokens streamed so far) and raised; a stream the client
-        abandons is recorded as 499 with the tokens it was sent.
+        abandons is recorded as 499 with the tokens it was sent (``left`` as in
+        :meth:`complete`, for the answer a verifying team makes whole).
         """
         if self.verification is not None:
-            answer = await self.complete(request, started)  # records, failures included
+            answer = await self.complete(request, started, left)  # records every outcome
             yield answer.decision
             for replayed in replay(answer.completion):  # tool calls stay tool-call deltas
                 yield replayed

@@ -1,6 +1,9 @@
 """A client that hangs up at any stage of a request: exactly one ledger row for every request
 whose head arrived (none for one that never finished its head), a chain that verifies, and
-a gateway that goes on serving. Raw sockets, since the SDK cannot hang up on purpose."""
+a gateway that goes on serving. A client that left before its answer is booked 499 with the
+usage produced (the member's reported usage for a plain answer, which runs to its end; the
+tokens counted so far for a stream), on SQLite and PostgreSQL. Raw sockets, since the SDK
+cannot hang up on purpose."""
 
 from __future__ import annotations
 
@@ -21,6 +24,9 @@ from pinfactory.ledger.chain import verify_ledger
 from pinfactory.team import parse_team
 from pinfactory.testing.faults import Fault, FaultPlan, FaultUpstream, fault_upstream
 from tests.conftest import ledger_rows
+from tests.ledger.conftest import location, pg_location  # noqa: F401  (fixtures)
+from tests.pipeline.conftest import ledger_where, wait_for_rows
+from tests.pipeline.conftest import rows as rows_at
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +118,9 @@ STAGES: list[tuple[Callable[[socket.socket], None], int]] = [
 ]
 
 
+LEFT_EARLY = (mid_body, waiting_for_an_answer, waiting_for_the_first_token, mid_stream)
+
+
 @pytest.mark.parametrize(("hang_up", "rows"), STAGES, ids=[s.__name__ for s, _ in STAGES])
 def test_a_client_hanging_up_leaves_exactly_one_row(
     served: tuple[str, Path], hang_up: Callable[[socket.socket], None], rows: int
@@ -126,8 +135,8 @@ def test_a_client_hanging_up_leaves_exactly_one_row(
     time.sleep(1.2)  # long enough for a second row to appear, if one would
     found = ledger_rows(ledger)
     assert len(found) == rows
-    if hang_up in (mid_body, mid_stream):  # it left while the gateway was still reading or
-        assert found[0]["status"] == 499  # writing: booked 499 (with the tokens sent so far)
+    if hang_up in LEFT_EARLY:  # it left before its answer was whole: booked 499
+        assert found[0]["status"] == 499
     reply = httpx.post(
         url + "/v1/chat/completions",
         json={"model": "ok", "messages": [{"role": "user", "content": "still there?"}]},
@@ -145,3 +154,46 @@ def test_a_client_hanging_up_leaves_exactly_one_row(
             await ledger_db.close()
 
     assert asyncio.run(intact())
+
+
+PRICED = (
+    "{{name: {}, kind: openai_http, price: {{input_per_mtok: 1000, output_per_mtok: 2000}}, "
+    "settings: {{base_url: '{}', model: m}}}}"
+)
+
+
+@pytest.fixture
+def priced(upstream: FaultUpstream, location: str) -> Iterator[str]:  # noqa: F811
+    text = (
+        "name: priced-hangups\n"
+        "members:\n"
+        f"  - {PRICED.format('slow', upstream.fault_url(Fault.SLOW, label='priced'))}\n"
+        "routing: {kind: rules, fallback: slow}\n"
+        "upstream: {retries: 0}\n"
+        f"ledger: {{{ledger_where(location)}}}\n"
+    )
+    with serve_in_thread(create_app(parse_team(text, "priced.yaml", {}))) as url:
+        yield url
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_a_client_that_leaves_before_its_answer_is_booked_499_with_the_usage(
+    priced: str,
+    location: str,  # noqa: F811
+    stream: bool,
+) -> None:
+    host, port = priced.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(b"".join(request_bytes("slow", stream)))
+        time.sleep(0.3)  # the upstream sleeps a second before it answers
+    (row,) = wait_for_rows(location, 1)
+    assert row["status"] == 499 and row["member"] == "slow"
+    assert "client" in row["error"]
+    if stream:  # closed on its first event: the prompt, and what that event carried
+        assert row["input_tokens"] > 0
+    else:  # the member ran to its end: the upstream's own usage ("echo: hi" is 2 words)
+        assert (row["input_tokens"], row["output_tokens"]) == (5, 2)
+    expected_nusd = (row["input_tokens"] * 1000 + row["output_tokens"] * 2000) * 1000  # n$
+    assert row["cost_nusd"] == expected_nusd > 0
+    time.sleep(0.5)
+    assert len(rows_at(location)) == 1  # and nothing else

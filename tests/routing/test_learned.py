@@ -140,8 +140,14 @@ def test_gumbel_router_learns_and_its_lambda_knob_works(
 
 @pytest.mark.parametrize(
     "router",
-    [QualityRouter(), QualityRouter("knn"), ClassifierRouter("knn"), GumbelRouter(steps=50)],
-    ids=["quality", "quality-knn", "classifier-knn", "gumbel"],
+    [
+        QualityRouter(),
+        QualityRouter("knn"),
+        QualityRouter(view="both"),
+        ClassifierRouter("knn"),
+        GumbelRouter(steps=50),
+    ],
+    ids=["quality", "quality-knn", "quality-both-views", "classifier-knn", "gumbel"],
 )
 def test_save_load_round_trip_gives_identical_decisions(
     router: LearnedRouter, routerbench_train: RoutingTable, tmp_path: Path

@@ -45,6 +45,7 @@ from pinfactory.gateway.completions import (
     completions_body,
     parse_completions,
 )
+from pinfactory.gateway.departure import Departure
 from pinfactory.gateway.embeddings import embeddings_body, parse_embeddings_request
 from pinfactory.gateway.errors import ErrorShape, error_response, http_error, openai_error
 from pinfactory.gateway.feedback import feedback_routes
@@ -88,12 +89,14 @@ T = TypeVar("T")
 @dataclass(frozen=True, slots=True)
 class Intake(Generic[T]):
     """A request past the gateway's checks: what the endpoint parsed, the pipeline
-    request in it, when it arrived (``perf_counter``) and its rate-limit admission."""
+    request in it, when it arrived (``perf_counter``), its rate-limit admission and
+    the ASGI ``receive`` that tells when its client hangs up (its body is read)."""
 
     parsed: T
     request: Request
     started: float
     admission: Admission | None
+    receive: Receive
 
 
 class Gateway:
@@ -274,19 +277,24 @@ class Gateway:
                 correlation_id=correlation or "",
             )  # fmt: skip
             return error_response(exc, request_id, correlation, shape)
-        return Intake(parsed, request, started, admission)
+        return Intake(parsed, request, started, admission, http.receive)
 
     async def answer(
         self, taken: Intake[Any], shape: ErrorShape = openai_error
     ) -> Answer | Response:
-        """The pipeline's recorded answer, or the error response for its recorded failure."""
+        """The pipeline's recorded answer, or the error response for its recorded failure.
+
+        A client that hangs up meanwhile does not stop the member (its call is paid
+        whole): the request is booked 499 with the member's usage and cost."""
         request = taken.request
         answer: Answer | None = None
+        departure = Departure(taken.receive)
         try:
-            answer = await self.ready.complete(request, taken.started)  # records every outcome
-        except PinfactoryError as exc:
+            answer = await self.ready.complete(request, taken.started, lambda: departure.left)
+        except PinfactoryError as exc:  # recorded by the pipeline, a client that left too
             return error_response(exc, request.request_id, request.correlation_id, shape)
         finally:
+            departure.stop()
             await self._done(taken.admission, answer)
         return answer
 
@@ -303,14 +311,21 @@ class Gateway:
         failure after it ends the stream with the writer's error event (never
         ``finish_reason: stop``). The pipeline records either way.
         ``writer_for(member)`` makes the endpoint's :class:`StreamWriter`.
+        A client that hangs up before the first event is booked 499 once it
+        arrives, with the tokens counted so far.
         """
         request, admission = taken.request, taken.admission
-        events = self.ready.stream(request, taken.started)
+        departure = Departure(taken.receive)
+        events = self.ready.stream(request, taken.started, lambda: departure.left)
         correlation = request.correlation_id
         try:
             decision = await anext(events)
             first = await anext(events)
+            if departure.left:  # nobody to write to: the pipeline books 499 as it closes
+                await events.aclose()
+                raise ClientClosedRequest("client hung up before the first byte of its stream")
         except PinfactoryError as exc:
+            departure.stop()
             await self._done(admission, None)
             return error_response(exc, request.request_id, correlation, shape)
         assert isinstance(decision, Decision)
@@ -344,7 +359,7 @@ class Gateway:
         headers = {"x-pinfactory-member": decision.member, "x-request-id": request.request_id}
         if correlation is not None:
             headers["x-correlation-id"] = correlation
-        return EventStream(body, headers)
+        return EventStream(body, headers, departure)
 
     async def _done(self, admission: Admission | None, answer: Answer | None) -> None:
         if admission is not None:

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from pinfactory.errors import PinfactoryError
+from pinfactory.gateway.departure import Departure
 from pinfactory.outcome import Answer
 
 
@@ -53,16 +54,20 @@ class EventStream(Response):
 
     Unlike Starlette's ``StreamingResponse`` (one message per item, then an empty one to
     end), the body decides what goes in each write, so the closing frames and the end of
-    the chunked body leave in one. A client that hangs up cancels ``body`` (a watcher on
-    ``receive``, as Starlette does), so whatever it was streaming can book the loss.
+    the chunked body leave in one. A client that hangs up cancels ``body`` (``departure``,
+    the request's :class:`~pinfactory.gateway.departure.Departure`, watches ``receive``;
+    one is started if none is given), so whatever it was streaming can book the loss.
     """
 
     media_type = "text/event-stream"
 
-    def __init__(self, body: Body, headers: Mapping[str, str]) -> None:
+    def __init__(
+        self, body: Body, headers: Mapping[str, str], departure: Departure | None = None
+    ) -> None:
         self.status_code = 200
         self.background = None
         self.write_body = body
+        self.departure = departure
         self.init_headers(headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -70,25 +75,17 @@ class EventStream(Response):
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         task = asyncio.current_task()
         assert task is not None
-        state = {"done": False, "gone": False}
-
-        async def watch() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            if not state["done"]:
-                state["gone"] = True
-                task.cancel()
+        departure = self.departure or Departure(receive)
+        departure.cancel_on_leave(task)
 
         async def write(data: bytes, more: bool) -> None:
             await send({"type": "http.response.body", "body": data, "more_body": more})
 
-        watcher = asyncio.create_task(watch())
         try:
             await self.write_body(write)
-            state["done"] = True
         except asyncio.CancelledError:
-            if not state["gone"]:
+            if not departure.left:
                 raise
             task.uncancel()  # the client left: the stream ends here, not the server
         finally:
-            watcher.cancel()
+            departure.stop()

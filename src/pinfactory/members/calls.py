@@ -95,7 +95,9 @@ class Tab:
     trail: list[str] = field(default_factory=list)
     """How members made of members got to the answer (a cascade's tiers tried, and why)."""
     streams: list[MemberStream] = field(default_factory=list)
-    """Streams opened for the request, booked or not yet."""
+    """Streams opened for the request and not booked yet (a stream leaves once booked:
+    it holds the tab, so keeping it would make a reference cycle per stream, garbage
+    only the cyclic collector frees)."""
 
     def book(self, call: MemberCall) -> None:
         self.calls.append(call)
@@ -103,7 +105,7 @@ class Tab:
     def abandon(self, code: str = "client_closed_request") -> None:
         """The consumer left: book every stream still open with what it produced. Never
         awaits (it runs while the request is being torn down)."""
-        for stream in self.streams:
+        for stream in tuple(self.streams):  # each leaves the list as it is booked
             stream.abandon(code)
 
 
@@ -188,7 +190,8 @@ class MemberStream:
         self._started = time.perf_counter()
         self._ready = False
         self._events = member.stream(request).__aiter__()
-        self.tab.streams.append(self)
+        if not self.booked:
+            self.tab.streams.append(self)
 
     def __aiter__(self) -> MemberStream:
         return self
@@ -225,7 +228,7 @@ class MemberStream:
             self.parts.append(event.text)
             self._ready = event.more
         elif not self.booked:
-            self.booked = True
+            self._booked()
             self.tab.book(
                 MemberCall(
                     member.name,
@@ -241,7 +244,7 @@ class MemberStream:
     def abandon(self, code: str = "client_closed_request") -> None:
         """Book what was streamed so far, priced as produced; idempotent, never awaits."""
         if not self.booked:
-            self.booked = True
+            self._booked()
             usage = _so_far(self.request, self.parts)
             self.tab.book(
                 MemberCall(
@@ -261,9 +264,13 @@ class MemberStream:
             with contextlib.suppress(PinfactoryError, RuntimeError):  # broken: booked already
                 await aclose()
 
+    def _booked(self) -> None:
+        self.booked = True
+        self.tab.streams.remove(self)
+
     def _book_partial(self, error: PinfactoryError) -> None:
         if not self.booked:
-            self.booked = True
+            self._booked()
             usage = _so_far(self.request, self.parts)
             _book_failed(self.tab, self.member, self.purpose, usage, self._started, error)
 

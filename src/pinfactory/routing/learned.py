@@ -30,6 +30,7 @@ from pinfactory.errors import RoutingError, TeamFileError
 from pinfactory.request import Request
 from pinfactory.routing.base import Decision, MemberTable
 from pinfactory.routing.neighbours import NeighbourIndex
+from pinfactory.routing.prompt_view import VIEWS, View, question
 from pinfactory.routing.table import RoutingTable
 from pinfactory.tiers import RouterContext
 
@@ -57,9 +58,14 @@ class LearnedRouter:
     lam_: float  # set by fit or by the team file, in the routers that weigh cost
     calibration_: tuple[float, float, int]  # held-out (quality, USD a query, prompts) at lam_
 
-    def __init__(self, *, encoder: str = "minilm-static", seed: int = 0) -> None:
+    def __init__(
+        self, *, encoder: str = "minilm-static", seed: int = 0, view: View = "prompt"
+    ) -> None:
+        if view not in VIEWS:
+            raise RoutingError(f"view '{view}'; allowed: {', '.join(VIEWS)}")
         self.encoder = encoder
         self.seed = seed
+        self.view = view
         self.team_members: MemberTable = {}
 
     # -- learning ---------------------------------------------------------------
@@ -95,8 +101,18 @@ class LearnedRouter:
     # -- answering --------------------------------------------------------------
 
     def embed(self, prompts: Sequence[str], *, cache: bool = False) -> Vectors:
+        """(n, dims) float32 rows of unit length: the prompts seen through ``view``
+        (:mod:`pinfactory.routing.prompt_view`); ``both`` doubles the dims."""
         encoder: Encoder = get_encoder(self.encoder)
-        return (CachedEncoder(encoder) if cache else encoder).encode(list(prompts))
+        encode = (CachedEncoder(encoder) if cache else encoder).encode
+        texts = list(prompts)
+        if self.view == "prompt":
+            return encode(texts)
+        questions = encode([question(p) for p in texts])
+        if self.view == "question":
+            return questions
+        pair: Vectors = np.hstack([encode(texts), questions]) / np.float32(np.sqrt(2.0))
+        return pair
 
     def scores(self, prompts: Sequence[str], **knobs: Any) -> Floats:
         """Each member's score for each prompt, shape (n, members)."""
@@ -238,6 +254,7 @@ class LearnedParams(TypedDict, total=False):
 
     encoder: str
     seed: int
+    view: View
 
 
 CostModel = Literal["mean", "neighbours"]
