@@ -16,6 +16,7 @@ from pinfactory.verify.confidence import (
 )
 from pinfactory.verify.grounding import GroundingChecker
 from pinfactory.verify.lexical import LexicalChecker
+from pinfactory.verify.questions import stated_about
 from pinfactory.verify.support import FEATURES, SupportHead
 
 POLICY = [
@@ -98,6 +99,20 @@ def test_a_fragment_answer_is_read_with_its_question(checker: GroundingChecker) 
     right = checker.assess("30 days.", POLICY, question="How long do I have to return an item?")
     wrong = checker.assess("90 days.", POLICY, question="How long do I have to return an item?")
     assert right.label == "supported" and wrong.label != "supported"
+
+
+def test_a_short_answer_stated_about_something_else_is_not_support(
+    checker: GroundingChecker,
+) -> None:
+    asked = "How long do I have to return an item?"
+    other = checker.assess("5 business days.", POLICY, question=asked)  # the refunds' delay
+    assert other.label != "supported"
+    assert "question" in other.claims[0].reason
+    assert other.score < checker.calibrator.answer_threshold  # a gate on confidence holds it
+    assert checker.assess("30 days.", POLICY, question=asked).label == "supported"
+    assert stated_about("When do orders ship?", "2 business days.", POLICY)
+    assert not stated_about("When do refunds arrive?", "2 business days.", POLICY)
+    assert stated_about("Who founded it?", "Pinfactory Supply.", POLICY)  # no number: not held
 
 
 def test_support_for_the_words_but_not_the_question_is_not_support(

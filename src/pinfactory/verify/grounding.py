@@ -52,7 +52,7 @@ from pinfactory.verify.claims import (
 from pinfactory.verify.confidence import Calibrator
 from pinfactory.verify.crossencoder import CrossEncoder
 from pinfactory.verify.lexical import LexicalChecker
-from pinfactory.verify.questions import question_claim
+from pinfactory.verify.questions import question_claim, stated_about
 from pinfactory.verify.report import (
     ClaimCheck,
     ClaimLabel,
@@ -260,6 +260,8 @@ class GroundingChecker:
         off_question = sum(
             not r for r, c in zip(relevance, checks, strict=True) if c.label != "contradicted"
         )
+        if off_question:  # the word-coverage checker's weakest claim is capped as the model's
+            features["lex_min_score"] = min(features["lex_min_score"], CONTRADICTED_CAP)
         return Signals(checks, tuple(skipped), features, off_question=off_question)
 
     def _lexical_features(
@@ -288,14 +290,16 @@ class GroundingChecker:
     def _question_relevance(
         self, question: str, units: list[_Unit], chosen: list[list[int]], sentences: list[str]
     ) -> list[bool]:
-        """Whether the evidence chosen for each claim speaks to the question at all."""
+        """Whether the evidence chosen for each claim speaks to the question at all (for a
+        short answer read with its question: whether its numbers are stated about what the
+        question asks, :func:`~pinfactory.verify.questions.stated_about`)."""
         asked = question.strip().rstrip("?")
         if not asked or not tokens(asked).content:
             return [True] * len(units)
         out = []
         for unit, picked in zip(units, chosen, strict=True):
             if unit.hypothesis != unit.claim.text:  # the question is already in the claim
-                out.append(True)
+                out.append(stated_about(asked, unit.claim.text, sentences))
                 continue
             row = self.model.features(asked, [sentences[i] for i in picked])
             out.append(bool(row[_INDEX["align_weighted"]] >= QUESTION_RELEVANCE))
@@ -325,8 +329,9 @@ class GroundingChecker:
             reason = f"'{', '.join(conflict)}' has the opposite bound there"
         elif rule == "negation":
             reason = "negation: the passage says the opposite of the claim"
-        elif not relevant:
-            label, reason = "unsupported", "the passage does not answer the question asked"
+        elif not relevant:  # support for the words, about something else: no support
+            label, p = "unsupported", min(p, CONTRADICTED_CAP)
+            reason = "the passage does not answer the question asked"
         elif p >= self.claim_threshold:
             label, reason = "supported", f"supported (p={p:.2f})"
         else:
@@ -399,7 +404,9 @@ class GroundingChecker:
         return GroundingReport(score, label, checks, signals.features, signals.skipped)
 
 
-CONTRADICTED_CAP = 0.1  # a claim a rule contradicts scores at most this
+CONTRADICTED_CAP = 0.1
+"""What a claim scores at most when a rule contradicts it or its evidence does not answer
+the question (so the answer's calibrated confidence falls with its label)."""
 Rule = Literal["quantity", "bound", "negation"]
 
 
