@@ -13,6 +13,14 @@ alternates LiteLLM and pinfactory N times, so a neighbour's burst of load cannot
 favour one side. pinfactory runs with its reliability features on: retries, a
 circuit breaker per member and a rate limit per key counted on every request.
 
+``--floor`` adds, in every round, a bare ASGI relay on the same server stack
+(``bench/relay_floor.py``: uvicorn + httptools + uvloop, the same aiohttp client,
+nothing but forwarding): its added latency is the floor of any gateway built on this
+stack on this machine, and pinfactory's distance above it is what pinfactory itself
+costs. Each round's order alternates (LiteLLM, floor, pinfactory; then the reverse),
+and every row carries its round's ratios to LiteLLM (throughput, and server CPU per
+request, which a neighbour's burst of load moves less).
+
 - Latency: one client sends sequential requests over one keep-alive
   connection (a raw HTTP/1.1 client on a blocking socket, so the client adds
   next to nothing); "added" is the gateway's p50/p99 minus the upstream's.
@@ -23,7 +31,7 @@ circuit breaker per member and a rate limit per key counted on every request.
 Prints a table and writes ``bench/results/gateway_overhead.json``.
 
     python bench/gateway_overhead.py [--configs 1:full,1:group,2:full,2:group]
-        [--with-litellm [PATH]] [--rounds 3] [--baseline OTHER_CHECKOUT/src]
+        [--with-litellm [PATH]] [--rounds 3] [--baseline OTHER_CHECKOUT/src] [--floor]
 """
 
 from __future__ import annotations
@@ -551,6 +559,21 @@ def litellm_versions(script: str) -> dict[str, str]:
     return dict(json.loads(out.stdout)) if out.returncode == 0 else {}
 
 
+def floor(up_port: int, folder: Path, args: argparse.Namespace) -> Any:
+    """The bare relay (``bench/relay_floor.py``) under ``pinfactory serve``'s uvicorn settings."""
+    port = free_port()
+    serve = [
+        sys.executable, "-m", "uvicorn", "--app-dir", str(ROOT / "bench"), "--factory",
+        "relay_floor:create_app", "--host", "127.0.0.1", "--port", str(port),
+        "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",
+        "--no-access-log", "--no-proxy-headers",
+    ]  # fmt: skip
+    env = dict(python_env(), RELAY_UPSTREAM=f"http://127.0.0.1:{up_port}")
+    with process(serve, port, env) as pid:
+        print("floor (bare relay):")
+        return measure(Target("floor", port, "instant"), args, folder, pid)
+
+
 def litellm(workers: int, up_port: int, folder: Path, args: argparse.Namespace) -> Any:
     port = free_port()
     cmd = [args.with_litellm, "--config", str(litellm_config(folder, up_port))]
@@ -575,43 +598,64 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print("instant upstream, direct:")
         direct = measure(Target("upstream", up_port, "instant"), args, folder, pid)
         rows.append({"target": "upstream", "workers": 1, "durability": None, **direct})
-        for turn in range(1, args.rounds + 1):  # LiteLLM, then ours, alternating
+        for turn in range(1, args.rounds + 1):  # the order alternates round by round
             print(f"round {turn} of {args.rounds}", flush=True)
             theirs: dict[int, dict[str, Any]] = {}
-            if args.with_litellm:
-                for workers in sorted({c.workers for c in configs}):
+            steps = ["litellm", "floor", *configs]
+            for step in steps if turn % 2 == 1 else steps[::-1]:
+                if step == "litellm" and args.with_litellm:
+                    for workers in sorted({c.workers for c in configs}):
+                        try:
+                            theirs[workers] = litellm(workers, up_port, folder, args)
+                        except (RuntimeError, subprocess.SubprocessError) as exc:
+                            failures.append(f"round {turn}: litellm {workers}w: {exc}")
+                            print(f"  {failures[-1]}", flush=True)
+                            continue
+                        rows.append({"target": "litellm", "workers": workers, "durability": None})
+                        rows[-1].update(round=turn, **theirs[workers])
+                elif step == "floor" and args.floor:
                     try:
-                        theirs[workers] = litellm(workers, up_port, folder, args)
+                        relayed = floor(up_port, folder, args)
                     except (RuntimeError, subprocess.SubprocessError) as exc:
-                        failures.append(f"round {turn}: litellm {workers}w: {exc}")
+                        failures.append(f"round {turn}: floor: {exc}")
                         print(f"  {failures[-1]}", flush=True)
                         continue
-                    rows.append({"target": "litellm", "workers": workers, "durability": None})
-                    rows[-1].update(round=turn, **theirs[workers])
-            for config in configs:
-                try:
-                    if args.baseline:  # just before the same configuration of this checkout
-                        base = gateway(config, up_port, folder, args, args.baseline.resolve())
-                        rows.append({"target": "baseline", "workers": config.workers, **base})
-                        rows[-1].update(durability=config.durability, round=turn)
-                    ours = gateway(config, up_port, folder, args)
-                except (RuntimeError, subprocess.SubprocessError) as exc:
-                    failures.append(f"round {turn}: {config.label}: {exc}")
-                    print(f"  {failures[-1]}", flush=True)
-                    continue
-                row = {"target": "pinfactory", "workers": config.workers, "round": turn}
-                row.update(durability=config.durability, **ours)
-                if config.workers in theirs:
-                    rps = theirs[config.workers]["throughput"]["requests_per_s"]
-                    row["ratio_vs_litellm"] = round(ours["throughput"]["requests_per_s"] / rps, 1)
-                    cpu = theirs[config.workers]["throughput"].get("server_cpu_ms_per_request")
-                    mine = ours["throughput"].get("server_cpu_ms_per_request")
-                    if cpu and mine:
-                        row["cpu_ratio_vs_litellm"] = round(cpu / mine, 1)
-                rows.append(row)
+                    rows.append({"target": "floor", "workers": 1, "durability": None})
+                    rows[-1].update(round=turn, **relayed)
+                elif isinstance(step, Config):
+                    config = step
+                    try:
+                        if args.baseline:  # just before the same configuration of this checkout
+                            base = gateway(config, up_port, folder, args, args.baseline.resolve())
+                            rows.append({"target": "baseline", "workers": config.workers, **base})
+                            rows[-1].update(durability=config.durability, round=turn)
+                        ours = gateway(config, up_port, folder, args)
+                    except (RuntimeError, subprocess.SubprocessError) as exc:
+                        failures.append(f"round {turn}: {config.label}: {exc}")
+                        print(f"  {failures[-1]}", flush=True)
+                        continue
+                    row = {"target": "pinfactory", "workers": config.workers, "round": turn}
+                    row.update(durability=config.durability, **ours)
+                    rows.append(row)
+            for row in rows:  # this round's ratios, once LiteLLM's figures are in
+                if row.get("round") == turn and row["target"] != "litellm":
+                    compare(row, theirs.get(row["workers"]))
             write(args.out, report(args, rows, direct, failures))
     shutil.rmtree(folder, ignore_errors=True)
     return report(args, rows, direct, failures)
+
+
+def compare(row: dict[str, Any], theirs: dict[str, Any] | None) -> None:
+    """Put the round's ratios to LiteLLM (same workers) on ``row``: throughput, and
+    LiteLLM's server CPU per request over ``row``'s."""
+    if theirs is None:
+        return
+    rps = theirs["throughput"]["requests_per_s"]
+    row["ratio_vs_litellm"] = round(row["throughput"]["requests_per_s"] / rps, 1)
+    cpu = theirs["throughput"].get("server_cpu_ms_per_request")
+    mine = row["throughput"].get("server_cpu_ms_per_request")
+    if cpu and mine:
+        row["cpu_ratio_vs_litellm"] = round(cpu / mine, 1)
 
 
 def report(
@@ -639,6 +683,7 @@ def report(
             "seconds": args.seconds,
             "baseline": str(args.baseline) if args.baseline else None,
             "rounds": args.rounds,
+            "floor": bool(args.floor),
             "reliability": "retries 2, a breaker per member, a rate limit per key (rpm, tpm, "
             "concurrent) counted on every request",
         },
@@ -732,8 +777,14 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             entry["cpu_ratio_vs_litellm_median"] = (
                 statistics.median(cpu_ratios) if cpu_ratios else None
             )
+            entry["cpu_ratio_vs_litellm_min"] = min(cpu_ratios) if cpu_ratios else None
+            entry["cpu_ratio_vs_litellm_each"] = cpu_ratios
         summary.append(entry)
     return summary
+
+
+def _times(ratio: float | None) -> str:
+    return f"{ratio:.1f}x" if ratio is not None else "-"
 
 
 def show_summary(report: dict[str, Any]) -> None:
@@ -741,6 +792,7 @@ def show_summary(report: dict[str, Any]) -> None:
     print(
         f"{'target':<12}{'workers':>8}{'ledger':>8}{'added p50':>11}{'added p99':>11}"
         f"{'req/s':>10}{'x litellm':>11}{'(worst)':>9}{'cpu/req':>11}{'req/s/core':>12}"
+        f"{'cpu x litellm':>15}{'(worst)':>9}"
     )
     for e in report["summary"]:
         ratio, worst = e.get("ratio_vs_litellm_median"), e.get("ratio_vs_litellm_min")
@@ -752,6 +804,8 @@ def show_summary(report: dict[str, Any]) -> None:
             f"{f'{worst:.1f}x' if worst is not None else '-':>9}"
             f"{f'{cpu:.3f} ms' if cpu is not None else '-':>11}"
             f"{f'{core:.0f}' if core is not None else '-':>12}"
+            f"{_times(e.get('cpu_ratio_vs_litellm_median')):>15}"
+            f"{_times(e.get('cpu_ratio_vs_litellm_min')):>9}"
         )
     print(
         f"req/s/core: 1000 / server CPU ms per request; the compiled gateways publish "
@@ -829,6 +883,11 @@ def main() -> None:
         action="store_true",
         help="also time tool-calling and streaming bodies against the plain one "
         "(bench/overhead_bodies.py)",
+    )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also serve a bare ASGI relay on the same stack each round (bench/relay_floor.py)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "gateway_overhead.json")
     args = parser.parse_args()

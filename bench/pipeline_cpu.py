@@ -1,15 +1,27 @@
 """CPU per request of the request path itself (pipeline, outcome, ledger), this code
-against another checkout's, in one run.
+against another checkout's, in one run, robust to a shared machine's load.
 
-Each sample is a fresh process that opens a one-member team (the calculator, SQLite
-ledger with the audit chain, metrics on), answers ``--warmup`` requests, then times
-``--requests`` calls of ``Pipeline.complete`` with ``time.process_time`` (the main
-thread and the ledger's writer thread). No HTTP: what the gateway's HTTP layer adds is
-``bench/gateway_overhead.py``'s. Sides alternate ``--rounds`` times so that a burst of
-load on a shared machine cannot favour one; the minimum and the median are reported.
+Each side is one long-lived process that opens a one-member team (the calculator,
+SQLite ledger with the audit chain, metrics on) and answers ``--warmup`` requests.
+Then, ``--rounds`` times, every side in turn (the order alternates: A B, then B A)
+answers a batch of ``--requests`` calls of ``Pipeline.complete``, timed with
+``getrusage`` (every thread of the process: the main thread and the ledger's writer;
+user and system time apart: the system time of a ``full`` ledger's fsyncs moves with the
+neighbours' disk traffic). A burst of load from a neighbour lands on one or two adjacent batches, so
+besides each side's minimum and median over batches, the figure that compares is the
+median over rounds of the per-round ratio ``side / baseline`` (with its quartiles).
+No HTTP: what the gateway's HTTP layer adds is ``bench/gateway_overhead.py``'s.
 
-    python bench/pipeline_cpu.py --baseline OLD_CHECKOUT/src [--rounds 5]
-        [--requests 2000] [--durability full]
+``--variant NAME`` adds a side running this code with one suspect taken out, to
+measure it on its own in the same alternation (bench-only changes, made by the
+sample process after the ledger opens):
+
+- ``no-requests-request``: without the ``requests(request_id)`` index (lookups by id);
+- ``no-audit-labels``: without the partial ``audit_labels`` index (the label scan's);
+- ``no-new-indexes``: without both (the old path's indexes only).
+
+    python bench/pipeline_cpu.py --baseline OLD_CHECKOUT/src [--rounds 30]
+        [--requests 500] [--durability full] [--variant no-new-indexes ...]
 
 Prints a table and writes ``bench/results/pipeline_cpu.json``.
 """
@@ -24,7 +36,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import Progress
@@ -33,14 +47,20 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 
+DROPS = {
+    "no-requests-request": ("requests_request",),
+    "no-audit-labels": ("audit_labels",),
+    "no-new-indexes": ("audit_labels", "requests_request"),
+}
+
 SAMPLE = """
-import asyncio, json, sys, tempfile, time
+import asyncio, json, resource, sqlite3, sys, tempfile
 from pathlib import Path
 from pinfactory.pipeline import open_pipeline
 from pinfactory.request import Request
 from pinfactory.team import parse_team
 
-requests, warmup, durability = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+warmup, durability, drops = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
 ledger = Path(tempfile.mkdtemp()) / "ledger.db"
 team = parse_team(
     "name: cpu\\n"
@@ -54,64 +74,150 @@ team = parse_team(
 
 async def main() -> None:
     async with open_pipeline(team) as pipeline:
+        if drops:
+            with sqlite3.connect(ledger) as db:
+                for index in drops:
+                    db.execute(f"DROP INDEX IF EXISTS {index}")
         for _ in range(warmup):
             await pipeline.complete(Request.from_text("2 + 2"))
-        started = time.process_time()
-        for _ in range(requests):
-            await pipeline.complete(Request.from_text("2 + 2"))
-        spent = time.process_time() - started
-    print(json.dumps({"cpu_ms_per_request": spent / requests * 1000}))
+        print("ready", flush=True)
+        for line in sys.stdin:
+            count = int(line)
+            if count == 0:
+                break
+            before = resource.getrusage(resource.RUSAGE_SELF)
+            for _ in range(count):
+                await pipeline.complete(Request.from_text("2 + 2"))
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+            print(json.dumps({"user_ms": user / count * 1000, "system_ms": system / count * 1000}),
+                  flush=True)
 
 
 asyncio.run(main())
 """
 
 
-def sample(src: Path, requests: int, warmup: int, durability: str) -> float:
-    env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": "1"}
-    with tempfile.TemporaryDirectory() as folder:
-        done = subprocess.run(
-            [sys.executable, "-c", SAMPLE, str(requests), str(warmup), durability],
-            env=env,
-            cwd=folder,
-            capture_output=True,
+@dataclass
+class Side:
+    """One long-lived sample process: a checkout's ``src`` and the indexes it drops."""
+
+    name: str
+    src: Path
+    drops: tuple[str, ...] = ()
+    process: subprocess.Popen[str] | None = None
+
+    def start(self, warmup: int, durability: str, folder: str) -> None:
+        env = {**os.environ, "PYTHONPATH": str(self.src), "OMP_NUM_THREADS": "1"}
+        command = [sys.executable, "-c", SAMPLE, str(warmup), durability, *self.drops]
+        self.process = subprocess.Popen(
+            command, env=env, cwd=folder, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             text=True,
-            check=True,
-        )
-    return float(json.loads(done.stdout.strip().splitlines()[-1])["cpu_ms_per_request"])
+        )  # fmt: skip
+        assert self._line() == "ready", f"{self.name} did not start"
+
+    def batch(self, requests: int) -> tuple[float, float]:
+        """User and system CPU milliseconds per request over one batch of ``requests``."""
+        assert self.process is not None and self.process.stdin is not None
+        self.process.stdin.write(f"{requests}\n")
+        self.process.stdin.flush()
+        found = json.loads(self._line())
+        return float(found["user_ms"]), float(found["system_ms"])
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.stdin is not None:
+            self.process.stdin.write("0\n")
+            self.process.stdin.close()
+            self.process.wait(timeout=30)
+
+    def _line(self) -> str:
+        assert self.process is not None and self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"side {self.name} ended early (exit {self.process.wait()})")
+        return line.strip()
+
+
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    if len(values) < 2:
+        return values[0], values[0], values[0]
+    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q2, q3
+
+
+def summary(found: dict[str, list[tuple[float, float]]]) -> list[dict[str, Any]]:
+    """Per side: min and median CPU per request (user + system, and user alone), and the
+    per-round ratios to the baseline's (median and quartiles)."""
+    base = found["baseline"]
+    rows = []
+    for name, batches in found.items():
+        total = [u + s for u, s in batches]
+        user = [u for u, _ in batches]
+        row: dict[str, Any] = {
+            "side": name,
+            "min_ms": round(min(total), 4),
+            "median_ms": round(statistics.median(total), 4),
+            "user_min_ms": round(min(user), 4),
+            "user_median_ms": round(statistics.median(user), 4),
+        }
+        for label, pick in (("", _total), ("user_", _user)):
+            ratios = [pick(b) / pick(o) for b, o in zip(batches, base, strict=True)]
+            q1, median, q3 = quartiles(ratios)
+            row[f"{label}ratio_to_baseline_median"] = round(median, 4)
+            row[f"{label}ratio_to_baseline_quartiles"] = [round(q1, 4), round(q3, 4)]
+        row["samples_ms"] = [[round(u, 4), round(s, 4)] for u, s in batches]
+        rows.append(row)
+    return rows
+
+
+def _total(batch: tuple[float, float]) -> float:
+    return batch[0] + batch[1]
+
+
+def _user(batch: tuple[float, float]) -> float:
+    return batch[0]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", type=Path, required=True, help="another checkout's src/")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--requests", type=int, default=500, help="requests per batch")
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--durability", choices=["full", "group"], default="full")
+    parser.add_argument("--variant", action="append", choices=sorted(DROPS), default=[])
     parser.add_argument("--out", type=Path, default=RESULTS / "pipeline_cpu.json")
     args = parser.parse_args()
-    sides = {"baseline": args.baseline.resolve(), "this": ROOT / "src"}
-    found: dict[str, list[float]] = {name: [] for name in sides}
-    with Progress(transient=True) as progress:
-        task = progress.add_task("samples", total=args.rounds * len(sides))
-        for _ in range(args.rounds):
-            for name, src in sides.items():
-                found[name].append(sample(src, args.requests, args.warmup, args.durability))
-                progress.advance(task)
+    sides = [Side("baseline", args.baseline.resolve()), Side("this", ROOT / "src")]
+    sides += [Side(name, ROOT / "src", DROPS[name]) for name in args.variant]
+    found: dict[str, list[tuple[float, float]]] = {side.name: [] for side in sides}
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            for side in sides:
+                side.start(args.warmup, args.durability, folder)
+            with Progress(transient=True) as progress:
+                task = progress.add_task("rounds", total=args.rounds)
+                for round_ in range(args.rounds):
+                    for side in sides if round_ % 2 == 0 else sides[::-1]:
+                        found[side.name].append(side.batch(args.requests))
+                    progress.advance(task)
+        finally:
+            for side in sides:
+                side.stop()
+    rows = summary(found)
     table = Table(title=f"CPU per request, ms (durability {args.durability})")
-    for column in ("side", "min", "median", "samples"):
+    for column in ("side", "min", "median", "x baseline (quartiles)", "user: median",
+                   "x baseline (quartiles)"):  # fmt: skip
         table.add_column(column)
-    rows = []
-    for name, values in found.items():
-        row = {
-            "side": name,
-            "min_ms": round(min(values), 4),
-            "median_ms": round(statistics.median(values), 4),
-            "samples_ms": [round(v, 4) for v in values],
-        }
-        rows.append(row)
-        table.add_row(name, f"{row['min_ms']:.3f}", f"{row['median_ms']:.3f}",
-                      ", ".join(f"{v:.3f}" for v in values))  # fmt: skip
+    for row in rows:
+        q1, q3 = row["ratio_to_baseline_quartiles"]
+        u1, u3 = row["user_ratio_to_baseline_quartiles"]
+        table.add_row(
+            row["side"], f"{row['min_ms']:.3f}", f"{row['median_ms']:.3f}",
+            f"{row['ratio_to_baseline_median']:.3f} ({q1:.3f}-{q3:.3f})",
+            f"{row['user_median_ms']:.3f}",
+            f"{row['user_ratio_to_baseline_median']:.3f} ({u1:.3f}-{u3:.3f})",
+        )  # fmt: skip
     Console().print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(

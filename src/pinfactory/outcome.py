@@ -174,12 +174,16 @@ class Booked:
     @property
     def cost_usd(self) -> Decimal:
         """What the request cost: every member call made for it, in USD."""
-        return sum((c.cost_usd for c in self.calls), Decimal(0))
+        calls = self.calls
+        if len(calls) == 1:  # most requests: read several times per request, so kept cheap
+            return calls[0].cost_usd
+        return sum((c.cost_usd for c in calls), Decimal(0))
 
     @property
     def usage(self) -> Usage:
         """Tokens of every member call made for the request."""
-        return total_usage(self.calls)
+        calls = self.calls
+        return calls[0].usage if len(calls) == 1 else total_usage(calls)
 
 
 @dataclass(slots=True)

@@ -10,11 +10,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from pinfactory.feedback import LABEL_KINDS as FEEDBACK_LABELS
 from pinfactory.feedback import feedback_event, labelled_outcomes
 from pinfactory.ledger import Feedback, LedgerEntry, open_ledger
 from pinfactory.ledger.base import AuditEvent
 from pinfactory.ledger.chain import verify_ledger
-from pinfactory.ledger.store import schema
+from pinfactory.ledger.sqlite import SQLITE
+from pinfactory.ledger.store import LABEL_KINDS, LABELS_TERM, schema
 
 
 def entry(request_id: str, unit: str) -> LedgerEntry:
@@ -79,3 +81,30 @@ def test_a_postgres_ledger_from_before_gains_the_feedback_table(pg_location: str
                 conn.execute(statement.encode())
         assert conn.execute("SELECT to_regclass('feedback')").fetchone() == (None,)
     asyncio.run(exercise(pg_location))
+
+
+def test_the_label_scan_reads_a_partial_index_that_ordinary_entries_skip(tmp_path: Path) -> None:
+    """Labels are found through ``audit_labels``, which holds label entries only; a ledger
+    made with the older ``audit(kind, seq)`` index (updated by every entry) loses it."""
+    path = tmp_path / "ledger.db"
+    db = sqlite3.connect(path)
+    db.executescript(SQLITE.schema.replace("DROP INDEX IF EXISTS audit_kind;", ""))
+    db.execute("CREATE INDEX audit_kind ON audit(kind, seq)")
+    db.close()
+    asyncio.run(exercise(str(path)))  # opening it again runs the schema
+    db = sqlite3.connect(path)
+    try:
+        indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        assert "audit_labels" in indexes and "audit_kind" not in indexes
+        held = db.execute("SELECT COUNT(*) FROM audit INDEXED BY audit_labels WHERE "
+                          + LABELS_TERM).fetchone()[0]  # fmt: skip
+        everything = db.execute("SELECT COUNT(*) FROM audit").fetchone()[0]
+        assert held == 2 < everything  # the two feedback entries, not the decision's
+        scan = (
+            "EXPLAIN QUERY PLAN SELECT seq FROM audit WHERE seq > 0 AND kind IN ('feedback') "
+            f"AND {LABELS_TERM} ORDER BY seq LIMIT 10"
+        )
+        assert "audit_labels" in str(db.execute(scan).fetchall())
+    finally:
+        db.close()
+    assert set(FEEDBACK_LABELS) <= set(LABEL_KINDS)  # every kind the export scans is indexed

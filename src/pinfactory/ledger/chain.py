@@ -60,12 +60,51 @@ _PLAIN = frozenset({str, int, bool, type(None)})
 
 
 def jsonable(value: Any) -> Any:
-    """Plain JSON data from what pipeline stages carry: dataclasses, pydantic, Decimal..."""
+    """Plain JSON data from what pipeline stages carry: dataclasses, pydantic, Decimal...
+
+    orjson walks the value in C, asking :func:`_one_level` only about what it does not
+    take itself (dataclasses, so that a ``to_json`` is preferred as below, Decimal,
+    datetimes, sets, pydantic models); what it refuses outright (a key that is not a
+    string, an integer past 64 bits) goes through :func:`_jsonable`, which gives the same
+    data for everything else and is the reference for what the result is.
+    """
+    try:
+        return orjson.loads(orjson.dumps(value, default=_one_level, option=_ASK))
+    except TypeError:
+        return _jsonable(value)
+
+
+_ASK = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+
+
+def _one_level(value: Any) -> Any:
+    """``value`` one level nearer JSON, as :func:`_jsonable` converts it (orjson goes on)."""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, list | tuple | set | frozenset):
+        return list(value)
+    to_json = getattr(value, "to_json", None)
+    if callable(to_json):
+        return to_json()
+    model_dump = getattr(value, "model_dump", None)
+    if callable(model_dump):
+        return model_dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if hasattr(value, "items"):
+        return dict(value.items())
+    return str(value)
+
+
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
+def _jsonable(value: Any) -> Any:
     kind = type(value)
     if kind in _PLAIN:  # exact types first: most of an audit payload, at one lookup each
         return value
     if kind is dict:
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {str(k): _jsonable(v) for k, v in value.items()}
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
@@ -73,21 +112,21 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, Decimal):
         return format(value, "f")
     if isinstance(value, enum.Enum):
-        return jsonable(value.value)
+        return _jsonable(value.value)
     if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
-        return [jsonable(v) for v in value]
+        return [_jsonable(v) for v in value]
     to_json = getattr(value, "to_json", None)
     if callable(to_json):
-        return jsonable(to_json())
+        return _jsonable(to_json())
     model_dump = getattr(value, "model_dump", None)
     if callable(model_dump):
-        return jsonable(model_dump(mode="json"))
+        return _jsonable(model_dump(mode="json"))
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if hasattr(value, "items"):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {str(k): _jsonable(v) for k, v in value.items()}
     return str(value)
 
 
