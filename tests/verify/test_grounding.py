@@ -113,6 +113,10 @@ def test_a_short_answer_stated_about_something_else_is_not_support(
     assert stated_about("When do orders ship?", "2 business days.", POLICY)
     assert not stated_about("When do refunds arrive?", "2 business days.", POLICY)
     assert stated_about("Who founded it?", "Pinfactory Supply.", POLICY)  # no number: not held
+    warranty = ["The warranty is two years."]  # the answer may restate what was asked
+    assert stated_about("How long is the warranty?", "The warranty is two years.", warranty)
+    calibrator = Calibrator.load()
+    assert calibrator.predict({"claims": 2.0}) == 0.5  # checked against no evidence: unmeasured
 
 
 def test_support_for_the_words_but_not_the_question_is_not_support(

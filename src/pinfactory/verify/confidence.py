@@ -99,8 +99,10 @@ class Calibrator:
         return self
 
     def predict(self, row: Mapping[str, float]) -> float:
-        """Probability in [0, 1]; an answer with no claims to check gets 0.5."""
-        if not row or row.get("claims", 1.0) == 0:
+        """Probability in [0, 1]; an answer with no claims to check, or a row with none of
+        the calibration's inputs (claims checked against no evidence), gets 0.5: nothing
+        was measured."""
+        if not row or row.get("claims", 1.0) == 0 or not any(f in row for f in self.features):
             return 0.5
         z = self.intercept_ + sum(
             w * float(row.get(f, 0.0)) for w, f in zip(self.coef_, self.features, strict=True)

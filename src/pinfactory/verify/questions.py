@@ -79,12 +79,12 @@ def stated_about(question: str, answer: str, sentences: Sequence[str]) -> bool:
     "10 business days." to "What is the cut-off time for same-day dispatch?" reads as
     supported by a passage that gives 10 business days for refunds: the words are there,
     about something else. When some evidence sentence states every number of ``answer``,
-    one of them must also hold a content word of ``question`` that the answer does not
-    (here: "dispatch"); an answer without numbers, or whose numbers no sentence states
-    (the model and the quantity rules judge those), is not held to this.
+    one of them must also hold a content word of ``question`` (here: "dispatch"); an answer
+    without numbers, or whose numbers no sentence states (the model and the quantity rules
+    judge those), is not held to this.
     """
     said = tokens(answer)
-    focus = tokens(question).content - said.content
+    focus = tokens(question).content
     if not said.numbers or not focus:
         return True
     stating = [seen for seen in map(tokens, sentences) if said.numbers <= seen.numbers]
