@@ -10,7 +10,10 @@ user and system time apart: the system time of a ``full`` ledger's fsyncs moves 
 neighbours' disk traffic). A burst of load from a neighbour lands on one or two adjacent batches, so
 besides each side's minimum and median over batches, the figure that compares is the
 median over rounds of the per-round ratio ``side / baseline`` (with its quartiles).
-No HTTP: what the gateway's HTTP layer adds is ``bench/gateway_overhead.py``'s.
+Last, each side answers ``--traced`` requests under ``sys.settrace`` and reports the
+Python lines it executed per request (every thread): a count of work that no load moves,
+beside the times that it does. No HTTP: what the gateway's HTTP layer adds is
+``bench/gateway_overhead.py``'s.
 
 ``--variant NAME`` adds a side running this code with one suspect taken out, to
 measure it on its own in the same alternation (bench-only changes, made by the
@@ -54,7 +57,7 @@ DROPS = {
 }
 
 SAMPLE = """
-import asyncio, json, resource, sqlite3, sys, tempfile
+import asyncio, json, resource, sqlite3, sys, tempfile, threading
 from pathlib import Path
 from pinfactory.pipeline import open_pipeline
 from pinfactory.request import Request
@@ -72,6 +75,29 @@ team = parse_team(
 )
 
 
+async def lines(pipeline, count: int) -> float:
+    # Python lines executed per request, every thread: a count no neighbour's load moves
+    seen = [0]
+
+    def local(frame, event, arg):
+        if event == "line":
+            seen[0] += 1
+        return local
+
+    def tracer(frame, event, arg):
+        return local if event == "call" else None
+
+    sys.settrace(tracer)
+    threading.settrace(tracer)
+    try:
+        for _ in range(count):
+            await pipeline.complete(Request.from_text("2 + 2"))
+    finally:
+        sys.settrace(None)
+        threading.settrace(None)
+    return seen[0] / count
+
+
 async def main() -> None:
     async with open_pipeline(team) as pipeline:
         if drops:
@@ -82,6 +108,10 @@ async def main() -> None:
             await pipeline.complete(Request.from_text("2 + 2"))
         print("ready", flush=True)
         for line in sys.stdin:
+            if line.startswith("lines"):
+                print(json.dumps({"lines": await lines(pipeline, int(line.split()[1]))}),
+                      flush=True)
+                continue
             count = int(line)
             if count == 0:
                 break
@@ -123,6 +153,13 @@ class Side:
         self.process.stdin.flush()
         found = json.loads(self._line())
         return float(found["user_ms"]), float(found["system_ms"])
+
+    def lines(self, requests: int) -> float:
+        """Python lines executed per request, over ``requests`` traced requests."""
+        assert self.process is not None and self.process.stdin is not None
+        self.process.stdin.write(f"lines {requests}\n")
+        self.process.stdin.flush()
+        return float(json.loads(self._line())["lines"])
 
     def stop(self) -> None:
         if self.process is not None and self.process.stdin is not None:
@@ -186,6 +223,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--durability", choices=["full", "group"], default="full")
     parser.add_argument("--variant", action="append", choices=sorted(DROPS), default=[])
+    parser.add_argument(
+        "--traced", type=int, default=200, help="requests traced to count Python lines each"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "pipeline_cpu.json")
     args = parser.parse_args()
     sides = [Side("baseline", args.baseline.resolve()), Side("this", ROOT / "src")]
@@ -201,13 +241,16 @@ def main() -> None:
                     for side in sides if round_ % 2 == 0 else sides[::-1]:
                         found[side.name].append(side.batch(args.requests))
                     progress.advance(task)
+            traced = {side.name: side.lines(args.traced) for side in sides}
         finally:
             for side in sides:
                 side.stop()
     rows = summary(found)
+    for row in rows:
+        row["python_lines_per_request"] = round(traced[row["side"]], 1)
     table = Table(title=f"CPU per request, ms (durability {args.durability})")
     for column in ("side", "min", "median", "x baseline (quartiles)", "user: median",
-                   "x baseline (quartiles)"):  # fmt: skip
+                   "x baseline (quartiles)", "Python lines"):  # fmt: skip
         table.add_column(column)
     for row in rows:
         q1, q3 = row["ratio_to_baseline_quartiles"]
@@ -217,6 +260,7 @@ def main() -> None:
             f"{row['ratio_to_baseline_median']:.3f} ({q1:.3f}-{q3:.3f})",
             f"{row['user_median_ms']:.3f}",
             f"{row['user_ratio_to_baseline_median']:.3f} ({u1:.3f}-{u3:.3f})",
+            f"{row['python_lines_per_request']:.0f}",
         )  # fmt: skip
     Console().print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)

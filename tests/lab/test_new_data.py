@@ -83,6 +83,12 @@ def test_best_single_is_fitted_on_the_whole_split_at_every_size(
     }
     assert by_size["2"]["accuracy"] == by_size["all"]["accuracy"]
     assert by_size["2"]["train_rows"] < by_size["all"]["train_rows"]
+    # through the grid, where one fit serves every size: each row keeps its own size and rows
+    rows = pd.read_csv(run_grid(grid, tmp_path / "out").results)
+    single = rows[rows["router"] == "best_single"].set_index("train_size")
+    assert sorted(single.index) == ["2", "all"]
+    assert single.loc["2", "train_rows"] < single.loc["all", "train_rows"]
+    assert single.loc["2", "accuracy"] == single.loc["all", "accuracy"]
 
 
 def test_a_log_path_is_relative_to_the_grid_file_like_rules(
@@ -150,6 +156,7 @@ def test_router_fit_reads_the_generic_log_and_its_split(maths: Path, tmp_path: P
     assert '"prompts": ' + str(len(datasets.load("log", Path("/"), path=str(maths)).test)) in (
         evaluated.output
     )
+    assert '"split": "test"' in evaluated.output
 
 
 def test_router_fit_cost_model_is_saved_or_refused(maths: Path, tmp_path: Path) -> None:
@@ -216,3 +223,40 @@ def test_gumbel_uses_every_specialist_and_the_strong_model_at_lambda_zero(
     rows = np.arange(len(two.test))
     weak_quality = two.test.quality[:, 1 - strong].mean()
     assert two.test.quality[rows, at_zero].mean() > weak_quality
+
+
+def test_a_rules_row_runs_only_on_the_datasets_whose_members_it_names(
+    intents18: Path, maths: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "rules.yaml").write_text(
+        "fallback: spec00\nrules:\n  - {name: hi, when: {keywords: [hello]}, route: spec01}\n"
+    )
+
+    def grid(row: str) -> Path:
+        path = tmp_path / "grid.yaml"
+        path.write_text(
+            "name: two\ndatasets:\n"
+            f"  - {{name: intents, loader: log, options: {{path: {intents18}}}}}\n"
+            f"  - {{name: maths, loader: log, options: {{path: {maths}}}}}\n"
+            f"routers:\n  - {{name: random}}\n  - {row}\n"
+        )
+        return path
+
+    out = tmp_path / "out"
+    everywhere = grid("{name: rules, rules: rules.yaml}")
+    result = CliRunner().invoke(app, ["lab", "run", str(everywhere), "--out", str(out)])
+    assert result.exit_code == 1
+    output = " ".join(result.output.split())
+    assert "routes to spec00, spec01, which are not members of dataset 'maths'" in output
+    assert "datasets: [...]" in output
+    assert not (out / "cells").exists()  # it fails when planned, before any cell runs
+    scoped = grid("{name: rules, rules: rules.yaml, datasets: [intents]}")
+    planned = cells(load_grid(scoped), scoped)
+    assert {c.dataset.name for c in planned if c.router.name == "rules"} == {"intents"}
+    assert {c.dataset.name for c in planned if c.router.name == "random"} == {"intents", "maths"}
+    typo = grid("{name: rules, rules: rules.yaml, datasets: [intent]}")
+    result = CliRunner().invoke(app, ["lab", "run", str(typo), "--out", str(out)])
+    assert result.exit_code == 1
+    assert "router 'rules' names datasets ['intent']; the grid's datasets: intents, maths" in (
+        " ".join(result.output.split())
+    )

@@ -2,7 +2,8 @@
 
 An upstream that writes its whole stream at once (one body, so one read on loopback)
 is the case the relay coalesces: the member marks every delta but the read's last as
-``more`` (its next event is already here), so the gateway writes them in one go, and
+``more`` (its next event is already here), and the last too when ``[DONE]`` came in the
+read (the completion is next), so the gateway writes them in one go, and
 nothing about what the client receives changes: every chunk, in order, then the
 finish, the usage and ``[DONE]``; a garbled chunk in the same read still ends the
 stream with an error event after the chunks before it, and a 502 row.
@@ -10,8 +11,9 @@ stream with an error event after the chunks before it, and a 502 row.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ import openai
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request as HTTPRequest
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from pinfactory.gateway import create_app
@@ -55,6 +57,15 @@ def burst_upstream() -> Starlette:
         payload = await request.json()
         garbled = 3 if payload["model"] == "garbled" else None
         body = _burst(text_chunks(WORDS, usage=True), garbled_after=garbled)
+        if payload["model"] == "late-done":  # the chunks at once, [DONE] in a later read
+            chunks, done = body.removesuffix(b"data: [DONE]\n\n"), b"data: [DONE]\n\n"
+
+            async def later() -> AsyncIterator[bytes]:
+                yield chunks
+                await asyncio.sleep(0.2)
+                yield done
+
+            return StreamingResponse(later(), media_type="text/event-stream")
         return Response(body, media_type="text/event-stream")
 
     return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
@@ -66,20 +77,34 @@ def upstream_url() -> Iterator[str]:
         yield url + "/v1"
 
 
-async def test_a_read_of_several_chunks_marks_all_but_its_last(upstream_url: str) -> None:
-    settings = OpenAIHTTPSettings(base_url=upstream_url, model="m")
+async def _deltas(upstream_url: str, model: str) -> tuple[list[Delta], object]:
+    settings = OpenAIHTTPSettings(base_url=upstream_url, model=model)
     member = OpenAIHTTPMember("remote", settings, timeout_s=5.0)
     await member.open()
     try:
         events = [e async for e in member.stream(Request.from_text("count"))]
     finally:
         await member.close()
-    deltas = [e for e in events if isinstance(e, Delta)]
+    return [e for e in events if isinstance(e, Delta)], events[-1]
+
+
+async def test_a_read_of_several_chunks_marks_all_but_its_last(upstream_url: str) -> None:
+    deltas, completion = await _deltas(upstream_url, "late-done")
     # the role chunk, four words, the finish chunk (the usage chunk is not relayed)
     assert [d.text for d in deltas] == ["", *WORDS, ""]
-    assert [d.more for d in deltas] == [True] * 5 + [False]
+    assert [d.more for d in deltas] == [True] * 5 + [False]  # [DONE] is not here yet
     assert deltas[-1].finish
-    completion = events[-1]
+    assert isinstance(completion, Completion)
+    assert completion.text == "".join(WORDS)
+
+
+async def test_a_read_that_ends_the_stream_marks_all_its_chunks(upstream_url: str) -> None:
+    """[DONE] came with them: the completion is next, and the relay writes the chunks
+    with the closing frames in one write."""
+    deltas, completion = await _deltas(upstream_url, "m")
+    assert [d.text for d in deltas] == ["", *WORDS, ""]
+    assert [d.more for d in deltas] == [True] * 6
+    assert deltas[-1].finish
     assert isinstance(completion, Completion)
     assert completion.text == "".join(WORDS)
     assert completion.usage.input_tokens == USAGE["prompt_tokens"]

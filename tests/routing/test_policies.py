@@ -438,6 +438,12 @@ def test_cli_router_fit_and_eval(tmp_path: Path, shared_data: Path) -> None:
 
     report = json.loads(result.output)
     assert report["prompts"] > 100 and report["router"]["quality"] > 0.5
+    assert report["split"] == "all"  # a RouterBench CSV carries no split column
+    text = runner.invoke(app, ["router", "eval", "--router", str(out), "--data", str(test)])
+    assert text.exit_code == 0, text.output
+    assert f"scored on all {report['prompts']} prompts (the data has no split column)" in (
+        " ".join(text.output.split())
+    )
     bad = runner.invoke(
         app, ["router", "eval", "--router", str(tmp_path / "x.pkl"), "--data", str(test)]
     )

@@ -142,7 +142,7 @@ def rules_distill(
 @router_app.command("fit")
 def router_fit(
     data: DataOption,
-    kind: Annotated[str, typer.Option(help="classifier | quality | gumbel")],
+    kind: Annotated[str, typer.Option(help=" | ".join(LEARNED_KINDS))],
     out: Annotated[Path, typer.Option(help="where to write the router")],
     model: Annotated[
         str | None, typer.Option(help="classifier: logistic|mlp|knn; quality: logistic|knn")
@@ -234,6 +234,7 @@ def router_eval(
             for i, m in enumerate(table.members)
         },
         "prompts": len(table),
+        "split": table.meta.get("split", "all"),
     }
     if as_json:
         print(json.dumps(report, indent=2, default=float))
@@ -245,6 +246,13 @@ def router_eval(
     ]:
         console.print(
             f"{name:<36} quality {row['quality']:.3f}  cost ${row['cost_usd']:.2e}", highlight=False
+        )
+    if "split" not in table.meta:
+        console.print(
+            f"scored on all {len(table)} prompts (the data has no split column): if the router "
+            "was fitted on this data, these are training scores; give the log a split column "
+            "(train / test) to hold prompts out",
+            highlight=False,
         )
 
 

@@ -31,7 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pinfactory.embeddings import CachedEncoder, get_encoder
-from pinfactory.errors import DatasetError, PinfactoryError
+from pinfactory.errors import DatasetError, PinfactoryError, RoutingError
 from pinfactory.lab import metrics
 from pinfactory.lab.cluster import run_on_ray
 from pinfactory.lab.datasets import Splits, default_root, load
@@ -90,7 +90,7 @@ class Cell:
         blob = json.dumps(
             [
                 self.dataset.model_dump(),
-                self.router.model_dump(),
+                self.router.model_dump(exclude={"datasets"}),  # which cells, not what they hold
                 self.train_size,
                 self.seed,
                 self.per_member,
@@ -128,9 +128,16 @@ def cells(spec: GridSpec, grid_path: Path, quick: bool = False) -> list[Cell]:
         root = default_root()
     datasets = [_resolve_dataset(d, base, root) for d in spec.datasets]
     routers = [*BASELINES, *(r for r in spec.routers if r.name not in {b.name for b in BASELINES})]
-    for router in routers:  # a broken rules file fails here, before any cell runs
-        if router.rules is not None:
+    names = [d.name for d in datasets]
+    for router in routers:
+        if router.rules is not None:  # a broken rules file fails here, before any cell runs
             load_rules_file((base / router.rules).resolve())
+        missing = sorted(set(router.datasets or ()) - set(names))
+        if missing:
+            raise DatasetError(
+                f"grid {spec.name}: router '{router.name}' names datasets {missing}; "
+                f"the grid's datasets: {', '.join(names)}"
+            )
     sizes, seeds = spec.train_sizes, spec.seeds
     if quick and spec.quick is not None:
         keep = set(spec.quick.routers) | {b.name for b in BASELINES}
@@ -139,13 +146,34 @@ def cells(spec: GridSpec, grid_path: Path, quick: bool = False) -> list[Cell]:
             raise DatasetError(f"grid {spec.name}: quick lists unknown routers {sorted(unknown)}")
         routers = [r for r in routers if r.name in keep]
         sizes, seeds = spec.quick.train_sizes, spec.quick.seeds
+    pairs = [
+        (d, r) for d in datasets for r in routers if r.datasets is None or d.name in r.datasets
+    ]
+    for dataset, router in pairs:
+        if router.rules is not None:
+            _check_routes(router, dataset, base, root)
     return [
         Cell(d, r, size, seed, spec.per_member, str(root), str(base))
-        for d in datasets
-        for r in routers
+        for d, r in pairs
         for size in sizes
         for seed in seeds
     ]
+
+
+def _check_routes(router: RouterSpec, dataset: DatasetSpec, base: Path, root: Path) -> None:
+    """A rules row's routes must be members of each dataset it runs on: checked when the grid
+    is planned, so a mismatch fails before any cell runs (not after every other cell)."""
+    path = (base / str(router.rules)).resolve()
+    config = load_rules_file(path)
+    options = json.dumps(dataset.options, sort_keys=True)
+    members = _splits(dataset.loader, str(root), options).train.members
+    unknown = sorted(({r.route for r in config.rules} | {config.fallback}) - set(members))
+    if unknown:
+        raise RoutingError(
+            f"router '{router.name}': rules file {path} routes to {', '.join(unknown)}, which "
+            f"are not members of dataset '{dataset.name}' ({', '.join(members)}); give the row "
+            f"`datasets: [...]` to run it only on the datasets whose members it names"
+        )
 
 
 def _resolve_dataset(dataset: DatasetSpec, base: Path, root: Path) -> DatasetSpec:
@@ -330,9 +358,17 @@ def _copies(todo: list[Cell]) -> dict[str, list[Cell]]:
 
 
 def _write_all(out: Path, cells_: list[Cell], result: dict[str, Any], done: Progress) -> None:
+    """Write one computed result as every cell of its group, each row with its own seed,
+    training size and sample rows (best_single's group spans sizes)."""
+    first = cells_[0]
     for cell in cells_:
-        copy = {**result, "row": {**result["row"], "seed": cell.seed}}
-        _write(out / "cells" / f"{cell.key}.json", copy)
+        row = {**result["row"], "seed": cell.seed, "train_size": str(cell.train_size)}
+        if cell.train_size != first.train_size:
+            train = splits_for(cell).train
+            row["train_rows"] = len(
+                sample_train(train, cell.train_size, cell.seed, cell.per_member)
+            )
+        _write(out / "cells" / f"{cell.key}.json", {**result, "row": row})
         done(cell)
 
 
@@ -347,7 +383,11 @@ def read_cell(out: Path, cell: Cell) -> dict[str, Any] | None:
     path = out / "cells" / f"{cell.key}.json"
     if not path.is_file():
         return None
-    return json.loads(path.read_text())  # type: ignore[no-any-return]
+    result: dict[str, Any] = json.loads(path.read_text())
+    row = result.get("row", {})
+    if row.get("train_size") != str(cell.train_size) or row.get("seed") != cell.seed:
+        return None  # written for another cell of its group by an older version: recompute
+    return result
 
 
 Progress = Callable[[Cell], None]

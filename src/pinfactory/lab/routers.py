@@ -86,6 +86,9 @@ class RouterSpec(BaseModel):
         "composed routers do, baselines other than random and rules do not)",
     )
     rules: str | None = Field(default=None, description="rules YAML, relative to the grid file")
+    datasets: list[str] | None = Field(
+        default=None, description="names of the grid's datasets this row runs on (None: all)"
+    )
     family: Literal["baseline", "rules", "learned"] | None = None
 
     @property

@@ -93,9 +93,11 @@ class Delta:
     """The chunk's JSON as the upstream sent it, when relayed from one: the gateway
     rewrites only ``id`` and ``model`` in it instead of dumping ``chunk`` again."""
     more: bool = False
-    """The member's next event is already here (it came in the same read): a relay may
-    write this chunk together with it. A member sets it only when that next event
-    needs no waiting."""
+    """The member's next event is already here (it came in the same read, or the stream
+    ended in that read and the completion is next): a relay may write this chunk
+    together with what follows it. A member sets it only when that next event needs no
+    waiting from the member; at the end of a stream the relay writes the chunks with
+    the closing frames, once the answer is recorded."""
 
 
 def replay(completion: Completion) -> list[str | Delta]:
@@ -184,6 +186,10 @@ class Member(ABC):
     """The kind's defaults; an instance built from a team file may override them."""
     books_itself: ClassVar[bool] = False
     """True for members made of members: their inner calls are booked, not the whole."""
+    times_its_stream: ClassVar[bool] = False
+    """True when the member's stream enforces its own time limits (the first token, the
+    gap between chunks, the whole call: ``timeout_s`` unless its settings say otherwise),
+    so the stream's consumer adds no timer per event (``members.calls.MemberStream``)."""
 
     def __init__(
         self,

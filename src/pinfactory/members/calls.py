@@ -171,7 +171,8 @@ class MemberStream:
     call is booked exactly once, with the usage produced so far (the tokens of
     the text streamed, counted) when it did not end with a completion:
 
-    - the member fails, or stalls past ``timeout_s`` between deltas: booked,
+    - the member fails, or stalls past ``timeout_s`` between deltas (a member that
+      times its own stream, ``Member.times_its_stream``, by its own limits): booked,
       then the error is raised (a plug-in's own exception becomes the 500
       :class:`PinfactoryError` of :func:`~pinfactory.errors.unexpected`);
     - the consumer stops reading (a client that left): it calls
@@ -189,6 +190,7 @@ class MemberStream:
         self.booked = member.books_itself  # a composite's parts book themselves
         self._started = time.perf_counter()
         self._ready = False
+        self._timed = not member.times_its_stream
         self._events = member.stream(request).__aiter__()
         if not self.booked:
             self.tab.streams.append(self)
@@ -199,8 +201,8 @@ class MemberStream:
     async def __anext__(self) -> str | Delta | Completion:
         member = self.member
         try:
-            if self._ready:  # the member said its next event is here: no timer for it
-                event = await anext(self._events)
+            if self._ready or not self._timed:  # the next event is here, or the member
+                event = await anext(self._events)  # times its stream itself: no timer
             else:
                 async with asyncio.timeout(member.timeout_s):
                     event = await anext(self._events)

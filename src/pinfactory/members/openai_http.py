@@ -170,6 +170,7 @@ class OpenAIHTTPMember(RemoteMember):
     capabilities = Capabilities(
         tools=True, json_mode=True, json_schema=True, vision=True, n=True, logprobs=True
     )
+    times_its_stream = True  # the upstream's first-token, idle and total timeouts
 
     async def complete(self, request: Request) -> Completion:
         raw = await self.upstream.post(orjson.dumps(self._payload(request, stream=False)))
@@ -186,10 +187,11 @@ class OpenAIHTTPMember(RemoteMember):
                         yield completion.text
                     yield completion
                     return
-                deltas, failure = self._read_batch(reader, batch)
-                last = len(deltas) - 1 if failure is None else len(deltas)
+                deltas, failure = self._read_batch(reader, batch.chunks)
+                # chunks that came in one read go on together (``more``: the next event is
+                # here), none is held; with [DONE] in the read, the completion is next
+                last = len(deltas) - 1 if failure is None and not batch.ended else len(deltas)
                 for index, delta in enumerate(deltas):
-                    # chunks that came in one read go on together (``more``), none is held
                     yield delta if index == last else replace(delta, more=True)
                 if failure is not None:
                     raise failure

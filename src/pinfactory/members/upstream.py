@@ -27,7 +27,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mappi
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import aiohttp
 import orjson
@@ -110,6 +110,14 @@ class UpstreamTimeout(MemberTimeout):
         self.retryable = retryable
 
 
+class Batch(NamedTuple):
+    """The ``data:`` payloads one read of a stream completed; ``ended``: ``[DONE]``
+    came with them (the stream has nothing more to wait for)."""
+
+    chunks: list[bytes]
+    ended: bool
+
+
 @dataclass(frozen=True, slots=True)
 class WholeBody:
     """A stream request answered with a plain JSON body (some upstreams ignore ``stream``)."""
@@ -146,6 +154,7 @@ class Upstream:
         self.state = state or open_state(spec.state_url, namespace=spec.state_namespace)
         self.breaker = CircuitBreaker(member, spec.breaker, self.state)
         self._session: aiohttp.ClientSession | None = None
+        self._draining: dict[asyncio.Task[None], aiohttp.ClientResponse] = {}
 
     async def open(self) -> None:
         if self._session is None:
@@ -166,6 +175,12 @@ class Upstream:
             )
 
     async def close(self) -> None:
+        draining = dict(self._draining)
+        for task in draining:
+            task.cancel()
+        await asyncio.gather(*draining, return_exceptions=True)
+        for response in draining.values():  # a task cancelled before it ran too
+            response.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -182,14 +197,17 @@ class Upstream:
         deadline = time.monotonic() + self.total_s
         return await self._with_retries(lambda: self._post_once(body, deadline), deadline)
 
-    async def stream(self, body: bytes) -> AsyncGenerator[list[bytes] | WholeBody, None]:
-        """The ``data:`` payloads until ``[DONE]``, in batches: each batch is what one
-        read of the socket completed (at least one payload), so a consumer can handle
-        chunks that arrived together at once; a :class:`WholeBody` when the answer was not
+    async def stream(self, body: bytes) -> AsyncGenerator[Batch | WholeBody, None]:
+        """The ``data:`` payloads until ``[DONE]``, in batches: each :class:`Batch` is
+        what one read of the socket completed (at least one payload), so a consumer can
+        handle chunks that arrived together at once, and says whether ``[DONE]`` came
+        with it (nothing more to wait for); a :class:`WholeBody` when the answer was not
         a stream. Raises :class:`MemberError`.
 
         The idle timeout is armed only while waiting for the socket: payloads already
-        read cost no timer of their own.
+        read cost no timer of their own. After ``[DONE]`` the connection goes back to the
+        pool once the body's end is read (at once when it came with ``[DONE]``, else in
+        the background), so the next call need not open a new one.
         """
         deadline = time.monotonic() + self.total_s
         reader, held = await self._with_retries(lambda: self._open_stream(body, deadline), deadline)
@@ -198,29 +216,62 @@ class Upstream:
             return
         if reader is None:  # the stream ended while held
             if held:
-                yield held
+                yield Batch(held, True)
             return
         ok = False
         try:
-            if held:
-                yield held  # from the first chunk on the client may have bytes: no retries
+            if held:  # from the first chunk on the client may have bytes: no retries
+                yield Batch(held, reader.done)
             while not reader.done:
                 limit = min(self.idle_s, deadline - time.monotonic())
                 with self._faults("stream", stalled=f"no chunk for {limit:.3g}s"):
                     async with asyncio.timeout(max(limit, 0.0)):
                         batch = await reader.next_chunks()
                 if batch:
-                    yield batch
+                    yield Batch(batch, reader.done)
             ok = True
         except MemberError as exc:
             await self._failed(exc)
             raise
         finally:
             if ok:
-                reader.response.release()
+                self._release(reader.response)
                 await self.breaker.succeeded()
             else:
                 reader.response.close()
+
+    def _release(self, response: aiohttp.ClientResponse) -> None:
+        """Give a finished stream's connection back to the pool: aiohttp reuses it only
+        once the body's end (the chunked encoding's last chunk) is read, which may come
+        just after ``[DONE]``; then it is read in the background (anything after
+        ``[DONE]`` ignored), for at most the idle timeout."""
+        if response.content.is_eof():
+            response.release()
+            return
+        task = asyncio.get_running_loop().create_task(self._drain(response))
+        self._draining[task] = response
+        task.add_done_callback(self._drained)
+
+    def _drained(self, task: asyncio.Task[None]) -> None:
+        self._draining.pop(task, None)
+
+    async def _drain(self, response: aiohttp.ClientResponse) -> None:
+        """Read to the body's end, then release the connection; close it instead when the
+        end does not come within the idle timeout or the size cap, or the member closes."""
+        size = 0
+        try:
+            async with asyncio.timeout(self.idle_s):
+                while more := await response.content.readany():
+                    size += len(more)
+                    if size > self.spec.max_response_bytes:
+                        break
+        except (TimeoutError, aiohttp.ClientError):
+            pass
+        finally:  # cancelled too (the member closing): never leave the connection open
+            if response.content.is_eof():
+                response.release()
+            else:
+                response.close()
 
     async def _with_retries(self, attempt: Callable[[], Awaitable[T]], deadline: float) -> T:
         """One attempt; on a retryable failure, more with backoff (tenacity) while time lasts."""
@@ -322,7 +373,7 @@ class Upstream:
             if held and not reader.done and self.spec.hold_stream_s:
                 await self._hold(reader, held, deadline)
             if reader.done:  # the whole stream is here
-                response.release()
+                self._release(response)
                 await self.breaker.succeeded()
                 return None, held
             return reader, held
