@@ -15,8 +15,12 @@ log): the lowest threshold whose hits there are wrong at most ``--max-wrong`` of
 (``cache.calibrate_threshold``). The test log is then replayed at that threshold and at a
 few fixed ones for the curve. Hit latency: the cache lookup alone (exact and semantic
 hits, microseconds), and unless ``--no-model``, a request through the pipeline with the
-local Gemma model, missed then hit (milliseconds). Writes bench/results/response_cache.json
-and response_cache.png.
+local Gemma model, missed then hit (milliseconds; with ``--no-model`` the last measured
+figures are kept, marked ``from_earlier_run``). Near misses: 35 hand-written wording pairs
+(``bench/data/cache_near_misses.jsonl``), 20 that ask something else in nearly the same
+words and 15 true paraphrases, served or not at a few thresholds, with the wording guard and
+with numbers alone (as before it). Writes bench/results/response_cache.json and
+response_cache.png.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from typing import Any
 import numpy as np
 from rich.progress import track
 
-from pinfactory.cache import CacheSpec, ResponseCache, calibrate_threshold
+from pinfactory.cache import CacheSpec, ResponseCache, calibrate_threshold, numbers_of
 from pinfactory.lab.datasets import default_root
 from pinfactory.members.base import Completion, Usage
 from pinfactory.outcome import Answer
@@ -45,6 +49,7 @@ from pinfactory.routing.base import Decision
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DECISION = Decision(member="frontier", reason="bench", router="rules")
+NEAR_MISSES = ROOT / "bench" / "data" / "cache_near_misses.jsonl"
 
 
 def replay_log(items: list[tuple[str, str]], repeats: float, seed: int) -> list[tuple[str, str]]:
@@ -124,6 +129,35 @@ def nearest_log(log: list[tuple[str, str]]) -> tuple[list[float], list[bool]]:
             right.append(hit.completion.text == intent)
         cache.store(answered(text, intent, price))
     return sims, right
+
+
+def near_misses(thresholds: list[float]) -> list[dict[str, Any]]:
+    """Hand-written wording pairs (``bench/data/cache_near_misses.jsonl``, none from a test):
+    close wordings that ask something else, and true paraphrases. For each threshold: how
+    many of the first the cache serves (wrong hits) and of the second (right hits), with the
+    wording guard (:mod:`pinfactory.paraphrase`) and, as before it, numbers alone."""
+    pairs = [json.loads(line) for line in NEAR_MISSES.read_text().splitlines() if line.strip()]
+    encoder = ResponseCache(CacheSpec(semantic=True)).encoder
+    rows = []
+    for threshold in thresholds:
+        counts = {"wrong": 0, "wrong_numbers_only": 0, "right": 0, "right_numbers_only": 0}
+        for pair in pairs:
+            cache = ResponseCache(CacheSpec(semantic=True, threshold=threshold))
+            cache.store(answered(pair["stored"], "stored", Decimal("0.005")))
+            served = cache.lookup(Request.from_text(pair["asked"]), DECISION) is not None
+            vectors = encoder.encode([pair["stored"], pair["asked"]])
+            close = float(vectors[0] @ vectors[1]) >= threshold
+            before = close and numbers_of(pair["stored"]) == numbers_of(pair["asked"])
+            kind = "right" if pair["same_answer"] else "wrong"
+            counts[kind] += served
+            counts[f"{kind}_numbers_only"] += before
+        rows.append({
+            "threshold": threshold,
+            "pairs_asking_something_else": sum(not p["same_answer"] for p in pairs),
+            "paraphrase_pairs": sum(p["same_answer"] for p in pairs),
+            **counts,
+        })  # fmt: skip
+    return rows
 
 
 def lookup_latency(log: list[tuple[str, str]], threshold: float) -> dict[str, float]:
@@ -236,9 +270,14 @@ def main() -> None:
         curve.append({"threshold": t, **replay(log, spec, price).figures(price)})
     result["curve"] = curve
     result["calibrated"] = next(c for c in curve if c["threshold"] == round(threshold, 4))
+    result["near_misses"] = near_misses(sorted({0.8, 0.9, round(threshold, 4)}))
     result["lookup_latency"] = lookup_latency(log, threshold)
     if not args.no_model:
         result["pipeline_latency"] = pipeline_latency([t for t, _ in test[:10]])
+    elif (RESULTS / "response_cache.json").is_file():  # keep the last measured one, marked
+        earlier = json.loads((RESULTS / "response_cache.json").read_text())
+        if "pipeline_latency" in earlier:
+            result["pipeline_latency"] = {**earlier["pipeline_latency"], "from_earlier_run": True}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "response_cache.json").write_text(json.dumps(result, indent=2) + "\n")
     plot(curve, threshold, RESULTS / "response_cache.png")
@@ -253,6 +292,13 @@ def main() -> None:
         f"{c['wrong_hit_rate']:.1%} of hits, saving {c['saving']:.1%} (${c['saved_usd']:.2f})"
     )
     print(f"exact only: hit rate {exact_only.figures(price)['hit_rate']:.1%}")
+    for row in result["near_misses"]:
+        print(
+            f"near misses at {row['threshold']}: wrong hits {row['wrong']}/"
+            f"{row['pairs_asking_something_else']} (numbers alone: {row['wrong_numbers_only']}), "
+            f"paraphrases served {row['right']}/{row['paraphrase_pairs']} (numbers alone: "
+            f"{row['right_numbers_only']})"
+        )
     print("lookup latency:", result["lookup_latency"])
     if "pipeline_latency" in result:
         print("pipeline latency:", result["pipeline_latency"])

@@ -21,6 +21,9 @@ without reading answers. This measures what any prompt-only router can reach:
 (c) What that signal buys: a per-task, per-member logistic model on the question's
     embedding and surface features, shrunk halfway to the task's mean, against the
     task-only reference, out-of-fold on train and once on test.
+(d) The same for difficulty: each prompt's difficulty predicted from its 25 most similar
+    training questions (how many members answered them), then each member's mean quality
+    and cost per task and difficulty level.
 
 No router here reads an answer; the ceilings read outcomes on purpose, to bound routers.
 Writes ``bench/results/routerbench_ceiling.json`` and ``routerbench_ceiling.png``.
@@ -327,33 +330,85 @@ def within_task(
     return predicted, reference
 
 
+def by_difficulty(
+    fit: RoutingTable, xf: Floats, held: RoutingTable, xh: Floats, k: int = 25, levels: int = 3
+) -> tuple[Floats, Floats]:
+    """(d) Each prompt's difficulty predicted as the mean number of members right on its ``k``
+    most similar training questions of its task (a training prompt leaves itself out); per
+    task and difficulty level (tertiles of the training prompts' scores), each member's mean
+    quality and cost on that level's training prompts. Both (held rows, members)."""
+    ftasks, htasks = np.array(fit.labels), np.array(held.labels)
+    right = (fit.quality > 0.5).sum(axis=1).astype(float)
+    quality, cost = np.zeros(held.quality.shape), np.zeros(held.cost.shape)
+    for task in np.unique(htasks):
+        a, b = np.flatnonzero(ftasks == task), np.flatnonzero(htasks == task)
+        own = xf[a] @ xf[a].T
+        np.fill_diagonal(own, -np.inf)
+        score_f = right[a][np.argsort(-own, axis=1)[:, :k]].mean(axis=1)
+        score_h = right[a][np.argsort(-(xh[b] @ xf[a].T), axis=1)[:, :k]].mean(axis=1)
+        edges = np.quantile(score_f, np.arange(1, levels) / levels)
+        level_f, level_h = np.digitize(score_f, edges), np.digitize(score_h, edges)
+        for level in range(levels):
+            rows = a[level_f == level] if (level_f == level).any() else a
+            quality[b[level_h == level]] = fit.quality[rows].mean(axis=0)
+            cost[b[level_h == level]] = fit.cost[rows].mean(axis=0)
+    return quality, cost
+
+
 def what_it_buys(
-    train: RoutingTable, test: RoutingTable, x: tuple[Floats, Floats]
+    train: RoutingTable,
+    test: RoutingTable,
+    x: tuple[Floats, Floats],
+    question_vectors: tuple[Floats, Floats],
 ) -> dict[str, Any]:
-    """(c) out-of-fold on train and once on test, with task-mean costs from the fitted rows."""
+    """(c) and (d) out-of-fold on train and once on test; costs are the fitted rows' task
+    means (the difficulty router's: its level's)."""
     folds = np.random.default_rng(0).permutation(len(train)) % FOLDS
-    oof_p, oof_r, oof_c = (np.zeros(train.quality.shape) for _ in range(3))
+    oof = {name: (np.zeros(train.quality.shape), np.zeros(train.cost.shape)) for name in NAMES}
     for fold in range(FOLDS):
         fit, held = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
-        p, r = within_task(train.subset(fit), x[0][fit], train.subset(held), x[0][held])
-        oof_p[held], oof_r[held] = p, r
-        oof_c[held] = by_task(train.subset(fit), np.array(train.labels)[held], train.cost[fit])
-    p, r = within_task(train, x[0], test, x[1])
-    c = by_task(train, np.array(test.labels), train.cost)
+        parts = _three(
+            train.subset(fit),
+            (x[0][fit], question_vectors[0][fit]),
+            train.subset(held),
+            (x[0][held], question_vectors[0][held]),
+        )
+        for name, (q, c) in parts.items():
+            oof[name][0][held], oof[name][1][held] = q, c
+    once = _three(train, (x[0], question_vectors[0]), test, (x[1], question_vectors[1]))
     out: dict[str, Any] = {}
-    for split, table, (pp, rr, cc) in (
-        ("train_oof", train, (oof_p, oof_r, oof_c)),
-        ("test", test, (p, r, c)),
-    ):
+    for split, table, predicted in (("train_oof", train, oof), ("test", test, once)):
         out[split] = {
-            "task-only reference": judge(
-                frontier(table, lambda lam, q=rr, k=cc: np.argmax(q - lam * k, axis=1)), table
-            ),
-            "within-task logistic (question + surface)": judge(
-                frontier(table, lambda lam, q=pp, k=cc: np.argmax(q - lam * k, axis=1)), table
-            ),
+            name: judge(
+                frontier(table, lambda lam, q=q, c=c: np.argmax(q - lam * c, axis=1)), table
+            )
+            for name, (q, c) in predicted.items()
         }
     return out
+
+
+NAMES = (
+    "task-only reference",
+    "within-task logistic (question + surface)",
+    "difficulty from the 25 nearest training questions (3 levels a task)",
+)
+
+
+def _three(
+    fit: RoutingTable,
+    fit_features: tuple[Floats, Floats],
+    held: RoutingTable,
+    held_features: tuple[Floats, Floats],
+) -> dict[str, tuple[Floats, Floats]]:
+    """Each router's (predicted quality, expected cost) on ``held``; features are
+    (question + surface, question) rows of the fitted and the held prompts."""
+    p, r = within_task(fit, fit_features[0], held, held_features[0])
+    cost = by_task(fit, np.array(held.labels), fit.cost)
+    return {
+        NAMES[0]: (r, cost),
+        NAMES[1]: (p, cost),
+        NAMES[2]: by_difficulty(fit, fit_features[1], held, held_features[1]),
+    }
 
 
 def plot(figures: dict[str, Any], test: RoutingTable, path: Path) -> None:
@@ -420,7 +475,7 @@ def main() -> None:
     sets = features(train, test)
     figures["predictability"] = predictability(train, test, sets)
     figures["within_task_router"] = what_it_buys(
-        train, test, sets["question, full MiniLM + surface"]
+        train, test, sets["question, full MiniLM + surface"], sets["question, full MiniLM"]
     )
     out = ROOT / "bench" / "results" / "routerbench_ceiling.json"
     out.write_text(json.dumps(figures, indent=1) + "\n")

@@ -123,6 +123,23 @@ def test_a_paraphrase_hits_the_semantic_cache_but_other_numbers_never_do() -> No
     assert cache.lookup(ask("Write a poem about autumn leaves"), decision()) is None
 
 
+@pytest.mark.parametrize(
+    ("stored", "asked"),
+    [
+        ("Convert 10 miles to km", "Convert 10 km to miles"),  # cosine 1.000 (static MiniLM)
+        ("Cancel my order", "Don't cancel my order"),  # 0.961
+        ("Summarise this in French", "Summarise this in English"),  # 0.935
+    ],
+)
+def test_a_close_wording_that_asks_something_else_misses(stored: str, asked: str) -> None:
+    cache = ResponseCache(CacheSpec(semantic=True, threshold=0.9))
+    cache.store(answered(ask(stored), text="stored answer"))
+    vectors = cache.encoder.encode([stored, asked])
+    assert float(vectors[0] @ vectors[1]) >= 0.9  # the embedding alone would serve it
+    assert cache.lookup(ask(asked), decision()) is None
+    assert cache.lookup(ask(stored), decision()) is not None
+
+
 def test_the_threshold_is_the_lowest_that_keeps_wrong_hits_under_the_target() -> None:
     sims = [0.99, 0.97, 0.95, 0.93, 0.90, 0.85]
     right = [True, True, True, False, True, False]

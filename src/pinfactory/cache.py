@@ -16,8 +16,10 @@ the unit (unless ``shared_units``), the model asked for, the member routed to, e
 message as sent (tool calls and ids included), tools, documents, sampling parameters
 and every other body field. A *semantic* lookup needs everything but the last user
 turn's text to match exactly (the same key with that text left out), then the turn's
-embedding to be within ``threshold`` cosine of a stored one *and* the same numbers to
-appear in both ("order 1042" never answers "order 1043").
+embedding to be within ``threshold`` cosine of a stored one *and* no conflict between the
+two wordings (:mod:`pinfactory.paraphrase`): the same numbers ("order 1042" never answers
+"order 1043"), the same names ("Oslo" / "Lisbon"), as many negations, no relation's two
+sides swapped ("miles to km" / "km to miles").
 
 A request opts out with ``"cache": false`` in its body; streamed requests are neither
 served nor stored. Only answers that passed verification unescalated, not refused, not
@@ -55,6 +57,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pinfactory.embeddings import Encoder, Vectors, get_encoder
 from pinfactory.members.base import Completion
 from pinfactory.outcome import Answer, CacheHit
+from pinfactory.paraphrase import anchors_of, conflict
 from pinfactory.reliability.state import SharedState, StateUnavailable
 from pinfactory.request import Request, wire_message
 from pinfactory.routing.base import Decision
@@ -267,14 +270,14 @@ class ResponseCache:
             bucket.matrix = np.vstack([v for v in vectors if v is not None])
         text = request.text
         similarities = bucket.matrix @ self.encoder.encode([text])[0]
-        numbers = numbers_of(text)
+        asked = anchors_of(text)
         for index in np.argsort(-similarities):
             similarity = float(similarities[index])
             if similarity < self.spec.threshold:
                 return None
             key = bucket.keys[int(index)]
             entry = self._entries[key]
-            if entry.numbers == numbers and self._fresh(key) is not None:
+            if conflict(asked, anchors_of(entry.text)) is None and self._fresh(key) is not None:
                 return entry, similarity
         return None
 

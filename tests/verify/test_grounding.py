@@ -9,9 +9,14 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from pinfactory.verify.claims import split_claims, tokens
-from pinfactory.verify.confidence import FUSED_FEATURES, Calibrator, expected_calibration_error
+from pinfactory.verify.confidence import (
+    FUSION_CANDIDATES,
+    Calibrator,
+    expected_calibration_error,
+)
 from pinfactory.verify.grounding import GroundingChecker
 from pinfactory.verify.lexical import LexicalChecker
+from pinfactory.verify.questions import stated_about
 from pinfactory.verify.support import FEATURES, SupportHead
 
 POLICY = [
@@ -86,12 +91,32 @@ def test_non_claims_are_skipped_and_said_so(checker: GroundingChecker) -> None:
     assert [c.text for c in report.claims] == ["Returns are accepted within 30 days of delivery."]
     assert [s.reason for s in report.skipped] == ["a greeting or pleasantry"]
     assert report.label == "supported"
+    alone = checker.assess("Returns are accepted within 30 days of delivery.", POLICY)
+    assert report.features["lex_min_score"] == alone.features["lex_min_score"]  # skipped: unread
 
 
 def test_a_fragment_answer_is_read_with_its_question(checker: GroundingChecker) -> None:
     right = checker.assess("30 days.", POLICY, question="How long do I have to return an item?")
     wrong = checker.assess("90 days.", POLICY, question="How long do I have to return an item?")
     assert right.label == "supported" and wrong.label != "supported"
+
+
+def test_a_short_answer_stated_about_something_else_is_not_support(
+    checker: GroundingChecker,
+) -> None:
+    asked = "How long do I have to return an item?"
+    other = checker.assess("5 business days.", POLICY, question=asked)  # the refunds' delay
+    assert other.label != "supported"
+    assert "question" in other.claims[0].reason
+    assert other.score < checker.calibrator.answer_threshold  # a gate on confidence holds it
+    assert checker.assess("30 days.", POLICY, question=asked).label == "supported"
+    assert stated_about("When do orders ship?", "2 business days.", POLICY)
+    assert not stated_about("When do refunds arrive?", "2 business days.", POLICY)
+    assert stated_about("Who founded it?", "Pinfactory Supply.", POLICY)  # no number: not held
+    warranty = ["The warranty is two years."]  # the answer may restate what was asked
+    assert stated_about("How long is the warranty?", "The warranty is two years.", warranty)
+    calibrator = Calibrator.load()
+    assert calibrator.predict({"claims": 2.0}) == 0.5  # checked against no evidence: unmeasured
 
 
 def test_support_for_the_words_but_not_the_question_is_not_support(
@@ -139,7 +164,7 @@ def test_the_shipped_head_and_calibration_load_and_agree() -> None:
     calibrator = Calibrator.load()
     assert 0.0 < calibrator.claim_threshold < 1.0
     assert 0.0 < calibrator.answer_threshold < 1.0
-    assert calibrator.features == FUSED_FEATURES
+    assert calibrator.features == FUSION_CANDIDATES[calibrator.meta["inputs"]]
     fitted_on = set(calibrator.meta["fitted_on"])
     assert {"wice-dev", "summedits-news", "fever-heldout", "mnli-heldout"} <= fitted_on
     assert not fitted_on & {"wice-test", "summac-factcc", "halueval-qa_one-turn"}

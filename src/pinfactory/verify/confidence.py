@@ -49,6 +49,20 @@ CROSS_FUSED_FEATURES = (
 """:data:`FUSED_FEATURES` and the fine-tuned cross-encoder's weakest, second-weakest and
 mean claim logits (without the share flagged, which depends on the claim threshold
 being fitted alongside)."""
+FUSION_CANDIDATES: dict[str, tuple[str, ...]] = {
+    "weakest": ("min_logit", "lex_min_score"),
+    "weakest+length": ("min_logit", "lex_min_score", "claims_log"),
+    "weakest+similarity": ("min_logit", "lex_min_score", "lex_mean_similarity"),
+    "weakest+mean": ("min_logit", "mean_logit", "lex_min_score", "lex_mean_score"),
+    "head": FEATURES,
+    "lexical": tuple(f for f in FUSED_FEATURES if f.startswith("lex_") or f == "overlap"),
+    "all": FUSED_FEATURES,
+}
+"""The calibration's candidate inputs; ``pinfactory verify train`` keeps the smallest whose
+leave-one-set-out AUROC on development data is near the best
+(:func:`pinfactory.verify.crossfit.choose_features`). ``weakest``: the trained head's and
+the word-coverage checker's weakest claim (``+length``: and the claim count);
+``all``: :data:`FUSED_FEATURES`."""
 DEFAULT_CLAIM_THRESHOLD = 0.5
 DEFAULT_ANSWER_THRESHOLD = 0.5
 
@@ -85,8 +99,10 @@ class Calibrator:
         return self
 
     def predict(self, row: Mapping[str, float]) -> float:
-        """Probability in [0, 1]; an answer with no claims to check gets 0.5."""
-        if not row or row.get("claims", 1.0) == 0:
+        """Probability in [0, 1]; an answer with no claims to check, or a row with none of
+        the calibration's inputs (claims checked against no evidence), gets 0.5: nothing
+        was measured."""
+        if not row or row.get("claims", 1.0) == 0 or not any(f in row for f in self.features):
             return 0.5
         z = self.intercept_ + sum(
             w * float(row.get(f, 0.0)) for w, f in zip(self.coef_, self.features, strict=True)

@@ -63,6 +63,23 @@ def data_root(start: Path | None = None) -> Path:
 HELD_OUT_NLI = 300
 """FEVER-NLI and MNLI pairs past the training sample, kept for development."""
 HELD_OUT_SETS = ("fever-heldout", "mnli-heldout")
+DEV_KINDS: dict[str, tuple[str, ...]] = {
+    "wice-dev": ("factcheck-gpt",),
+    "summedits-news": ("summedits-",),
+    "summedits-sales_email": ("summedits-",),
+    "fever-heldout": ("FEVER-NLI",),
+    "mnli-heldout": ("MNLI",),
+}
+"""Per development set, the training sources (prefixes of ``Item.source``) of the same kind:
+WiCE's claims against web evidence are Factcheck-GPT's kind, a held-out SummEdits domain is
+every SummEdits domain's. The fused calibration reads each development set's claim scores
+from a head trained without them, as the shipped head will score a kind it never saw."""
+
+
+def same_kind(dev_set: str, source: str) -> bool:
+    """Whether training ``source`` is of ``dev_set``'s kind (:data:`DEV_KINDS`; a set not
+    listed has no kind in the training data)."""
+    return source.startswith(DEV_KINDS.get(dev_set, ()))
 
 
 def _docnli(root: Path, name: str, limit: int, seed: int, skip: int = 0) -> list[Item]:

@@ -34,6 +34,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 
@@ -51,7 +52,7 @@ from pinfactory.verify.claims import (
 from pinfactory.verify.confidence import Calibrator
 from pinfactory.verify.crossencoder import CrossEncoder
 from pinfactory.verify.lexical import LexicalChecker
-from pinfactory.verify.questions import question_claim
+from pinfactory.verify.questions import question_claim, stated_about
 from pinfactory.verify.report import (
     ClaimCheck,
     ClaimLabel,
@@ -250,25 +251,27 @@ class GroundingChecker:
         features = scored
         if cross is not None:  # the checks carry the cross-encoder's; the head's beside them
             capped = [
-                min(float(p), 0.1) if c.label == "contradicted" else float(p)
+                min(float(p), CONTRADICTED_CAP) if c.label == "contradicted" else float(p)
                 for p, c in zip(head, checks, strict=True)
             ]
             features = answer_features(capped, labels)
             features.update({f"ce_{k}": scored[k] for k in CROSS_FEATURES})
-        features.update(self._lexical_features(answer, evidence, question))
+        features.update(self._lexical_features([u.claim for u in units], evidence, question))
         off_question = sum(
             not r for r, c in zip(relevance, checks, strict=True) if c.label != "contradicted"
         )
+        if off_question:  # the word-coverage checker's weakest claim is capped as the model's
+            features["lex_min_score"] = min(features["lex_min_score"], CONTRADICTED_CAP)
         return Signals(checks, tuple(skipped), features, off_question=off_question)
 
     def _lexical_features(
-        self, answer: str, evidence: Sequence[Document | str], question: str
+        self, claims: Sequence[Claim], evidence: Sequence[Document | str], question: str
     ) -> dict[str, float]:
         """The word-coverage checker's answer features (``lex_*``) and the plain word
-        overlap of the answer with the evidence."""
-        report = self.lexical.assess(answer, evidence, question=question)
+        overlap with the evidence, of the claims checked (not the sentences skipped)."""
+        report = self.lexical.assess_claims(claims, evidence, question=question)
         n = max(1.0, report.features.get("claims", 1.0))
-        said = tokens(answer)
+        said = tokens(" ".join(c.text for c in claims))
         wanted = said.content | said.numbers
         seen: set[str] = set()
         for item in evidence:
@@ -287,14 +290,16 @@ class GroundingChecker:
     def _question_relevance(
         self, question: str, units: list[_Unit], chosen: list[list[int]], sentences: list[str]
     ) -> list[bool]:
-        """Whether the evidence chosen for each claim speaks to the question at all."""
+        """Whether the evidence chosen for each claim speaks to the question at all (for a
+        short answer read with its question: whether its numbers are stated about what the
+        question asks, :func:`~pinfactory.verify.questions.stated_about`)."""
         asked = question.strip().rstrip("?")
         if not asked or not tokens(asked).content:
             return [True] * len(units)
         out = []
         for unit, picked in zip(units, chosen, strict=True):
             if unit.hypothesis != unit.claim.text:  # the question is already in the claim
-                out.append(True)
+                out.append(stated_about(asked, unit.claim.text, sentences))
                 continue
             row = self.model.features(asked, [sentences[i] for i in picked])
             out.append(bool(row[_INDEX["align_weighted"]] >= QUESTION_RELEVANCE))
@@ -313,19 +318,20 @@ class GroundingChecker:
             everywhere |= seen.content | seen.numbers | seen.months
         missing = tuple(sorted((said.content | said.numbers | said.months) - everywhere))
         label: ClaimLabel
-        on_topic = row[_INDEX["stem_coverage_best"]] >= ON_TOPIC
-        conflict = compare_quantities(unit.hypothesis, passages)
-        if on_topic and conflict.conflict:
-            label, p = "contradicted", min(p, 0.1)
-            reason = f"{', '.join(conflict.conflict)} disagrees with the passage"
-        elif on_topic and conflict.bound_conflict:
-            label, p = "contradicted", min(p, 0.1)
-            reason = f"'{', '.join(conflict.bound_conflict)}' has the opposite bound there"
-        elif on_topic and row[_INDEX["negation_conflict"]] > 0 and p < 0.9:
-            label, p = "contradicted", min(p, 0.1)
+        rule = contradiction_rule(row, p)
+        if rule is not None:
+            label, p = "contradicted", min(p, CONTRADICTED_CAP)
+        if rule == "quantity":
+            conflict = compare_quantities(unit.hypothesis, passages).conflict
+            reason = f"{', '.join(conflict)} disagrees with the passage"
+        elif rule == "bound":
+            conflict = compare_quantities(unit.hypothesis, passages).bound_conflict
+            reason = f"'{', '.join(conflict)}' has the opposite bound there"
+        elif rule == "negation":
             reason = "negation: the passage says the opposite of the claim"
-        elif not relevant:
-            label, reason = "unsupported", "the passage does not answer the question asked"
+        elif not relevant:  # support for the words, about something else: no support
+            label, p = "unsupported", min(p, CONTRADICTED_CAP)
+            reason = "the passage does not answer the question asked"
         elif p >= self.claim_threshold:
             label, reason = "supported", f"supported (p={p:.2f})"
         else:
@@ -396,6 +402,28 @@ class GroundingChecker:
             else:
                 label = "unsupported"
         return GroundingReport(score, label, checks, signals.features, signals.skipped)
+
+
+CONTRADICTED_CAP = 0.1
+"""What a claim scores at most when a rule contradicts it or its evidence does not answer
+the question (so the answer's calibrated confidence falls with its label)."""
+Rule = Literal["quantity", "bound", "negation"]
+
+
+def contradiction_rule(row: np.ndarray, p: float) -> Rule | None:
+    """Which rule, if any, contradicts a claim, read from its :data:`FEATURES` row and the
+    model's P(supported): on topic (one chosen sentence holds :data:`ON_TOPIC` of the
+    claim's stems), a quantity or a bound that disagrees, or a clause's negation unless
+    the model is sure (p >= 0.9). Training applies the same rule to cached rows."""
+    if row[_INDEX["stem_coverage_best"]] < ON_TOPIC:
+        return None
+    if row[_INDEX["quantity_conflict"]] > 0:
+        return "quantity"
+    if row[_INDEX["quantity_bound_conflict"]] > 0:
+        return "bound"
+    if row[_INDEX["negation_conflict"]] > 0 and p < 0.9:
+        return "negation"
+    return None
 
 
 CROSS_FEATURES = ("min_logit", "second_logit", "mean_logit")

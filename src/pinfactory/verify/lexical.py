@@ -88,25 +88,32 @@ class LexicalChecker:
         self, answer: str, evidence: Sequence[Document | str], question: str = ""
     ) -> GroundingReport:
         """Check every claim of ``answer`` against ``evidence``."""
+        return self.assess_claims(split_claims(answer), evidence, question)
+
+    def assess_claims(
+        self, claims: Sequence[Claim], evidence: Sequence[Document | str], question: str = ""
+    ) -> GroundingReport:
+        """Check ``claims`` (already split: the trained checker passes the sentences it
+        checks, without the preambles and pleasantries it skipped) against ``evidence``."""
         passages = evidence_passages(evidence)
-        asserted = [_assertion(c, question) for c in split_claims(answer)]
-        claims = [c for c, _ in asserted if c is not None]
+        asserted = [_assertion(c, question) for c in claims]
+        checked = [c for c, _ in asserted if c is not None]
         polar = [p for c, p in asserted if c is not None]
-        if not claims:
+        if not checked:
             return GroundingReport(0.5, "unverified", (), {"claims": 0.0})
         if not passages:
             missing = tuple(
                 ClaimCheck(c.text, "unsupported", 0.0, "", -1, "no evidence", 0.0, 0.0)
-                for c in claims
+                for c in checked
             )
-            return GroundingReport(0.0, "unsupported", missing, {"claims": float(len(claims))})
-        vectors = self.encoder.encode([c.text for c in claims] + [p.text for p in passages])
-        claim_vectors, passage_vectors = vectors[: len(claims)], vectors[len(claims) :]
+            return GroundingReport(0.0, "unsupported", missing, {"claims": float(len(checked))})
+        vectors = self.encoder.encode([c.text for c in checked] + [p.text for p in passages])
+        claim_vectors, passage_vectors = vectors[: len(checked)], vectors[len(checked) :]
         echo = tokens(question).content | tokens(question).entities if question else frozenset()
         passage_tokens = [tokens(p.text) for p in passages]
         everywhere = _union(passage_tokens)
         checks: list[ClaimCheck] = []
-        for claim, is_polar, vector in zip(claims, polar, claim_vectors, strict=True):
+        for claim, is_polar, vector in zip(checked, polar, claim_vectors, strict=True):
             similarities = passage_vectors @ vector
             checks.append(
                 self._check_claim(

@@ -18,6 +18,9 @@ question's wh-phrase:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+
+from pinfactory.verify.claims import tokens
 
 _VERBISH = frozenset(
     {
@@ -68,3 +71,21 @@ def _fill(words: list[str], answer: str) -> str | None:
                 return f"{answer}'s {noun} {rest}"
             return f"{answer} is the {noun} that {rest}"
     return None
+
+
+def stated_about(question: str, answer: str, sentences: Sequence[str]) -> bool:
+    """Whether a short answer's numbers are stated about what the question asks.
+
+    "10 business days." to "What is the cut-off time for same-day dispatch?" reads as
+    supported by a passage that gives 10 business days for refunds: the words are there,
+    about something else. When some evidence sentence states every number of ``answer``,
+    one of them must also hold a content word of ``question`` (here: "dispatch"); an answer
+    without numbers, or whose numbers no sentence states (the model and the quantity rules
+    judge those), is not held to this.
+    """
+    said = tokens(answer)
+    focus = tokens(question).content
+    if not said.numbers or not focus:
+        return True
+    stating = [seen for seen in map(tokens, sentences) if said.numbers <= seen.numbers]
+    return not stating or any(focus & seen.content for seen in stating)

@@ -36,6 +36,7 @@ from pinfactory.verify.confidence import (
     expected_calibration_error,
 )
 from pinfactory.verify.crossencoder import CrossEncoder, cross_encoder_path
+from pinfactory.verify.crossfit import choose_features, cross_fitted, out_of_kind_heads
 from pinfactory.verify.datasets import HELD_OUT_SETS, Item, claim_pairs, development, training
 from pinfactory.verify.grounding import GroundingChecker, GroundingSettings, Plan, answer_features
 from pinfactory.verify.support import (
@@ -47,7 +48,7 @@ from pinfactory.verify.support import (
 )
 
 SHARD = 2000  # training pairs featurised and cached together
-FUSION_VERSION = 2  # bump when the fused features change: invalidates cached rows
+FUSION_VERSION = 3  # bump when the fused features change: invalidates cached rows
 Progress = Callable[[str, int, int], None]
 """Called as ``progress(phase, done, total)``."""
 
@@ -245,6 +246,31 @@ def _quiet(phase: str, done: int, total: int) -> None:  # noqa: ARG001 (a Progre
     return None
 
 
+def training_set(
+    root: Path, work: Path, checker: GroundingChecker, per_nli: int, seed: int, report: Progress
+) -> Featurised:
+    """The featurised training pairs (cached in ``work`` by shards, so an interrupted run
+    resumes)."""
+    items = training_items(root, per_nli, seed)
+    random.Random(seed).shuffle(items)
+    out = Featurised()
+    for start in range(0, len(items), SHARD):
+        shard = cached(
+            work, f"train{start // SHARD:02d}", checker, items[start : start + SHARD], report
+        )
+        out.matrices += shard.matrices
+        out.labels += shard.labels
+        out.sources += shard.sources
+    return out
+
+
+def single_claim_pairs(data: Featurised) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The pairs the head learns from (one claim each): ``x`` ``[n, F]``, ``y``, sources."""
+    keep = [i for i, m in enumerate(data.matrices) if len(m) == 1]
+    x = np.concatenate([data.matrices[i] for i in keep])
+    return x, np.array([data.labels[i] for i in keep]), [data.sources[i] for i in keep]
+
+
 def train(
     root: Path,
     work: Path,
@@ -261,34 +287,20 @@ def train(
     report = progress or _quiet
     checker = checker or GroundingChecker()
     started = time.perf_counter()
-    items = training_items(root, per_nli, seed)
-    random.Random(seed).shuffle(items)
-    train_set = Featurised()
-    for start in range(0, len(items), SHARD):  # shards: an interrupted run resumes
-        shard = cached(
-            work, f"train{start // SHARD:02d}", checker, items[start : start + SHARD], report
-        )
-        train_set.matrices += shard.matrices
-        train_set.labels += shard.labels
-        train_set.sources += shard.sources
-    dev = {  # the claim threshold: answer-level sets (the held-out NLI pairs serve the fusion)
+    train_set = training_set(root, work, checker, per_nli, seed, report)
+    dev_items = development(root, per_nli, seed)
+    claims = {  # every dev set's claim features (the cross-fitted calibration reads them)
         name: cached(work, name, checker, answer_items(items), report)
-        for name, items in development(root, per_nli, seed).items()
-        if name not in HELD_OUT_SETS
+        for name, items in dev_items.items()
     }
-    x = np.concatenate([m for m in train_set.matrices if len(m) == 1])
-    y = np.array(
-        [lab for m, lab in zip(train_set.matrices, train_set.labels, strict=True) if len(m) == 1]
-    )
+    # The claim threshold: answer-level sets (the held-out NLI pairs serve the fusion).
+    dev = {name: data for name, data in claims.items() if name not in HELD_OUT_SETS}
+    x, y, _ = single_claim_pairs(train_set)
     head = fit_head(x, y, seed, hidden)
     threshold, dev_ba = choose_threshold(head, dev)
-    rows: list[dict[str, float]] = []
-    labels: list[int] = []
     per_set: dict[str, dict[str, float]] = {}
     for name, data in dev.items():
         features, passed = answer_decisions(head, data, threshold)
-        rows.extend(features)
-        labels.extend(data.labels)
         weakest = [f.get("min_logit", 0.0) for f in features]
         per_set[name] = {
             "n": len(data.labels),
@@ -299,7 +311,10 @@ def train(
         GroundingSettings(claim_threshold=threshold, top_k=checker.settings.top_k),
         model=SupportModel(head=head, top_k=checker.settings.top_k),
     )
-    calibrator, fusion = fit_fusion(fused, work, development(root, per_nli, seed), seed, report)
+    rows = {n: fusion_rows(fused, work, n, items, report) for n, items in dev_items.items()}
+    rows = cross_fit(rows, claims, train_set, seed, hidden, threshold)
+    labels = {name: [i.label for i in items] for name, items in dev_items.items()}
+    calibrator, fusion = fit_calibration(rows, labels, seed, claim_threshold=threshold)
     for name, values in fusion.pop("dev").items():
         per_set.setdefault(name, {}).update(values)
     metrics = {
@@ -313,6 +328,26 @@ def train(
         "seconds": round(time.perf_counter() - started, 1),
     }
     return TrainingResult(head, threshold, metrics, calibrator.to_json())
+
+
+def cross_fit(
+    rows: dict[str, list[dict[str, float]]],
+    claims: dict[str, Featurised],
+    train_set: Featurised,
+    seed: int,
+    hidden: int,
+    claim_threshold: float,
+) -> dict[str, list[dict[str, float]]]:
+    """Each development set's fused rows with the claim scores of a head trained without
+    its kind (:mod:`pinfactory.verify.crossfit`), the head fitted as :func:`fit_head`."""
+    x, y, sources = single_claim_pairs(train_set)
+    heads = out_of_kind_heads(
+        x, y, sources, list(rows), lambda xs, ys: fit_head(xs, ys, seed, hidden)
+    )
+    return {
+        name: cross_fitted(rows[name], claims[name].matrices, heads[name], claim_threshold)
+        for name in rows
+    }
 
 
 def fusion_rows(
@@ -362,36 +397,53 @@ def fit_fusion(
     dev: dict[str, list[Item]],
     seed: int,
     progress: Progress,
-    features: Sequence[str] = FUSED_FEATURES,
+    features: Sequence[str] | None = FUSED_FEATURES,
     claim_threshold: float | None = None,
 ) -> tuple[Calibrator, dict[str, Any]]:
-    """Fit the answer calibration over the fused ``features`` on every development set
-    together, choose the answer threshold with the best mean balanced accuracy over
-    the sets, and measure leave-one-set-out AUROC (fitted without the set it scores).
-    With the cross-encoder, its claim threshold is chosen on the same sets first."""
+    """:func:`fit_calibration` over the checker's own fused rows of ``dev`` (cached in
+    ``work``); ``features`` None chooses them (:func:`~.crossfit.choose_features`)."""
+    rows = {name: fusion_rows(checker, work, name, items, progress) for name, items in dev.items()}
+    labels = {name: [i.label for i in items] for name, items in dev.items()}
+    threshold = checker.claim_threshold if claim_threshold is None else claim_threshold
+    return fit_calibration(rows, labels, seed, features, threshold)
+
+
+def fit_calibration(
+    rows: dict[str, list[dict[str, float]]],
+    labels: dict[str, list[int]],
+    seed: int,
+    features: Sequence[str] | None = None,
+    claim_threshold: float = 0.5,
+) -> tuple[Calibrator, dict[str, Any]]:
+    """Fit the answer calibration over the fused ``features`` (None: the candidate chosen
+    by leave-one-set-out AUROC) on every development set together, choose the answer
+    threshold with the best mean balanced accuracy over the sets, and measure
+    leave-one-set-out AUROC (fitted without the set it scores). With the cross-encoder's
+    features, its claim threshold is chosen on the same sets first."""
     # scikit-learn (seconds to import) loads only when a model is fitted
     from sklearn.metrics import roc_auc_score
 
-    rows = {name: fusion_rows(checker, work, name, items, progress) for name, items in dev.items()}
-    labels = {name: [i.label for i in items] for name, items in dev.items()}
-    head_threshold = checker.claim_threshold if claim_threshold is None else claim_threshold
+    choice = None
+    if features is None:
+        choice = choose_features(rows, labels)
+        features = choice.features
 
     def fitted(names: Sequence[str]) -> Calibrator:
         x = [r for n in names for r in rows[n]]
         target = [y for n in names for y in labels[n]]
-        return Calibrator(features, claim_threshold=head_threshold).fit(x, target)
+        return Calibrator(features, claim_threshold=claim_threshold).fit(x, target)
 
-    calibrator = fitted(list(dev))
+    calibrator = fitted(list(rows))
     if "ce_min_logit" in features:
         calibrator.cross_threshold = cross_threshold(rows, labels)
-    scores = {n: np.array([calibrator.predict(r) for r in rows[n]]) for n in dev}
+    scores = {n: np.array([calibrator.predict(r) for r in rows[n]]) for n in rows}
     best = (0.5, -1.0)
     for threshold in np.round(np.arange(0.05, 0.96, 0.01), 2):
         mean = float(
             np.mean(
                 [
                     balanced_accuracy(labels[n], list(~flagged_at(rows[n], scores[n], threshold)))
-                    for n in dev
+                    for n in rows
                 ]
             )
         )
@@ -399,8 +451,8 @@ def fit_fusion(
             best = (float(threshold), mean)
     calibrator.answer_threshold = best[0]
     per_set: dict[str, dict[str, float]] = {}
-    for name in dev:
-        others = fitted([n for n in dev if n != name])
+    for name in rows:
+        others = fitted([n for n in rows if n != name])
         held = [others.predict(r) for r in rows[name]]
         passed = ~flagged_at(rows[name], scores[name], best[0])
         per_set[name] = {
@@ -412,12 +464,16 @@ def fit_fusion(
             "ece": round(expected_calibration_error(list(scores[name]), labels[name]), 4),
         }
     calibrator.meta = {
-        "fitted_on": sorted(dev),
+        "fitted_on": sorted(rows),
         "seed": seed,
         "note": "claim and answer thresholds and coefficients fitted on development data only",
     }
-    return calibrator, {"answer_threshold": best[0], "dev_mean_ba": round(best[1], 4),
-                        "dev": per_set}  # fmt: skip
+    summary: dict[str, Any] = {"answer_threshold": best[0], "dev_mean_ba": round(best[1], 4)}
+    if choice is not None:
+        calibrator.meta["inputs"] = choice.name
+        summary["inputs"] = choice.name
+        summary["inputs_held_out_auroc"] = choice.held_out
+    return calibrator, {**summary, "dev": per_set}
 
 
 def cross_threshold(rows: dict[str, list[dict[str, float]]], labels: dict[str, list[int]]) -> float:
@@ -450,27 +506,39 @@ def refit_fusion(
     cross: CrossEncoder | None = None,
     dev_limit: int = 0,
 ) -> TrainingResult:
-    """Keep the packaged head and claim threshold; refit only the fused calibration, over
-    the cross-encoder's claim scores too when ``cross`` is given; ``dev_limit`` > 0 fits
-    on a seeded sample of at most that many answers per development set."""
+    """Keep the packaged head and claim threshold; refit only the fused calibration: its
+    inputs chosen and its weights fitted on cross-fitted development rows (:func:`cross_fit`),
+    or, when ``cross`` is given, over the cross-encoder's claim scores too
+    (:data:`CROSS_FUSED_FEATURES`, not cross-fitted); ``dev_limit`` > 0 fits on a seeded
+    sample of at most that many answers per development set."""
+    report = progress or _quiet
     packaged = Calibrator.load()
     checker = GroundingChecker()
-    features: Sequence[str] = FUSED_FEATURES
     if cross is not None:
-        features = CROSS_FUSED_FEATURES
-        reader = Calibrator(features, claim_threshold=packaged.claim_threshold)
-        reader.coef_, reader.intercept_ = [0.0] * len(features), 0.0
+        reader = Calibrator(CROSS_FUSED_FEATURES, claim_threshold=packaged.claim_threshold)
+        reader.coef_, reader.intercept_ = [0.0] * len(CROSS_FUSED_FEATURES), 0.0
         checker = GroundingChecker(calibrator=reader, cross=cross)
     head = checker.model.head
     dev = development(root, per_nli, seed)
     if dev_limit > 0:
         dev = {k: random.Random(seed).sample(v, min(dev_limit, len(v))) for k, v in dev.items()}
-    calibrator, fusion = fit_fusion(
-        checker, work, dev, seed, progress or _quiet, features, packaged.claim_threshold
-    )
-    metrics = {"seed": seed, "claim_threshold": packaged.claim_threshold, "dev_limit": dev_limit,
+    threshold = packaged.claim_threshold
+    if cross is not None:
+        calibrator, fusion = fit_fusion(
+            checker, work, dev, seed, report, CROSS_FUSED_FEATURES, threshold
+        )
+    else:
+        rows = {n: fusion_rows(checker, work, n, items, report) for n, items in dev.items()}
+        claims = {n: cached(work, n, checker, answer_items(items), report)
+                  for n, items in dev.items()}  # fmt: skip
+        train_set = training_set(root, work, checker, per_nli, seed, report)
+        hidden = int(head.arrays["w1"].shape[1])
+        rows = cross_fit(rows, claims, train_set, seed, hidden, threshold)
+        labels = {name: [i.label for i in items] for name, items in dev.items()}
+        calibrator, fusion = fit_calibration(rows, labels, seed, claim_threshold=threshold)
+    metrics = {"seed": seed, "claim_threshold": threshold, "dev_limit": dev_limit,
                "cross_threshold": calibrator.cross_threshold, **fusion}  # fmt: skip
-    return TrainingResult(head, packaged.claim_threshold, metrics, calibrator.to_json())
+    return TrainingResult(head, threshold, metrics, calibrator.to_json())
 
 
 def write(result: TrainingResult, out: Path, with_head: bool = True) -> list[Path]:
