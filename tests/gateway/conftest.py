@@ -6,13 +6,36 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pinfactory.gateway import create_app
 from pinfactory.gateway.server import serve_in_thread
 from pinfactory.team import parse_team
-from pinfactory.testing.recording import RecordingUpstream
+from pinfactory.testing.recording import RecordingUpstream, completion
+
+CALL = {
+    "id": "call_1",
+    "type": "function",
+    "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'},
+}
+"""The tool call the upstream answers with in the tool round-trip tests."""
+
+
+def tool_answer() -> dict[str, Any]:
+    """A fresh ``chat.completion`` body whose one choice calls :data:`CALL`."""
+    return completion(
+        None,
+        choices=[
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": None, "tool_calls": [CALL]},
+                "logprobs": None,
+                "finish_reason": "tool_calls",
+            }
+        ],
+    )
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from pinfactory.testing.recording import (
     text_chunks,
 )
 from tests.conftest import ledger_rows
-from tests.gateway.conftest import gateway_for
+from tests.gateway.conftest import CALL, gateway_for, tool_answer
 
 KEY = "sk-sales-0001"
 WEATHER = {
@@ -33,22 +33,6 @@ WEATHER = {
         "required": ["city"],
     },
 }
-CALL = {
-    "id": "call_1",
-    "type": "function",
-    "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'},
-}
-TOOL_ANSWER = completion(
-    None,
-    choices=[
-        {
-            "index": 0,
-            "message": {"role": "assistant", "content": None, "tool_calls": [CALL]},
-            "logprobs": None,
-            "finish_reason": "tool_calls",
-        }
-    ],
-)
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +93,7 @@ def test_text_with_a_system_prompt(
 
 
 def test_a_tool_round_trip(client: anthropic.Anthropic, recorder: RecordingUpstream) -> None:
-    recorder.answer(Scripted(TOOL_ANSWER))
+    recorder.answer(Scripted(tool_answer()))
     asked = client.messages.create(
         model="auto",
         max_tokens=64,

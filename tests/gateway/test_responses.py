@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from pinfactory.testing.recording import RecordingUpstream, Scripted, chunk, completion
 from tests.conftest import ledger_rows
-from tests.gateway.conftest import gateway_for
+from tests.gateway.conftest import CALL, gateway_for, tool_answer
 
 WEATHER = {
     "type": "function",
@@ -35,22 +35,6 @@ CHAT_WEATHER = {
     "type": "function",
     "function": {k: v for k, v in WEATHER.items() if k != "type"},
 }
-CALL = {
-    "id": "call_1",
-    "type": "function",
-    "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'},
-}
-TOOL_ANSWER = completion(
-    None,
-    choices=[
-        {
-            "index": 0,
-            "message": {"role": "assistant", "content": None, "tool_calls": [CALL]},
-            "logprobs": None,
-            "finish_reason": "tool_calls",
-        }
-    ],
-)
 TEXT_EVENTS = [
     "response.created",
     "response.in_progress",
@@ -167,7 +151,7 @@ def test_store_false_keeps_nothing(client: OpenAI, recorder: RecordingUpstream) 
 
 
 def test_a_tool_round_trip(client: OpenAI, recorder: RecordingUpstream) -> None:
-    recorder.answer(Scripted(TOOL_ANSWER))
+    recorder.answer(Scripted(tool_answer()))
     asked = client.responses.create(
         model="auto",
         input="Weather in Oslo?",
@@ -197,7 +181,7 @@ def test_a_tool_round_trip(client: OpenAI, recorder: RecordingUpstream) -> None:
 def test_a_stateless_round_trip_sends_the_items_back(
     client: OpenAI, recorder: RecordingUpstream
 ) -> None:
-    recorder.answer(Scripted(TOOL_ANSWER))
+    recorder.answer(Scripted(tool_answer()))
     asked = client.responses.create(
         model="auto",
         input="Weather in Oslo?",

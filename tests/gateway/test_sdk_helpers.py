@@ -27,13 +27,8 @@ from pinfactory.testing.recording import (
     completion,
     text_chunks,
 )
-from tests.gateway.conftest import gateway_for
+from tests.gateway.conftest import CALL, gateway_for, tool_answer
 
-CALL = {
-    "id": "call_1",
-    "type": "function",
-    "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'},
-}
 WEATHER = {
     "type": "function",
     "function": {
@@ -51,20 +46,6 @@ WEATHER = {
 class City(BaseModel):
     name: str
     population: int
-
-
-def tool_answer() -> dict[str, Any]:
-    return completion(
-        None,
-        choices=[
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": None, "tool_calls": [CALL]},
-                "logprobs": None,
-                "finish_reason": "tool_calls",
-            }
-        ],
-    )
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import pytest
 from openai import OpenAI
 
 from pinfactory.testing.recording import RecordingUpstream, Scripted, completion
-from tests.gateway.conftest import gateway_for
-from tests.gateway.test_sdk_helpers import WEATHER, tool_answer
+from tests.gateway.conftest import gateway_for, tool_answer
+from tests.gateway.test_sdk_helpers import WEATHER
 
 
 @pytest.fixture(scope="module")
