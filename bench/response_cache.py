@@ -39,10 +39,11 @@ from typing import Any
 import numpy as np
 from rich.progress import track
 
-from pinfactory.cache import CacheSpec, ResponseCache, calibrate_threshold, numbers_of
+from pinfactory.cache import CacheSpec, ResponseCache, calibrate_threshold
 from pinfactory.lab.datasets import default_root
 from pinfactory.members.base import Completion, Usage
 from pinfactory.outcome import Answer
+from pinfactory.paraphrase import anchors_of
 from pinfactory.request import Request
 from pinfactory.routing.base import Decision
 
@@ -147,7 +148,8 @@ def near_misses(thresholds: list[float]) -> list[dict[str, Any]]:
             served = cache.lookup(Request.from_text(pair["asked"]), DECISION) is not None
             vectors = encoder.encode([pair["stored"], pair["asked"]])
             close = float(vectors[0] @ vectors[1]) >= threshold
-            before = close and numbers_of(pair["stored"]) == numbers_of(pair["asked"])
+            stored, asked = anchors_of(pair["stored"]), anchors_of(pair["asked"])
+            before = close and stored.numbers == asked.numbers  # the check before the guard
             kind = "right" if pair["same_answer"] else "wrong"
             counts[kind] += served
             counts[f"{kind}_numbers_only"] += before

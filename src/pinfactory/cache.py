@@ -43,7 +43,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
@@ -57,12 +56,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from pinfactory.embeddings import Encoder, Vectors, get_encoder
 from pinfactory.members.base import Completion
 from pinfactory.outcome import Answer, CacheHit
-from pinfactory.paraphrase import anchors_of, conflict
+from pinfactory.paraphrase import Anchors, anchors_of, conflict
 from pinfactory.reliability.state import SharedState, StateUnavailable
 from pinfactory.request import Request, wire_message
 from pinfactory.routing.base import Decision
 
-NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 log = logging.getLogger("pinfactory.cache")
 
 
@@ -90,8 +88,10 @@ class Entry:
     completion: Completion
     cost_usd: Decimal
     stored: float
-    text: str = ""
-    numbers: tuple[str, ...] = ()
+    text: str
+    anchors: Anchors
+    """What another wording must share to be answered by it (:mod:`pinfactory.paraphrase`),
+    read from ``text`` once, when the entry is made."""
     vector: Vectors | None = None
 
 
@@ -118,7 +118,6 @@ class SharedEntry(BaseModel):
     cost_usd: Decimal
     stored: float
     text: str
-    numbers: tuple[str, ...]
     vector: str | None = None
 
     @classmethod
@@ -128,7 +127,7 @@ class SharedEntry(BaseModel):
         return cls(
             request_id=entry.request_id, member=entry.member, completion=entry.completion,
             cost_usd=entry.cost_usd, stored=entry.stored, text=entry.text,
-            numbers=entry.numbers, vector=None if encoded is None else encoded.decode(),
+            vector=None if encoded is None else encoded.decode(),
         )  # fmt: skip
 
     def entry(self) -> Entry:
@@ -137,7 +136,7 @@ class SharedEntry(BaseModel):
             vector = np.frombuffer(base64.b64decode(self.vector), dtype="<f4").astype(np.float32)
         return Entry(
             self.request_id, self.member, self.completion, self.cost_usd, self.stored,
-            self.text, self.numbers, vector,
+            self.text, anchors_of(self.text), vector,
         )  # fmt: skip
 
 
@@ -148,10 +147,6 @@ class Hit:
     decision: Decision
     completion: Completion
     record: CacheHit
-
-
-def numbers_of(text: str) -> tuple[str, ...]:
-    return tuple(sorted(NUMBER.findall(text)))
 
 
 def last_user_index(request: Request) -> int:
@@ -277,7 +272,7 @@ class ResponseCache:
                 return None
             key = bucket.keys[int(index)]
             entry = self._entries[key]
-            if conflict(asked, anchors_of(entry.text)) is None and self._fresh(key) is not None:
+            if conflict(asked, entry.anchors) is None and self._fresh(key) is not None:
                 return entry, similarity
         return None
 
@@ -316,7 +311,7 @@ class ResponseCache:
         text = request.text
         entry = Entry(
             answer.request.request_id, member, answer.completion, answer.cost_usd,
-            self._clock(), text, numbers_of(text),
+            self._clock(), text, anchors_of(text),
         )  # fmt: skip
         context = None
         if self.spec.semantic:
