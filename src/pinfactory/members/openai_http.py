@@ -171,6 +171,7 @@ class OpenAIHTTPMember(RemoteMember):
         tools=True, json_mode=True, json_schema=True, vision=True, n=True, logprobs=True
     )
     times_its_stream = True  # the upstream's first-token, idle and total timeouts
+    times_its_calls = True  # each attempt within the first-token timeout, all within the total
 
     async def complete(self, request: Request) -> Completion:
         raw = await self.upstream.post(orjson.dumps(self._payload(request, stream=False)))

@@ -167,6 +167,7 @@ class Upstream:
             self._session = aiohttp.ClientSession(
                 headers={"content-type": "application/json", **self.headers},
                 connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),  # an upstream's cookies go to no one
                 timeout=aiohttp.ClientTimeout(
                     total=None, sock_connect=self.spec.connect_timeout_s, sock_read=None
                 ),
