@@ -20,9 +20,15 @@ def from_nano(nano: int) -> Decimal:
     return (Decimal(nano) * NANO).normalize() if nano else Decimal(0)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LedgerEntry:
-    """One request, answered or refused. ``status`` is the HTTP status sent."""
+    """One request, answered or refused. ``status`` is the HTTP status sent.
+
+    Not frozen, like :class:`AuditEvent`: both are made for every request, and a frozen
+    dataclass sets each field through ``object.__setattr__`` (about 1,300 instructions
+    more per field under callgrind: some 40,000 per request for these two). Nothing
+    changes them once made; nothing hashes them.
+    """
 
     request_id: str
     unit: str
@@ -70,7 +76,7 @@ class SpendRow:
     cost_usd: Decimal
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AuditEvent:
     """One step of a request's decision chain, before it is sealed into the chain.
 

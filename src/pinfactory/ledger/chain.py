@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from hashlib import sha256
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -130,14 +130,14 @@ def link(prev_hash: str, body: str) -> str:
     return sha256((prev_hash + body).encode()).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class Unsealed:
+class Unsealed(NamedTuple):
     """An audit entry serialized but for its place in the chain: its body is
     ``before + str(seq) + after``, the canonical JSON of ``{kind, payload, request_id,
     seq, time}`` (sorted keys put ``seq`` between the request id and the time).
 
     Made where the event is (the request's thread), once: sealing it on the writer's
-    thread is then a string join and a hash, whatever the payload holds.
+    thread is then a string join and a hash, whatever the payload holds. A named tuple:
+    four or more are made per request, at a third of a frozen dataclass's cost.
     """
 
     kind: str

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pinfactory.ledger.base import AuditEvent, LedgerEntry, to_nano
 from pinfactory.ledger.chain import CLOSING_KINDS, Unsealed, row_figures, unsealed
@@ -31,8 +30,7 @@ REQUEST_INSERT = (
 """The ``requests`` insert: a prepared row, then the seq of the entry sealing it."""
 
 
-@dataclass(frozen=True, slots=True)
-class Prepared:
+class Prepared(NamedTuple):
     """One request's write: ``row`` (the ``requests`` values, :data:`REQUEST_COLUMNS`
     order, ``cost_nusd`` in nano-USD, ``tags`` as JSON) and its chain ``entries``."""
 
