@@ -54,9 +54,10 @@ class EventStream(Response):
 
     Unlike Starlette's ``StreamingResponse`` (one message per item, then an empty one to
     end), the body decides what goes in each write, so the closing frames and the end of
-    the chunked body leave in one. A client that hangs up cancels ``body`` (``departure``,
-    the request's :class:`~pinfactory.gateway.departure.Departure`, watches ``receive``;
-    one is started if none is given), so whatever it was streaming can book the loss.
+    the chunked body leave in one, and the response head leaves with the first write. A
+    client that hangs up cancels ``body`` (``departure``, the request's
+    :class:`~pinfactory.gateway.departure.Departure`, watches ``receive``; one is started
+    if none is given), so whatever it was streaming can book the loss.
     """
 
     media_type = "text/event-stream"
@@ -72,13 +73,21 @@ class EventStream(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         del scope  # the ASGI signature; nothing in it changes the stream
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         task = asyncio.current_task()
         assert task is not None
         departure = self.departure or Departure(receive)
         departure.cancel_on_leave(task)
+        start = {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
+        started = False
 
         async def write(data: bytes, more: bool) -> None:
+            # the head goes with the first frames, back to back: a client that woke for
+            # the head is still awake for them (as for a plain answer), where a head
+            # sent ahead would wake it twice
+            nonlocal started
+            if not started:
+                started = True
+                await send(start)
             await send({"type": "http.response.body", "body": data, "more_body": more})
 
         try:
