@@ -417,6 +417,7 @@ class ChunkWriter:
         self.request = request
         self.member = member
         self.include_usage = include_usage
+        self.completion_id = request.completion_id
         self._held: list[Delta] = []
         self._extra: dict[str, Any] = {"usage": None} if include_usage else {}
 
@@ -451,7 +452,7 @@ class ChunkWriter:
             body: dict[str, Any] = orjson.loads(delta.raw)
         else:
             body = delta.chunk.model_dump(mode="json", exclude_unset=True)
-        body["id"] = self.request.completion_id
+        body["id"] = self.completion_id
         body["model"] = self.member
         if self.include_usage:
             body["usage"] = None

@@ -20,6 +20,8 @@ from pinfactory.errors import PinfactoryError
 from pinfactory.gateway.departure import Departure
 from pinfactory.outcome import Answer
 
+_EVENT_STREAM = (b"content-type", b"text/event-stream; charset=utf-8")
+
 
 def frame(body: dict[str, Any]) -> bytes:
     """One ``data:`` frame."""
@@ -69,7 +71,10 @@ class EventStream(Response):
         self.background = None
         self.write_body = body
         self.departure = departure
-        self.init_headers(headers)
+        self.raw_headers = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
+        ]
+        self.raw_headers.append(_EVENT_STREAM)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         del scope  # the ASGI signature; nothing in it changes the stream

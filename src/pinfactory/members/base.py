@@ -78,7 +78,7 @@ class Completion:
     embeddings: tuple[Embedding, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Delta:
     """One streamed chunk a member relays as it came (tool-call deltas, logprobs,
     refusal, several choices): its choices, in OpenAI's chunk type (checked with it).
@@ -96,8 +96,9 @@ class Delta:
     """The member's next event is already here (it came in the same read, or the stream
     ended in that read and the completion is next): a relay may write this chunk
     together with what follows it. A member sets it only when that next event needs no
-    waiting from the member; at the end of a stream the relay writes the chunks with
-    the closing frames, once the answer is recorded."""
+    waiting from the member (before yielding the delta; nothing changes one after);
+    at the end of a stream the relay writes the chunks with the closing frames, once
+    the answer is recorded."""
 
 
 def replay(completion: Completion) -> list[str | Delta]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
-from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -138,8 +137,9 @@ class StreamReader:
         self.service_tier: str | None = None
 
     def read(self, chunk: ChatCompletionChunk, raw: bytes = b"") -> Delta | None:
-        """The chunk to relay (``raw``: its JSON as received); None for a chunk that
-        only reports usage."""
+        """The chunk to relay (``raw``: its JSON as received), marked ``more`` (the
+        stream clears it on the last of a read that did not end it); None for a chunk
+        that only reports usage."""
         self.model = chunk.model or self.model
         self.fingerprint = chunk.system_fingerprint or self.fingerprint
         self.service_tier = chunk.service_tier or self.service_tier
@@ -156,7 +156,7 @@ class StreamReader:
             if choice.index == 0 and choice.delta.content:
                 text = choice.delta.content
                 self.parts.append(text)
-        return Delta(chunk, text, finish, raw)
+        return Delta(chunk, text, finish, raw, more=True)
 
 
 @register
@@ -190,9 +190,10 @@ class OpenAIHTTPMember(RemoteMember):
                 deltas, failure = self._read_batch(reader, batch.chunks)
                 # chunks that came in one read go on together (``more``: the next event is
                 # here), none is held; with [DONE] in the read, the completion is next
-                last = len(deltas) - 1 if failure is None and not batch.ended else len(deltas)
-                for index, delta in enumerate(deltas):
-                    yield delta if index == last else replace(delta, more=True)
+                if deltas and failure is None and not batch.ended:
+                    deltas[-1].more = False
+                for delta in deltas:
+                    yield delta
                 if failure is not None:
                     raise failure
         yield self._completion(
