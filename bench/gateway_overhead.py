@@ -14,12 +14,12 @@ favour one side. pinfactory runs with its reliability features on: retries, a
 circuit breaker per member and a rate limit per key counted on every request.
 
 ``--floor`` adds, in every round, a bare ASGI relay on the same server stack
-(``bench/relay_floor.py``: uvicorn + httptools + uvloop, the same aiohttp client,
-nothing but forwarding): its added latency is the floor of any gateway built on this
-stack on this machine, and pinfactory's distance above it is what pinfactory itself
-costs. Each round's order alternates (LiteLLM, floor, pinfactory; then the reverse),
-and every row carries its round's ratios to LiteLLM (throughput, and server CPU per
-request, which a neighbour's burst of load moves less).
+(``bench/relay_floor.py``: uvicorn + httptools + uvloop with pinfactory's protocol, the
+same HTTP client as pinfactory's members, nothing but forwarding): its added latency is
+the floor of any gateway built on this stack on this machine, and pinfactory's distance
+above it is what pinfactory itself costs. Each round's order alternates (LiteLLM, floor,
+pinfactory; then the reverse), and every row carries its round's ratios to LiteLLM
+(throughput, and server CPU per request, which a neighbour's burst of load moves less).
 
 - Latency: one client sends sequential requests over one keep-alive
   connection (a raw HTTP/1.1 client on a blocking socket, so the client adds
@@ -562,12 +562,7 @@ def litellm_versions(script: str) -> dict[str, str]:
 def floor(up_port: int, folder: Path, args: argparse.Namespace) -> Any:
     """The bare relay (``bench/relay_floor.py``) under ``pinfactory serve``'s uvicorn settings."""
     port = free_port()
-    serve = [
-        sys.executable, "-m", "uvicorn", "--app-dir", str(ROOT / "bench"), "--factory",
-        "relay_floor:create_app", "--host", "127.0.0.1", "--port", str(port),
-        "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",
-        "--no-access-log", "--no-proxy-headers",
-    ]  # fmt: skip
+    serve = [sys.executable, str(ROOT / "bench" / "relay_floor.py"), "--port", str(port)]
     env = dict(python_env(), RELAY_UPSTREAM=f"http://127.0.0.1:{up_port}")
     with process(serve, port, env) as pid:
         print("floor (bare relay):")

@@ -20,11 +20,14 @@ measure it on its own in the same alternation (bench-only changes, made by the
 sample process after the ledger opens):
 
 - ``no-requests-request``: without the ``requests(request_id)`` index (lookups by id);
-- ``no-audit-labels``: without the partial ``audit_labels`` index (the label scan's);
+- ``no-audit-labels``: without the partial ``audit_label_kinds`` index (the label scan's);
 - ``no-new-indexes``: without both (the old path's indexes only).
 
     python bench/pipeline_cpu.py --baseline OLD_CHECKOUT/src [--rounds 30]
         [--requests 500] [--durability full] [--variant no-new-indexes ...]
+        [--side before=BEFORE_CHECKOUT/src ...]
+
+``--side NAME=SRC`` adds another checkout's side (before and after a change, in one run).
 
 Prints a table and writes ``bench/results/pipeline_cpu.json``.
 """
@@ -52,8 +55,8 @@ RESULTS = ROOT / "bench" / "results"
 
 DROPS = {
     "no-requests-request": ("requests_request",),
-    "no-audit-labels": ("audit_labels",),
-    "no-new-indexes": ("audit_labels", "requests_request"),
+    "no-audit-labels": ("audit_label_kinds",),
+    "no-new-indexes": ("audit_label_kinds", "requests_request"),
 }
 
 SAMPLE = """
@@ -65,37 +68,65 @@ from pinfactory.team import parse_team
 
 warmup, durability, drops = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
 ledger = Path(tempfile.mkdtemp()) / "ledger.db"
-team = parse_team(
-    "name: cpu\\n"
-    "members: [{name: calc, kind: calculator, price: {per_call: 0.001}}]\\n"
-    "routing: {kind: rules, fallback: calc}\\n"
-    f"ledger: {{path: '{ledger}', durability: {durability}}}\\n",
-    "cpu.yaml",
-    {},
-)
 
 
-async def lines(pipeline, count: int) -> float:
-    # Python lines executed per request, every thread: a count no neighbour's load moves
-    seen = [0]
+def make_team(path):
+    return parse_team(
+        "name: cpu\\n"
+        "members: [{name: calc, kind: calculator, price: {per_call: 0.001}}]\\n"
+        "routing: {kind: rules, fallback: calc}\\n"
+        f"ledger: {{path: '{path}', durability: {durability}}}\\n",
+        "cpu.yaml",
+        {},
+    )
+
+
+team = make_team(ledger)
+
+
+async def lines(count: int) -> float:
+    # Python lines executed per request, every thread (the ledger's writer too): a count
+    # no neighbour's load moves. threading.settrace reaches only threads started after
+    # it, so a second pipeline (its own ledger) opens under it; lines count only between
+    # its warm-up and the end (the writer's loop runs from its start: traced from then
+    # on, counted from then), and the timed pipeline is never traced.
+    seen, counting = [0], [False]
 
     def local(frame, event, arg):
-        if event == "line":
+        if event == "line" and counting[0]:
             seen[0] += 1
         return local
 
     def tracer(frame, event, arg):
         return local if event == "call" else None
 
-    sys.settrace(tracer)
     threading.settrace(tracer)
     try:
-        for _ in range(count):
-            await pipeline.complete(Request.from_text("2 + 2"))
+        async with open_pipeline(make_team(ledger.with_name("traced.db"))) as pipeline:
+            for _ in range(50):
+                await pipeline.complete(Request.from_text("2 + 2"))
+            await settled(pipeline)
+            counting[0] = True
+            sys.settrace(tracer)
+            for _ in range(count):
+                await pipeline.complete(Request.from_text("2 + 2"))
+            await settled(pipeline)  # the writer's share of the last requests too
+            sys.settrace(None)
+            counting[0] = False
     finally:
         sys.settrace(None)
         threading.settrace(None)
     return seen[0] / count
+
+
+async def settled(pipeline) -> None:
+    # every write committed (a journal's posted ones too), whichever side's ledger this is
+    writer = getattr(pipeline.ledger, "_writer", None)
+    flush = getattr(writer, "flush", None)
+    if flush is not None:
+        await flush()
+    else:
+        await pipeline.ledger.entries(limit=1)  # a read waits behind the writes before it
 
 
 async def main() -> None:
@@ -109,8 +140,7 @@ async def main() -> None:
         print("ready", flush=True)
         for line in sys.stdin:
             if line.startswith("lines"):
-                print(json.dumps({"lines": await lines(pipeline, int(line.split()[1]))}),
-                      flush=True)
+                print(json.dumps({"lines": await lines(int(line.split()[1]))}), flush=True)
                 continue
             count = int(line)
             if count == 0:
@@ -221,14 +251,25 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--requests", type=int, default=500, help="requests per batch")
     parser.add_argument("--warmup", type=int, default=300)
-    parser.add_argument("--durability", choices=["full", "group"], default="full")
+    parser.add_argument(
+        "--durability", choices=["full", "group", "journal"], default="full",
+        help="journal: every side must have it (the old path does not)",
+    )  # fmt: skip
     parser.add_argument("--variant", action="append", choices=sorted(DROPS), default=[])
+    parser.add_argument(
+        "--side", action="append", default=[], metavar="NAME=SRC",
+        help="another checkout's src/ to run beside them (e.g. before=BEFORE/src)",
+    )  # fmt: skip
     parser.add_argument(
         "--traced", type=int, default=200, help="requests traced to count Python lines each"
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "pipeline_cpu.json")
     args = parser.parse_args()
-    sides = [Side("baseline", args.baseline.resolve()), Side("this", ROOT / "src")]
+    sides = [Side("baseline", args.baseline.resolve())]
+    for named in args.side:
+        name, _, src = named.partition("=")
+        sides.append(Side(name, Path(src).resolve()))
+    sides.append(Side("this", ROOT / "src"))
     sides += [Side(name, ROOT / "src", DROPS[name]) for name in args.variant]
     found: dict[str, list[tuple[float, float]]] = {side.name: [] for side in sides}
     with tempfile.TemporaryDirectory() as folder:

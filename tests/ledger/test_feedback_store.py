@@ -84,19 +84,22 @@ def test_a_postgres_ledger_from_before_gains_the_feedback_table(pg_location: str
 
 
 def test_the_label_scan_reads_a_partial_index_that_ordinary_entries_skip(tmp_path: Path) -> None:
-    """Labels are found through ``audit_labels``, which holds label entries only; a ledger
-    made with the older ``audit(kind, seq)`` index (updated by every entry) loses it."""
+    """Labels are found through ``audit_label_kinds``, which holds label entries only; a
+    ledger made with an older index (``audit(kind, seq)``, updated by every entry, or
+    ``audit_labels``, whose IN-list condition cost a temporary b-tree per entry) loses it."""
     path = tmp_path / "ledger.db"
     db = sqlite3.connect(path)
     db.executescript(SQLITE.schema.replace("DROP INDEX IF EXISTS audit_kind;", ""))
     db.execute("CREATE INDEX audit_kind ON audit(kind, seq)")
+    db.execute("CREATE INDEX audit_labels ON audit(seq) WHERE kind IN ('a', 'b', 'c')")
     db.close()
     asyncio.run(exercise(str(path)))  # opening it again runs the schema
     db = sqlite3.connect(path)
     try:
         indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
-        assert "audit_labels" in indexes and "audit_kind" not in indexes
-        held = db.execute("SELECT COUNT(*) FROM audit INDEXED BY audit_labels WHERE "
+        assert "audit_label_kinds" in indexes
+        assert "audit_kind" not in indexes and "audit_labels" not in indexes
+        held = db.execute("SELECT COUNT(*) FROM audit INDEXED BY audit_label_kinds WHERE "
                           + LABELS_TERM).fetchone()[0]  # fmt: skip
         everything = db.execute("SELECT COUNT(*) FROM audit").fetchone()[0]
         assert held == 2 < everything  # the two feedback entries, not the decision's
@@ -104,7 +107,9 @@ def test_the_label_scan_reads_a_partial_index_that_ordinary_entries_skip(tmp_pat
             "EXPLAIN QUERY PLAN SELECT seq FROM audit WHERE seq > 0 AND kind IN ('feedback') "
             f"AND {LABELS_TERM} ORDER BY seq LIMIT 10"
         )
-        assert "audit_labels" in str(db.execute(scan).fetchall())
+        assert "audit_label_kinds" in str(db.execute(scan).fetchall())
+        inserted = db.execute("EXPLAIN INSERT INTO audit VALUES (1, 'r', 'call', '', '', '')")
+        assert "OpenEphemeral" not in {row[1] for row in inserted}  # no b-tree per entry
     finally:
         db.close()
     assert set(FEEDBACK_LABELS) <= set(LABEL_KINDS)  # every kind the export scans is indexed

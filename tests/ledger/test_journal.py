@@ -4,6 +4,7 @@ lost when the process is killed with records still uncommitted (a real ``SIGKILL
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import subprocess
 import sys
@@ -13,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from pinfactory.ledger import AuditEvent, LedgerEntry, SQLiteLedger, open_ledger, store
-from pinfactory.ledger.chain import jsonable, verify_ledger
+from pinfactory.ledger import AuditEvent, ChainHead, LedgerEntry, SQLiteLedger, open_ledger, store
+from pinfactory.ledger.chain import GENESIS, jsonable, seal, verify_ledger
 from pinfactory.ledger.journal import FRAME, Journal, decode, encode, frames
+from pinfactory.ledger.record import prepare
 from pinfactory.ledger.writer import Connection
 from pinfactory.testing.processes import SRC
 
@@ -48,12 +50,35 @@ async def contents(location: str, journal: Path) -> tuple[list[str], bool, int]:
 
 
 def test_a_record_round_trips_through_the_journal_encoding() -> None:
-    row = entry("req_1")
-    plain = [AuditEvent(e.kind, e.request_id, jsonable(e.payload), e.time) for e in events("req_1")]
-    decoded, sealed = decode(encode(row, plain))
-    assert decoded == row
-    assert [e.kind for e in sealed] == ["decision", "call", "response"]
-    assert sealed[1].payload["cost_usd"] == "0.01"  # as the chain seals it
+    record = prepare(entry("req_1"), events("req_1"))
+    assert decode(encode(record)) == record
+    assert [e.kind for e in record.entries] == ["decision", "call", "response"]
+    rows, _ = seal(record.entries, ChainHead(0, GENESIS))
+    call, response = json.loads(rows[1][3])["payload"], json.loads(rows[2][3])["payload"]
+    assert call["cost_usd"] == "0.01"  # as the chain seals it
+    assert response["row"] == {  # the row's figures, sealed in the closing entry
+        "status": 200, "cost_nusd": 10_000_000, "input_tokens": 3, "output_tokens": 5,
+        "unit": "sales", "member": "calc",
+    }  # fmt: skip
+    assert record.row[10] == 10_000_000 and record.row[0] == "req_1"
+
+
+def test_a_record_journaled_before_records_were_prepared_still_replays() -> None:
+    """A journal frame written by the format before this one (the row's fields by name,
+    each event's payload as JSON data) replays as the same record a live write makes."""
+    row, sealed = entry("req_1"), events("req_1")
+    old = {
+        "row": {
+            "request_id": row.request_id, "unit": row.unit, "user": row.user,
+            "model": row.model, "member": row.member, "router": row.router,
+            "reason": row.reason, "input_tokens": row.input_tokens,
+            "output_tokens": row.output_tokens, "cost_usd": "0.01",
+            "latency_ms": row.latency_ms, "status": row.status, "error": None,
+            "stream": False, "tags": [], "time": row.time, "correlation_id": None,
+        },
+        "events": [[e.kind, e.request_id, e.time, jsonable(e.payload)] for e in sealed],
+    }  # fmt: skip
+    assert decode(json.dumps(old).encode()) == prepare(row, sealed)
 
 
 def test_a_torn_or_corrupt_frame_ends_the_replay(tmp_path: Path) -> None:

@@ -1,5 +1,7 @@
 """``jsonable`` (orjson walking the value in C) gives exactly what the reference
-conversion ``_jsonable`` gives: the audit chain's bodies do not depend on which ran."""
+conversion ``_jsonable`` gives, and an entry serialized once before it is sealed
+(``Unsealed``) gets the body the canonical JSON of the whole entry would be: the audit
+chain's bodies do not depend on which ran."""
 
 from __future__ import annotations
 
@@ -12,7 +14,17 @@ from typing import Any
 
 import pytest
 
-from pinfactory.ledger.chain import _jsonable, canonical, jsonable
+from pinfactory.ledger.base import ChainHead
+from pinfactory.ledger.chain import (
+    GENESIS,
+    _jsonable,
+    canonical,
+    canonical_payload,
+    jsonable,
+    link,
+    seal,
+    unsealed,
+)
 from pinfactory.outcome import Escalation, Sampling
 from pinfactory.verify.base import Finding
 
@@ -58,3 +70,20 @@ def test_the_fast_conversion_matches_the_reference(value: Any) -> None:
 def test_a_withheld_answer_stays_out_of_the_chain() -> None:
     escalation = Escalation("review", "low confidence", "review", 0.4, answer="withheld")
     assert "withheld" not in canonical(jsonable({"escalation": escalation}))
+
+
+@pytest.mark.parametrize("value", VALUES, ids=range(len(VALUES)))
+def test_an_entry_serialized_before_sealing_gets_the_canonical_body(value: Any) -> None:
+    assert canonical_payload(value) == canonical(_jsonable(value))
+    entries = [unsealed("call", 'req_\u00e9"1', value, 1796035900.3057787) for _ in range(2)]
+    rows, head = seal(entries, ChainHead(41, GENESIS))
+    for seq, (row, prev) in enumerate(zip(rows, [GENESIS, rows[0][5]], strict=True), 42):
+        whole = {
+            "seq": seq,
+            "request_id": 'req_\u00e9"1',
+            "kind": "call",
+            "time": 1796035900.3057787,
+            "payload": _jsonable(value),
+        }
+        assert row == (seq, 'req_\u00e9"1', "call", canonical(whole), prev, link(prev, row[3]))
+    assert head == ChainHead(43, rows[1][5])

@@ -19,7 +19,8 @@ from typing import Any, Literal
 
 from pinfactory.errors import LedgerError
 from pinfactory.ledger.base import AuditRecord, Ledger, LedgerEntry, Review, from_nano
-from pinfactory.ledger.store import REQUEST_COLUMNS, REVIEW_COLUMNS, SQLLedger, _entry, _review
+from pinfactory.ledger.record import REQUEST_COLUMNS
+from pinfactory.ledger.store import REVIEW_COLUMNS, SQLLedger, _entry, _review
 
 StatusFilter = Literal["ok", "error"]
 ROUTE_MARKERS = ("fallback", "downgraded", "queued for review")  # counted per route cell

@@ -45,11 +45,12 @@ from pinfactory.gateway.completions import (
     completions_body,
     parse_completions,
 )
-from pinfactory.gateway.departure import Departure
+from pinfactory.gateway.departure import Departure, Hangup, hangup_of
 from pinfactory.gateway.embeddings import embeddings_body, parse_embeddings_request
 from pinfactory.gateway.errors import ErrorShape, error_response, http_error, openai_error
 from pinfactory.gateway.feedback import feedback_routes
 from pinfactory.gateway.health import health_routes, warm_up
+from pinfactory.gateway.heap import settle_heap
 from pinfactory.gateway.message_events import MessageEvents
 from pinfactory.gateway.messages import MessagesCall, anthropic_error, message_body, parse_messages
 from pinfactory.gateway.models import model_routes
@@ -89,14 +90,16 @@ T = TypeVar("T")
 @dataclass(frozen=True, slots=True)
 class Intake(Generic[T]):
     """A request past the gateway's checks: what the endpoint parsed, the pipeline
-    request in it, when it arrived (``perf_counter``), its rate-limit admission and
-    the ASGI ``receive`` that tells when its client hangs up (its body is read)."""
+    request in it, when it arrived (``perf_counter``), its rate-limit admission, and the
+    ASGI ``receive`` that tells when its client hangs up (its body is read), or the
+    server's :class:`Hangup` that does (``pinfactory serve``)."""
 
     parsed: T
     request: Request
     started: float
     admission: Admission | None
     receive: Receive
+    hangup: Hangup | None = None
 
 
 class Gateway:
@@ -247,6 +250,7 @@ class Gateway:
         response, the failure recorded in the ledger before any member is called."""
         started = time.perf_counter()
         headers = header_dict(http.scope)
+        hangup = hangup_of(http.scope)
         request_id = new_request_id()  # always ours: a client's X-Request-Id only correlates
         pipeline = self.ready
         caller: Caller | None = None
@@ -256,7 +260,7 @@ class Gateway:
             correlation = correlation_id(headers.get("x-request-id"))
             caller = self.keyring.identify(authorization(headers))
             body = await read_body(
-                http, self.max_body, headers.get("content-length"), self.body_timeout_s
+                http, self.max_body, headers.get("content-length"), self.body_timeout_s, hangup
             )
             parsed = await parse(
                 body,
@@ -277,7 +281,7 @@ class Gateway:
                 correlation_id=correlation or "",
             )  # fmt: skip
             return error_response(exc, request_id, correlation, shape)
-        return Intake(parsed, request, started, admission, http.receive)
+        return Intake(parsed, request, started, admission, http.receive, hangup)
 
     async def answer(
         self, taken: Intake[Any], shape: ErrorShape = openai_error
@@ -288,7 +292,7 @@ class Gateway:
         whole): the request is booked 499 with the member's usage and cost."""
         request = taken.request
         answer: Answer | None = None
-        departure = Departure(taken.receive)
+        departure = Departure(taken.receive, taken.hangup)
         try:
             answer = await self.ready.complete(request, taken.started, lambda: departure.left)
         except PinfactoryError as exc:  # recorded by the pipeline, a client that left too
@@ -315,7 +319,7 @@ class Gateway:
         arrives, with the tokens counted so far.
         """
         request, admission = taken.request, taken.admission
-        departure = Departure(taken.receive)
+        departure = Departure(taken.receive, taken.hangup)
         events = self.ready.stream(request, taken.started, lambda: departure.left)
         correlation = request.correlation_id
         try:
@@ -439,27 +443,53 @@ def header_dict(scope: Scope) -> dict[str, str]:
 
 
 async def read_body(
-    http: HTTPRequest, limit: int, declared: str | None, timeout_s: float = 30.0
+    http: HTTPRequest,
+    limit: int,
+    declared: str | None,
+    timeout_s: float = 30.0,
+    hangup: Hangup | None = None,
 ) -> bytes:
     """The body, refused with 413 as soon as it passes ``limit`` bytes (or declares more),
-    408 when it is not whole within ``timeout_s``, 499 when the client hangs up."""
+    408 when it is not whole within ``timeout_s``, 499 when the client hangs up.
+
+    A body the server already holds whole (``hangup.body_complete``, the common case: it
+    came with the head) is read without arming the timer."""
     if declared and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
-    chunks, size = [], 0
+    chunks: list[bytes] = []
     try:
-        async with asyncio.timeout(timeout_s):
-            async for chunk in http.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-                chunks.append(chunk)
+        if hangup is not None and hangup.body_complete:
+            await _receive_body(http.receive, limit, chunks)
+        else:
+            async with asyncio.timeout(timeout_s):
+                await _receive_body(http.receive, limit, chunks)
     except TimeoutError as exc:
+        size = sum(map(len, chunks))
         raise RequestTimeout(
             f"request body not received within {timeout_s:g}s ({size} bytes arrived)"
         ) from exc
     except ClientDisconnect as exc:
+        size = sum(map(len, chunks))
         raise ClientClosedRequest(f"client hung up after {size} bytes of its request body") from exc
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _receive_body(receive: Receive, limit: int, chunks: list[bytes]) -> None:
+    """Append the body's parts to ``chunks`` (as ASGI ``receive`` gives them) until its
+    end; ``PayloadTooLarge`` past ``limit``, ``ClientDisconnect`` when the client left."""
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return
 
 
 class GatewayApp(Starlette):
@@ -490,10 +520,13 @@ def create_app(
     ledger: Ledger | None = None,
     observers: Observers | None = None,
     console: ConsoleSettings | None = None,
+    served: bool = False,
 ) -> Starlette:
     """The gateway for one team; members, the ledger and the observers open in the lifespan.
 
     ``console`` configures the web console under ``/ui`` (default: from the environment).
+    ``served``: this process serves the app and nothing else (``pinfactory serve``), so
+    once it has started its heap is settled (:func:`~pinfactory.gateway.heap.settle_heap`).
     """
     gateway = Gateway(team)
     agent_runs = AgentRuns(gateway)
@@ -510,6 +543,8 @@ def create_app(
                     pipeline.cache.share(gateway.state)  # workers share answers via Redis
                 gateway.pipeline = pipeline
                 await agent_runs.start()  # resumes runs a stopped gateway interrupted
+                if served:
+                    settle_heap()
                 yield
                 await agent_runs.stop()
                 gateway.pipeline = None

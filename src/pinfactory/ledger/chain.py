@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import hashlib
 import json
 import math
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from hashlib import sha256
 from typing import Any
 
 import orjson
@@ -29,7 +29,6 @@ from pinfactory.ledger.base import (
     Ledger,
     LedgerEntry,
     SealedRow,
-    to_nano,
 )
 
 GENESIS = "0" * 64
@@ -53,10 +52,7 @@ def canonical(value: Any) -> str:
 
 def digest(text: str) -> str:
     """How an audit entry names a text it does not store (a prompt, an answer)."""
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
-
-
-_PLAIN = frozenset({str, int, bool, type(None)})
+    return "sha256:" + sha256(text.encode()).hexdigest()
 
 
 def jsonable(value: Any) -> Any:
@@ -131,31 +127,70 @@ def _jsonable(value: Any) -> Any:
 
 
 def link(prev_hash: str, body: str) -> str:
-    return hashlib.sha256((prev_hash + body).encode()).hexdigest()
+    return sha256((prev_hash + body).encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Unsealed:
+    """An audit entry serialized but for its place in the chain: its body is
+    ``before + str(seq) + after``, the canonical JSON of ``{kind, payload, request_id,
+    seq, time}`` (sorted keys put ``seq`` between the request id and the time).
+
+    Made where the event is (the request's thread), once: sealing it on the writer's
+    thread is then a string join and a hash, whatever the payload holds.
+    """
+
+    kind: str
+    request_id: str
+    before: str
+    after: str
+
+
+def unsealed(kind: str, request_id: str, payload: Any, time: float) -> Unsealed:
+    """The entry for one event (``payload`` converted as :func:`jsonable` converts it)."""
+    return Unsealed(
+        kind,
+        request_id,
+        f'{{"kind":{_json(kind)},"payload":{canonical_payload(payload)},'
+        f'"request_id":{_json(request_id)},"seq":',
+        f',"time":{_json(time)}}}',
+    )
+
+
+def unsealed_events(events: Iterable[AuditEvent]) -> list[Unsealed]:
+    return [unsealed(e.kind, e.request_id, e.payload, e.time) for e in events]
+
+
+def canonical_payload(value: Any) -> str:
+    """``canonical(jsonable(value))`` in one pass: orjson converts what it does not take
+    itself as :func:`jsonable` does, and writes the keys sorted."""
+    try:
+        return orjson.dumps(value, default=_one_level, option=_CANONICAL).decode()
+    except TypeError:
+        return canonical(_jsonable(value))
+
+
+_CANONICAL = _ASK | orjson.OPT_SORT_KEYS
+
+
+def _json(value: str | float) -> str:
+    return orjson.dumps(value).decode()
 
 
 def seal(
-    events: Sequence[AuditEvent], head: ChainHead, *, plain: bool = False
-) -> list[AuditRecord]:
-    """The records that append ``events`` after ``head``, in order. ``plain``: the
-    payloads are JSON data already (:func:`jsonable`'s), not converted again."""
-    records = []
+    entries: Iterable[Unsealed], head: ChainHead
+) -> tuple[list[tuple[int, str, str, str, str, str]], ChainHead]:
+    """The ``audit`` rows (seq, request id, kind, body, previous hash, hash) that append
+    ``entries`` after ``head``, in order, and the chain's new head."""
+    rows = []
     seq, prev = head.seq, head.hash
-    for event in events:
+    for entry in entries:
         seq += 1
-        body = canonical(
-            {
-                "seq": seq,
-                "request_id": event.request_id,
-                "kind": event.kind,
-                "time": event.time,
-                "payload": event.payload if plain else jsonable(event.payload),
-            }
-        )
-        digest = link(prev, body)
-        records.append(AuditRecord(seq, event.request_id, event.kind, body, prev, digest))
+        body = f"{entry.before}{seq}{entry.after}"
+        digest = sha256((prev + body).encode()).hexdigest()
+        rows.append((seq, entry.request_id, entry.kind, body, prev, digest))
         prev = digest
-    return records
+    return rows, ChainHead(seq, prev)
 
 
 def payload(record: AuditRecord) -> dict[str, Any]:
@@ -242,11 +277,12 @@ async def verify(pages: AsyncIterator[Sequence[AuditRecord]], head: ChainHead) -
     return walk.finish(head)
 
 
-def row_figures(entry: LedgerEntry) -> dict[str, Any]:
-    """What the chain seals of a ``requests`` row (:data:`SEALED_ROW_FIELDS`)."""
+def row_figures(entry: LedgerEntry, cost_nusd: int) -> dict[str, Any]:
+    """What the chain seals of a ``requests`` row (:data:`SEALED_ROW_FIELDS`);
+    ``cost_nusd`` is the entry's cost as the row stores it (``to_nano``)."""
     return {
         "status": entry.status,
-        "cost_nusd": to_nano(entry.cost_usd),
+        "cost_nusd": cost_nusd,
         "input_tokens": entry.input_tokens,
         "output_tokens": entry.output_tokens,
         "unit": entry.unit,
@@ -254,31 +290,10 @@ def row_figures(entry: LedgerEntry) -> dict[str, Any]:
     }
 
 
-def row_event(entry: LedgerEntry) -> AuditEvent:
-    """A ``row`` entry sealing a row's figures on its own: for a write whose events do
-    not end with the request's closing entry (see :func:`sealing`)."""
-    return AuditEvent("row", entry.request_id, row_figures(entry), time=entry.time)
-
-
 CLOSING_KINDS = frozenset({"response", "error"})
-"""The entries a request's chain segment ends with; they carry the row's sealed figures."""
-
-
-def sealing(entry: LedgerEntry, events: Sequence[AuditEvent]) -> list[AuditEvent]:
-    """``events`` with the row's figures sealed in the last: a closing entry (``response``
-    or ``error`` of the same request) holds them under ``row``; otherwise a ``row`` entry
-    is appended. The ``requests`` row then points at the last entry (``sealed_seq``)."""
-    if events:
-        last = events[-1]
-        if last.kind in CLOSING_KINDS and last.request_id == entry.request_id:
-            closing = AuditEvent(
-                last.kind,
-                last.request_id,
-                {**last.payload, "row": row_figures(entry)},
-                time=last.time,
-            )
-            return [*events[:-1], closing]
-    return [*events, row_event(entry)]
+"""The entries a request's chain segment ends with; they carry the row's sealed figures
+(under ``row``); a write whose events end otherwise gets a ``row`` entry of its own
+(``ledger.record.prepare``). The ``requests`` row points at that entry (``sealed_seq``)."""
 
 
 def row_problem(row: SealedRow) -> str | None:

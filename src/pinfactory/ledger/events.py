@@ -4,7 +4,7 @@ Both are read off the typed outcome (``pinfactory.outcome``), so the row and
 the chain cannot disagree: the row's cost and tokens are the sums of the
 outcome's member calls, as are the ``response`` (or ``error``) entry's. The
 ledger adds the row's own figures to that closing entry (under ``row``) when it
-seals it, in the same commit (``ledger.chain.sealing``); ``audit verify`` checks
+seals it, in the same commit (``ledger.record.prepare``); ``audit verify`` checks
 every row against them.
 
 A request's chain segment: ``request`` -> ``decision`` -> one ``call`` per
@@ -21,7 +21,7 @@ from typing import Any
 
 from pinfactory.errors import PinfactoryError
 from pinfactory.ledger.base import AuditEvent, LedgerEntry
-from pinfactory.ledger.chain import digest, jsonable
+from pinfactory.ledger.chain import digest
 from pinfactory.outcome import Answer, Failure, Outcome, verdict_json
 from pinfactory.request import Request
 
@@ -92,7 +92,7 @@ def events_of(outcome: Outcome) -> list[AuditEvent]:
         return failure_events(outcome)
     answer = outcome
     rid = answer.request.request_id
-    events = [request_event(answer.request), AuditEvent("decision", rid, jsonable(answer.decision))]
+    events = [request_event(answer.request), AuditEvent("decision", rid, answer.decision.to_json())]
     events += [AuditEvent("call", rid, c.to_json()) for c in answer.calls]
     if answer.cache is not None:
         events.append(AuditEvent("cache", rid, answer.cache.to_json()))
@@ -136,7 +136,7 @@ def failure_events(failure: Failure) -> list[AuditEvent]:
     rid = failure.request_id
     events = [request_event(failure.request)] if failure.request is not None else []
     if failure.decision is not None:
-        events.append(AuditEvent("decision", rid, jsonable(failure.decision)))
+        events.append(AuditEvent("decision", rid, failure.decision.to_json()))
     events += [AuditEvent("call", rid, c.to_json()) for c in failure.calls]
     error: PinfactoryError = failure.error
     usage = failure.usage

@@ -24,7 +24,9 @@ What that guarantees:
 
 A frame is ``length (4 bytes, little-endian) + CRC-32 (4 bytes) + payload``; a
 torn or corrupt frame ends the file's replay (it was never acknowledged: the answer
-is sent after the write returns). The payload is the record as JSON (:func:`encode`).
+is sent after the write returns). The payload is the record as JSON (:func:`encode`): the
+request's row and its chain entries serialized as the writer commits them
+(``ledger.record``), so a replay seals exactly the bodies the live process would have.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import socket
 import struct
 import threading
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -47,6 +49,8 @@ import orjson
 
 from pinfactory.errors import LedgerError
 from pinfactory.ledger.base import AuditEvent, LedgerEntry
+from pinfactory.ledger.chain import Unsealed
+from pinfactory.ledger.record import Prepared, prepare
 
 FRAME = struct.Struct("<II")  # payload length, CRC-32 of the payload
 SUFFIX = ".journal"
@@ -61,39 +65,24 @@ class Position:
     end: int
 
 
-def encode(entry: LedgerEntry, events: Sequence[AuditEvent]) -> bytes:
-    """A record as JSON: the row's fields and each event's kind, id, time and payload
-    (the payloads JSON data already: ``chain.jsonable``'s)."""
-    row = {
-        "request_id": entry.request_id,
-        "unit": entry.unit,
-        "user": entry.user,
-        "model": entry.model,
-        "member": entry.member,
-        "router": entry.router,
-        "reason": entry.reason,
-        "input_tokens": entry.input_tokens,
-        "output_tokens": entry.output_tokens,
-        "cost_usd": format(entry.cost_usd, "f"),
-        "latency_ms": entry.latency_ms,
-        "status": entry.status,
-        "error": entry.error,
-        "stream": entry.stream,
-        "tags": list(entry.tags),
-        "time": entry.time,
-        "correlation_id": entry.correlation_id,
-    }
-    sealed = [[e.kind, e.request_id, e.time, e.payload] for e in events]
-    return orjson.dumps({"row": row, "events": sealed})
+def encode(record: Prepared) -> bytes:
+    """A prepared record as JSON: the row's values and each chain entry's kind, request
+    id and serialized body around its place (``ledger.record``), as the writer commits it."""
+    entries = [[e.kind, e.request_id, e.before, e.after] for e in record.entries]
+    return orjson.dumps({"row": record.row, "entries": entries})
 
 
-def decode(payload: bytes) -> tuple[LedgerEntry, list[AuditEvent]]:
-    """The record :func:`encode` wrote."""
+def decode(payload: bytes) -> Prepared:
+    """The record :func:`encode` wrote (or the format before it: the row's fields by name
+    and each event's payload, prepared here as they were then)."""
     data = orjson.loads(payload)
+    if "entries" in data:
+        entries = [Unsealed(*entry) for entry in data["entries"]]
+        return Prepared(tuple(data["row"]), entries)
     row = data["row"]
     entry = LedgerEntry(**{**row, "cost_usd": Decimal(row["cost_usd"]), "tags": tuple(row["tags"])})
     events = [AuditEvent(kind, rid, body, time=t) for kind, rid, t, body in data["events"]]
-    return entry, events
+    return prepare(entry, events)
 
 
 def frames(data: bytes) -> Iterator[tuple[int, bytes]]:

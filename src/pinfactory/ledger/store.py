@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,10 +40,10 @@ from pinfactory.ledger.base import (
     StoredResponse,
     StoredRun,
     from_nano,
-    to_nano,
 )
-from pinfactory.ledger.chain import GENESIS, jsonable, seal, sealing
+from pinfactory.ledger.chain import GENESIS, Unsealed, seal, unsealed_events
 from pinfactory.ledger.journal import Journal, Orphan, decode, encode, journal_folder
+from pinfactory.ledger.record import REQUEST_COLUMNS, REQUEST_INSERT, Prepared, prepare
 from pinfactory.ledger.writer import BatchWriter, Connection, Durability
 
 T = TypeVar("T")
@@ -51,11 +51,6 @@ log = logging.getLogger("pinfactory.ledger")
 REPLAY_CHUNK = 500  # journal records committed per transaction when a ledger opens
 CLOSE_FLUSH_S = 10.0  # how long closing waits for journaled writes to commit
 
-REQUEST_COLUMNS = (
-    'request_id, time, unit, "user", model, member, router, reason, input_tokens, '
-    "output_tokens, cost_nusd, latency_ms, status, error, stream, tags, correlation_id"
-)
-INSERT_COLUMNS = REQUEST_COLUMNS + ", sealed_seq"
 REVIEW_COLUMNS = (
     'id, request_id, unit, "user", created, reason, evidence, prompt, member, answer, '
     "verdict, status, reviewer, final_answer, note, decided, held"
@@ -83,6 +78,12 @@ class Dialect:
     errors: tuple[type[BaseException], ...]
     pipelined: bool = False  # send a batch's statements without waiting for each reply
     migrations: tuple[str, ...] = ()  # run after the schema; each must be safe to repeat
+    audit_insert: str = field(init=False)  # the per-request inserts in these placeholders
+    request_insert: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "audit_insert", self.sql(AUDIT_INSERT))
+        object.__setattr__(self, "request_insert", self.sql(REQUEST_INSERT))
 
     def sql(self, text: str) -> str:
         return text if self.placeholder == "?" else text.replace("?", self.placeholder)
@@ -132,17 +133,33 @@ class SQLBatch:
 
     def insert(self, sql: str, row: Sequence[Any]) -> None:
         """Buffer one insert (``?`` placeholders) until :meth:`commit`."""
-        self._inserts.setdefault(self._dialect.sql(sql), []).append(tuple(row))
+        self.insert_prepared(self._dialect.sql(sql), tuple(row))
 
-    def seal(self, events: Sequence[AuditEvent], *, plain: bool = False) -> None:
-        """Append ``events`` to the chain after everything sealed so far (``plain``: their
-        payloads are JSON data already)."""
-        if not events:
+    def insert_prepared(self, sql: str, row: tuple[Any, ...]) -> None:
+        """Buffer one insert of a statement in the dialect's placeholders already."""
+        rows = self._inserts.get(sql)
+        if rows is None:
+            self._inserts[sql] = [row]
+        else:
+            rows.append(row)
+
+    def seal(self, entries: Sequence[Unsealed]) -> None:
+        """Append ``entries`` to the chain after everything sealed so far."""
+        if not entries:
             return
-        records = seal(events, self.head, plain=plain)
-        rows = self._inserts.setdefault(self._dialect.sql(AUDIT_INSERT), [])
-        rows.extend((r.seq, r.request_id, r.kind, r.body, r.prev_hash, r.hash) for r in records)
-        self.head = ChainHead(records[-1].seq, records[-1].hash)
+        rows, self.head = seal(entries, self.head)
+        audit = self._dialect.audit_insert
+        found = self._inserts.get(audit)
+        if found is None:
+            self._inserts[audit] = rows
+        else:
+            found.extend(rows)
+
+    def record(self, prepared: Prepared) -> None:
+        """Buffer one request's write: its chain entries, then its row, which points at
+        the entry sealing its figures (the last)."""
+        self.seal(prepared.entries)
+        self.insert_prepared(self._dialect.request_insert, (*prepared.row, self.head.seq))
 
     def mark(self, journal: str, end: int) -> None:
         """Record, in this transaction, that ``journal``'s records up to ``end`` commit."""
@@ -179,12 +196,19 @@ class SQLBatch:
 
 LABEL_KINDS = ("feedback", "verdict", "review.approved", "review.overridden")
 """The chain entries that label an answer (``pinfactory.feedback`` scans them): the only
-ones the ``audit_labels`` partial index holds, so the other entries (four or more per
+ones the ``audit_label_kinds`` partial index holds, so the other entries (four or more per
 request) add nothing to it. It replaced an index on ``audit(kind, seq)`` that every
 entry updated, for about 10% of the request path's CPU (``bench/pipeline_cpu.py``)."""
 
-LABELS_TERM = "kind IN ({})".format(", ".join(f"'{kind}'" for kind in LABEL_KINDS))
-"""The partial index's condition; a scan that repeats it word for word can use the index."""
+LABELS_TERM = "({})".format(" OR ".join(f"kind = '{kind}'" for kind in LABEL_KINDS))
+"""The partial index's condition; a scan that repeats it word for word can use the index.
+
+Equalities joined by OR, not ``kind IN (...)``: SQLite evaluates the condition on every
+insert into ``audit``, and an IN list of more than two constants is evaluated through a
+temporary b-tree built each time (opened, filled, closed: about 33,000 instructions per
+entry, four entries a request, measured with callgrind), where four comparisons cost next
+to nothing. ``audit_labels``, the index made with the IN list, is dropped when a ledger
+opens."""
 
 
 def schema(serial: str, real: str, big: str) -> str:
@@ -266,7 +290,8 @@ CREATE TABLE IF NOT EXISTS feedback (
 CREATE INDEX IF NOT EXISTS feedback_request ON feedback(request_id);
 CREATE INDEX IF NOT EXISTS requests_request ON requests(request_id);
 DROP INDEX IF EXISTS audit_kind;
-CREATE INDEX IF NOT EXISTS audit_labels ON audit(seq) WHERE {LABELS_TERM};
+DROP INDEX IF EXISTS audit_labels;
+CREATE INDEX IF NOT EXISTS audit_label_kinds ON audit(seq) WHERE {LABELS_TERM};
 CREATE TABLE IF NOT EXISTS agent_runs (
     id TEXT PRIMARY KEY,
     unit TEXT NOT NULL,
@@ -369,7 +394,7 @@ class SQLLedger:
 
             def write(tx: SQLBatch, chunk: list[tuple[int, bytes]] = chunk) -> None:
                 for end, payload in chunk:
-                    self._record_op(*decode(payload), plain=True)(tx)
+                    tx.record(decode(payload))
                     tx.mark(orphan.name, end)
 
             await self._write(write)
@@ -436,54 +461,20 @@ class SQLLedger:
     # -- requests and the chain ---------------------------------------------------------------
 
     async def record(self, entry: LedgerEntry, events: Sequence[AuditEvent] = ()) -> None:
+        prepared = prepare(entry, events)  # serialized here, once: the writer links and inserts
         if self._journal is None:
-            await self._write(self._record_op(entry, events))
+            await self._write(lambda tx: tx.record(prepared))
             return
         if self._writer is None:
             raise LedgerError("ledger is not open")
-        plain = [AuditEvent(e.kind, e.request_id, jsonable(e.payload), e.time) for e in events]
-        position = self._journal.append(encode(entry, plain))  # acknowledged from here on
-        write = self._record_op(entry, plain, plain=True)
+        position = self._journal.append(encode(prepared))  # acknowledged from here on
+        journal, end = position.journal, position.end
 
         def posted(tx: SQLBatch) -> None:
-            write(tx)
-            tx.mark(position.journal, position.end)
+            tx.record(prepared)
+            tx.mark(journal, end)
 
         self._writer.post(posted)
-
-    def _record_op(
-        self, entry: LedgerEntry, events: Sequence[AuditEvent], *, plain: bool = False
-    ) -> Callable[[SQLBatch], None]:
-        """The write of one request: its row, and its events sealed with the row's figures
-        (``plain``: the events' payloads are JSON data already)."""
-        row = (
-            entry.request_id,
-            entry.time,
-            entry.unit,
-            entry.user,
-            entry.model,
-            entry.member,
-            entry.router,
-            entry.reason,
-            entry.input_tokens,
-            entry.output_tokens,
-            to_nano(entry.cost_usd),
-            entry.latency_ms,
-            entry.status,
-            entry.error,
-            int(entry.stream),
-            json.dumps(list(entry.tags)) if entry.tags else "[]",
-            entry.correlation_id,
-        )
-        insert = f"INSERT INTO requests ({INSERT_COLUMNS}) VALUES ({_marks(18)})"
-
-        sealed = sealing(entry, events)
-
-        def write(tx: SQLBatch) -> None:
-            tx.seal(sealed, plain=plain)  # the row points at the entry sealing its figures
-            tx.insert(insert, (*row, tx.head.seq))
-
-        return write
 
     async def sealed_rows(self, after: int = 0, limit: int = 1000) -> list[SealedRow]:
         sql = (
@@ -513,7 +504,8 @@ class SQLLedger:
 
     async def append(self, events: Sequence[AuditEvent]) -> None:
         if events:
-            await self._write(lambda tx: tx.seal(events))
+            entries = unsealed_events(events)
+            await self._write(lambda tx: tx.seal(entries))
 
     async def audit(
         self, request_id: str | None = None, after: int = 0, limit: int = 1000
@@ -634,10 +626,11 @@ class SQLLedger:
 
     async def add_review(self, review: Review, events: Sequence[AuditEvent] = ()) -> None:
         insert = f"INSERT INTO reviews ({REVIEW_COLUMNS}) VALUES ({_marks(17)})"
+        entries = unsealed_events(events)
 
         def write(tx: SQLBatch) -> None:
             tx.insert(insert, _review_row(review))
-            tx.seal(events)
+            tx.seal(entries)
 
         await self._write(write)
 
@@ -656,6 +649,7 @@ class SQLLedger:
             "UPDATE reviews SET status = ?, reviewer = ?, final_answer = ?, note = ?, "
             "decided = ?, answer = COALESCE(?, answer) WHERE id = ? AND status = 'pending'"
         )
+        entries = unsealed_events(events)
 
         def write(tx: SQLBatch) -> Review:
             decided = events[0].time if events else 0.0
@@ -672,7 +666,7 @@ class SQLLedger:
                     f"{review.reviewer or 'unknown'})",
                     param="review_id",
                 )
-            tx.seal(events)
+            tx.seal(entries)
             return review
 
         return await self._write(write)
@@ -728,9 +722,11 @@ class SQLLedger:
             feedback.comment,
         )
 
+        entries = unsealed_events(events)
+
         def write(tx: SQLBatch) -> None:
             tx.insert(insert, row)
-            tx.seal(events)
+            tx.seal(entries)
 
         await self._write(write)
 

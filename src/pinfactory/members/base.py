@@ -206,6 +206,11 @@ class Member(ABC):
     """True when the member's stream enforces its own time limits (the first token, the
     gap between chunks, the whole call: ``timeout_s`` unless its settings say otherwise),
     so the stream's consumer adds no timer per event (``members.calls.MemberStream``)."""
+    times_its_calls: ClassVar[bool] = False
+    """True when the member's ``complete`` enforces its own time limits (each attempt's
+    answer within ``timeout_s`` unless its settings say otherwise, retries within the
+    whole call's), so :func:`~pinfactory.members.calls.call_member` arms no timer of
+    its own around it."""
 
     def __init__(
         self,

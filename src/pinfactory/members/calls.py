@@ -131,15 +131,19 @@ async def call_member(
     """Call ``member`` within its timeout and book the call on ``tab`` (default: the
     running request's); failures are booked too.
 
-    Raises :class:`MemberTimeout` past ``member.timeout_s``, and whatever
-    :class:`PinfactoryError` the member raises.
+    Raises :class:`MemberTimeout` past ``member.timeout_s`` (a member that
+    ``times_its_calls`` raises its own), and whatever :class:`PinfactoryError` the
+    member raises.
     """
     tab = tab or current_tab()
     request = _prepared(tab, member, request)
     started = time.perf_counter()
     try:
-        async with asyncio.timeout(member.timeout_s):  # every member, tools included
+        if member.times_its_calls:  # its own limits bound it: no second timer
             completion = await member.complete(request)
+        else:
+            async with asyncio.timeout(member.timeout_s):  # every other member, tools too
+                completion = await member.complete(request)
     except TimeoutError as exc:
         failure = MemberTimeout(member.name, f"no answer within {member.timeout_s:g}s")
         _book_failed(tab, member, purpose, Usage(), started, failure)

@@ -41,6 +41,7 @@ from tenacity import (
 )
 
 from pinfactory.errors import MemberError, MemberTimeout
+from pinfactory.members.http1 import BodyCut, ConnectTimeout, Http1Pool, TooLarge
 from pinfactory.reliability.breaker import BreakerSpec, CircuitBreaker, MemberUnavailable
 from pinfactory.reliability.state import SharedState, open_state
 
@@ -157,6 +158,7 @@ class Upstream:
         self.state = state or open_state(spec.state_url, namespace=spec.state_namespace)
         self.breaker = CircuitBreaker(member, spec.breaker, self.state)
         self._session: aiohttp.ClientSession | None = None
+        self._pool: Http1Pool | None = None
         self._draining: dict[asyncio.Task[None], aiohttp.ClientResponse] = {}
 
     async def open(self) -> None:
@@ -170,11 +172,18 @@ class Upstream:
             self._session = aiohttp.ClientSession(
                 headers={"content-type": "application/json", **self.headers},
                 connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),  # an upstream's cookies go to no one
                 timeout=aiohttp.ClientTimeout(
                     total=None, sock_connect=self.spec.connect_timeout_s, sock_read=None
                 ),
                 auto_decompress=True,
                 skip_auto_headers=("user-agent",),
+            )
+            self._pool = Http1Pool(
+                self.url,
+                self.headers,
+                max_connections=self.max_connections,
+                connect_timeout_s=self.spec.connect_timeout_s,
             )
 
     async def close(self) -> None:
@@ -187,13 +196,24 @@ class Upstream:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
         await self.state.close()
 
     @property
     def session(self) -> aiohttp.ClientSession:
+        """The aiohttp session streams are read through."""
         if self._session is None:
             raise MemberError(self.member, "member is not open")
         return self._session
+
+    @property
+    def pool(self) -> Http1Pool:
+        """The connections whole-body answers are POSTed through (:mod:`.http1`)."""
+        if self._pool is None:
+            raise MemberError(self.member, "member is not open")
+        return self._pool
 
     async def post(self, body: bytes) -> bytes:
         """The answer's body to ``body``, after retries; raises :class:`MemberError`."""
@@ -335,17 +355,14 @@ class Upstream:
         try:
             limit = min(self.first_token_s, deadline - time.monotonic())
             with self._faults("body", stalled=f"no answer within {limit:.3g}s"):
-                async with (
-                    asyncio.timeout(max(limit, 0.0)),
-                    self.session.post(self.url, data=body) as response,
-                ):
-                    raw = await self._read_capped(response)
-                    self._check_status(response.status, raw, response.headers)
+                async with asyncio.timeout(max(limit, 0.0)):
+                    reply = await self.pool.post(body, self.spec.max_response_bytes)
+            self._check_status(reply.status, reply.body, reply.headers)
         except MemberError as exc:
             await self._failed(exc)
             raise
         await self.breaker.succeeded()
-        return raw
+        return reply.body
 
     async def _open_stream(
         self, body: bytes, deadline: float
@@ -410,12 +427,13 @@ class Upstream:
 
     @contextmanager
     def _faults(self, what: str, *, stalled: str) -> Iterator[None]:
-        """The one place aiohttp's and the wire's faults become :class:`MemberError`."""
+        """The one place the clients' (aiohttp's for streams, :mod:`.http1`'s for whole
+        bodies) and the wire's faults become :class:`MemberError`."""
         try:
             yield
         except MemberError:
             raise
-        except aiohttp.ConnectionTimeoutError as exc:
+        except (aiohttp.ConnectionTimeoutError, ConnectTimeout) as exc:
             raise UpstreamTimeout(
                 self.member,
                 f"cannot connect within {self.spec.connect_timeout_s:g}s",
@@ -423,7 +441,12 @@ class Upstream:
             ) from exc
         except TimeoutError as exc:
             raise UpstreamTimeout(self.member, stalled) from exc
-        except aiohttp.ClientPayloadError as exc:  # the connection closed mid-body
+        except TooLarge as exc:
+            size = f" of {exc.declared} bytes" if exc.declared is not None else ""
+            raise UpstreamFailed(
+                self.member, f"upstream response{size} is over the {exc.cap}-byte limit"
+            ) from exc
+        except (aiohttp.ClientPayloadError, BodyCut) as exc:  # the connection closed mid-body
             ended = "stream ended without [DONE]" if what == "stream" else "body cut short"
             raise UpstreamFailed(
                 self.member, f"{ended}: {type(exc).__name__}", retryable=True
@@ -435,6 +458,10 @@ class Upstream:
             ) from exc
         except aiohttp.ClientError as exc:
             raise UpstreamFailed(self.member, f"upstream failed: {type(exc).__name__}") from exc
+        except OSError as exc:  # connecting or reading without aiohttp: refused, reset
+            raise UpstreamFailed(
+                self.member, f"cannot reach upstream: {type(exc).__name__}", retryable=True
+            ) from exc
         except (ValueError, TypeError, AttributeError, KeyError, UnicodeError) as exc:
             said = "garbage" if what == "body" else f"a garbled {what}"
             raise UpstreamFailed(self.member, f"upstream sent {said}: {exc}") from exc
