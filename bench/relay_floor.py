@@ -57,7 +57,7 @@ def create_app() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
         pool = pools.get(scope["path"])
         if pool is None:  # as members/upstream.py opens it: one pool per URL
             pool = pools[scope["path"]] = Http1Pool(upstream + scope["path"], max_connections=100)
-        reply = await pool.post(b"".join(chunks), CAP)
+        reply = await pool.post(b"".join(chunks), CAP, 30.0)
         await send(
             {
                 "type": "http.response.start",

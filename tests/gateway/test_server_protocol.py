@@ -1,7 +1,8 @@
 """``pinfactory serve``'s HTTP protocol (``GuardedHttpTools``) under a real uvicorn server on
-loopback: a response of known length leaves in one write (head with body), a streamed or
-HEAD response and ``100 Continue`` are written as before, and a request learns that its
-client hung up without a task of its own (``Hangup``). A recording layer around the real
+loopback: a response leaves in one write with its head (a stream's with its first part
+when that is ready in the same turn), a HEAD answer and ``100 Continue`` get theirs
+unheld, and a request learns that its client hung up without a task of its own
+(``Hangup``). A recording layer around the real
 socket transport shows what the protocol wrote, call by call."""
 
 from __future__ import annotations
@@ -54,8 +55,12 @@ async def plain(request: Request) -> Response:
     return PlainTextResponse("hello, whole")
 
 
-async def streamed(_: Request) -> Response:
+async def streamed(request: Request) -> Response:
+    slow = request.query_params.get("slow") == "1"
+
     async def parts() -> AsyncIterator[bytes]:
+        if slow:  # the first part is not ready in the turn the head is written
+            await asyncio.sleep(0.05)
         yield b"one"
         yield b"two"
 
@@ -122,11 +127,18 @@ def test_a_response_of_known_length_leaves_in_one_write(port: int) -> None:
     assert write.startswith(b"HTTP/1.1 200 OK\r\n") and write.endswith(b"\r\n\r\nhello, whole")
 
 
-def test_a_streamed_response_sends_its_head_at_once(port: int) -> None:
+def test_a_stream_whose_first_part_is_ready_sends_it_with_the_head(port: int) -> None:
     exchange(port, b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n", b"0\r\n\r\n")
+    head, _, first = WRITES[0].partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"transfer-encoding: chunked" in head
+    assert first == b"3\r\none\r\n"
+    assert WRITES[1:] == [b"3\r\ntwo\r\n", b"0\r\n\r\n"]
+
+
+def test_a_stream_whose_first_part_is_slow_gets_its_head_at_once(port: int) -> None:
+    exchange(port, b"GET /stream?slow=1 HTTP/1.1\r\nhost: x\r\n\r\n", b"0\r\n\r\n")
     head = WRITES[0]
     assert head.startswith(b"HTTP/1.1 200 OK\r\n") and head.endswith(b"\r\n\r\n")
-    assert b"transfer-encoding: chunked" in head
     assert WRITES[1:] == [b"3\r\none\r\n", b"3\r\ntwo\r\n", b"0\r\n\r\n"]
 
 

@@ -54,6 +54,24 @@ def test_a_connection_that_never_finishes_its_head_is_closed(
         assert _closed_within(sock, 5.0)
 
 
+def test_a_second_head_left_unfinished_on_a_kept_connection_is_closed(
+    served: tuple[str, Path],
+) -> None:
+    body = b'{"model": "calculator", "messages": [{"role": "user", "content": "2+2"}]}'
+    with _connect(served[0]) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            + f"content-length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        answer = b""
+        while b'"chat.completion"' not in answer:
+            answer += sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200")
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n")  # and no more
+        assert _closed_within(sock, 5.0)
+
+
 def test_a_body_that_stops_half_way_is_a_408_and_a_row(served: tuple[str, Path]) -> None:
     url, ledger = served
     with _connect(url) as sock:

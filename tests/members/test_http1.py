@@ -81,7 +81,7 @@ def always(reply: bytes, close: bool = False) -> Script:
 async def test_a_post_sends_the_body_and_its_headers_and_reuses_the_connection() -> None:
     async with scripted(always(OK)) as server, pool(server, Authorization="Bearer k") as client:
         for _ in range(3):
-            reply = await client.post(b'{"model": "m"}', 1024)
+            reply = await client.post(b'{"model": "m"}', 1024, 5.0)
             assert (reply.status, reply.body) == (200, b"{}")
             assert reply.headers["content-type"] == "application/json"
     assert server.connections == 1
@@ -100,9 +100,9 @@ async def test_chunked_and_close_delimited_bodies_are_read_whole() -> None:
     until_close = b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n" + b"x" * 5000
     replies = {1: (chunked, False), 2: (until_close, True), 3: (OK, False)}
     async with scripted(lambda n, _: replies[n]) as server, pool(server) as client:
-        assert (await client.post(b"{}", 1 << 20)).body == b'{"a": 1}'
-        assert (await client.post(b"{}", 1 << 20)).body == b"x" * 5000
-        assert (await client.post(b"{}", 1 << 20)).body == b"{}"
+        assert (await client.post(b"{}", 1 << 20, 5.0)).body == b'{"a": 1}'
+        assert (await client.post(b"{}", 1 << 20, 5.0)).body == b"x" * 5000
+        assert (await client.post(b"{}", 1 << 20, 5.0)).body == b"{}"
     assert server.connections == 2  # the close-delimited body ended its connection
 
 
@@ -122,16 +122,16 @@ async def test_compressed_bodies_are_decoded(encoding: str) -> None:
         + b"\r\ncontent-length: " + str(len(packed)).encode() + b"\r\n\r\n" + packed
     )  # fmt: skip
     async with scripted(always(reply)) as server, pool(server) as client:
-        assert (await client.post(b"{}", 1 << 20)).body == plain
+        assert (await client.post(b"{}", 1 << 20, 5.0)).body == plain
         with pytest.raises(TooLarge):  # the cap holds for the decoded body too
-            await client.post(b"{}", 1000)
+            await client.post(b"{}", 1000, 5.0)
 
 
 async def test_an_encoding_not_asked_for_is_garbled() -> None:
     reply = b"HTTP/1.1 200 OK\r\ncontent-encoding: br\r\ncontent-length: 2\r\n\r\n{}"
     async with scripted(always(reply)) as server, pool(server) as client:
         with pytest.raises(Garbled, match="'br'-encoded"):
-            await client.post(b"{}", 1024)
+            await client.post(b"{}", 1024, 5.0)
 
 
 async def test_the_cap_refuses_a_declared_length_and_a_body_that_runs_over() -> None:
@@ -140,10 +140,10 @@ async def test_the_cap_refuses_a_declared_length_and_a_body_that_runs_over() -> 
     replies = {1: declared, 2: chunked + b"\r\n800\r\n" + b"y" * 2048 + b"\r\n0\r\n\r\n"}
     async with scripted(lambda n, _: (replies[n], False)) as server, pool(server) as client:
         with pytest.raises(TooLarge) as first:
-            await client.post(b"{}", 1024)
+            await client.post(b"{}", 1024, 5.0)
         assert first.value.declared == 4096
         with pytest.raises(TooLarge) as second:
-            await client.post(b"{}", 3000)
+            await client.post(b"{}", 3000, 5.0)
         assert second.value.declared is None
     assert server.connections == 2  # a connection cut at the cap is never reused
 
@@ -153,16 +153,16 @@ async def test_informational_responses_are_skipped_and_a_redirect_is_returned_as
     moved = b"HTTP/1.1 307 Temporary Redirect\r\nlocation: /v2\r\ncontent-length: 0\r\n\r\n"
     replies = {1: early, 2: moved}
     async with scripted(lambda n, _: (replies[n], False)) as server, pool(server) as client:
-        reply = await client.post(b"{}", 1024)
+        reply = await client.post(b"{}", 1024, 5.0)
         assert (reply.status, reply.body, "link" in reply.headers) == (200, b"{}", False)
-        moved_reply = await client.post(b"{}", 1024)
+        moved_reply = await client.post(b"{}", 1024, 5.0)
         assert (moved_reply.status, moved_reply.headers["location"]) == (307, "/v2")
 
 
 async def test_a_connection_the_server_closed_is_not_reused() -> None:
     async with scripted(always(OK, close=True)) as server, pool(server) as client:
         for _ in range(3):
-            assert (await client.post(b"{}", 1024)).body == b"{}"
+            assert (await client.post(b"{}", 1024, 5.0)).body == b"{}"
             async with asyncio.timeout(5):  # until the server's close reaches the pool
                 while any(not c.closed for c in client._idle):
                     await asyncio.sleep(0.01)
@@ -174,9 +174,9 @@ async def test_a_body_cut_short_and_a_reset_before_any_byte() -> None:
     replies = {1: (short, True), 2: (b"", True)}
     async with scripted(lambda n, _: replies[n]) as server, pool(server) as client:
         with pytest.raises(BodyCut):
-            await client.post(b"{}", 1024)
+            await client.post(b"{}", 1024, 5.0)
         with pytest.raises(ConnectionError) as caught:
-            await client.post(b"{}", 1024)
+            await client.post(b"{}", 1024, 5.0)
         assert not isinstance(caught.value, BodyCut)
 
 
@@ -184,10 +184,16 @@ async def test_not_http_is_garbled() -> None:
     not_http = always(b"SSH-2.0-OpenSSH\r\n\r\n", close=True)
     async with scripted(not_http) as server, pool(server) as client:
         with pytest.raises(Garbled, match=r"not an HTTP/1\.1 response"):
-            await client.post(b"{}", 1024)
+            await client.post(b"{}", 1024, 5.0)
 
 
-async def test_a_cancelled_exchange_closes_its_connection() -> None:
+async def cancelled(client: Http1Pool) -> None:
+    async with asyncio.timeout(0.2):  # a cancel scope around the post, as a caller's
+        await client.post(b"{}", 1024, 5.0)
+
+
+@pytest.mark.parametrize("how", ["own timeout", "cancelled"])
+async def test_an_exchange_cut_short_closes_its_connection(how: str) -> None:
     gate = asyncio.Event()
 
     async def slow_then_ok(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -201,8 +207,7 @@ async def test_a_cancelled_exchange_closes_its_connection() -> None:
     client = Http1Pool(f"http://127.0.0.1:{port}/")
     try:
         with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.2):
-                await client.post(b"{}", 1024)
+            await (client.post(b"{}", 1024, 0.2) if how == "own timeout" else cancelled(client))
         assert client._idle == [] and client._busy == set()  # closed, not pooled
     finally:
         gate.set()
@@ -216,7 +221,7 @@ async def test_refused_connections_raise_oserror() -> None:
         port = server.port
     client = Http1Pool(f"http://127.0.0.1:{port}/")
     with pytest.raises(ConnectionRefusedError):
-        await client.post(b"{}", 1024)
+        await client.post(b"{}", 1024, 5.0)
 
 
 @pytest.mark.parametrize(

@@ -107,11 +107,13 @@ class GuardedHttpTools(HttpToolsProtocol):
 
     - uvicorn times out idle keep-alive connections but not a client that connects and
       never finishes its headers (or trickles them): each such connection would be held
-      forever. The timer runs from the connection's start (and from the end of each
-      response) until the head is complete.
-    - A response of known length leaves in one send: its head is held until the body's
-      first write (:class:`HeldHead`), not written on its own (one syscall and one
-      loopback segment fewer per request; nothing reaches the client any later).
+      forever. The timer runs from the connection's start until the head is complete;
+      between requests uvicorn's keep-alive timer waits for the next one, and ours runs
+      again only if a read leaves a head unfinished (a head that comes whole, the usual
+      case, arms no timer of ours).
+    - A response leaves with its head in the body's first send (:class:`HeldHead`), not
+      after a send of its own (one syscall and one segment fewer per response; a stream
+      whose first frame is not ready in the same turn of the loop gets its head at once).
     - Each request's scope carries a :class:`~pinfactory.gateway.departure.Hangup`
       (``scope["extensions"]["pinfactory.hangup"]``), set when the connection is lost
       before its response is complete, so the gateway needs no task per request to
@@ -124,12 +126,19 @@ class GuardedHttpTools(HttpToolsProtocol):
     header_timeout_s = float(os.environ.get(HEADER_TIMEOUT_ENV) or 10.0)
     _head_timer: asyncio.TimerHandle | None = None
     _hangup: Hangup | None = None
+    _awaiting_head = True  # between requests: the next head is not complete yet
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
         self._arm()
 
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._awaiting_head and self._head_timer is None and not self.transport.is_closing():
+            self._arm()  # a head begun in this read and not finished
+
     def on_headers_complete(self) -> None:
+        self._awaiting_head = False
         self._disarm()
         before = self.cycle
         super().on_headers_complete()
@@ -137,7 +146,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         if cycle is not before:  # a new request (not an upgrade)
             self._hangup = Hangup()
             self.scope["extensions"] = {HANGUP: self._hangup}  # type: ignore[dict-item]
-            cycle.transport = HeldHead(self.transport, cycle)  # type: ignore[assignment]
+            cycle.transport = HeldHead(self.transport, cycle, self.loop)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -145,9 +154,9 @@ class GuardedHttpTools(HttpToolsProtocol):
             self._hangup.body_complete = True
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing():
-            self._arm()
+        super().on_response_complete()  # arms uvicorn's keep-alive timer, or starts the
+        cycle = self.cycle  # next pipelined request
+        self._awaiting_head = cycle is None or cycle.response_complete
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -173,17 +182,26 @@ class GuardedHttpTools(HttpToolsProtocol):
 
 class HeldHead:
     """One request's view of its connection's transport (uvicorn's response cycle writes
-    through it): a response head that announces a body of known length is held until
-    the body's first write, and both go in one ``write``. A chunked (streamed) or empty
-    response, a ``HEAD`` answer and ``100 Continue`` are written at once, as before.
+    through it): the response head is held and leaves with the body's first write, in one
+    ``write``. A head that announces a body of known length waits for it (it always
+    follows); any other (a stream's, an empty or ``HEAD`` answer's) waits at most to the
+    end of the event loop's current turn, so a stream's head that its first frames follow
+    at once goes with them, and one whose first frame is slow goes out alone, as before.
+    ``100 Continue`` is written at once.
     """
 
-    __slots__ = ("_cycle", "_head", "_transport", "_waiting")
+    __slots__ = ("_cycle", "_head", "_loop", "_transport", "_waiting")
     JOIN_LIMIT = 64 * 1024  # a larger body goes with its head in a vectored write
 
-    def __init__(self, transport: asyncio.Transport, cycle: RequestResponseCycle) -> None:
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        cycle: RequestResponseCycle,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
         self._transport = transport
         self._cycle = cycle
+        self._loop = loop
         self._head: bytes | None = None
         self._waiting = True  # for the response head
 
@@ -199,13 +217,14 @@ class HeldHead:
         cycle = self._cycle
         if self._waiting and cycle.response_started:  # this is the head (set just before)
             self._waiting = False
-            if (
+            self._head = bytes(data)
+            if not (
                 cycle.chunked_encoding is False
                 and cycle.expected_content_length > 0
                 and cycle.scope["method"] != "HEAD"
             ):
-                self._head = bytes(data)
-                return
+                self._loop.call_soon(self._flush)
+            return
         self._transport.write(data)
 
     def close(self) -> None:

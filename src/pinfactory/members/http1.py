@@ -25,19 +25,32 @@ import asyncio
 import ssl
 import zlib
 from collections.abc import Mapping
-from typing import NamedTuple, cast
+from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
 
 
-class Reply(NamedTuple):
-    """An upstream's response: status, headers (lower-case names; the first of a repeated
-    one) and the whole body, decoded from ``gzip``/``deflate`` when it came so."""
+class Reply:
+    """An upstream's response: ``status``, ``headers`` (lower-case names; the first of a
+    repeated one; decoded from the raw pairs when first read) and the whole ``body``,
+    decoded from ``gzip``/``deflate`` when it came so."""
 
-    status: int
-    headers: dict[str, str]
-    body: bytes
+    __slots__ = ("_headers", "body", "raw_headers", "status")
+
+    def __init__(self, status: int, raw_headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.status = status
+        self.raw_headers = raw_headers
+        self.body = body
+        self._headers: dict[str, str] | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self._headers is None:
+            self._headers = {}
+            for name, value in self.raw_headers:
+                self._headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+        return self._headers
 
 
 class ConnectTimeout(TimeoutError):
@@ -104,15 +117,30 @@ class Http1Pool:
         self._slots = asyncio.Semaphore(max_connections)
         self._busy: set[_Connection] = set()
 
-    async def post(self, body: bytes, cap: int) -> Reply:
-        """POST ``body``; the reply, its body at most ``cap`` bytes (:class:`TooLarge`)."""
-        async with self._slots:
-            connection = await self._connection()
+    async def post(self, body: bytes, cap: int, timeout_s: float) -> Reply:
+        """POST ``body``; the reply, its body at most ``cap`` bytes (:class:`TooLarge`),
+        whole within ``timeout_s`` (``TimeoutError``), waiting for a free connection and
+        connecting included.
+
+        The common case (a connection free and open) arms one plain timer for the
+        exchange, not a cancel scope: the timer fails the exchange itself."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        if self._slots.locked():  # every connection busy: the wait counts too
+            async with asyncio.timeout_at(deadline):
+                await self._slots.acquire()
+        else:
+            await self._slots.acquire()
+        try:
+            connection = self._reused()
+            if connection is None:
+                async with asyncio.timeout_at(deadline):
+                    connection = await self._connect()
             self._busy.add(connection)
             done = False
             try:
                 raw = b"".join((self._head, str(len(body)).encode(), b"\r\n\r\n", body))
-                reply = await connection.exchange(raw, cap)
+                reply = await connection.exchange(raw, cap, deadline)
                 done = True
             finally:
                 self._busy.discard(connection)
@@ -120,14 +148,19 @@ class Http1Pool:
                     self._idle.append(connection)
                 else:
                     connection.close()
+        finally:
+            self._slots.release()
         return reply
 
-    async def _connection(self) -> _Connection:
-        """The most recently used idle connection still open, else a new one."""
+    def _reused(self) -> _Connection | None:
+        """The most recently used idle connection still open, if any."""
         while self._idle:
             connection = self._idle.pop()
             if not connection.closed:
                 return connection
+        return None
+
+    async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout_s):
@@ -165,20 +198,31 @@ class _Connection(asyncio.Protocol):
     def _reset(self, cap: int) -> None:
         self.cap = cap
         self.status = 0
-        self.headers: dict[str, str] = {}
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.encoding: bytes | None = None
         self.parts: list[bytes] = []
         self.size = 0
         self.began = False  # any byte of this response arrived
         self.headed = False  # its head is complete
         self.delimited = False  # its end is marked (a length or chunks), not the close
 
-    async def exchange(self, request: bytes, cap: int) -> Reply:
+    async def exchange(self, request: bytes, cap: int, deadline: float) -> Reply:
+        """Send ``request``; its reply, whole by ``deadline`` (the loop's clock) or a
+        ``TimeoutError`` (the connection is then closed)."""
         assert self.transport is not None
         self._reset(cap)
         self.keep_alive = False
-        self.waiter = asyncio.get_running_loop().create_future()
-        self.transport.write(request)
-        return await self.waiter
+        loop = asyncio.get_running_loop()
+        self.waiter = loop.create_future()
+        timer = loop.call_at(deadline, self._expire)
+        try:
+            self.transport.write(request)
+            return await self.waiter
+        finally:
+            timer.cancel()
+
+    def _expire(self) -> None:
+        self._fail(TimeoutError("no whole response in time"))
 
     def reusable(self) -> bool:
         return self.keep_alive and not self.closed
@@ -227,15 +271,23 @@ class _Connection(asyncio.Protocol):
     # httptools' callbacks
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
         if 100 <= self.status < 200:
             return  # informational: the response follows
         self.headed = True
-        length = self.headers.get("content-length")
-        chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
+        length: bytes | None = None
+        chunked = False
+        for name, value in self.headers:  # the first of each, as Reply.headers reads them
+            known = name.lower()
+            if known == b"content-length" and length is None:
+                length = value
+            elif known == b"transfer-encoding":
+                chunked = chunked or b"chunked" in value.lower()
+            elif known == b"content-encoding" and self.encoding is None:
+                self.encoding = value.strip().lower()
         self.delimited = length is not None or chunked
         if length is not None and length.isdigit() and int(length) > self.cap:
             self._fail(TooLarge(self.cap, int(length)))
@@ -249,7 +301,7 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         if not self.headed:  # the end of an informational response
-            self.headers = {}
+            self.headers = []
             return
         self.keep_alive = self.parser.should_keep_alive()
         self._done()
@@ -260,17 +312,16 @@ class _Connection(asyncio.Protocol):
             return
         body = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
         try:
-            body = _decoded(body, self.headers.get("content-encoding"), self.cap)
+            if self.encoding is not None and self.encoding != b"identity":
+                body = _decoded(body, self.encoding.decode("latin-1"), self.cap)
         except (Garbled, TooLarge) as exc:
             self._fail(exc)
             return
         waiter.set_result(Reply(self.status, self.headers, body))
 
 
-def _decoded(body: bytes, encoding: str | None, cap: int) -> bytes:
-    """``body`` without its content encoding (at most ``cap`` bytes once decoded)."""
-    if encoding is None or encoding.lower() == "identity":
-        return body
+def _decoded(body: bytes, encoding: str, cap: int) -> bytes:
+    """``body`` without its content ``encoding`` (at most ``cap`` bytes once decoded)."""
     kind = encoding.lower()
     if kind not in ("gzip", "x-gzip", "deflate"):
         raise Garbled(f"a {encoding!r}-encoded body, which was not asked for")

@@ -355,9 +355,9 @@ class Upstream:
         try:
             limit = min(self.first_token_s, deadline - time.monotonic())
             with self._faults("body", stalled=f"no answer within {limit:.3g}s"):
-                async with asyncio.timeout(max(limit, 0.0)):
-                    reply = await self.pool.post(body, self.spec.max_response_bytes)
-            self._check_status(reply.status, reply.body, reply.headers)
+                reply = await self.pool.post(body, self.spec.max_response_bytes, max(limit, 0.0))
+            if reply.status >= 400:
+                self._check_status(reply.status, reply.body, reply.headers)
         except MemberError as exc:
             await self._failed(exc)
             raise

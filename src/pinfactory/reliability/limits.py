@@ -61,8 +61,9 @@ class Who:
     user: str
     unit: str
 
-    def of(self, per: str) -> str:
-        return {"key": self.key, "user": self.user, "unit": self.unit}[per]
+    def of(self, per: Literal["key", "user", "unit"]) -> str:
+        """The caller's key id, user or unit (a limit's ``per`` names the field)."""
+        return getattr(self, per)  # type: ignore[no-any-return]
 
 
 @dataclass(slots=True)

@@ -77,10 +77,11 @@ class SharedState(Protocol):
 
 
 class MemoryState:
-    """The state of one process. Expired keys are dropped when read."""
+    """The state of one process. Expired keys are dropped when read. A counter is kept as
+    an ``int`` (read back as its decimal string, as Redis gives it)."""
 
     def __init__(self, clock: Callable[[], float] | None = None) -> None:
-        self._values: dict[str, tuple[str, float]] = {}
+        self._values: dict[str, tuple[str | int, float]] = {}
         self._clock = clock or time.monotonic
 
     def _live(self, key: str) -> str | None:
@@ -90,11 +91,13 @@ class MemoryState:
         if found[1] <= self._clock():
             del self._values[key]
             return None
-        return found[0]
+        return str(found[0])
 
     async def incr(self, key: str, amount: int, ttl_s: float) -> int:
-        value = int(self._live(key) or 0) + amount
-        self._values[key] = (str(value), self._clock() + ttl_s)
+        now = self._clock()
+        found = self._values.get(key)
+        value = amount if found is None or found[1] <= now else int(found[0]) + amount
+        self._values[key] = (value, now + ttl_s)
         return value
 
     async def get(self, key: str) -> str | None:
