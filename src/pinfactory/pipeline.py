@@ -194,7 +194,7 @@ class Pipeline:
             with stage("route"):
                 decision = await self.route(request)
             with stage("call"):
-                hit = await self._cached(request, decision, tab)
+                hit = await self._cached(request, decision, tab) if self.cache is not None else None
                 if hit is not None:
                     decision, completion = hit.decision, hit.completion
                 else:
@@ -207,7 +207,8 @@ class Pipeline:
                 answer.latency_ms = _ms_since(started)
             if left is not None and left():  # nobody to answer: booked with what it cost
                 raise ClientGone(decision.member, "client hung up before its answer was sent")
-            answer = await self.reviews.hold(answer)
+            if answer.escalation is not None:  # held for a person, if it asks for review
+                answer = await self.reviews.hold(answer)
         except QuotaQueued as queued:  # the queue policy: a person approves the spend
             return await queue_request(self, request, queued, started)
         except PinfactoryError as exc:
@@ -223,7 +224,8 @@ class Pipeline:
         return answer
 
     async def _cached(self, request: Request, decision: Decision, tab: Tab) -> Hit | None:
-        """The response cache's answer, booked as a zero-cost ``cache`` call on the member."""
+        """The response cache's answer, booked as a zero-cost ``cache`` call on the member
+        (callers skip it when the team has no cache)."""
         if self.cache is None:
             return None
         hit = await self.cache.find(request, decision)
@@ -372,7 +374,8 @@ class Pipeline:
         ``ledger_failed``) carrying the same calls and cost; if that fails too,
         :class:`LedgerError` is raised and the answer is not acknowledged.
         """
-        await self._settle(answer)
+        if self.spend.active:
+            await self._settle(answer)
         recording = stage_start("record")
         answer.trace_id = self.observers.trace_id(answer.request)  # sealed, then traced
         try:
@@ -404,7 +407,8 @@ class Pipeline:
         calls = tuple(tab.calls) if tab is not None else ()
         failure = _failure_of(request, error, _ms_since(started), calls, **who)
         failure.decision = decision
-        await self._settle(failure)
+        if self.spend.active:
+            await self._settle(failure)
         await self._write_failure(failure)
 
     async def _write_failure(self, failure: Failure) -> None:
@@ -428,12 +432,10 @@ class Pipeline:
         self.observers.failed(failure)
 
     async def _settle(self, outcome: Outcome) -> None:
-        """Book the outcome's actual spend: budgets settle, quotas count the extra calls."""
-        request = outcome.request
-        if request is None:
-            return
-        if self.spend.active:
-            await self.spend.settle(request, outcome.calls)
+        """Book the outcome's actual spend: budgets settle, quotas count the extra calls
+        (callers skip it when no limit is configured)."""
+        if outcome.request is not None:
+            await self.spend.settle(outcome.request, outcome.calls)
 
 
 def _failure_of(

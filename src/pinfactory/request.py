@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -99,11 +100,20 @@ class Request:
 
 
 def new_request_id() -> str:
-    """96 random bits: unique, not secret. From pinfactory's own generator, seeded from the
-    OS and reseeded in forked workers, so nobody seeding the global ``random`` (a test
+    """``req_`` + the time in Unix milliseconds (11 hex digits) + 84 random bits (21):
+    unique, not secret, and in the order requests arrive, as UUIDv7 orders its ids.
+
+    The order is for the ledger: its indexes on the request id (``requests`` and
+    ``audit``) then grow at their right edge, where a batch's rows share a few pages,
+    instead of touching one page anywhere in the index per row (random ids wrote three
+    times the bytes per request, and took about a fifth more CPU, in ``durability:
+    journal`` on a ledger of 50,000 requests; more as the index outgrows the cache).
+
+    The random bits come from pinfactory's own generator, seeded from the OS and
+    reseeded in forked workers, so nobody seeding the global ``random`` (a test
     framework, a plug-in) can make two requests share an id; and without a getrandom()
     syscall per request."""
-    return f"req_{_IDS.getrandbits(96):024x}"
+    return f"req_{time.time_ns() // 1_000_000:011x}{_IDS.getrandbits(84):021x}"
 
 
 _IDS = random.Random()  # seeded from os.urandom
@@ -162,8 +172,13 @@ def check_storable(request: Request) -> None:
     (PostgreSQL text cannot hold one), or a name past :data:`MAX_NAME`
     characters.
     """
-    for name, value in (("model", request.model), ("user", request.user), ("unit", request.unit)):
-        _check_text(name, value, MAX_NAME)
+    model, user, unit = request.model, request.user, request.unit
+    if (  # most requests: one test of the three names, none of them to blame
+        len(model) > MAX_NAME or len(user) > MAX_NAME or len(unit) > MAX_NAME
+        or "\x00" in model or "\x00" in user or "\x00" in unit
+    ):  # fmt: skip
+        for name, value in (("model", model), ("user", user), ("unit", unit)):
+            _check_text(name, value, MAX_NAME)
     for index, tag in enumerate(request.tags):
         _check_text(f"metadata.tags[{index}]", tag, MAX_NAME)
     for index, message in enumerate(request.messages):

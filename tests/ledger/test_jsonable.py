@@ -19,7 +19,6 @@ from pinfactory.ledger.chain import (
     GENESIS,
     _jsonable,
     canonical,
-    canonical_payload,
     jsonable,
     link,
     seal,
@@ -74,7 +73,6 @@ def test_a_withheld_answer_stays_out_of_the_chain() -> None:
 
 @pytest.mark.parametrize("value", VALUES, ids=range(len(VALUES)))
 def test_an_entry_serialized_before_sealing_gets_the_canonical_body(value: Any) -> None:
-    assert canonical_payload(value) == canonical(_jsonable(value))
     entries = [unsealed("call", 'req_\u00e9"1', value, 1796035900.3057787) for _ in range(2)]
     rows, head = seal(entries, ChainHead(41, GENESIS))
     for seq, (row, prev) in enumerate(zip(rows, [GENESIS, rows[0][5]], strict=True), 42):

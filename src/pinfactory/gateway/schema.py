@@ -417,6 +417,7 @@ class ChunkWriter:
         self.request = request
         self.member = member
         self.include_usage = include_usage
+        self.completion_id = request.completion_id
         self._held: list[Delta] = []
         self._extra: dict[str, Any] = {"usage": None} if include_usage else {}
 
@@ -443,15 +444,12 @@ class ChunkWriter:
         return []
 
     def _relayed(self, delta: Delta) -> dict[str, Any]:
-        """The chunk as the upstream sent it (its bytes, when relayed from one: every
+        """The chunk as the upstream sent it (its JSON, when relayed from one: every
         field kept, none re-serialised by pydantic), under the gateway's id and the
         member's name; ``usage`` null until the usage chunk when the client asked for
         it, else absent."""
-        if delta.raw:
-            body: dict[str, Any] = orjson.loads(delta.raw)
-        else:
-            body = delta.chunk.model_dump(mode="json", exclude_unset=True)
-        body["id"] = self.request.completion_id
+        body = dict(delta.body)  # the member's stays as the upstream sent it
+        body["id"] = self.completion_id
         body["model"] = self.member
         if self.include_usage:
             body["usage"] = None

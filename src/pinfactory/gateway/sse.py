@@ -20,6 +20,8 @@ from pinfactory.errors import PinfactoryError
 from pinfactory.gateway.departure import Departure
 from pinfactory.outcome import Answer
 
+_EVENT_STREAM = (b"content-type", b"text/event-stream; charset=utf-8")
+
 
 def frame(body: dict[str, Any]) -> bytes:
     """One ``data:`` frame."""
@@ -54,9 +56,10 @@ class EventStream(Response):
 
     Unlike Starlette's ``StreamingResponse`` (one message per item, then an empty one to
     end), the body decides what goes in each write, so the closing frames and the end of
-    the chunked body leave in one. A client that hangs up cancels ``body`` (``departure``,
-    the request's :class:`~pinfactory.gateway.departure.Departure`, watches ``receive``;
-    one is started if none is given), so whatever it was streaming can book the loss.
+    the chunked body leave in one, and the response head leaves with the first write. A
+    client that hangs up cancels ``body`` (``departure``, the request's
+    :class:`~pinfactory.gateway.departure.Departure`, watches ``receive``; one is started
+    if none is given), so whatever it was streaming can book the loss.
     """
 
     media_type = "text/event-stream"
@@ -68,17 +71,28 @@ class EventStream(Response):
         self.background = None
         self.write_body = body
         self.departure = departure
-        self.init_headers(headers)
+        self.raw_headers = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
+        ]
+        self.raw_headers.append(_EVENT_STREAM)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         del scope  # the ASGI signature; nothing in it changes the stream
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         task = asyncio.current_task()
         assert task is not None
         departure = self.departure or Departure(receive)
         departure.cancel_on_leave(task)
+        start = {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
+        started = False
 
         async def write(data: bytes, more: bool) -> None:
+            # the head goes with the first frames, back to back: a client that woke for
+            # the head is still awake for them (as for a plain answer), where a head
+            # sent ahead would wake it twice
+            nonlocal started
+            if not started:
+                started = True
+                await send(start)
             await send({"type": "http.response.body", "body": data, "more_body": more})
 
         try:

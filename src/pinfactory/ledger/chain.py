@@ -147,34 +147,26 @@ class Unsealed:
 
 
 def unsealed(kind: str, request_id: str, payload: Any, time: float) -> Unsealed:
-    """The entry for one event (``payload`` converted as :func:`jsonable` converts it)."""
-    return Unsealed(
-        kind,
-        request_id,
-        f'{{"kind":{_json(kind)},"payload":{canonical_payload(payload)},'
-        f'"request_id":{_json(request_id)},"seq":',
-        f',"time":{_json(time)}}}',
-    )
+    """The entry for one event (``payload`` converted as :func:`jsonable` converts it).
+
+    One orjson call writes the whole body with ``seq`` 0; the body splits around the last
+    ``,"seq":0,``, which is the seq's own: only the time, a number, follows it.
+    """
+    entry = {"kind": kind, "payload": payload, "request_id": request_id, "seq": 0, "time": time}
+    try:
+        body = orjson.dumps(entry, default=_one_level, option=_CANONICAL).decode()
+    except TypeError:  # what orjson refuses outright: the reference conversion
+        body = canonical(_jsonable(entry))
+    before, _, after = body.rpartition(_SEQ)
+    return Unsealed(kind, request_id, before + ',"seq":', "," + after)
+
+
+_SEQ = ',"seq":0,'
+_CANONICAL = _ASK | orjson.OPT_SORT_KEYS
 
 
 def unsealed_events(events: Iterable[AuditEvent]) -> list[Unsealed]:
     return [unsealed(e.kind, e.request_id, e.payload, e.time) for e in events]
-
-
-def canonical_payload(value: Any) -> str:
-    """``canonical(jsonable(value))`` in one pass: orjson converts what it does not take
-    itself as :func:`jsonable` does, and writes the keys sorted."""
-    try:
-        return orjson.dumps(value, default=_one_level, option=_CANONICAL).decode()
-    except TypeError:
-        return canonical(_jsonable(value))
-
-
-_CANONICAL = _ASK | orjson.OPT_SORT_KEYS
-
-
-def _json(value: str | float) -> str:
-    return orjson.dumps(value).decode()
 
 
 def seal(

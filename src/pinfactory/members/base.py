@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -78,26 +78,42 @@ class Completion:
     embeddings: tuple[Embedding, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Delta:
     """One streamed chunk a member relays as it came (tool-call deltas, logprobs,
-    refusal, several choices): its choices, in OpenAI's chunk type (checked with it).
-    ``text`` is the
-    content it adds to the first choice, what a verifier or a recorder accumulates.
-    ``finish`` is true when the chunk ends a choice (it carries a ``finish_reason``)."""
+    refusal, several choices): ``body``, its JSON (as the upstream sent it, when relayed
+    from one, checked to be a chunk by ``members.chunks``), and :attr:`chunk`, the same
+    in OpenAI's chunk type. ``text`` is the content it adds to the first choice, what a
+    verifier or a recorder accumulates. ``finish`` is true when the chunk ends a choice
+    (it carries a ``finish_reason``)."""
 
-    chunk: ChatCompletionChunk
+    body: dict[str, Any]
     text: str = ""
     finish: bool = False
-    raw: bytes = b""
-    """The chunk's JSON as the upstream sent it, when relayed from one: the gateway
-    rewrites only ``id`` and ``model`` in it instead of dumping ``chunk`` again."""
     more: bool = False
     """The member's next event is already here (it came in the same read, or the stream
     ended in that read and the completion is next): a relay may write this chunk
     together with what follows it. A member sets it only when that next event needs no
-    waiting from the member; at the end of a stream the relay writes the chunks with
-    the closing frames, once the answer is recorded."""
+    waiting from the member (before yielding the delta; nothing changes one after);
+    at the end of a stream the relay writes the chunks with the closing frames, once
+    the answer is recorded."""
+    typed: ChatCompletionChunk | None = field(default=None, repr=False, compare=False)
+    """The chunk in OpenAI's type, once built (:attr:`chunk`)."""
+
+    @classmethod
+    def of(cls, chunk: ChatCompletionChunk, text: str = "", finish: bool = False) -> Delta:
+        """The delta of a chunk built typed (an answer replayed as a stream)."""
+        return cls(chunk.model_dump(mode="json", exclude_unset=True), text, finish, typed=chunk)
+
+    @property
+    def chunk(self) -> ChatCompletionChunk:
+        """The chunk in OpenAI's type, validated from ``body`` on first use (by the
+        writers that read its choices as objects: text completions, Messages and
+        Responses events; the chat relay writes ``body``). ``body`` passed the chunk
+        check, so this cannot fail."""
+        if self.typed is None:
+            self.typed = ChatCompletionChunk.model_validate(self.body)
+        return self.typed
 
 
 def replay(completion: Completion) -> list[str | Delta]:
@@ -130,7 +146,7 @@ def replay(completion: Completion) -> list[str | Delta]:
     shell["model"] = completion.model
     first = ChatCompletionChunk.model_validate({**shell, "choices": said})
     last = ChatCompletionChunk.model_validate({**shell, "choices": finished})
-    return [Delta(first, completion.text), Delta(last, "", finish=True)]
+    return [Delta.of(first, completion.text), Delta.of(last, "", finish=True)]
 
 
 class Capabilities(BaseModel):

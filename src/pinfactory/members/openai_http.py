@@ -13,9 +13,8 @@ where httpx 0.28 took 1.35 ms; ``bench/gateway_overhead.py``, docs/observe.md).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import aclosing
-from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -26,6 +25,7 @@ from pydantic import Field, ValidationError
 
 from pinfactory.errors import MemberError
 from pinfactory.members.base import Capabilities, Completion, Delta, Usage
+from pinfactory.members.chunks import StreamErrorEvent, read_chunk
 from pinfactory.members.registry import register
 from pinfactory.members.remote import RemoteMember, RemoteSettings
 from pinfactory.members.upstream import WholeBody
@@ -102,29 +102,6 @@ def parse_usage(usage: CompletionUsage | None) -> Usage:
     return Usage(usage.prompt_tokens, usage.completion_tokens)
 
 
-def parse_chunk(data: bytes) -> ChatCompletionChunk | None:
-    """One SSE ``data:`` payload of a streamed response, checked against
-    ``openai.types.chat.ChatCompletionChunk``; None for an empty one and ``[DONE]``.
-
-    Raises :class:`StreamErrorEvent` for an OpenAI-style error event, ``ValueError``
-    (pydantic's ``ValidationError`` is one) when the data is not a chunk.
-    """
-    data = data.strip()
-    if not data or data == b"[DONE]":
-        return None
-    try:
-        return ChatCompletionChunk.model_validate_json(data)
-    except ValidationError:
-        event = orjson.loads(data)
-        if isinstance(event, Mapping) and event.get("error") is not None:
-            raise StreamErrorEvent(_error(event)) from None
-        raise
-
-
-class StreamErrorEvent(ValueError):
-    """An OpenAI-style ``{"error": {...}}`` event inside a 200 stream."""
-
-
 class StreamReader:
     """What a stream said so far: the relayed :class:`Delta` of each chunk, and the text,
     usage, model, finish reason and fingerprint the final :class:`Completion` needs."""
@@ -137,26 +114,29 @@ class StreamReader:
         self.fingerprint: str | None = None
         self.service_tier: str | None = None
 
-    def read(self, chunk: ChatCompletionChunk, raw: bytes = b"") -> Delta | None:
-        """The chunk to relay (``raw``: its JSON as received); None for a chunk that
-        only reports usage."""
-        self.model = chunk.model or self.model
-        self.fingerprint = chunk.system_fingerprint or self.fingerprint
-        self.service_tier = chunk.service_tier or self.service_tier
-        if chunk.usage is not None:
-            self.usage = chunk.usage
-        if not chunk.choices:
+    def read(self, body: dict[str, Any], typed: ChatCompletionChunk | None) -> Delta | None:
+        """The chunk to relay (``body`` and ``typed`` as :func:`read_chunk` gives them),
+        marked ``more`` (the stream clears it on the last of a read that did not end
+        it); None for a chunk that only reports usage."""
+        self.model = body["model"] or self.model
+        self.fingerprint = body.get("system_fingerprint") or self.fingerprint
+        self.service_tier = body.get("service_tier") or self.service_tier
+        if typed is not None and typed.usage is not None:
+            self.usage = typed.usage
+        choices = body["choices"]
+        if not choices:
             return None
         text, finish = "", False
-        for choice in chunk.choices:
-            if choice.finish_reason is not None:
+        for choice in choices:
+            reason = choice.get("finish_reason")
+            if reason is not None:
                 finish = True
-                if choice.index == 0:
-                    self.finish = choice.finish_reason
-            if choice.index == 0 and choice.delta.content:
-                text = choice.delta.content
+                if choice["index"] == 0:
+                    self.finish = reason
+            if choice["index"] == 0 and (content := choice["delta"].get("content")):
+                text = content
                 self.parts.append(text)
-        return Delta(chunk, text, finish, raw)
+        return Delta(body, text, finish, more=True, typed=typed)
 
 
 @register
@@ -191,9 +171,10 @@ class OpenAIHTTPMember(RemoteMember):
                 deltas, failure = self._read_batch(reader, batch.chunks)
                 # chunks that came in one read go on together (``more``: the next event is
                 # here), none is held; with [DONE] in the read, the completion is next
-                last = len(deltas) - 1 if failure is None and not batch.ended else len(deltas)
-                for index, delta in enumerate(deltas):
-                    yield delta if index == last else replace(delta, more=True)
+                if deltas and failure is None and not batch.ended:
+                    deltas[-1].more = False
+                for delta in deltas:
+                    yield delta
                 if failure is not None:
                     raise failure
         yield self._completion(
@@ -214,7 +195,7 @@ class OpenAIHTTPMember(RemoteMember):
         deltas: list[Delta] = []
         for data in batch:
             try:
-                chunk = parse_chunk(data)
+                read = read_chunk(data)
             except ValueError as exc:  # UnicodeDecodeError and pydantic's errors too
                 said = (
                     f"upstream stream error: {exc}"
@@ -224,7 +205,7 @@ class OpenAIHTTPMember(RemoteMember):
                 failure = MemberError(self.name, said)
                 failure.__cause__ = exc
                 return deltas, failure
-            delta = reader.read(chunk, data) if chunk is not None else None
+            delta = reader.read(*read) if read is not None else None
             if delta is not None:
                 deltas.append(delta)
         return deltas, None
@@ -286,10 +267,3 @@ class OpenAIHTTPMember(RemoteMember):
 def _first_line(exc: Exception) -> str:
     """A parse error's gist: pydantic's messages run to many lines."""
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
-def _error(chunk: Mapping[str, Any]) -> str:
-    """The message of an OpenAI-style ``{"error": {...}}`` event, or the event itself."""
-    error = chunk.get("error")
-    message = error.get("message") if isinstance(error, Mapping) else error
-    return str(message)[:200]

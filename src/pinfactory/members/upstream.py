@@ -48,6 +48,9 @@ from pinfactory.reliability.state import SharedState, open_state
 T = TypeVar("T")
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 MiB = 1024 * 1024
+BURST_TURNS = 2
+"""Turns of the event loop a stream's chunks wait for the rest of their burst
+(:meth:`_SSEReader.next_chunks`); each is taken only while the last brought more."""
 
 
 class UpstreamSpec(BaseModel):
@@ -526,30 +529,58 @@ class _SSEReader:
 
     async def next_chunks(self) -> list[bytes]:
         """Every payload the buffer completes after reading until there is at least one
-        (or ``[DONE]``); ``[]`` only when the stream is done."""
+        (or ``[DONE]``), with the rest of their burst; ``[]`` only when the stream is done.
+
+        An upstream writes runs of chunks back to back (a fast model's tokens, the
+        last token, the usage chunk and ``[DONE]``), each in a write of its own, so the
+        first often arrives alone. What else of the run arrived while it was read joins
+        it after one turn of the event loop (no timer, no waiting on the socket): the
+        run costs one wake-up and one write to the client, not one each. A chunk that
+        comes later (the next token of a model still generating) is not waited for.
+        """
         chunks: list[bytes] = []
         while not chunks and not self.done:
-            end = self.buffer.rfind(b"\n")
-            while end < 0:
+            while b"\n" not in self.buffer:
                 await self._read()
-                end = self.buffer.rfind(b"\n")
-            lines, self.buffer = self.buffer[:end].split(b"\n"), self.buffer[end + 1 :]
-            for line in lines:
-                if not line.startswith(b"data:"):
-                    continue  # blank separators, comments (": keep-alive"), event:/id: fields
-                data = line[5:].strip()
-                if data == b"[DONE]":
-                    self.done = True
-                    self.buffer = b""
+            self._take(chunks)
+        content = self.response.content
+        for _ in range(BURST_TURNS):
+            if self.done:
+                break
+            more = content.read_nowait()
+            if not more:
+                await asyncio.sleep(0)  # one turn: the loop reads what is in the socket
+                more = content.read_nowait()
+                if not more:
                     break
-                if data:
-                    chunks.append(data)
+            self._add(more)
+            self._take(chunks)
         return chunks
+
+    def _take(self, chunks: list[bytes]) -> None:
+        """Move the buffer's complete lines' payloads into ``chunks``."""
+        end = self.buffer.rfind(b"\n")
+        if end < 0:
+            return
+        lines, self.buffer = self.buffer[:end].split(b"\n"), self.buffer[end + 1 :]
+        for line in lines:
+            if not line.startswith(b"data:"):
+                continue  # blank separators, comments (": keep-alive"), event:/id: fields
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                self.done = True
+                self.buffer = b""
+                return
+            if data:
+                chunks.append(data)
 
     async def _read(self) -> None:
         more = await self.response.content.readany()
         if not more:
             raise UpstreamFailed(self.member, "stream ended without [DONE]", retryable=True)
+        self._add(more)
+
+    def _add(self, more: bytes) -> None:
         self.size += len(more)
         if self.size > self.cap:
             raise UpstreamFailed(self.member, f"upstream stream over the {self.cap}-byte limit")

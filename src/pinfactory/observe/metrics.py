@@ -123,11 +123,18 @@ class Metrics:
         children = self._children(member, unit)
         children[0].inc()
         children[4].observe(answer.latency_ms / 1000.0)
-        self._spend(answer.calls, unit)
+        calls = answer.calls
+        if len(calls) == 1 and calls[0].member == member:  # most answers: one call
+            call = calls[0]
+            children[1].inc(float(call.cost_usd))
+            children[2].inc(call.usage.input_tokens)
+            children[3].inc(call.usage.output_tokens)
+        else:
+            self._spend(calls, unit)
         self._stages(timeline)
         if answer.escalation is not None:
             self.escalations.labels(member, unit).inc()
-        if any(isinstance(event, Disagreement) for event in answer.events):
+        if answer.events and any(isinstance(event, Disagreement) for event in answer.events):
             self.disagreements.labels(member, unit).inc()
 
     def failed(self, failure: Failure, timeline: Timeline) -> None:
@@ -160,12 +167,13 @@ class Metrics:
         return children
 
     def _stages(self, timeline: Timeline) -> None:
+        found = self._stage_children
         for span in timeline.stages:
             if span.end_ns:
-                child = self._stage_children.get(span.name)
+                child = found.get(span.name)
                 if child is None:
-                    child = self._stage_children[span.name] = self.stage_seconds.labels(span.name)
-                child.observe(timeline.duration_s(span))
+                    child = found[span.name] = self.stage_seconds.labels(span.name)
+                child.observe(span.duration_s)
 
     def add_collector(self, collector: Any) -> None:
         """A collector read at each scrape (in multiprocess mode too: this worker's view)."""

@@ -24,6 +24,10 @@ class Span:
     start_ns: int
     end_ns: int = 0
 
+    @property
+    def duration_s(self) -> float:
+        return max(0, self.end_ns - self.start_ns) / 1e9
+
 
 @dataclass(slots=True)
 class Timeline:
@@ -56,9 +60,6 @@ class Timeline:
     def epoch_ns(self, perf_ns: int) -> int:
         """A ``perf_counter_ns`` reading as nanoseconds since the epoch (what spans carry)."""
         return perf_ns + self.epoch_offset_ns
-
-    def duration_s(self, span: Span) -> float:
-        return max(0, span.end_ns - span.start_ns) / 1e9
 
 
 class stage:  # lower case: used like the function it was, ``with stage("call"):``
