@@ -42,6 +42,7 @@ SHAPES: list[tuple[dict[str, Any], bool]] = [
     (chunk(choices=[choice(), choice(index=1)]), True),
     (chunk(system_fingerprint="fp", service_tier="default", extra_field=[1]), True),
     (chunk(choices=[choice(delta={"content": "x", "reasoning_content": "y"})]), True),
+    (chunk(usage=None, choices=[choice(logprobs=None, delta={"tool_calls": None})]), True),
     (chunk(choices=[], usage=USAGE), False),
     (chunk(choices=[choice(delta={"tool_calls": [TOOL_CALL]})]), False),
     (chunk(choices=[choice(logprobs={"content": []})]), False),

@@ -1,7 +1,7 @@
 """A finished stream gives its connection back to the pool, and holds nothing up.
 
-aiohttp reuses a connection only once the response body's end (the chunked encoding's
-last chunk) has been read. An upstream may send that end a moment after ``[DONE]``:
+A connection is reused only once the response body's end (the chunked encoding's last
+chunk) has been read. An upstream may send that end a moment after ``[DONE]``:
 the member then reads it in the background, so the next call reuses the connection
 instead of opening a new one, and the client's stream never waits for it. An upstream
 that never ends its body after ``[DONE]`` gets the connection closed after the idle

@@ -37,33 +37,33 @@ _TIERS = _literals(ChatCompletionChunk.model_fields["service_tier"].annotation)
 _TOP_READ = {"id", "choices", "created", "model", "object", "service_tier"}
 _TOP_READ |= {"system_fingerprint", "obfuscation"}
 # the fields of each type this module does not check: a text chunk leaves them out
-_TOP_OTHER = tuple(sorted(set(ChatCompletionChunk.model_fields) - _TOP_READ))
-_CHOICE_OTHER = tuple(sorted(set(Choice.model_fields) - {"delta", "index", "finish_reason"}))
-_DELTA_OTHER = tuple(sorted(set(ChoiceDelta.model_fields) - {"content", "refusal", "role"}))
-
-
-def _optional_str(value: object) -> bool:
-    return value is None or type(value) is str
+_TOP_OTHER = frozenset(ChatCompletionChunk.model_fields) - _TOP_READ
+_CHOICE_OTHER = frozenset(Choice.model_fields) - {"delta", "index", "finish_reason"}
+_DELTA_OTHER = frozenset(ChoiceDelta.model_fields) - {"content", "refusal", "role"}
 
 
 def _fits(body: object, *, whole: bool) -> bool:
     """Whether the fields the gateway reads (and relays around) have the JSON types
     ``ChatCompletionChunk`` gives them; with ``whole``, also whether every other field
-    it declares is absent or null, so that the chunk needs no other check."""
+    it declares is absent or null, so that the chunk needs no other check.
+
+    Written out field by field, without helper calls: it runs for every chunk relayed."""
     if type(body) is not dict:
         return False
+    fingerprint, obfuscation = body.get("system_fingerprint"), body.get("obfuscation")
+    tier = body.get("service_tier")
     if not (
         type(body.get("id")) is str
         and type(body.get("created")) is int
         and type(body.get("model")) is str
         and body.get("object") == "chat.completion.chunk"
         and type(body.get("choices")) is list
-        and _optional_str(body.get("system_fingerprint"))
-        and _optional_str(body.get("obfuscation"))
-        and (body.get("service_tier") is None or body["service_tier"] in _TIERS)
+        and (fingerprint is None or type(fingerprint) is str)
+        and (obfuscation is None or type(obfuscation) is str)
+        and (tier is None or tier in _TIERS)
     ):
         return False
-    if whole and any(body.get(name) is not None for name in _TOP_OTHER):
+    if whole and not (_TOP_OTHER.isdisjoint(body) or _nulls(body, _TOP_OTHER)):
         return False
     for choice in body["choices"]:
         if type(choice) is not dict or type(choice.get("index")) is not int:
@@ -71,16 +71,24 @@ def _fits(body: object, *, whole: bool) -> bool:
         finish, delta = choice.get("finish_reason"), choice.get("delta")
         if (finish is not None and finish not in _FINISH) or type(delta) is not dict:
             return False
-        if not (_optional_str(delta.get("content")) and _optional_str(delta.get("refusal"))):
+        content, refusal, role = delta.get("content"), delta.get("refusal"), delta.get("role")
+        if not (
+            (content is None or type(content) is str)
+            and (refusal is None or type(refusal) is str)
+            and (role is None or role in _ROLES)
+        ):
             return False
-        if delta.get("role") is not None and delta["role"] not in _ROLES:
-            return False
-        if whole and (
-            any(choice.get(name) is not None for name in _CHOICE_OTHER)
-            or any(delta.get(name) is not None for name in _DELTA_OTHER)
+        if whole and not (
+            (_CHOICE_OTHER.isdisjoint(choice) or _nulls(choice, _CHOICE_OTHER))
+            and (_DELTA_OTHER.isdisjoint(delta) or _nulls(delta, _DELTA_OTHER))
         ):
             return False
     return True
+
+
+def _nulls(body: dict[str, Any], names: frozenset[str]) -> bool:
+    """Whether each of ``names`` that ``body`` has is null."""
+    return all(body[name] is None for name in names.intersection(body))
 
 
 def read_chunk(data: bytes) -> tuple[dict[str, Any], ChatCompletionChunk | None] | None:

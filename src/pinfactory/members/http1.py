@@ -1,11 +1,14 @@
-"""A lean HTTP/1.1 client for one upstream origin: keep-alive connections, whole-body POSTs.
+"""A lean HTTP/1.1 client for one upstream origin: keep-alive connections, POSTs answered
+whole or read as they arrive (a stream).
 
 A non-streamed member call is the gateway's hot path, and the HTTP client was the largest
 part of it: against the instant upstream on loopback, one keep-alive POST costs about
 280 µs of CPU through ``aiohttp.ClientSession`` (request and response objects, header
 multidicts, payload and writer layers, a stream reader) and about 75 µs through an
 asyncio protocol over httptools' C parser (the parser uvicorn serves with), which is what
-:class:`Http1Pool` is. Streams stay on aiohttp (:mod:`pinfactory.members.upstream`).
+:class:`Http1Pool` is. A stream (``Http1Pool.stream``) is the same exchange, its head
+awaited and its body read as it arrives (:class:`Streamed`), decoded as it comes when
+it is ``gzip``/``deflate``.
 
 What it does: ``http://`` and ``https://`` (asyncio's TLS), a pool of keep-alive
 connections (at most ``max_connections`` requests at once, the most recently used
@@ -152,6 +155,35 @@ class Http1Pool:
             self._slots.release()
         return reply
 
+    async def stream(self, body: bytes, cap: int) -> Streamed:
+        """POST ``body``; the response once its head is here, its body read as it arrives
+        (at most ``cap`` bytes, :class:`TooLarge`). The caller releases or closes it."""
+        await self._slots.acquire()
+        connection: _Connection | None = None
+        try:
+            connection = self._reused() or await self._connect()
+            self._busy.add(connection)
+            raw = b"".join((self._head, str(len(body)).encode(), b"\r\n\r\n", body))
+            head = await connection.open_stream(raw, cap)
+        except BaseException:
+            if connection is not None:
+                self._busy.discard(connection)
+                connection.close()
+            self._slots.release()
+            raise
+        return Streamed(self, connection, head)
+
+    def _give_back(self, connection: _Connection, *, reuse: bool) -> None:
+        """A streamed exchange is over: the connection back to the pool (``reuse``, when
+        its response ended on a keep-alive connection) or closed."""
+        self._busy.discard(connection)
+        if reuse and connection.reusable():
+            connection.stream = None
+            self._idle.append(connection)
+        else:
+            connection.close()
+        self._slots.release()
+
     def _reused(self) -> _Connection | None:
         """The most recently used idle connection still open, if any."""
         while self._idle:
@@ -184,6 +216,111 @@ class Http1Pool:
         self._busy.clear()
 
 
+class Streamed:
+    """A response whose body is read as it arrives (:meth:`Http1Pool.stream`).
+
+    ``status`` and ``headers`` as in :class:`Reply`; :meth:`read` and :meth:`read_nowait`
+    give the body's bytes (decoded) as they come; ``ended`` once all of it was read. Then
+    :meth:`release` (the connection back to the pool if the body ended on a keep-alive
+    connection, else closed) or :meth:`close`: one of them, once (later calls do nothing).
+    """
+
+    __slots__ = ("_connection", "_pool", "_stream", "headers", "status")
+
+    def __init__(self, pool: Http1Pool, connection: _Connection, head: Reply) -> None:
+        assert connection.stream is not None
+        self._pool: Http1Pool | None = pool
+        self._connection = connection
+        self._stream = connection.stream
+        self.status = head.status
+        self.headers = head.headers
+
+    @property
+    def ended(self) -> bool:
+        """The body's end came and everything before it was read."""
+        return self._stream.ended and not self._stream.parts
+
+    async def read(self) -> bytes:
+        """The body's next bytes, waiting for them; ``b""`` at its end. Raises
+        :class:`BodyCut`, :class:`TooLarge` or :class:`Garbled` for what went wrong."""
+        return await self._stream.read()
+
+    def read_nowait(self) -> bytes:
+        """What arrived and was not read yet (``b""`` for nothing); raises as :meth:`read`."""
+        return self._stream.read_nowait()
+
+    def release(self) -> None:
+        if self._pool is not None:
+            self._pool._give_back(self._connection, reuse=self.ended)
+            self._pool = None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool._give_back(self._connection, reuse=False)
+            self._pool = None
+
+
+class _Stream:
+    """A streamed response's body as it arrives: what was not read yet, the end, a fault."""
+
+    __slots__ = ("decoder", "ended", "error", "parts", "waiter")
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.ended = False
+        self.error: BaseException | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self.decoder: zlib._Decompress | None = None
+
+    def feed(self, data: bytes) -> None:
+        if self.decoder is not None:
+            try:
+                data = self.decoder.decompress(data)
+            except zlib.error:
+                self.fail(Garbled("a compressed stream that does not decompress"))
+                return
+        if data:
+            self.parts.append(data)
+            self._wake()
+
+    def finish(self) -> None:
+        if self.decoder is not None and (rest := self.decoder.flush()):
+            self.parts.append(rest)
+        self.ended = True
+        self._wake()
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.ended and self.error is None:
+            self.error = exc
+            self._wake()
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def read(self) -> bytes:
+        while not self.parts:
+            if self.error is not None:
+                raise self.error
+            if self.ended:
+                return b""
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        return self.read_nowait()
+
+    def read_nowait(self) -> bytes:
+        if self.parts:
+            data = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
+            self.parts.clear()
+            return data
+        if self.error is not None:
+            raise self.error
+        return b""
+
+
 class _Connection(asyncio.Protocol):
     """One keep-alive connection: one exchange at a time (``exchange``)."""
 
@@ -193,6 +330,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.waiter: asyncio.Future[Reply] | None = None
         self.keep_alive = False
+        self.stream: _Stream | None = None  # the body being streamed, in a stream exchange
         self._reset(0)
 
     def _reset(self, cap: int) -> None:
@@ -213,6 +351,7 @@ class _Connection(asyncio.Protocol):
         self._reset(cap)
         self.keep_alive = False
         loop = asyncio.get_running_loop()
+        self.stream = None
         self.waiter = loop.create_future()
         timer = loop.call_at(deadline, self._expire)
         try:
@@ -223,6 +362,16 @@ class _Connection(asyncio.Protocol):
 
     def _expire(self) -> None:
         self._fail(TimeoutError("no whole response in time"))
+
+    async def open_stream(self, request: bytes, cap: int) -> Reply:
+        """Send ``request``; its response's head (the body goes to ``self.stream``)."""
+        assert self.transport is not None
+        self._reset(cap)
+        self.keep_alive = False
+        self.stream = _Stream()
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        return await self.waiter
 
     def reusable(self) -> bool:
         return self.keep_alive and not self.closed
@@ -235,6 +384,8 @@ class _Connection(asyncio.Protocol):
     def _fail(self, exc: BaseException) -> None:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_exception(exc)
+        elif self.stream is not None:
+            self.stream.fail(exc)
         self.close()
 
     # asyncio.Protocol
@@ -243,7 +394,8 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
 
     def data_received(self, data: bytes) -> None:
-        if self.waiter is None or self.waiter.done():
+        streaming = self.stream is not None and not self.stream.ended
+        if (self.waiter is None or self.waiter.done()) and not streaming:
             self.close()  # nothing was asked: the connection is out of step
             return
         self.began = True
@@ -257,7 +409,13 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        waiter = self.waiter
+        waiter, stream = self.waiter, self.stream
+        if stream is not None and waiter is not None and waiter.done():  # streaming its body
+            if self.headed and not self.delimited:  # a body that ends with the connection
+                stream.finish()
+            else:
+                stream.fail(BodyCut("the upstream closed the connection mid-response"))
+            return
         if waiter is None or waiter.done():
             return
         if self.headed and not self.delimited:  # a body that ends with the connection
@@ -291,11 +449,22 @@ class _Connection(asyncio.Protocol):
         self.delimited = length is not None or chunked
         if length is not None and length.isdigit() and int(length) > self.cap:
             self._fail(TooLarge(self.cap, int(length)))
+        elif self.stream is not None and self.waiter is not None and not self.waiter.done():
+            encoding = self.encoding or b"identity"
+            if encoding in (b"gzip", b"x-gzip", b"deflate"):
+                self.stream.decoder = zlib.decompressobj(15 if encoding == b"deflate" else 47)
+            elif encoding != b"identity":
+                said = encoding.decode("latin-1")
+                self._fail(Garbled(f"a {said!r}-encoded stream, which was not asked for"))
+                return
+            self.waiter.set_result(Reply(self.status, self.headers, b""))
 
     def on_body(self, body: bytes) -> None:
         self.size += len(body)
         if self.size > self.cap:
             self._fail(TooLarge(self.cap))
+        elif self.stream is not None:
+            self.stream.feed(body)
         elif self.waiter is not None and not self.waiter.done():
             self.parts.append(body)
 
@@ -304,7 +473,10 @@ class _Connection(asyncio.Protocol):
             self.headers = []
             return
         self.keep_alive = self.parser.should_keep_alive()
-        self._done()
+        if self.stream is not None:
+            self.stream.finish()
+        else:
+            self._done()
 
     def _done(self) -> None:
         waiter = self.waiter

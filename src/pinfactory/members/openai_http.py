@@ -4,11 +4,10 @@ Translation (request -> payload, response -> completion) is pure and kept
 apart from transport: :class:`~pinfactory.members.upstream.Upstream` sends,
 times out, retries, breaks the circuit and maps faults to :class:`MemberError`.
 
-The transport: a whole answer is POSTed through :mod:`pinfactory.members.http1`, a
-lean keep-alive HTTP/1.1 client over httptools' C parser (about 75 µs of CPU per call
-against 280 µs through aiohttp's ClientSession on this machine); a stream is read
-through a pooled aiohttp session (about 0.47 ms of client time per keep-alive request
-where httpx 0.28 took 1.35 ms; ``bench/gateway_overhead.py``, docs/observe.md).
+The transport: :mod:`pinfactory.members.http1`, a lean keep-alive HTTP/1.1 client over
+httptools' C parser (about 75 µs of CPU per call against 280 µs through aiohttp's
+ClientSession on this machine), for a whole answer and for a stream alike (a stream's
+body is read as it arrives).
 """
 
 from __future__ import annotations

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import NamedTuple, TypeVar
 
-import aiohttp
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from tenacity import (
@@ -41,7 +40,7 @@ from tenacity import (
 )
 
 from pinfactory.errors import MemberError, MemberTimeout
-from pinfactory.members.http1 import BodyCut, ConnectTimeout, Http1Pool, TooLarge
+from pinfactory.members.http1 import BodyCut, ConnectTimeout, Http1Pool, Streamed, TooLarge
 from pinfactory.reliability.breaker import BreakerSpec, CircuitBreaker, MemberUnavailable
 from pinfactory.reliability.state import SharedState, open_state
 
@@ -157,28 +156,12 @@ class Upstream:
         self.idle_s = spec.idle_timeout_s or timeout_s
         self.state = state or open_state(spec.state_url, namespace=spec.state_namespace)
         self.breaker = CircuitBreaker(member, spec.breaker, self.state)
-        self._session: aiohttp.ClientSession | None = None
         self._pool: Http1Pool | None = None
-        self._draining: dict[asyncio.Task[None], aiohttp.ClientResponse] = {}
+        self._draining: dict[asyncio.Task[None], Streamed] = {}
 
     async def open(self) -> None:
-        if self._session is None:
+        if self._pool is None:
             await self.state.open()
-            connector = aiohttp.TCPConnector(
-                limit=self.max_connections,
-                limit_per_host=self.max_connections,
-                keepalive_timeout=30,
-            )
-            self._session = aiohttp.ClientSession(
-                headers={"content-type": "application/json", **self.headers},
-                connector=connector,
-                cookie_jar=aiohttp.DummyCookieJar(),  # an upstream's cookies go to no one
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=self.spec.connect_timeout_s, sock_read=None
-                ),
-                auto_decompress=True,
-                skip_auto_headers=("user-agent",),
-            )
             self._pool = Http1Pool(
                 self.url,
                 self.headers,
@@ -193,24 +176,14 @@ class Upstream:
         await asyncio.gather(*draining, return_exceptions=True)
         for response in draining.values():  # a task cancelled before it ran too
             response.close()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
         await self.state.close()
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        """The aiohttp session streams are read through."""
-        if self._session is None:
-            raise MemberError(self.member, "member is not open")
-        return self._session
-
-    @property
     def pool(self) -> Http1Pool:
-        """The connections whole-body answers are POSTed through (:mod:`.http1`)."""
+        """The connections answers are POSTed and streams read through (:mod:`.http1`)."""
         if self._pool is None:
             raise MemberError(self.member, "member is not open")
         return self._pool
@@ -263,12 +236,17 @@ class Upstream:
             else:
                 reader.response.close()
 
-    def _release(self, response: aiohttp.ClientResponse) -> None:
-        """Give a finished stream's connection back to the pool: aiohttp reuses it only
-        once the body's end (the chunked encoding's last chunk) is read, which may come
-        just after ``[DONE]``; then it is read in the background (anything after
-        ``[DONE]`` ignored), for at most the idle timeout."""
-        if response.content.is_eof():
+    def _release(self, response: Streamed) -> None:
+        """Give a finished stream's connection back to the pool: it is reused only once
+        the body's end (the chunked encoding's last chunk) is read, which may come just
+        after ``[DONE]``; then it is read in the background (anything after ``[DONE]``
+        ignored), for at most the idle timeout."""
+        try:
+            response.read_nowait()  # anything after [DONE] is ignored
+        except (OSError, ValueError):  # cut, over the cap, garbled: not reusable
+            response.close()
+            return
+        if response.ended:
             response.release()
             return
         task = asyncio.get_running_loop().create_task(self._drain(response))
@@ -278,23 +256,17 @@ class Upstream:
     def _drained(self, task: asyncio.Task[None]) -> None:
         self._draining.pop(task, None)
 
-    async def _drain(self, response: aiohttp.ClientResponse) -> None:
+    async def _drain(self, response: Streamed) -> None:
         """Read to the body's end, then release the connection; close it instead when the
-        end does not come within the idle timeout or the size cap, or the member closes."""
-        size = 0
+        end does not come within the idle timeout (or the size cap), or the member closes."""
         try:
             async with asyncio.timeout(self.idle_s):
-                while more := await response.content.readany():
-                    size += len(more)
-                    if size > self.spec.max_response_bytes:
-                        break
-        except (TimeoutError, aiohttp.ClientError):
+                while await response.read():
+                    pass
+        except (TimeoutError, OSError, ValueError):  # stalled, cut, over the cap, garbled
             pass
         finally:  # cancelled too (the member closing): never leave the connection open
-            if response.content.is_eof():
-                response.release()
-            else:
-                response.close()
+            response.release()  # back to the pool only if the end came
 
     async def _with_retries(self, attempt: Callable[[], Awaitable[T]], deadline: float) -> T:
         """One attempt; on a retryable failure, more with backoff (tenacity) while time lasts."""
@@ -374,17 +346,18 @@ class Upstream:
         (None, chunks) for a stream that ended (with ``[DONE]``) while read here.
         """
         await self.breaker.admit()
-        response: aiohttp.ClientResponse | None = None
+        response: Streamed | None = None
         try:
             limit = min(self.first_token_s, deadline - time.monotonic())
             with self._faults("stream", stalled=f"no token within {limit:.3g}s"):
                 async with asyncio.timeout(max(limit, 0.0)):
-                    response = await self.session.post(self.url, data=body)
+                    response = await self.pool.stream(body, self.spec.max_response_bytes)
                     if response.status >= 400:
-                        raw = await self._read_capped(response)
+                        raw = await self._read_whole(response)
                         self._check_status(response.status, raw, response.headers)
-                    if response.content_type == "application/json":
-                        whole = WholeBody(await self._read_capped(response))
+                    kind = response.headers.get("content-type", "").partition(";")[0]
+                    if kind.strip().lower() == "application/json":
+                        whole = WholeBody(await self._read_whole(response))
                         response.release()
                         await self.breaker.succeeded()
                         return None, whole
@@ -427,13 +400,13 @@ class Upstream:
 
     @contextmanager
     def _faults(self, what: str, *, stalled: str) -> Iterator[None]:
-        """The one place the clients' (aiohttp's for streams, :mod:`.http1`'s for whole
-        bodies) and the wire's faults become :class:`MemberError`."""
+        """The one place the client's (:mod:`.http1`) and the wire's faults become
+        :class:`MemberError`."""
         try:
             yield
         except MemberError:
             raise
-        except (aiohttp.ConnectionTimeoutError, ConnectTimeout) as exc:
+        except ConnectTimeout as exc:
             raise UpstreamTimeout(
                 self.member,
                 f"cannot connect within {self.spec.connect_timeout_s:g}s",
@@ -446,21 +419,15 @@ class Upstream:
             raise UpstreamFailed(
                 self.member, f"upstream response{size} is over the {exc.cap}-byte limit"
             ) from exc
-        except (aiohttp.ClientPayloadError, BodyCut) as exc:  # the connection closed mid-body
+        except BodyCut as exc:  # the connection closed mid-body
             ended = "stream ended without [DONE]" if what == "stream" else "body cut short"
             raise UpstreamFailed(
                 self.member, f"{ended}: {type(exc).__name__}", retryable=True
             ) from exc
-        except aiohttp.ClientConnectionError as exc:
+        except OSError as exc:  # connecting, or the connection reset
             broke = "stream broke" if what == "stream" else "cannot reach upstream"
             raise UpstreamFailed(
                 self.member, f"{broke}: {type(exc).__name__}", retryable=True
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamFailed(self.member, f"upstream failed: {type(exc).__name__}") from exc
-        except OSError as exc:  # connecting or reading without aiohttp: refused, reset
-            raise UpstreamFailed(
-                self.member, f"cannot reach upstream: {type(exc).__name__}", retryable=True
             ) from exc
         except (ValueError, TypeError, AttributeError, KeyError, UnicodeError) as exc:
             said = "garbage" if what == "body" else f"a garbled {what}"
@@ -474,19 +441,10 @@ class Upstream:
         except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
             raise UpstreamFailed(self.member, f"upstream sent a garbled {what}: {exc}") from exc
 
-    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
-        """The whole body, refused (502) as soon as it passes ``max_response_bytes``."""
-        cap = self.spec.max_response_bytes
-        declared = response.content_length
-        if declared is not None and declared > cap:
-            raise UpstreamFailed(
-                self.member, f"upstream response of {declared} bytes is over the {cap}-byte limit"
-            )
-        parts, size = [], 0
-        while more := await response.content.readany():
-            size += len(more)
-            if size > cap:
-                raise UpstreamFailed(self.member, f"upstream response over the {cap}-byte limit")
+    async def _read_whole(self, response: Streamed) -> bytes:
+        """The rest of a streamed response's body (the pool refuses it past the size cap)."""
+        parts = []
+        while more := await response.read():
             parts.append(more)
         return b"".join(parts)
 
@@ -519,7 +477,7 @@ class _SSEReader:
     bytes in all raise :class:`UpstreamFailed`.
     """
 
-    def __init__(self, member: str, response: aiohttp.ClientResponse, cap: int) -> None:
+    def __init__(self, member: str, response: Streamed, cap: int) -> None:
         self.member = member
         self.response = response
         self.cap = cap
@@ -543,14 +501,14 @@ class _SSEReader:
             while b"\n" not in self.buffer:
                 await self._read()
             self._take(chunks)
-        content = self.response.content
+        response = self.response
         for _ in range(BURST_TURNS):
             if self.done:
                 break
-            more = content.read_nowait()
+            more = response.read_nowait()
             if not more:
                 await asyncio.sleep(0)  # one turn: the loop reads what is in the socket
-                more = content.read_nowait()
+                more = response.read_nowait()
                 if not more:
                     break
             self._add(more)
@@ -575,7 +533,7 @@ class _SSEReader:
                 chunks.append(data)
 
     async def _read(self) -> None:
-        more = await self.response.content.readany()
+        more = await self.response.read()
         if not more:
             raise UpstreamFailed(self.member, "stream ended without [DONE]", retryable=True)
         self._add(more)
