@@ -152,9 +152,20 @@ def upstream_args(port: int) -> list[str]:
     ]
 
 
-def team_file(folder: Path, upstream_port: int, durability: str) -> Path:
-    """One ``openai_http`` member, a unit key (both gateways check a bearer key)."""
+def team_file(folder: Path, upstream_port: int, durability: str, reliability: bool = True) -> Path:
+    """One ``openai_http`` member, a unit key (both gateways check a bearer key).
+
+    ``reliability``: retries, a breaker and a rate limit on (as in production); off, the
+    file has only what a checkout from before them reads (``--bare-team``).
+    """
     path = folder / "bench-team.yaml"
+    on = (
+        # reliability on, as in production: retries and a breaker per member (the
+        # defaults), and a rate limit per key that every request is counted against
+        "upstream: {retries: 2, breaker: {enabled: true}}\n"
+        "rate_limits: [{per: key, rpm: 1000000000, tpm: 1000000000000, concurrent: 100000}]\n"
+        "observe: {access_log: false}\n"
+    )
     path.write_text(
         "name: bench\n"
         f"keys: [{{key: {KEY}, unit: bench}}]\n"
@@ -164,11 +175,7 @@ def team_file(folder: Path, upstream_port: int, durability: str) -> Path:
         f"    settings: {{base_url: 'http://127.0.0.1:{upstream_port}/v1', model: instant}}\n"
         "routing: {kind: rules, fallback: upstream}\n"
         f"ledger: {{path: '{folder / 'ledger.db'}', durability: {durability}}}\n"
-        # reliability on, as in production: retries and a breaker per member (the
-        # defaults), and a rate limit per key that every request is counted against
-        "upstream: {retries: 2, breaker: {enabled: true}}\n"
-        "rate_limits: [{per: key, rpm: 1000000000, tpm: 1000000000000, concurrent: 100000}]\n"
-        "observe: {access_log: false}\n"
+        + (on if reliability else "")
     )
     return path
 
@@ -479,7 +486,7 @@ def gateway(
     port = free_port()
     name = f"{config.workers}-{config.durability}-{'baseline' if src else 'now'}-"
     place = Path(tempfile.mkdtemp(prefix=name, dir=folder))  # one per round
-    team = team_file(place, up_port, config.durability)
+    team = team_file(place, up_port, config.durability, reliability=not args.bare_team)
     serve = [sys.executable, "-m", "pinfactory", "serve", "--team", str(team)]
     serve += ["--port", str(port), "--workers", str(config.workers)]
     with process(serve, port, python_env(src or ROOT / "src")) as pid:
@@ -679,7 +686,9 @@ def report(
             "baseline": str(args.baseline) if args.baseline else None,
             "rounds": args.rounds,
             "floor": bool(args.floor),
-            "reliability": "retries 2, a breaker per member, a rate limit per key (rpm, tpm, "
+            "reliability": "off (--bare-team)"
+            if args.bare_team
+            else "retries 2, a breaker per member, a rate limit per key (rpm, tpm, "
             "concurrent) counted on every request",
         },
         "command": "python " + " ".join(sys.argv),
@@ -872,6 +881,12 @@ def main() -> None:
         type=Path,
         metavar="SRC",
         help="also serve each configuration from another checkout's src/ (before/after)",
+    )
+    parser.add_argument(
+        "--bare-team",
+        action="store_true",
+        help="serve both sides without retries, breaker and rate limit (a --baseline "
+        "from before them cannot read those settings)",
     )
     parser.add_argument(
         "--bodies",
