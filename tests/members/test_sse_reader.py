@@ -32,7 +32,9 @@ async def test_chunks_that_arrive_while_the_first_is_read_join_it() -> None:
 async def test_a_chunk_that_comes_later_is_not_waited_for() -> None:
     sse, body = reader()
     body.feed(b'data: {"n": 1}\n\n')
-    asyncio.get_running_loop().call_later(0.05, body.feed, b'data: {"n": 2}\n\ndata: [DONE]\n\n')
+    # far later than the reader's two loop turns, even on a loaded machine
+    later = b'data: {"n": 2}\n\ndata: [DONE]\n\n'
+    asyncio.get_running_loop().call_later(0.5, body.feed, later)
     assert await sse.next_chunks() == [b'{"n": 1}']
     assert not sse.done
     assert await sse.next_chunks() == [b'{"n": 2}']
