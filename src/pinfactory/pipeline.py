@@ -194,10 +194,13 @@ class Pipeline:
         Timeline.begin(started)
         tab = open_tab(self._prepare)
         decision: Decision | None = None
-        await self._check(request, started)
         try:
-            with stage("route"):
-                decision = await self.route(request)
+            check_storable(request)
+        except RequestError:
+            await self._check(request, started)  # records the refusal and raises it
+        try:
+            with stage("route"):  # no spend limits: nothing to await
+                decision = await self.route(request) if self.spend.active else self.decide(request)
             with stage("call"):
                 hit = await self._cached(request, decision, tab) if self.cache is not None else None
                 if hit is not None:
