@@ -49,7 +49,7 @@ from pinfactory.ledger.events import entry_of, events_of
 from pinfactory.ledger.queued import queue_request, run_approved
 from pinfactory.ledger.reviews import ReviewQueue
 from pinfactory.members import Completion, Member, member_class
-from pinfactory.members.base import Delta, Usage, replay
+from pinfactory.members.base import Delta, Deltas, Usage, replay
 from pinfactory.members.calls import MemberCall, MemberStream, Tab, call_member, open_tab
 from pinfactory.members.composite import Composite
 from pinfactory.observe import Observers, Timeline, stage
@@ -240,9 +240,10 @@ class Pipeline:
         request: Request,
         started: float | None = None,
         left: Callable[[], bool] | None = None,
-    ) -> AsyncGenerator[Decision | str | Delta | Answer, None]:
+    ) -> AsyncGenerator[Decision | str | Delta | Deltas | Answer, None]:
         """Yield the :class:`Decision`, text deltas (or chunks the member relays,
-        :class:`Delta`), then the recorded :class:`Answer`.
+        :class:`Delta`, a run of them that came in one read as one :class:`Deltas`),
+        then the recorded :class:`Answer`.
 
         On a team that verifies, an answer must be whole before it can be checked,
         escalated or held for review: the stream then carries the verified answer
