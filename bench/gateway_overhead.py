@@ -457,7 +457,12 @@ def measure(
 ) -> dict[str, Any]:
     """Latency with one client, then throughput; with ``pid``, the server's CPU per request."""
     print(f"  latency: {args.requests} sequential requests, one connection", flush=True)
+    before = cpu_seconds(pid) if pid is not None else None
     result: dict[str, Any] = {"latency": latency(target, args.requests, args.warmup)}
+    after = cpu_seconds(pid) if pid is not None else None
+    if before is not None and after is not None:  # warm-up included: the same for every side
+        served = args.requests + args.warmup + 1
+        result["latency"]["server_cpu_ms_per_request"] = round((after - before) * 1000 / served, 4)
     print(f"  throughput: {args.concurrency} connections for {args.seconds:g}s", flush=True)
     before = cpu_seconds(pid) if pid is not None else None
     if load_generator(args) == "wrk":
@@ -769,6 +774,9 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 statistics.median(r["throughput"]["requests_per_s"] for r in runs), 1
             ),
             "cpu_ms_per_request": round(statistics.median(cpu), 4) if cpu else None,
+            "one_client_cpu_ms_per_request": _median_of(
+                [r["latency"].get("server_cpu_ms_per_request") for r in runs]
+            ),
             "per_core_rps": round(1000 / statistics.median(cpu), 1) if cpu else None,
             "compiled_per_core_rps": COMPILED_PER_CORE,
         }
@@ -787,6 +795,15 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return summary
 
 
+def _median_of(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(statistics.median(known), 4) if known else None
+
+
+def _ms(value: float | None) -> str:
+    return f"{value:.3f} ms" if value is not None else "-"
+
+
 def _times(ratio: float | None) -> str:
     return f"{ratio:.1f}x" if ratio is not None else "-"
 
@@ -796,7 +813,7 @@ def show_summary(report: dict[str, Any]) -> None:
     print(
         f"{'target':<12}{'workers':>8}{'ledger':>8}{'added p50':>11}{'added p99':>11}"
         f"{'req/s':>10}{'x litellm':>11}{'(worst)':>9}{'cpu/req':>11}{'req/s/core':>12}"
-        f"{'cpu x litellm':>15}{'(worst)':>9}"
+        f"{'cpu x litellm':>15}{'(worst)':>9}{'cpu/req 1 client':>18}"
     )
     for e in report["summary"]:
         ratio, worst = e.get("ratio_vs_litellm_median"), e.get("ratio_vs_litellm_min")
@@ -810,10 +827,12 @@ def show_summary(report: dict[str, Any]) -> None:
             f"{f'{core:.0f}' if core is not None else '-':>12}"
             f"{_times(e.get('cpu_ratio_vs_litellm_median')):>15}"
             f"{_times(e.get('cpu_ratio_vs_litellm_min')):>9}"
+            f"{_ms(e.get('one_client_cpu_ms_per_request')):>18}"
         )
     print(
         f"req/s/core: 1000 / server CPU ms per request; the compiled gateways publish "
-        f"{COMPILED_PER_CORE:,.0f} (10,000 req/s on 4 vCPU, 0.35 ms p50 / 0.94 ms p99 added)"
+        f"{COMPILED_PER_CORE:,.0f} (10,000 req/s on 4 vCPU, 0.35 ms p50 / 0.94 ms p99 added); "
+        "cpu/req 1 client: server CPU per request during the latency run (one connection)"
     )
 
 

@@ -245,3 +245,41 @@ async def test_closing_while_the_database_stays_locked_keeps_the_journal(
     assert len(list(folder.glob("*.journal"))) == 1  # kept for the next start
     ids, intact, cents = await contents(str(db), folder)
     assert ids == [f"req_{i}" for i in range(5)] and intact and cents == 5
+
+
+async def test_journaled_records_wait_for_company_but_a_reader_does_not_wait(
+    location: str, tmp_path: Path
+) -> None:
+    """Posted records linger for more before their commit (one client's requests come one
+    by one); a read, which waits for them, ends the wait and sees them all at once."""
+    ledger = open_ledger(location, "journal", str(tmp_path / "journal"))
+    await ledger.open()
+    writer = ledger._writer  # type: ignore[attr-defined]
+    writer.linger_s = 600.0  # longer than any test: only the reader can end the wait
+    try:
+        commits = writer.commits
+        for i in range(5):  # one at a time, as a lone client's requests arrive
+            await ledger.record(entry(f"req_{i}"), events(f"req_{i}"))
+            await asyncio.sleep(0.01)
+        assert writer.commits == commits and not writer.drained  # all five still lingering
+        rows = await asyncio.wait_for(ledger.entries(limit=10), timeout=60)
+        assert [r.request_id for r in reversed(rows)] == [f"req_{i}" for i in range(5)]
+        assert writer.commits == commits + 1 and writer.drained  # one commit for all five
+    finally:
+        await ledger.close()  # the stop sign ends a lingering batch too
+    ids, intact, cents = await contents(location, tmp_path / "journal")
+    assert ids == [f"req_{i}" for i in range(5)] and intact and cents == 5
+
+
+async def test_closing_commits_records_still_lingering(location: str, tmp_path: Path) -> None:
+    ledger = open_ledger(location, "journal", str(tmp_path / "journal"))
+    await ledger.open()
+    ledger._writer.linger_s = 600.0  # type: ignore[attr-defined]
+    try:
+        for i in range(3):
+            await ledger.record(entry(f"req_{i}"), events(f"req_{i}"))
+    finally:
+        await asyncio.wait_for(ledger.close(), timeout=60)
+    assert list((tmp_path / "journal").iterdir()) == []  # committed, so the journal is gone
+    ids, intact, cents = await contents(location, tmp_path / "journal")
+    assert ids == ["req_0", "req_1", "req_2"] and intact and cents == 3

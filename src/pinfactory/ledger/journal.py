@@ -17,8 +17,8 @@ What that guarantees:
   transaction as the rows, so no frame is committed twice or skipped.
 - **A power loss or kernel crash** can lose the frames the kernel had not yet
   written to disk: at most what was acknowledged since the last commit (the writer
-  commits continuously, a few milliseconds apart under load). ``full`` and ``group``
-  answer only after the fsync and do not have this window.
+  commits continuously, holding a batch at most ``writer.LINGER_S`` for more).
+  ``full`` and ``group`` answer only after the fsync and do not have this window.
 - **Budgets and quotas are unchanged**: reservations and settlements are separate,
   awaited writes (``spend.py``); only the request's row and chain segment are deferred.
 

@@ -17,7 +17,10 @@ with one wake-up of their event loop, not one each.
 
 With ``durability: journal`` the requests' records are *posted* (:meth:`BatchWriter.post`):
 already in the journal (``journal.py``), nobody waits for them; they are batched as in
-``group``. A posted operation that fails on its own is retried, with backoff, until it
+``group``, and a batch of them waits up to :data:`LINGER_S` for more before it commits
+(a lone client's requests would otherwise cost one commit each). A write someone waits
+for (any ``submit``, :meth:`BatchWriter.flush`) ends the wait: it commits at once.
+A posted operation that fails on its own is retried, with backoff, until it
 commits or the writer stops (its record then stays in the journal for the next start):
 it is never dropped. :meth:`BatchWriter.flush` waits until everything posted so far is
 committed, so a read in this process sees its own writes.
@@ -31,6 +34,7 @@ import itertools
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, Literal, Protocol, TypeVar
@@ -40,6 +44,8 @@ from pinfactory.errors import LedgerError, PinfactoryError
 T = TypeVar("T")
 Durability = Literal["full", "group", "journal"]
 log = logging.getLogger("pinfactory.ledger")
+LINGER_S = 0.02
+"""How long the writer holds a batch of journaled writes for more before it commits (s)."""
 RETRY_S = (0.05, 0.2, 1.0, 5.0)  # a posted write that fails alone waits this long, then again
 
 
@@ -74,12 +80,17 @@ class BatchWriter:
         durability: Durability = "full",
         max_batch: int = 512,
         after_commit: Callable[[Any], None] | None = None,
+        linger_s: float | None = None,
     ) -> None:
         self._connect = connect
         self._begin = begin
         self._errors = database_errors
         self.durability = durability
         self._max_batch = max_batch
+        # how long a batch of posted operations waits for company (journal only)
+        self.linger_s = (
+            (LINGER_S if durability == "journal" else 0.0) if linger_s is None else linger_s
+        )
         self._after_commit = after_commit
         self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -143,17 +154,7 @@ class BatchWriter:
         try:
             while (item := self._queue.get()) is not None:
                 batch = [item]
-                stopping = False
-                if self.durability != "full":
-                    while len(batch) < self._max_batch:
-                        try:
-                            more = self._queue.get_nowait()
-                        except queue.Empty:
-                            break
-                        if more is None:
-                            stopping = True
-                            break
-                        batch.append(more)
+                stopping = self.durability != "full" and self._gather(batch)
                 if self._abandoned:
                     self._refuse(batch)
                 elif not self._commit(conn, batch):
@@ -169,6 +170,33 @@ class BatchWriter:
         finally:
             self._stopping.set()
             conn.close()
+
+    def _gather(self, batch: list[Item]) -> bool:
+        """Add what else is queued to ``batch`` (up to the batch size); True if the stop
+        sign came. A batch of posted operations only waits up to ``linger_s`` for more:
+        nobody waits for it, and one commit per request would spend the writer's time
+        (and the event loop's, through the GIL) on commits a lone client does not need."""
+        deadline: float | None = None
+        waited_for = any(future is not None for _, _, future in batch)
+        while len(batch) < self._max_batch:
+            try:
+                more = self._queue.get_nowait()
+            except queue.Empty:
+                if waited_for or self.linger_s <= 0:
+                    return False
+                now = time.monotonic()
+                deadline = now + self.linger_s if deadline is None else deadline
+                if now >= deadline:
+                    return False
+                try:
+                    more = self._queue.get(timeout=deadline - now)
+                except queue.Empty:
+                    return False
+            if more is None:
+                return True
+            batch.append(more)
+            waited_for = waited_for or more[2] is not None
+        return False
 
     def _retry(self, conn: Connection, item: Item) -> None:
         """A posted operation failed alone: try again, with backoff, until it commits or
