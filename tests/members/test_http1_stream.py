@@ -167,3 +167,19 @@ async def test_a_head_that_does_not_come_in_time_fails_the_stream_and_frees_its_
         finally:
             await client.close()
     assert server.connections == 2  # a connection that timed out is never reused
+
+
+async def test_a_streams_media_type_is_read_from_its_raw_head() -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: Application/JSON; charset=utf-8\r\n"
+    reply = head + b"content-type: text/plain\r\ncontent-length: 2\r\n\r\n{}"
+    async with scripted(always(reply)) as server, pool(server) as client:
+        response = await client.stream(b"{}", 1 << 20)
+        assert response.media_type == "application/json"  # the first, without parameters
+        assert response.headers["content-type"] == "Application/JSON; charset=utf-8"
+        assert await read_all(response) == b"{}"
+        response.release()
+    untyped = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+    async with scripted(always(untyped)) as server, pool(server) as client:
+        response = await client.stream(b"{}", 1 << 20)
+        assert response.media_type == ""
+        response.close()

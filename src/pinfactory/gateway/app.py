@@ -359,7 +359,8 @@ class Gateway:
         """
         request, admission = taken.request, taken.admission
         departure = Departure(taken.receive, taken.hangup)
-        events = self.ready.stream(request, taken.started, lambda: departure.left)
+        deferred = Deferred()  # the answer's observers: after the last frame, as for a body
+        events = self.ready.stream(request, taken.started, lambda: departure.left, deferred)
         correlation = request.correlation_id
         try:
             decision = await anext(events)
@@ -370,6 +371,7 @@ class Gateway:
         except PinfactoryError as exc:
             departure.stop()
             await self._done(admission, None)
+            await deferred.run()  # a verifying team's answer, recorded before its client left
             return error_response(exc, request.request_id, correlation, shape)
         assert isinstance(decision, Decision)
         writer = writer_for(decision.member)
@@ -402,6 +404,7 @@ class Gateway:
             finally:
                 await events.aclose()  # a client that left: the pipeline books what it was sent
                 await self._done(admission, answer)
+                await deferred.run()
 
         headers = {"x-pinfactory-member": decision.member, "x-request-id": request.request_id}
         if correlation is not None:

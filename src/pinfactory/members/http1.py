@@ -243,15 +243,28 @@ class Streamed:
     connection, else closed) or :meth:`close`: one of them, once (later calls do nothing).
     """
 
-    __slots__ = ("_connection", "_pool", "_stream", "headers", "status")
+    __slots__ = ("_connection", "_head", "_pool", "_stream", "status")
 
     def __init__(self, pool: Http1Pool, connection: _Connection, head: Reply) -> None:
         assert connection.stream is not None
         self._pool: Http1Pool | None = pool
         self._connection = connection
         self._stream = connection.stream
+        self._head = head
         self.status = head.status
-        self.headers = head.headers
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self._head.headers
+
+    @property
+    def media_type(self) -> str:
+        """The ``content-type`` without its parameters, lower-case (``""`` for none),
+        read from the raw head without decoding the rest of it."""
+        for name, value in self._head.raw_headers:
+            if len(name) == 12 and name.lower() == b"content-type":
+                return value.partition(b";")[0].strip().lower().decode("latin-1")
+        return ""
 
     @property
     def ended(self) -> bool:
@@ -301,7 +314,9 @@ class _Stream:
                 return
         if data:
             self.parts.append(data)
-            self._wake()
+            waiter = self.waiter  # the reader's wake-up, inline: it runs per piece of body
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
 
     def finish(self) -> None:
         if self.decoder is not None and (rest := self.decoder.flush()):

@@ -356,8 +356,7 @@ class Upstream:
                 if response.status >= 400:
                     raw = await self._read_whole(response, first)
                     self._check_status(response.status, raw, response.headers)
-                kind = response.headers.get("content-type", "").partition(";")[0]
-                if kind.strip().lower() == "application/json":
+                if response.media_type == "application/json":
                     whole = WholeBody(await self._read_whole(response, first))
                     response.release()
                     await self.breaker.succeeded()
