@@ -35,6 +35,7 @@ from typing import Any
 
 from pinfactory.cache import Hit, ResponseCache
 from pinfactory.capabilities import Eligibility
+from pinfactory.deferred import Deferred
 from pinfactory.errors import (
     ClientGone,
     LedgerError,
@@ -177,6 +178,7 @@ class Pipeline:
         request: Request,
         started: float | None = None,
         left: Callable[[], bool] | None = None,
+        deferred: Deferred | None = None,
     ) -> Answer:
         """Answer one request and record it; every failure is recorded, then raised.
 
@@ -184,15 +186,21 @@ class Pipeline:
         it is then booked as :class:`ClientGone` (499) with every call's usage and
         cost, and raised as such. Raises the :class:`PinfactoryError` the request
         failed with (anything else is reported as a 500 :class:`PinfactoryError`).
+        ``deferred``: what the answer's observers (metrics, traces, the access log) are
+        told goes there, for after the response (:mod:`pinfactory.deferred`); the row is
+        recorded before this returns either way.
         """
         started = time.perf_counter() if started is None else started
         Timeline.begin(started)
         tab = open_tab(self._prepare)
         decision: Decision | None = None
-        await self._check(request, started)
         try:
-            with stage("route"):
-                decision = await self.route(request)
+            check_storable(request)
+        except RequestError:
+            await self._check(request, started)  # records the refusal and raises it
+        try:
+            with stage("route"):  # no spend limits: nothing to await
+                decision = await self.route(request) if self.spend.active else self.decide(request)
             with stage("call"):
                 hit = await self._cached(request, decision, tab) if self.cache is not None else None
                 if hit is not None:
@@ -218,7 +226,7 @@ class Pipeline:
             error = unexpected(exc, request.request_id)
             await self.record_failure(request, error, started, tab=tab, decision=decision)
             raise error from exc
-        await self.record(answer)
+        await self.record(answer, deferred)
         if self.cache is not None:
             await self.cache.save(answer)
         return answer
@@ -367,8 +375,9 @@ class Pipeline:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def record(self, answer: Answer) -> None:
-        """Settle the answer's spend and write its row and chain segment in one commit.
+    async def record(self, answer: Answer, deferred: Deferred | None = None) -> None:
+        """Settle the answer's spend and write its row and chain segment in one commit,
+        then tell the observers (with ``deferred``: once the response has left).
 
         A ledger that refuses the row gets one more try as a failure (500,
         ``ledger_failed``) carrying the same calls and cost; if that fails too,
@@ -387,7 +396,10 @@ class Pipeline:
             await self._write_failure(failure)
             raise
         stage_end(recording)
-        self.observers.answered(answer)
+        if deferred is None:
+            self.observers.answered(answer)
+        elif self.observers:
+            deferred.add(self.observers.answered, answer, Timeline.current())
 
     async def record_failure(
         self,

@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.requests import Request as HTTPRequest
@@ -29,6 +30,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from pinfactory.console import ConsoleSettings, console_routes
+from pinfactory.deferred import Deferred
 from pinfactory.errors import (
     ClientClosedRequest,
     PayloadTooLarge,
@@ -136,8 +138,15 @@ class Gateway:
             stream_options = request.params.get("stream_options") or {}
             usage = bool(stream_options.get("include_usage"))
             return await self.stream(taken, lambda member: ChunkWriter(request, member, usage))
-        answer = await self.answer(taken)
-        return answer if isinstance(answer, Response) else AnswerResponse(answer)
+        deferred = Deferred()
+        answer = await self.answer(taken, deferred=deferred)
+        if isinstance(answer, Response):
+            return answer
+        try:
+            return AnswerResponse(answer, deferred)
+        except BaseException:
+            await deferred.run()  # never sent: what it left is done now
+            raise
 
     async def completions(self, http: HTTPRequest) -> Response:
         """``POST /v1/completions`` (``gateway/completions.py``): the legacy text API,
@@ -148,10 +157,9 @@ class Gateway:
         call: CompletionsCall = taken.parsed
         if call.request.stream:
             return await self.stream(taken, lambda member: CompletionChunks(call, member))
-        answer = await self.answer(taken)
-        if isinstance(answer, Response):
-            return answer
-        return json_response(completions_body(call, answer), answer)
+        return await self.respond(
+            taken, lambda answer: json_response(completions_body(call, answer), answer)
+        )
 
     async def _parse_completions(self, body: bytes, **who: Any) -> CompletionsCall:
         return parse_completions(body, **who)
@@ -167,10 +175,9 @@ class Gateway:
             return await self.stream(
                 taken, lambda member: MessageEvents(call, member), anthropic_error
             )
-        answer = await self.answer(taken, anthropic_error)
-        if isinstance(answer, Response):
-            return answer
-        return json_response(message_body(call, answer), answer)
+        return await self.respond(
+            taken, lambda answer: json_response(message_body(call, answer), answer), anthropic_error
+        )
 
     async def _parse_messages(self, body: bytes, **who: Any) -> MessagesCall:
         return parse_messages(body, **who)
@@ -180,10 +187,9 @@ class Gateway:
         taken = await self.intake(http, self._parse_embeddings)
         if isinstance(taken, Response):
             return taken
-        answer = await self.answer(taken)
-        if isinstance(answer, Response):
-            return answer
-        return json_response(embeddings_body(answer), answer)
+        return await self.respond(
+            taken, lambda answer: json_response(embeddings_body(answer), answer)
+        )
 
     async def responses(self, http: HTTPRequest) -> Response:
         """``POST /v1/responses`` (``gateway/responses.py``): a translation onto the chat
@@ -197,14 +203,19 @@ class Gateway:
             return await self.stream(
                 taken, lambda member: ResponseEvents(call, member, ledger.store_response)
             )
-        answer = await self.answer(taken)
+        deferred = Deferred()
+        answer = await self.answer(taken, deferred=deferred)
         if isinstance(answer, Response):
             return answer
-        output = output_of(answer)
-        body = response_json(response_of(call, answer, output), answer)
-        if call.store:
-            await ledger.store_response(stored(call, output, body))
-        return json_response(body, answer)
+        try:
+            output = output_of(answer)
+            body = response_json(response_of(call, answer, output), answer)
+            if call.store:
+                await ledger.store_response(stored(call, output, body))
+            return after(json_response(body, answer), deferred)
+        except BaseException:
+            await deferred.run()
+            raise
 
     async def _parse_responses(self, body: bytes, **who: Any) -> ResponsesCall:
         data = check_body(body)
@@ -284,23 +295,51 @@ class Gateway:
         return Intake(parsed, request, started, admission, http.receive, hangup)
 
     async def answer(
-        self, taken: Intake[Any], shape: ErrorShape = openai_error
+        self,
+        taken: Intake[Any],
+        shape: ErrorShape = openai_error,
+        deferred: Deferred | None = None,
     ) -> Answer | Response:
         """The pipeline's recorded answer, or the error response for its recorded failure.
 
         A client that hangs up meanwhile does not stop the member (its call is paid
-        whole): the request is booked 499 with the member's usage and cost."""
+        whole): the request is booked 499 with the member's usage and cost. With
+        ``deferred``, an answer's observers and its rate-limit release wait there for
+        the response to be sent (the caller runs it); a failure's are done at once."""
         request = taken.request
         answer: Answer | None = None
         departure = Departure(taken.receive, taken.hangup)
         try:
-            answer = await self.ready.complete(request, taken.started, lambda: departure.left)
+            answer = await self.ready.complete(
+                request, taken.started, lambda: departure.left, deferred
+            )
         except PinfactoryError as exc:  # recorded by the pipeline, a client that left too
             return error_response(exc, request.request_id, request.correlation_id, shape)
         finally:
             departure.stop()
-            await self._done(taken.admission, answer)
+            if answer is None or deferred is None:
+                await self._done(taken.admission, answer)
+            elif taken.admission is not None:
+                deferred.add(self._done, taken.admission, answer)
         return answer
+
+    async def respond(
+        self,
+        taken: Intake[Any],
+        build: Callable[[Answer], Response],
+        shape: ErrorShape = openai_error,
+    ) -> Response:
+        """The response ``build`` makes of the answer, with what the answer left for
+        later (:mod:`pinfactory.deferred`) as its background; or the error response."""
+        deferred = Deferred()
+        answer = await self.answer(taken, shape, deferred)
+        if isinstance(answer, Response):
+            return answer
+        try:
+            return after(build(answer), deferred)
+        except BaseException:
+            await deferred.run()  # never sent: what it left is done now
+            raise
 
     async def stream(
         self,
@@ -396,6 +435,13 @@ def json_response(body: dict[str, Any], answer: Answer | None = None) -> Respons
     return response
 
 
+def after(response: Response, deferred: Deferred) -> Response:
+    """``response``, doing what ``deferred`` holds once it is sent (its background)."""
+    if deferred:
+        response.background = BackgroundTask(deferred.run)
+    return response
+
+
 def answer_headers(answer: Answer) -> dict[str, str]:
     headers = {
         "x-pinfactory-member": answer.decision.member,
@@ -416,9 +462,10 @@ class AnswerResponse(Response):
 
     media_type = "application/json"
 
-    def __init__(self, answer: Answer) -> None:
+    def __init__(self, answer: Answer, deferred: Deferred | None = None) -> None:
         self.status_code = 200
         self.background = None
+        self.deferred = deferred
         self.body = orjson.dumps(completion_body(answer), option=orjson.OPT_NON_STR_KEYS)
         self.raw_headers = [
             (b"x-pinfactory-member", answer.decision.member.encode("latin-1")),
@@ -429,6 +476,16 @@ class AnswerResponse(Response):
         ]
         if answer.correlation_id is not None:
             self.raw_headers.append((b"x-correlation-id", answer.correlation_id.encode("ascii")))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: ARG002
+        """Send the head and the body, then do what the answer left for later (even if
+        the send failed)."""
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            await send({"type": "http.response.body", "body": self.body})
+        finally:
+            if self.deferred is not None:
+                await self.deferred.run()
 
 
 def header_dict(scope: Scope) -> dict[str, str]:

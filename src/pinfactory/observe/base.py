@@ -66,9 +66,11 @@ class Observers:
         for observer in reversed(self.all):
             observer.close()
 
-    def answered(self, answer: Answer) -> None:
+    def answered(self, answer: Answer, timeline: Timeline | None = None) -> None:
+        """Tell every observer; ``timeline`` is the request's (default: the current one),
+        given when this runs after the request's own context (``pinfactory.deferred``)."""
         if self.all:
-            timeline = Timeline.current() or Timeline.begin()
+            timeline = timeline or Timeline.current() or Timeline.begin()
             for observer in self.all:
                 observer.answered(answer, timeline)
 

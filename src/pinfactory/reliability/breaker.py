@@ -84,15 +84,18 @@ class CircuitBreaker:
         self.clock = clock
         self.on_change = on_change
         self._key = f"breaker:{member}"
+        self._open_until = self._key + ":open_until"
         self.last_seen = BreakerState.CLOSED
         self._probing = False  # this process holds the half-open probe
 
     async def current(self) -> tuple[BreakerState, float]:
         """The state and, when open, the seconds until a probe may go through."""
-        raw = await self.state.get(self._key + ":open_until")
-        if raw is None:
+        return self._read(await self.state.get(self._open_until))
+
+    def _read(self, open_until: str | None) -> tuple[BreakerState, float]:
+        if open_until is None:
             return BreakerState.CLOSED, 0.0
-        left = float(raw) - self.clock()
+        left = float(open_until) - self.clock()
         if left > 0:
             return BreakerState.OPEN, left
         return BreakerState.HALF_OPEN, 0.0
@@ -101,10 +104,12 @@ class CircuitBreaker:
         """Let a call through, or raise :class:`MemberUnavailable`."""
         if not self.spec.enabled:
             return
-        state, left = await self.current()
-        if state is BreakerState.CLOSED:
-            self._seen(state)
+        open_until = await self.state.get(self._open_until)
+        if open_until is None:  # closed: the common case, one read
+            if self.last_seen is not BreakerState.CLOSED:
+                self._seen(BreakerState.CLOSED)
             return
+        state, left = self._read(open_until)
         if state is BreakerState.HALF_OPEN and await self.state.set(
             self._key + ":probe", "1", self.spec.cooldown_s, only_new=True
         ):
@@ -118,7 +123,7 @@ class CircuitBreaker:
         if not self.spec.enabled or (self.last_seen is BreakerState.CLOSED and not self._probing):
             return
         self._probing = False
-        await self.state.delete(self._key + ":open_until", self._key + ":probe", self._window_key())
+        await self.state.delete(self._open_until, self._key + ":probe", self._window_key())
         self._seen(BreakerState.CLOSED)
 
     async def failed(self) -> None:
@@ -134,7 +139,7 @@ class CircuitBreaker:
 
     async def _open(self) -> None:
         until = self.clock() + self.spec.cooldown_s
-        await self.state.set(self._key + ":open_until", repr(until), self.spec.cooldown_s * 10)
+        await self.state.set(self._open_until, repr(until), self.spec.cooldown_s * 10)
         await self.state.delete(self._key + ":probe", self._window_key())
         self._seen(BreakerState.OPEN)
 

@@ -94,61 +94,49 @@ class RateLimiter:
         return bool(self.specs)
 
     async def admit(self, who: Who, tokens: int) -> Admission:
-        """Count the request; raise :class:`RateLimited` (undoing its counts) if over a limit."""
+        """Count the request; raise :class:`RateLimited` (undoing its counts) if over a limit.
+
+        Every count the caller's limits take goes to the shared state in one round trip;
+        the first limit (in the team file's order) the new counts pass is the refusal.
+        """
         now = self.clock()
         window = math.floor(now / WINDOW_S)
         retry_after = (window + 1) * WINDOW_S - now
         admission = Admission(window)
-        taken: list[tuple[str, int]] = []
-        try:
-            for spec in self.specs:
-                subject = who.of(spec.per)
-                if spec.name is not None and spec.name != subject:
-                    continue
-                base = f"limit:{spec.per}:{subject}"
-                if spec.rpm is not None:
-                    await self._take(
-                        taken,
-                        f"{base}:rpm:{window}",
-                        1,
-                        spec.rpm,
-                        retry_after,
-                        f"{spec.per} '{subject}' is over {spec.rpm} requests a minute",
+        counts: list[tuple[str, int, float]] = []
+        checks: list[tuple[RateLimitSpec, str, str, int]] = []  # spec, subject, what, limit
+        for spec in self.specs:
+            subject = who.of(spec.per)
+            if spec.name is not None and spec.name != subject:
+                continue
+            base = f"limit:{spec.per}:{subject}"
+            if spec.rpm is not None:
+                counts.append((f"{base}:rpm:{window}", 1, WINDOW_S * 2))
+                checks.append((spec, subject, "rpm", spec.rpm))
+            if spec.tpm is not None:
+                if tokens > spec.tpm:
+                    raise RateLimited(
+                        f"the request's {tokens} tokens exceed {spec.per} '{subject}''s "
+                        f"limit of {spec.tpm} tokens a minute",
+                        retry_after_s=retry_after,
+                        should_retry=False,
                     )
-                if spec.tpm is not None:
-                    if tokens > spec.tpm:
-                        raise RateLimited(
-                            f"the request's {tokens} tokens exceed {spec.per} '{subject}''s "
-                            f"limit of {spec.tpm} tokens a minute",
-                            retry_after_s=retry_after,
-                            should_retry=False,
-                        )
-                    key = f"{base}:tpm:{window}"
-                    await self._take(
-                        taken,
-                        key,
-                        tokens,
-                        spec.tpm,
-                        retry_after,
-                        f"{spec.per} '{subject}' is over {spec.tpm} tokens a minute",
-                    )
-                    admission.tpm_keys.append(key)
-                if spec.concurrent is not None:
-                    key = f"{base}:inflight"
-                    await self._take(
-                        taken,
-                        key,
-                        1,
-                        spec.concurrent,
-                        1.0,
-                        f"{spec.per} '{subject}' has {spec.concurrent} requests in flight already",
-                        ttl_s=INFLIGHT_TTL_S,
-                    )
-                    admission.inflight_keys.append(key)
-        except RateLimited:
-            for key, amount in taken:
-                await self.state.incr(key, -amount, WINDOW_S * 2)
-            raise
+                key = f"{base}:tpm:{window}"
+                counts.append((key, tokens, WINDOW_S * 2))
+                checks.append((spec, subject, "tpm", spec.tpm))
+                admission.tpm_keys.append(key)
+            if spec.concurrent is not None:
+                key = f"{base}:inflight"
+                counts.append((key, 1, INFLIGHT_TTL_S))
+                checks.append((spec, subject, "concurrent", spec.concurrent))
+                admission.inflight_keys.append(key)
+        if not counts:
+            return admission
+        values = await self.state.incr_many(counts)
+        for value, (spec, subject, what, limit) in zip(values, checks, strict=True):
+            if value > limit:
+                await self.state.incr_many([(key, -n, ttl_s) for key, n, ttl_s in counts])
+                raise _refusal(spec, subject, what, retry_after)
         return admission
 
     async def done(self, admission: Admission, output_tokens: int) -> None:
@@ -158,27 +146,28 @@ class RateLimiter:
         went away meanwhile (its slot is freed when the key's TTL lapses, at the latest;
         its answer's tokens go uncounted).
         """
+        counts = [(key, -1, INFLIGHT_TTL_S) for key in admission.inflight_keys]
+        if output_tokens:
+            counts += [(key, output_tokens, WINDOW_S * 2) for key in admission.tpm_keys]
         try:
-            for key in admission.inflight_keys:
-                await self.state.incr(key, -1, INFLIGHT_TTL_S)
-            if output_tokens:
-                for key in admission.tpm_keys:
-                    await self.state.incr(key, output_tokens, WINDOW_S * 2)
+            if counts:
+                await self.state.incr_many(counts)
         except StateUnavailable as exc:
             log.warning("rate limit counts not updated after a request: %s", exc.message)
 
-    async def _take(
-        self,
-        taken: list[tuple[str, int]],
-        key: str,
-        amount: int,
-        limit: int,
-        retry_after: float,
-        message: str,
-        *,
-        ttl_s: float = WINDOW_S * 2,
-    ) -> None:
-        value = await self.state.incr(key, amount, ttl_s)
-        taken.append((key, amount))
-        if value > limit:
-            raise RateLimited(message, retry_after_s=retry_after)
+
+def _refusal(spec: RateLimitSpec, subject: str, what: str, retry_after: float) -> RateLimited:
+    """The 429 for ``subject`` past ``spec``'s ``what`` (rpm, tpm or concurrent)."""
+    if what == "rpm":
+        return RateLimited(
+            f"{spec.per} '{subject}' is over {spec.rpm} requests a minute",
+            retry_after_s=retry_after,
+        )
+    if what == "tpm":
+        return RateLimited(
+            f"{spec.per} '{subject}' is over {spec.tpm} tokens a minute", retry_after_s=retry_after
+        )
+    return RateLimited(
+        f"{spec.per} '{subject}' has {spec.concurrent} requests in flight already",
+        retry_after_s=1.0,
+    )

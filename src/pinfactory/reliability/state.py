@@ -52,6 +52,11 @@ class SharedState(Protocol):
         """Add ``amount`` (may be negative) to ``key``; the new value. Sets ``ttl_s``."""
         ...
 
+    async def incr_many(self, counts: list[tuple[str, int, float]]) -> list[int]:
+        """:meth:`incr` of each ``(key, amount, ttl_s)``, in order, in one round trip
+        (atomic each, not as a group); the new values."""
+        ...
+
     async def get(self, key: str) -> str | None: ...
 
     async def get_many(self, keys: list[str]) -> list[str | None]:
@@ -99,6 +104,15 @@ class MemoryState:
         value = amount if found is None or found[1] <= now else int(found[0]) + amount
         self._values[key] = (value, now + ttl_s)
         return value
+
+    async def incr_many(self, counts: list[tuple[str, int, float]]) -> list[int]:
+        now, values, new = self._clock(), self._values, []
+        for key, amount, ttl_s in counts:
+            found = values.get(key)
+            value = amount if found is None or found[1] <= now else int(found[0]) + amount
+            values[key] = (value, now + ttl_s)
+            new.append(value)
+        return new
 
     async def get(self, key: str) -> str | None:
         return self._live(key)
@@ -172,6 +186,16 @@ class RedisState:
             tx.pexpire(self._key(key), max(1, int(ttl_s * 1000)))
             value, _ = await tx.execute()
         return int(value)
+
+    async def incr_many(self, counts: list[tuple[str, int, float]]) -> list[int]:
+        if not counts:
+            return []
+        async with _mapped(self.url), self.client.pipeline(transaction=False) as batch:
+            for key, amount, ttl_s in counts:
+                batch.incrby(self._key(key), amount)
+                batch.pexpire(self._key(key), max(1, int(ttl_s * 1000)))
+            replies = await batch.execute()
+        return [int(value) for value in replies[::2]]
 
     async def get(self, key: str) -> str | None:
         async with _mapped(self.url):
