@@ -9,8 +9,9 @@ journal frame or its commit) are all done before the response is built, so a pro
 killed after the answer still has the row.
 
 Each piece runs on its own: one that fails is logged (``pinfactory.deferred``) and the
-rest still run. Callers that serve no response (the CLI, the lab, a stream) pass no
-:class:`Deferred`, and the same work runs inline, where it always did.
+rest still run. A stream's observers wait for its last frame the same way (the gateway
+runs them after the closing frames). Callers that serve no response (the CLI, the lab)
+pass no :class:`Deferred`, and the same work runs inline, where it always did.
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ from pinfactory.ledger.events import entry_of, events_of
 from pinfactory.ledger.queued import queue_request, run_approved
 from pinfactory.ledger.reviews import ReviewQueue
 from pinfactory.members import Completion, Member, member_class
-from pinfactory.members.base import Delta, Usage, replay
+from pinfactory.members.base import Delta, Deltas, Usage, replay
 from pinfactory.members.calls import MemberCall, MemberStream, Tab, call_member, open_tab
 from pinfactory.members.composite import Composite
 from pinfactory.observe import Observers, Timeline, stage
@@ -248,9 +248,11 @@ class Pipeline:
         request: Request,
         started: float | None = None,
         left: Callable[[], bool] | None = None,
-    ) -> AsyncGenerator[Decision | str | Delta | Answer, None]:
+        deferred: Deferred | None = None,
+    ) -> AsyncGenerator[Decision | str | Delta | Deltas | Answer, None]:
         """Yield the :class:`Decision`, text deltas (or chunks the member relays,
-        :class:`Delta`), then the recorded :class:`Answer`.
+        :class:`Delta`, a run of them that came in one read as one :class:`Deltas`),
+        then the recorded :class:`Answer`.
 
         On a team that verifies, an answer must be whole before it can be checked,
         escalated or held for review: the stream then carries the verified answer
@@ -259,10 +261,12 @@ class Pipeline:
         approval streams its pending notice. A failure mid-stream is recorded
         (with the tokens streamed so far) and raised; a stream the client
         abandons is recorded as 499 with the tokens it was sent (``left`` as in
-        :meth:`complete`, for the answer a verifying team makes whole).
+        :meth:`complete`, for the answer a verifying team makes whole). ``deferred`` as
+        in :meth:`complete`: the observers of a recorded answer are told there, for
+        after the stream's last frame (the row is recorded before the answer is yielded).
         """
         if self.verification is not None:
-            answer = await self.complete(request, started, left)  # records every outcome
+            answer = await self.complete(request, started, left, deferred)  # records all
             yield answer.decision
             for replayed in replay(answer.completion):  # tool calls stay tool-call deltas
                 yield replayed
@@ -312,7 +316,7 @@ class Pipeline:
             error = unexpected(exc, request.request_id)
             await self.record_failure(request, error, started, tab=tab, decision=decision)
             raise error from exc
-        await self.record(answer)
+        await self.record(answer, deferred)
         yield answer
 
     async def _check(self, request: Request, started: float) -> None:

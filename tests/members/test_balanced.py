@@ -13,7 +13,7 @@ import pytest
 from pinfactory.errors import MemberError, TeamFileError
 from pinfactory.members import Completion
 from pinfactory.members.balanced import BalancedMember
-from pinfactory.members.base import Delta
+from pinfactory.members.base import Delta, each
 from pinfactory.members.calls import open_tab
 from pinfactory.pipeline import build_members
 from pinfactory.request import Request
@@ -76,7 +76,7 @@ async def test_a_failing_deployment_falls_over_to_the_next_and_both_are_booked(
     try:
         request = Request.from_text("which deployment")
         if stream:
-            events = [e async for e in member.stream(request)]
+            events = [e async for run in member.stream(request) for e in each(run)]
             completion = events[-1]
             text = "".join(e.text if isinstance(e, Delta) else str(e) for e in events[:-1])
             assert text == echo_answer(request.text)

@@ -1,5 +1,6 @@
-"""``members.chunks.read_chunk``: a text chunk checked by its shape, anything else by
-``ChatCompletionChunk``, and the two always agree on what is a chunk."""
+"""``members.chunks.read_chunk``: a text chunk checked by its shape (a usage chunk too,
+its usage by ``CompletionUsage``), anything else by ``ChatCompletionChunk``, and the two
+always agree on what is a chunk."""
 
 from __future__ import annotations
 
@@ -43,7 +44,11 @@ SHAPES: list[tuple[dict[str, Any], bool]] = [
     (chunk(system_fingerprint="fp", service_tier="default", extra_field=[1]), True),
     (chunk(choices=[choice(delta={"content": "x", "reasoning_content": "y"})]), True),
     (chunk(usage=None, choices=[choice(logprobs=None, delta={"tool_calls": None})]), True),
-    (chunk(choices=[], usage=USAGE), False),
+    (chunk(choices=[], usage=USAGE), True),
+    (chunk(usage=USAGE), True),  # usage on a text chunk
+    (chunk(choices=[], usage={**USAGE, "prompt_tokens_details": {"cached_tokens": 1}}), True),
+    (chunk(choices=[], usage=USAGE, obfuscation="x"), True),
+    (chunk(choices=[choice(logprobs={"content": []})], usage=USAGE), False),
     (chunk(choices=[choice(delta={"tool_calls": [TOOL_CALL]})]), False),
     (chunk(choices=[choice(logprobs={"content": []})]), False),
     (chunk(created=1.0), False),  # pydantic takes a whole float for an int
@@ -62,19 +67,22 @@ NOT_CHUNKS: list[dict[str, Any]] = [
     chunk(service_tier="gold"),
     chunk(choices=[choice(delta={"tool_calls": [{"id": "no index"}]})]),
     chunk(choices=[], usage={"prompt_tokens": [1]}),
+    chunk(choices=[], usage={**USAGE, "total_tokens": "many"}),
+    chunk(usage=USAGE, choices=[choice(delta={"content": 5})]),
 ]
 
 
 @pytest.mark.parametrize(("body", "by_shape"), SHAPES)
 def test_a_chunk_is_read_as_the_upstream_sent_it(body: dict[str, Any], by_shape: bool) -> None:
     data = orjson.dumps(body)
-    ChatCompletionChunk.model_validate_json(data)  # the reference agrees it is a chunk
     read = read_chunk(b" " + data + b"\n")
     assert read is not None
-    got, typed = read
+    got, typed, usage = read
     assert (typed is None) is by_shape
-    if typed is not None and typed.usage is not None:
-        assert typed.usage.total_tokens == USAGE["total_tokens"]
+    reference = ChatCompletionChunk.model_validate_json(data).usage
+    assert usage == reference  # the usage is read as the reference reads it, or absent
+    if usage is not None:
+        assert usage.total_tokens == USAGE["total_tokens"]
     coerced = body.get("created") == 1.0 and type(body["created"]) is float
     coerced = coerced or any(type(c.get("index")) is str for c in body["choices"])
     # what pydantic would have to coerce is read as it coerced it, the rest as sent

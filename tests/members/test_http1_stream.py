@@ -136,3 +136,50 @@ async def test_a_body_delimited_by_the_close_ends_with_it() -> None:
         assert response.ended
         response.release()
     assert said == b"data: 1\n\n"
+
+
+async def test_a_read_waits_only_until_its_deadline_and_the_stream_stays_readable() -> None:
+    step = asyncio.Event()
+    async with stepwise([step]) as (port, _):
+        client = Http1Pool(f"http://127.0.0.1:{port}/v1/chat/completions")
+        loop = asyncio.get_running_loop()
+        try:
+            response = await client.stream(b"{}", 1 << 20, 5.0)
+            assert await response.read(loop.time()) == b"data: 1\n\n"  # here: no wait, no timer
+            with pytest.raises(TimeoutError):
+                await response.read(loop.time() + 0.05)
+            step.set()
+            assert await response.read(loop.time() + 5.0) == b"data: 2\n\n"
+            assert await response.read(loop.time() + 5.0) == b""
+            response.release()
+        finally:
+            await client.close()
+
+
+async def test_a_head_that_does_not_come_in_time_fails_the_stream_and_frees_its_slot() -> None:
+    silent = always(b"")  # reads the request, never answers
+    async with scripted(silent) as server:
+        client = Http1Pool(f"http://127.0.0.1:{server.port}/v1", max_connections=1)
+        try:
+            for _ in range(2):  # the one slot is given back each time
+                with pytest.raises(TimeoutError):
+                    await client.stream(b"{}", 1 << 20, 0.05)
+        finally:
+            await client.close()
+    assert server.connections == 2  # a connection that timed out is never reused
+
+
+async def test_a_streams_media_type_is_read_from_its_raw_head() -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: Application/JSON; charset=utf-8\r\n"
+    reply = head + b"content-type: text/plain\r\ncontent-length: 2\r\n\r\n{}"
+    async with scripted(always(reply)) as server, pool(server) as client:
+        response = await client.stream(b"{}", 1 << 20)
+        assert response.media_type == "application/json"  # the first, without parameters
+        assert response.headers["content-type"] == "Application/JSON; charset=utf-8"
+        assert await read_all(response) == b"{}"
+        response.release()
+    untyped = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+    async with scripted(always(untyped)) as server, pool(server) as client:
+        response = await client.stream(b"{}", 1 << 20)
+        assert response.media_type == ""
+        response.close()

@@ -15,7 +15,7 @@ from pinfactory.errors import MemberError, MemberTimeout
 from pinfactory.gateway import create_app
 from pinfactory.gateway.server import free_port, serve_in_thread
 from pinfactory.members import Completion
-from pinfactory.members.base import Delta, Price
+from pinfactory.members.base import Delta, Price, each
 from pinfactory.members.openai_http import (
     OpenAIHTTPMember,
     OpenAIHTTPSettings,
@@ -73,7 +73,7 @@ async def test_streams_against_another_pinfactory(pinfactory_upstream: str) -> N
     remote = member(pinfactory_upstream, "calculator")
     await remote.open()
     try:
-        events = [e async for e in remote.stream(Request.from_text("100 / 8"))]
+        events = [e async for run in remote.stream(Request.from_text("100 / 8")) for e in each(run)]
     finally:
         await remote.close()
     final = events[-1]

@@ -1,9 +1,10 @@
 """Chunks that reach the gateway in one read go on together, and none is lost.
 
 An upstream that writes its whole stream at once (one body, so one read on loopback)
-is the case the relay coalesces: the member marks every delta but the read's last as
-``more`` (its next event is already here), and the last too when ``[DONE]`` came in the
-read (the completion is next), so the gateway writes them in one go, and
+is the case the relay coalesces: the member yields the read's chunks as one event (a
+:class:`Deltas` run), so the member call, the pipeline and the relay each handle the run
+once; the run is ``more`` (the next event is already here) when ``[DONE]`` came in the
+read (the completion is next), so the gateway writes them with the closing frames, and
 nothing about what the client receives changes: every chunk, in order, then the
 finish, the usage and ``[DONE]``; a garbled chunk in the same read still ends the
 stream with an error event after the chunks before it, and a 502 row.
@@ -27,7 +28,7 @@ from starlette.routing import Route
 from pinfactory.gateway import create_app
 from pinfactory.gateway.server import serve_in_thread
 from pinfactory.members import Completion
-from pinfactory.members.base import Delta
+from pinfactory.members.base import Deltas, StreamEvent
 from pinfactory.members.openai_http import OpenAIHTTPMember, OpenAIHTTPSettings
 from pinfactory.request import Request
 from pinfactory.team import parse_team
@@ -77,34 +78,40 @@ def upstream_url() -> Iterator[str]:
         yield url + "/v1"
 
 
-async def _deltas(upstream_url: str, model: str) -> tuple[list[Delta], object]:
+async def _events(upstream_url: str, model: str) -> list[StreamEvent]:
     settings = OpenAIHTTPSettings(base_url=upstream_url, model=model)
     member = OpenAIHTTPMember("remote", settings, timeout_s=5.0)
     await member.open()
     try:
-        events = [e async for e in member.stream(Request.from_text("count"))]
+        return [e async for e in member.stream(Request.from_text("count"))]
     finally:
         await member.close()
-    return [e for e in events if isinstance(e, Delta)], events[-1]
 
 
-async def test_a_read_of_several_chunks_marks_all_but_its_last(upstream_url: str) -> None:
-    deltas, completion = await _deltas(upstream_url, "late-done")
+async def test_a_read_of_several_chunks_is_one_event(upstream_url: str) -> None:
+    run, completion = await _events(upstream_url, "late-done")
+    assert isinstance(run, Deltas)
     # the role chunk, four words, the finish chunk (the usage chunk is not relayed)
-    assert [d.text for d in deltas] == ["", *WORDS, ""]
-    assert [d.more for d in deltas] == [True] * 5 + [False]  # [DONE] is not here yet
-    assert deltas[-1].finish
+    assert [d.text for d in run.deltas] == ["", *WORDS, ""]
+    assert not run.more  # [DONE] is not here yet
+    # one by one (a fallback relays them so), each but the last is followed at once
+    assert [d.more for d in run.deltas] == [True] * 5 + [False]
+    assert run.deltas[-1].finish
     assert isinstance(completion, Completion)
     assert completion.text == "".join(WORDS)
 
 
-async def test_a_read_that_ends_the_stream_marks_all_its_chunks(upstream_url: str) -> None:
+async def test_a_read_that_ends_the_stream_is_followed_by_the_completion(
+    upstream_url: str,
+) -> None:
     """[DONE] came with them: the completion is next, and the relay writes the chunks
     with the closing frames in one write."""
-    deltas, completion = await _deltas(upstream_url, "m")
-    assert [d.text for d in deltas] == ["", *WORDS, ""]
-    assert [d.more for d in deltas] == [True] * 6
-    assert deltas[-1].finish
+    run, completion = await _events(upstream_url, "m")
+    assert isinstance(run, Deltas)
+    assert [d.text for d in run.deltas] == ["", *WORDS, ""]
+    assert run.more
+    assert [d.more for d in run.deltas] == [True] * 6
+    assert run.deltas[-1].finish
     assert isinstance(completion, Completion)
     assert completion.text == "".join(WORDS)
     assert completion.usage.input_tokens == USAGE["prompt_tokens"]

@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from pinfactory.gateway.server import serve_in_thread
 from pinfactory.members import Completion
-from pinfactory.members.base import Delta
+from pinfactory.members.base import Delta, each
 from pinfactory.members.openai_http import OpenAIHTTPMember, OpenAIHTTPSettings
 from pinfactory.request import Request
 from pinfactory.testing.recording import text_chunks
@@ -65,7 +65,7 @@ def late_end() -> Iterator[tuple[LateEnd, str]]:
 
 
 async def _stream(member: OpenAIHTTPMember) -> Completion:
-    events = [event async for event in member.stream(Request.from_text("count"))]
+    events = [e async for run in member.stream(Request.from_text("count")) for e in each(run)]
     assert [e.text for e in events if isinstance(e, Delta)] == ["", *WORDS, ""]
     completion = events[-1]
     assert isinstance(completion, Completion)

@@ -16,7 +16,7 @@ import pytest
 
 from pinfactory.errors import MemberError, MemberTimeout
 from pinfactory.members import Completion
-from pinfactory.members.base import Delta
+from pinfactory.members.base import Delta, each
 from pinfactory.members.openai_http import OpenAIHTTPMember, OpenAIHTTPSettings
 from pinfactory.members.upstream import retry_after_seconds
 from pinfactory.reliability.breaker import BreakerState, MemberUnavailable
@@ -49,8 +49,9 @@ async def _member(
 
 
 async def _stream(member: OpenAIHTTPMember) -> AsyncIterator[str | Completion]:
-    async for event in member.stream(Request.from_text(QUESTION)):
-        yield event.text if isinstance(event, Delta) else event  # what the client reads
+    async for run in member.stream(Request.from_text(QUESTION)):
+        for event in each(run):
+            yield event.text if isinstance(event, Delta) else event  # what the client reads
 
 
 async def _drain(member: OpenAIHTTPMember, seen: list[str | Completion] | None = None) -> None:

@@ -74,7 +74,7 @@ from pinfactory.gateway.schema import ChunkWriter, completion_body, parse_reques
 from pinfactory.gateway.sse import EventStream, StreamWriter
 from pinfactory.ledger import Ledger
 from pinfactory.members import Member
-from pinfactory.members.base import Delta
+from pinfactory.members.base import Delta, Deltas
 from pinfactory.observe import Observers
 from pinfactory.observe.build import build_observers
 from pinfactory.observe.metrics import Metrics, MetricsEndpoint
@@ -362,7 +362,8 @@ class Gateway:
         """
         request, admission = taken.request, taken.admission
         departure = Departure(taken.receive, taken.hangup)
-        events = self.ready.stream(request, taken.started, lambda: departure.left)
+        deferred = Deferred()  # the answer's observers: after the last frame, as for a body
+        events = self.ready.stream(request, taken.started, lambda: departure.left, deferred)
         correlation = request.correlation_id
         try:
             decision = await anext(events)
@@ -373,23 +374,28 @@ class Gateway:
         except PinfactoryError as exc:
             departure.stop()
             await self._done(admission, None)
+            await deferred.run()  # a verifying team's answer, recorded before its client left
             return error_response(exc, request.request_id, correlation, shape)
         assert isinstance(decision, Decision)
         writer = writer_for(decision.member)
 
         async def body(write: Callable[[bytes, bool], Awaitable[None]]) -> None:
-            # one write per event, or per run of chunks that came in one read (``more``:
-            # the next is already here); the closing frames go with the end of the body
-            frames, event = writer.opening(first), first
+            # one write per event (a run of chunks that came in one read is one), or per
+            # run of events already here (``more``); the closing frames go with the end
+            frames = writer.opening(first.deltas[0] if isinstance(first, Deltas) else first)
+            event = first
             answer: Answer | None = None
             try:
                 while True:
                     if isinstance(event, Answer):
                         answer = event
                         frames += await writer.close(event)
+                    elif isinstance(event, Deltas):
+                        for delta in event.deltas:
+                            frames += writer.write(delta)
                     else:
                         frames += writer.write(event)
-                    more = isinstance(event, Delta) and event.more
+                    more = isinstance(event, Delta | Deltas) and event.more
                     if frames and answer is None and not more:  # closing frames wait
                         await write(b"".join(frames), True)
                         frames = []
@@ -401,6 +407,7 @@ class Gateway:
             finally:
                 await events.aclose()  # a client that left: the pipeline books what it was sent
                 await self._done(admission, answer)
+                await deferred.run()
 
         headers = {"x-pinfactory-member": decision.member, "x-request-id": request.request_id}
         if correlation is not None:

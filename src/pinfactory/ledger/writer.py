@@ -34,7 +34,6 @@ import itertools
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, Literal, Protocol, TypeVar
@@ -95,6 +94,7 @@ class BatchWriter:
         self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._urgent = threading.Event()  # ends a linger: a write someone waits for, or stop
         self._abandoned = False  # a posted write was given up: later ones must wait too
         self.commits = 0
         self.replays = 0
@@ -116,6 +116,7 @@ class BatchWriter:
         if self._thread is not None:
             self._stopping.set()
             self._queue.put(None)
+            self._urgent.set()
             self._thread.join()
             self._thread = None
 
@@ -130,6 +131,7 @@ class BatchWriter:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put((op, loop, future))
+        self._urgent.set()  # a lingering batch commits now, with this one
         return await future
 
     def post(self, op: Callable[[Any], Any]) -> None:
@@ -173,29 +175,25 @@ class BatchWriter:
 
     def _gather(self, batch: list[Item]) -> bool:
         """Add what else is queued to ``batch`` (up to the batch size); True if the stop
-        sign came. A batch of posted operations only waits up to ``linger_s`` for more:
-        nobody waits for it, and one commit per request would spend the writer's time
-        (and the event loop's, through the GIL) on commits a lone client does not need."""
-        deadline: float | None = None
-        waited_for = any(future is not None for _, _, future in batch)
+        sign came. A batch of posted operations first waits ``linger_s`` for more: nobody
+        waits for it, and one commit per request would spend the writer's time (and the
+        event loop's, through the GIL) on commits a lone client does not need. Posts do not
+        wake the writer while it lingers; a write someone waits for, or the stop, does."""
+        lingered = self.linger_s <= 0 or any(future is not None for _, _, future in batch)
         while len(batch) < self._max_batch:
             try:
                 more = self._queue.get_nowait()
             except queue.Empty:
-                if waited_for or self.linger_s <= 0:
+                if lingered:
                     return False
-                now = time.monotonic()
-                deadline = now + self.linger_s if deadline is None else deadline
-                if now >= deadline:
-                    return False
-                try:
-                    more = self._queue.get(timeout=deadline - now)
-                except queue.Empty:
-                    return False
+                lingered = True
+                self._urgent.wait(self.linger_s)
+                self._urgent.clear()
+                continue
             if more is None:
                 return True
             batch.append(more)
-            waited_for = waited_for or more[2] is not None
+            lingered = lingered or more[2] is not None
         return False
 
     def _retry(self, conn: Connection, item: Item) -> None:

@@ -38,7 +38,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from pinfactory.errors import MemberError, TeamFileError
-from pinfactory.members.base import Completion, Delta, Member
+from pinfactory.members.base import Completion, Member, StreamEvent
 from pinfactory.members.composite import Composite, CompositeSettings
 from pinfactory.members.registry import register
 from pinfactory.reliability.breaker import BreakerState
@@ -147,7 +147,7 @@ class BalancedMember(Composite):
                     failures.append(exc)
         raise self._all_failed(failures)
 
-    async def stream(self, request: Request) -> AsyncIterator[str | Delta | Completion]:
+    async def stream(self, request: Request) -> AsyncIterator[StreamEvent]:
         failures: list[MemberError] = []
         for index, part in enumerate(await self.order()):
             async with self._measure(part):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -114,6 +114,29 @@ class Delta:
         if self.typed is None:
             self.typed = ChatCompletionChunk.model_validate(self.body)
         return self.typed
+
+
+@dataclass(slots=True)
+class Deltas:
+    """Chunks a member relays that came in one read of its upstream, in order, as one
+    stream event: every stage between the member and the client (the member call's
+    booking, the pipeline, the relay) handles the run once, not once per chunk. ``more``
+    as on :class:`Delta`: the member's next event is already here (the stream ended in
+    the same read). A member yields one only for two chunks or more; :func:`each` gives
+    a stage that works chunk by chunk the events one at a time."""
+
+    deltas: list[Delta]
+    more: bool = False
+
+
+StreamEvent = str | Delta | Deltas | Completion
+"""What a member's stream yields: text, relayed chunks (one, or a run of them), and
+last its :class:`Completion`."""
+
+
+def each(event: StreamEvent) -> Sequence[str | Delta | Completion]:
+    """The events of ``event`` one at a time: a run's chunks, else the event itself."""
+    return event.deltas if isinstance(event, Deltas) else (event,)
 
 
 def replay(completion: Completion) -> list[str | Delta]:
@@ -258,9 +281,9 @@ class Member(ABC):
     async def complete(self, request: Request) -> Completion:
         """Answer the request."""
 
-    async def stream(self, request: Request) -> AsyncIterator[str | Delta | Completion]:
-        """Yield text deltas (or whole relayed chunks, :class:`Delta`), then the final
-        :class:`Completion`.
+    async def stream(self, request: Request) -> AsyncIterator[StreamEvent]:
+        """Yield text deltas (or whole relayed chunks, :class:`Delta`, several that came
+        together as one :class:`Deltas`), then the final :class:`Completion`.
 
         Members without native streaming send the whole answer as one delta.
         """

@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import Literal
 
 from pinfactory.errors import MemberError, MemberTimeout, PinfactoryError, unexpected
-from pinfactory.members.base import Completion, Delta, Member, Usage
+from pinfactory.members.base import Completion, Delta, Deltas, Member, StreamEvent, Usage
 from pinfactory.request import Request, estimate_tokens
 from pinfactory.verify.events import Event
 
@@ -202,7 +202,7 @@ class MemberStream:
     def __aiter__(self) -> MemberStream:
         return self
 
-    async def __anext__(self) -> str | Delta | Completion:
+    async def __anext__(self) -> StreamEvent:
         member = self.member
         try:
             if self._ready or not self._timed:  # the next event is here, or the member
@@ -232,6 +232,9 @@ class MemberStream:
             self.parts.append(event)
         elif isinstance(event, Delta):
             self.parts.append(event.text)
+            self._ready = event.more
+        elif isinstance(event, Deltas):
+            self.parts += [delta.text for delta in event.deltas]
             self._ready = event.more
         elif not self.booked:
             self._booked()

@@ -7,19 +7,23 @@ model, choices whose delta carries ``role``, ``content`` or ``refusal``, perhaps
 against what ``ChatCompletionChunk`` accepts for it as it is (exact JSON types; the
 literals, such as finish reasons and roles, read from openai's own types), every other
 field the type declares (and any it declares in a later version of openai) being absent
-or null. Any other chunk (tool-call deltas, logprobs, usage, audio, a value pydantic
-would have to coerce) is validated by ``ChatCompletionChunk`` itself. Either way the
-gateway relays the upstream's own JSON, and the fields it reads have the types the
-chunk type gives them.
+or null. A chunk that also carries ``usage`` (the usage chunk that ends a stream asked
+for with ``include_usage``, or a text chunk an upstream puts it on) is read the same way,
+its usage validated alone by ``CompletionUsage``. Any other chunk (tool-call deltas,
+logprobs, audio, a value pydantic would have to coerce) is validated by
+``ChatCompletionChunk`` itself. Either way the gateway relays the upstream's own JSON,
+and the fields it reads have the types the chunk type gives them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, get_args
+from typing import Any, NamedTuple, get_args
 
 import orjson
 from openai.types.chat.chat_completion_chunk import ChatCompletionChunk, Choice, ChoiceDelta
+from openai.types.completion_usage import CompletionUsage
+from pydantic import ValidationError
 
 
 class StreamErrorEvent(ValueError):
@@ -38,14 +42,16 @@ _TOP_READ = {"id", "choices", "created", "model", "object", "service_tier"}
 _TOP_READ |= {"system_fingerprint", "obfuscation"}
 # the fields of each type this module does not check: a text chunk leaves them out
 _TOP_OTHER = frozenset(ChatCompletionChunk.model_fields) - _TOP_READ
+_TOP_OTHER_BUT_USAGE = _TOP_OTHER - {"usage"}
 _CHOICE_OTHER = frozenset(Choice.model_fields) - {"delta", "index", "finish_reason"}
 _DELTA_OTHER = frozenset(ChoiceDelta.model_fields) - {"content", "refusal", "role"}
 
 
-def _fits(body: object, *, whole: bool) -> bool:
+def _fits(body: object, *, whole: bool, others: frozenset[str] = _TOP_OTHER) -> bool:
     """Whether the fields the gateway reads (and relays around) have the JSON types
     ``ChatCompletionChunk`` gives them; with ``whole``, also whether every other field
-    it declares is absent or null, so that the chunk needs no other check.
+    it declares (of the chunk itself: ``others``) is absent or null, so that the chunk
+    needs no other check.
 
     Written out field by field, without helper calls: it runs for every chunk relayed."""
     if type(body) is not dict:
@@ -63,7 +69,7 @@ def _fits(body: object, *, whole: bool) -> bool:
         and (tier is None or tier in _TIERS)
     ):
         return False
-    if whole and not (_TOP_OTHER.isdisjoint(body) or _nulls(body, _TOP_OTHER)):
+    if whole and not (others.isdisjoint(body) or _nulls(body, others)):
         return False
     for choice in body["choices"]:
         if type(choice) is not dict or type(choice.get("index")) is not int:
@@ -91,11 +97,21 @@ def _nulls(body: dict[str, Any], names: frozenset[str]) -> bool:
     return all(body[name] is None for name in names.intersection(body))
 
 
-def read_chunk(data: bytes) -> tuple[dict[str, Any], ChatCompletionChunk | None] | None:
-    """One SSE ``data:`` payload as ``(body, typed)``: ``body`` the chunk's JSON as the
-    upstream sent it (whose read fields have their chunk types), ``typed`` the chunk
-    validated by ``ChatCompletionChunk`` when it needed that (None for a text chunk the
-    shape check passed). None for an empty payload and ``[DONE]``.
+class Chunk(NamedTuple):
+    """One chunk as :func:`read_chunk` reads it."""
+
+    body: dict[str, Any]
+    """The chunk's JSON as the upstream sent it (whose read fields have their chunk types)."""
+    typed: ChatCompletionChunk | None
+    """The chunk validated by ``ChatCompletionChunk`` when it needed that; None for one
+    the shape check passed."""
+    usage: CompletionUsage | None
+    """The usage it reports, validated; None when it reports none."""
+
+
+def read_chunk(data: bytes) -> Chunk | None:
+    """One SSE ``data:`` payload as a :class:`Chunk`; None for an empty payload and
+    ``[DONE]``.
 
     Raises :class:`StreamErrorEvent` for an OpenAI-style error event, ``ValueError``
     (pydantic's ``ValidationError`` is one) when the data is not a chunk.
@@ -108,7 +124,13 @@ def read_chunk(data: bytes) -> tuple[dict[str, Any], ChatCompletionChunk | None]
     except orjson.JSONDecodeError:
         body = None
     if _fits(body, whole=True):
-        return body, None
+        return Chunk(body, None, None)
+    usage = body.get("usage") if type(body) is dict else None
+    if type(usage) is dict and _fits(body, whole=True, others=_TOP_OTHER_BUT_USAGE):
+        try:
+            return Chunk(body, None, CompletionUsage.model_validate(usage))
+        except ValidationError:
+            pass  # the whole chunk's validation says what is wrong, in its own words
     try:
         typed = ChatCompletionChunk.model_validate_json(data)
     except ValueError:
@@ -117,7 +139,7 @@ def read_chunk(data: bytes) -> tuple[dict[str, Any], ChatCompletionChunk | None]
         raise
     if not _fits(body, whole=False):  # read as pydantic coerced it
         body = typed.model_dump(mode="json", exclude_unset=True)
-    return body, typed
+    return Chunk(body, typed, typed.usage)
 
 
 def _error(event: Mapping[str, Any]) -> str:

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from pinfactory.errors import MemberError, PinfactoryError, TeamFileError
-from pinfactory.members.base import Capabilities, Completion, Delta, Member
+from pinfactory.members.base import Capabilities, Completion, Delta, Member, each
 from pinfactory.members.calls import MemberStream, Purpose, call_member, current_tab
 from pinfactory.members.registry import register
 from pinfactory.request import Request
@@ -136,23 +136,24 @@ class FallbackMember(Composite):
             events = self.stream_call(part, request, "answer" if index == 0 else "fallback")
             resume = _Resume("".join(sent)) if sent else None
             try:
-                async for received in events:
-                    event: str | Delta | Completion | None = received
-                    if resume is not None and not isinstance(received, Completion):
-                        event = resume.past(received)  # None while it repeats what was sent
-                        if event is None:
-                            continue
-                        resume = None
-                    elif resume is not None:  # it ended without saying as much
-                        resume.past("")
-                    assert event is not None
-                    if isinstance(event, Completion):
+                async for arrived in events:  # a run of chunks: one by one
+                    for received in each(arrived):
+                        event: str | Delta | Completion | None = received
+                        if resume is not None and not isinstance(received, Completion):
+                            event = resume.past(received)  # None while it repeats what was sent
+                            if event is None:
+                                continue
+                            resume = None
+                        elif resume is not None:  # it ended without saying as much
+                            resume.past("")
+                        assert event is not None
+                        if isinstance(event, Completion):
+                            yield event
+                            return
+                        if sent is not None:
+                            text = plain_text(event)
+                            sent = None if text is None else [*sent, text]
                         yield event
-                        return
-                    if sent is not None:
-                        text = plain_text(event)
-                        sent = None if text is None else [*sent, text]
-                    yield event
             except _Diverged:
                 events.abandon("fallback_diverged")
                 await events.aclose()

@@ -155,23 +155,41 @@ class Http1Pool:
             self._slots.release()
         return reply
 
-    async def stream(self, body: bytes, cap: int) -> Streamed:
-        """POST ``body``; the response once its head is here, its body read as it arrives
-        (at most ``cap`` bytes, :class:`TooLarge`). The caller releases or closes it."""
-        await self._slots.acquire()
-        connection: _Connection | None = None
+    async def stream(self, body: bytes, cap: int, timeout_s: float | None = None) -> Streamed:
+        """POST ``body``; the response once its head is here (within ``timeout_s``,
+        waiting for a free connection and connecting included, else ``TimeoutError``),
+        its body read as it arrives (at most ``cap`` bytes, :class:`TooLarge`). The
+        caller releases or closes it. Timed like :meth:`post`: one plain timer."""
+        deadline = None if timeout_s is None else asyncio.get_running_loop().time() + timeout_s
+        connection = await self._take(deadline)
         try:
-            connection = self._reused() or await self._connect()
-            self._busy.add(connection)
             raw = b"".join((self._head, str(len(body)).encode(), b"\r\n\r\n", body))
-            head = await connection.open_stream(raw, cap)
+            head = await connection.open_stream(raw, cap, deadline)
         except BaseException:
-            if connection is not None:
-                self._busy.discard(connection)
-                connection.close()
+            self._busy.discard(connection)
+            connection.close()
             self._slots.release()
             raise
         return Streamed(self, connection, head)
+
+    async def _take(self, deadline: float | None) -> _Connection:
+        """A free slot and an open connection for one exchange, marked busy, by
+        ``deadline`` (the loop's clock; ``TimeoutError``). The caller releases the slot."""
+        if self._slots.locked():  # every connection busy: the wait counts too
+            async with asyncio.timeout_at(deadline):
+                await self._slots.acquire()
+        else:
+            await self._slots.acquire()
+        try:
+            connection = self._reused()
+            if connection is None:
+                async with asyncio.timeout_at(deadline):
+                    connection = await self._connect()
+        except BaseException:
+            self._slots.release()
+            raise
+        self._busy.add(connection)
+        return connection
 
     def _give_back(self, connection: _Connection, *, reuse: bool) -> None:
         """A streamed exchange is over: the connection back to the pool (``reuse``, when
@@ -225,25 +243,40 @@ class Streamed:
     connection, else closed) or :meth:`close`: one of them, once (later calls do nothing).
     """
 
-    __slots__ = ("_connection", "_pool", "_stream", "headers", "status")
+    __slots__ = ("_connection", "_head", "_pool", "_stream", "status")
 
     def __init__(self, pool: Http1Pool, connection: _Connection, head: Reply) -> None:
         assert connection.stream is not None
         self._pool: Http1Pool | None = pool
         self._connection = connection
         self._stream = connection.stream
+        self._head = head
         self.status = head.status
-        self.headers = head.headers
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self._head.headers
+
+    @property
+    def media_type(self) -> str:
+        """The ``content-type`` without its parameters, lower-case (``""`` for none),
+        read from the raw head without decoding the rest of it."""
+        for name, value in self._head.raw_headers:
+            if len(name) == 12 and name.lower() == b"content-type":
+                return value.partition(b";")[0].strip().lower().decode("latin-1")
+        return ""
 
     @property
     def ended(self) -> bool:
         """The body's end came and everything before it was read."""
         return self._stream.ended and not self._stream.parts
 
-    async def read(self) -> bytes:
-        """The body's next bytes, waiting for them; ``b""`` at its end. Raises
-        :class:`BodyCut`, :class:`TooLarge` or :class:`Garbled` for what went wrong."""
-        return await self._stream.read()
+    async def read(self, deadline: float | None = None) -> bytes:
+        """The body's next bytes, waiting for them until ``deadline`` (the loop's clock;
+        then ``TimeoutError``, the response still readable); ``b""`` at its end. Raises
+        :class:`BodyCut`, :class:`TooLarge` or :class:`Garbled` for what went wrong.
+        Bytes already here cost no timer."""
+        return await self._stream.read(deadline)
 
     def read_nowait(self) -> bytes:
         """What arrived and was not read yet (``b""`` for nothing); raises as :meth:`read`."""
@@ -281,7 +314,9 @@ class _Stream:
                 return
         if data:
             self.parts.append(data)
-            self._wake()
+            waiter = self.waiter  # the reader's wake-up, inline: it runs per piece of body
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
 
     def finish(self) -> None:
         if self.decoder is not None and (rest := self.decoder.flush()):
@@ -298,17 +333,21 @@ class _Stream:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
-    async def read(self) -> bytes:
+    async def read(self, deadline: float | None = None) -> bytes:
         while not self.parts:
             if self.error is not None:
                 raise self.error
             if self.ended:
                 return b""
-            self.waiter = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            self.waiter = waiter = loop.create_future()
+            timer = None if deadline is None else loop.call_at(deadline, _expire, waiter)
             try:
-                await self.waiter
+                await waiter
             finally:
                 self.waiter = None
+                if timer is not None:
+                    timer.cancel()
         return self.read_nowait()
 
     def read_nowait(self) -> bytes:
@@ -363,15 +402,25 @@ class _Connection(asyncio.Protocol):
     def _expire(self) -> None:
         self._fail(TimeoutError("no whole response in time"))
 
-    async def open_stream(self, request: bytes, cap: int) -> Reply:
-        """Send ``request``; its response's head (the body goes to ``self.stream``)."""
+    async def open_stream(self, request: bytes, cap: int, deadline: float | None) -> Reply:
+        """Send ``request``; its response's head (the body goes to ``self.stream``) by
+        ``deadline`` (the loop's clock; ``TimeoutError``, the connection then closed)."""
         assert self.transport is not None
         self._reset(cap)
         self.keep_alive = False
         self.stream = _Stream()
-        self.waiter = asyncio.get_running_loop().create_future()
-        self.transport.write(request)
-        return await self.waiter
+        loop = asyncio.get_running_loop()
+        self.waiter = loop.create_future()
+        timer = None if deadline is None else loop.call_at(deadline, self._expire_head)
+        try:
+            self.transport.write(request)
+            return await self.waiter
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _expire_head(self) -> None:
+        self._fail(TimeoutError("no response head in time"))
 
     def reusable(self) -> bool:
         return self.keep_alive and not self.closed
@@ -490,6 +539,12 @@ class _Connection(asyncio.Protocol):
             self._fail(exc)
             return
         waiter.set_result(Reply(self.status, self.headers, body))
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    """A stream's read waited past its deadline."""
+    if not waiter.done():
+        waiter.set_exception(TimeoutError("no bytes in time"))
 
 
 def _decoded(body: bytes, encoding: str, cap: int) -> bytes:

@@ -17,14 +17,14 @@ from contextlib import aclosing
 from typing import Any
 
 import orjson
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.chat import ChatCompletion
 from openai.types.chat.chat_completion import Choice
 from openai.types.completion_usage import CompletionUsage
 from pydantic import Field, ValidationError
 
 from pinfactory.errors import MemberError
-from pinfactory.members.base import Capabilities, Completion, Delta, Usage
-from pinfactory.members.chunks import StreamErrorEvent, read_chunk
+from pinfactory.members.base import Capabilities, Completion, Delta, Deltas, StreamEvent, Usage
+from pinfactory.members.chunks import Chunk, StreamErrorEvent, read_chunk
 from pinfactory.members.registry import register
 from pinfactory.members.remote import RemoteMember, RemoteSettings
 from pinfactory.members.upstream import WholeBody
@@ -113,15 +113,16 @@ class StreamReader:
         self.fingerprint: str | None = None
         self.service_tier: str | None = None
 
-    def read(self, body: dict[str, Any], typed: ChatCompletionChunk | None) -> Delta | None:
-        """The chunk to relay (``body`` and ``typed`` as :func:`read_chunk` gives them),
-        marked ``more`` (the stream clears it on the last of a read that did not end
-        it); None for a chunk that only reports usage."""
+    def read(self, chunk: Chunk) -> Delta | None:
+        """The chunk to relay (as :func:`read_chunk` gives it), marked ``more`` (the
+        stream clears it on the last of a read that did not end it); None for a chunk
+        that only reports usage."""
+        body = chunk.body
         self.model = body["model"] or self.model
         self.fingerprint = body.get("system_fingerprint") or self.fingerprint
         self.service_tier = body.get("service_tier") or self.service_tier
-        if typed is not None and typed.usage is not None:
-            self.usage = typed.usage
+        if chunk.usage is not None:
+            self.usage = chunk.usage
         choices = body["choices"]
         if not choices:
             return None
@@ -135,7 +136,7 @@ class StreamReader:
             if choice["index"] == 0 and (content := choice["delta"].get("content")):
                 text = content
                 self.parts.append(text)
-        return Delta(body, text, finish, more=True, typed=typed)
+        return Delta(body, text, finish, more=True, typed=chunk.typed)
 
 
 @register
@@ -156,7 +157,7 @@ class OpenAIHTTPMember(RemoteMember):
         raw = await self.upstream.post(orjson.dumps(self._payload(request, stream=False)))
         return self._whole(request, raw)
 
-    async def stream(self, request: Request) -> AsyncIterator[str | Delta | Completion]:
+    async def stream(self, request: Request) -> AsyncIterator[StreamEvent]:
         body = orjson.dumps(self._payload(request, stream=True))
         reader = StreamReader()
         async with aclosing(self.upstream.stream(body)) as batches:
@@ -168,12 +169,14 @@ class OpenAIHTTPMember(RemoteMember):
                     yield completion
                     return
                 deltas, failure = self._read_batch(reader, batch.chunks)
-                # chunks that came in one read go on together (``more``: the next event is
-                # here), none is held; with [DONE] in the read, the completion is next
+                # the chunks that came in one read go on as one event, none held (``more``:
+                # the next event is here: with [DONE] in the read, the completion)
                 if deltas and failure is None and not batch.ended:
                     deltas[-1].more = False
-                for delta in deltas:
-                    yield delta
+                if len(deltas) > 1:
+                    yield Deltas(deltas, deltas[-1].more)
+                elif deltas:
+                    yield deltas[0]
                 if failure is not None:
                     raise failure
         yield self._completion(
@@ -204,7 +207,7 @@ class OpenAIHTTPMember(RemoteMember):
                 failure = MemberError(self.name, said)
                 failure.__cause__ = exc
                 return deltas, failure
-            delta = reader.read(*read) if read is not None else None
+            delta = reader.read(read) if read is not None else None
             if delta is not None:
                 deltas.append(delta)
         return deltas, None

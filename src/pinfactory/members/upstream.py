@@ -200,10 +200,11 @@ class Upstream:
         with it (nothing more to wait for); a :class:`WholeBody` when the answer was not
         a stream. Raises :class:`MemberError`.
 
-        The idle timeout is armed only while waiting for the socket: payloads already
-        read cost no timer of their own. After ``[DONE]`` the connection goes back to the
-        pool once the body's end is read (at once when it came with ``[DONE]``, else in
-        the background), so the next call need not open a new one.
+        The idle timeout is armed only while waiting for the socket (a plain timer on
+        the read, no cancel scope): payloads already read cost no timer of their own.
+        After ``[DONE]`` the connection goes back to the pool once the body's end is
+        read (at once when it came with ``[DONE]``, else in the background), so the next
+        call need not open a new one.
         """
         deadline = time.monotonic() + self.total_s
         reader, held = await self._with_retries(lambda: self._open_stream(body, deadline), deadline)
@@ -218,11 +219,11 @@ class Upstream:
         try:
             if held:  # from the first chunk on the client may have bytes: no retries
                 yield Batch(held, reader.done)
+            loop = asyncio.get_running_loop()
             while not reader.done:
                 limit = min(self.idle_s, deadline - time.monotonic())
                 with self._faults("stream", stalled=f"no chunk for {limit:.3g}s"):
-                    async with asyncio.timeout(max(limit, 0.0)):
-                        batch = await reader.next_chunks()
+                    batch = await reader.next_chunks(loop.time() + max(limit, 0.0))
                 if batch:
                     yield Batch(batch, reader.done)
             ok = True
@@ -259,10 +260,10 @@ class Upstream:
     async def _drain(self, response: Streamed) -> None:
         """Read to the body's end, then release the connection; close it instead when the
         end does not come within the idle timeout (or the size cap), or the member closes."""
+        until = asyncio.get_running_loop().time() + self.idle_s
         try:
-            async with asyncio.timeout(self.idle_s):
-                while await response.read():
-                    pass
+            while await response.read(until):
+                pass
         except (TimeoutError, OSError, ValueError):  # stalled, cut, over the cap, garbled
             pass
         finally:  # cancelled too (the member closing): never leave the connection open
@@ -348,21 +349,20 @@ class Upstream:
         await self.breaker.admit()
         response: Streamed | None = None
         try:
-            limit = min(self.first_token_s, deadline - time.monotonic())
+            limit = max(min(self.first_token_s, deadline - time.monotonic()), 0.0)
+            first = asyncio.get_running_loop().time() + limit  # one deadline, plain timers
             with self._faults("stream", stalled=f"no token within {limit:.3g}s"):
-                async with asyncio.timeout(max(limit, 0.0)):
-                    response = await self.pool.stream(body, self.spec.max_response_bytes)
-                    if response.status >= 400:
-                        raw = await self._read_whole(response)
-                        self._check_status(response.status, raw, response.headers)
-                    kind = response.headers.get("content-type", "").partition(";")[0]
-                    if kind.strip().lower() == "application/json":
-                        whole = WholeBody(await self._read_whole(response))
-                        response.release()
-                        await self.breaker.succeeded()
-                        return None, whole
-                    reader = _SSEReader(self.member, response, self.spec.max_response_bytes)
-                    held = await reader.next_chunks()
+                response = await self.pool.stream(body, self.spec.max_response_bytes, limit)
+                if response.status >= 400:
+                    raw = await self._read_whole(response, first)
+                    self._check_status(response.status, raw, response.headers)
+                if response.media_type == "application/json":
+                    whole = WholeBody(await self._read_whole(response, first))
+                    response.release()
+                    await self.breaker.succeeded()
+                    return None, whole
+                reader = _SSEReader(self.member, response, self.spec.max_response_bytes)
+                held = await reader.next_chunks(first)
             if held and not reader.done and self.spec.hold_stream_s:
                 await self._hold(reader, held, deadline)
             if reader.done:  # the whole stream is here
@@ -384,11 +384,11 @@ class Upstream:
         with self._faults("stream", stalled="stalled while held"):
             for chunk in held:
                 orjson.loads(chunk)
+            loop = asyncio.get_running_loop()
             while not reader.done and (left := until - time.monotonic()) > 0:
                 try:
-                    async with asyncio.timeout(left):
-                        batch = await reader.next_chunks()
-                except TimeoutError:
+                    batch = await reader.next_chunks(loop.time() + left)
+                except TimeoutError:  # only the socket wait is timed: nothing read is lost
                     return
                 for chunk in batch:
                     orjson.loads(chunk)
@@ -441,10 +441,11 @@ class Upstream:
         except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
             raise UpstreamFailed(self.member, f"upstream sent a garbled {what}: {exc}") from exc
 
-    async def _read_whole(self, response: Streamed) -> bytes:
-        """The rest of a streamed response's body (the pool refuses it past the size cap)."""
+    async def _read_whole(self, response: Streamed, deadline: float) -> bytes:
+        """The rest of a streamed response's body by ``deadline`` (the loop's clock; the
+        pool refuses it past the size cap)."""
         parts = []
-        while more := await response.read():
+        while more := await response.read(deadline):
             parts.append(more)
         return b"".join(parts)
 
@@ -485,9 +486,11 @@ class _SSEReader:
         self.size = 0
         self.done = False
 
-    async def next_chunks(self) -> list[bytes]:
+    async def next_chunks(self, deadline: float | None = None) -> list[bytes]:
         """Every payload the buffer completes after reading until there is at least one
         (or ``[DONE]``), with the rest of their burst; ``[]`` only when the stream is done.
+        ``TimeoutError`` when the socket brings none by ``deadline`` (the loop's clock, if any;
+        what was read stays in the buffer).
 
         An upstream writes runs of chunks back to back (a fast model's tokens, the
         last token, the usage chunk and ``[DONE]``), each in a write of its own, so the
@@ -499,7 +502,7 @@ class _SSEReader:
         chunks: list[bytes] = []
         while not chunks and not self.done:
             while b"\n" not in self.buffer:
-                await self._read()
+                await self._read(deadline)
             self._take(chunks)
         response = self.response
         for _ in range(BURST_TURNS):
@@ -532,8 +535,8 @@ class _SSEReader:
             if data:
                 chunks.append(data)
 
-    async def _read(self) -> None:
-        more = await self.response.read()
+    async def _read(self, deadline: float | None) -> None:
+        more = await self.response.read(deadline)
         if not more:
             raise UpstreamFailed(self.member, "stream ended without [DONE]", retryable=True)
         self._add(more)
