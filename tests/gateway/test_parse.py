@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 
+from pinfactory.errors import RequestError
 from pinfactory.gateway.schema import parse_request
 from pinfactory.request import Request
 
@@ -72,3 +73,25 @@ def test_bad_common_bodies_get_the_models_messages(body: dict[str, object], frag
     with pytest.raises(Exception, match=fragment) as caught:
         parse_request(json.dumps(body).encode(), unit="u", user="", headers={}, request_id="r")
     assert type(caught.value).__name__ == "RequestError"
+
+
+def documents_of(body: dict[str, object]) -> tuple[tuple[str, str], ...]:
+    request, _ = parse_request(
+        json.dumps(body).encode(), unit="u", user="", headers={}, request_id="req_1"
+    )
+    return tuple((d.text, d.title) for d in request.documents)
+
+
+def test_documents_are_read_when_sent_and_checked_even_as_null() -> None:
+    base: dict[str, object] = {"model": "auto", "messages": [{"role": "user", "content": "q"}]}
+    assert documents_of(base) == ()
+    assert documents_of({**base, "documents": []}) == ()
+    sent = [{"text": "the sky is blue", "title": "sky"}, {"text": "grass is green"}]
+    assert documents_of({**base, "documents": sent}) == (
+        ("the sky is blue", "sky"),
+        ("grass is green", ""),
+    )
+    for bad in (None, [{"title": "no text"}], [{"text": ""}]):
+        with pytest.raises(RequestError) as refused:
+            documents_of({**base, "documents": bad})
+        assert (refused.value.param or "").startswith("documents")

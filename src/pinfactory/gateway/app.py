@@ -27,7 +27,7 @@ from starlette.requests import ClientDisconnect
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from pinfactory.console import ConsoleSettings, console_routes
 from pinfactory.deferred import Deferred
@@ -89,7 +89,7 @@ from pinfactory.team import Team
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass sets each field through a call
 class Intake(Generic[T]):
     """A request past the gateway's checks: what the endpoint parsed, the pipeline
     request in it, when it arrived (``perf_counter``), its rate-limit admission, and the
@@ -524,7 +524,13 @@ async def read_body(
     chunks: list[bytes] = []
     try:
         if hangup is not None and hangup.body_complete:
-            await _receive_body(http.receive, limit, chunks)
+            message = await http.receive()  # the server holds it whole: one message, as a rule
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                body: bytes = message.get("body", b"")
+                if len(body) > limit:
+                    raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+                return body
+            await _receive_body(http.receive, limit, chunks, message)
         else:
             async with asyncio.timeout(timeout_s):
                 await _receive_body(http.receive, limit, chunks)
@@ -539,12 +545,16 @@ async def read_body(
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def _receive_body(receive: Receive, limit: int, chunks: list[bytes]) -> None:
-    """Append the body's parts to ``chunks`` (as ASGI ``receive`` gives them) until its
-    end; ``PayloadTooLarge`` past ``limit``, ``ClientDisconnect`` when the client left."""
+async def _receive_body(
+    receive: Receive, limit: int, chunks: list[bytes], first: Message | None = None
+) -> None:
+    """Append the body's parts to ``chunks`` (as ASGI ``receive`` gives them, after the
+    ``first`` message already received, if any) until its end; ``PayloadTooLarge`` past
+    ``limit``, ``ClientDisconnect`` when the client left."""
     size = 0
     while True:
-        message = await receive()
+        message = first if first is not None else await receive()
+        first = None
         if message["type"] != "http.request":
             raise ClientDisconnect()
         chunk = message.get("body", b"")

@@ -98,7 +98,7 @@ def request_of(
         max_tokens=data.get("max_completion_tokens") or data.get("max_tokens"),
         stop=(stop,) if isinstance(stop, str) else tuple(stop or ()),
         stream=bool(data.get("stream")),
-        documents=tuple(Document(d.text, d.title) for d in _documents(data.get("documents", []))),
+        documents=_documents(data["documents"]) if "documents" in data else (),
         tools=tuple(data.get("tools") or ()),
         params={k: v for k, v in data.items() if k not in _OWN},
         unit=unit,
@@ -174,11 +174,13 @@ def _known(key: bytes, names: list[str]) -> None:
     _KNOWN_TOOLS[key] = names
 
 
-def _documents(raw: object) -> list[WireDocument]:
+def _documents(raw: object) -> tuple[Document, ...]:
+    """The body's ``documents`` (present, even as null), checked; a 400 naming the field."""
     try:
-        return _DOCUMENTS.validate_python(raw)
+        checked = _DOCUMENTS.validate_python(raw)
     except ValidationError as exc:
         raise field_error(exc, raw, prefix=("documents",)) from exc
+    return tuple(Document(d.text, d.title) for d in checked)
 
 
 def _says_something(message: Mapping[str, Any]) -> bool:
@@ -366,7 +368,7 @@ def _choices(completion: Completion) -> list[dict[str, Any]]:
         ]
     choices = []
     for choice in completion.choices:
-        body = choice.model_dump(mode="json", exclude_unset=True)
+        body = dumped(choice)
         body.setdefault("logprobs", None)
         choices.append(body)
     first = choices[0]["message"]
@@ -375,10 +377,17 @@ def _choices(completion: Completion) -> list[dict[str, Any]]:
     return choices
 
 
+def dumped(model: BaseModel) -> dict[str, Any]:
+    """``model.model_dump(mode="json", exclude_unset=True)``: what the member sent, as JSON
+    data. The serializer is called directly (the same call ``model_dump`` makes, less its
+    keyword plumbing): it runs for every choice of every answer."""
+    return model.__pydantic_serializer__.to_python(model, mode="json", exclude_unset=True)  # type: ignore[no-any-return]
+
+
 def usage_body(completion: Completion) -> dict[str, Any]:
     """The usage block: the member's own (with its token details) when it sent one."""
     if completion.reported_usage is not None:
-        return completion.reported_usage.model_dump(mode="json", exclude_unset=True)
+        return dumped(completion.reported_usage)
     usage = completion.usage
     return {
         "prompt_tokens": usage.input_tokens,
