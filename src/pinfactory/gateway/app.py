@@ -317,10 +317,13 @@ class Gateway:
             return error_response(exc, request.request_id, request.correlation_id, shape)
         finally:
             departure.stop()
-            if answer is None or deferred is None:
+            if answer is not None and deferred is not None:
+                if taken.admission is not None:
+                    deferred.add(self._done, taken.admission, answer)
+            else:
                 await self._done(taken.admission, answer)
-            elif taken.admission is not None:
-                deferred.add(self._done, taken.admission, answer)
+                if deferred:  # recorded, then failed after (saving to the cache): told now
+                    await deferred.run()
         return answer
 
     async def respond(
@@ -498,12 +501,10 @@ class AnswerResponse(Response):
 def header_dict(scope: Scope) -> dict[str, str]:
     """The request's headers as ``dict(starlette_request.headers)`` gives them (the first
     value of a repeated header), read in one pass over the raw ASGI list."""
-    headers: dict[str, str] = {}
-    for key, value in scope["headers"]:
-        name = key.decode("latin-1")
-        if name not in headers:
-            headers[name] = value.decode("latin-1")
-    return headers
+    # read last to first, so the first value of a repeated header is the one kept
+    return {
+        key.decode("latin-1"): value.decode("latin-1") for key, value in reversed(scope["headers"])
+    }
 
 
 async def read_body(

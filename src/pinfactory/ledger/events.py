@@ -120,7 +120,7 @@ def events_of(outcome: Outcome) -> list[AuditEvent]:
     response: dict[str, Any] = {
         "status": 200,
         "member": answer.decision.member,
-        "cost_usd": answer.cost_usd,
+        "cost_usd": format(answer.cost_usd, "f"),  # as the chain writes a Decimal, at once
         "input_tokens": usage.input_tokens,
         "output_tokens": usage.output_tokens,
         "latency_ms": round(answer.latency_ms, 3),
@@ -145,7 +145,7 @@ def failure_events(failure: Failure) -> list[AuditEvent]:
         "code": error.code,
         "message": error.message,
         "member": failure.member,
-        "cost_usd": failure.cost_usd,
+        "cost_usd": format(failure.cost_usd, "f"),
         "input_tokens": usage.input_tokens,
         "output_tokens": usage.output_tokens,
     }
