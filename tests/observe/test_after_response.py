@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.types import Receive
 
 from pinfactory.deferred import Deferred
 from pinfactory.gateway import create_app
@@ -68,14 +69,9 @@ async def started(app: Any) -> AsyncIterator[None]:
         await task
 
 
-async def ask(app: Any, log: list[str], path: str = "/v1/chat/completions") -> dict[str, Any]:
-    """POST one question; each send is logged as it happens; the JSON answer."""
-    question: dict[str, Any] = {"model": "upstream"}
-    if path == "/v1/completions":
-        question["prompt"] = "hi"
-    else:
-        question["messages"] = [{"role": "user", "content": "hi"}]
-    body = json.dumps(question)
+def post_once(path: str, body: bytes) -> tuple[dict[str, Any], Receive]:
+    """An ASGI scope for ``POST path`` and a ``receive`` that hands over ``body`` whole,
+    then waits as a client that never leaves does."""
     scope = {
         "type": "http",
         "method": "POST",
@@ -91,15 +87,27 @@ async def ask(app: Any, log: list[str], path: str = "/v1/chat/completions") -> d
         "state": {},
     }
     delivered = False
-    chunks: list[bytes] = []
 
     async def receive() -> dict[str, Any]:
         nonlocal delivered
         if not delivered:
             delivered = True
-            return {"type": "http.request", "body": body.encode(), "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": False}
         await asyncio.sleep(3600)  # the client never leaves
         raise AssertionError("unreachable")
+
+    return scope, receive
+
+
+async def ask(app: Any, log: list[str], path: str = "/v1/chat/completions") -> dict[str, Any]:
+    """POST one question; each send is logged as it happens; the JSON answer."""
+    question: dict[str, Any] = {"model": "upstream"}
+    if path == "/v1/completions":
+        question["prompt"] = "hi"
+    else:
+        question["messages"] = [{"role": "user", "content": "hi"}]
+    scope, receive = post_once(path, json.dumps(question).encode())
+    chunks: list[bytes] = []
 
     async def send(message: dict[str, Any]) -> None:
         log.append(message["type"])

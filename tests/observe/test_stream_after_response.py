@@ -5,7 +5,6 @@ rate-limit slot comes back. Driven over ASGI so the order of the sends is seen."
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 from pinfactory.gateway import create_app
 from pinfactory.observe import Observers
 from tests.observe.conftest import observed_team
-from tests.observe.test_after_response import ONE_AT_A_TIME, Recorder, started
+from tests.observe.test_after_response import ONE_AT_A_TIME, Recorder, post_once, started
 
 
 async def ask_streamed(app: Any, log: list[str]) -> list[dict[str, Any]]:
@@ -21,30 +20,8 @@ async def ask_streamed(app: Any, log: list[str]) -> list[dict[str, Any]]:
     body = json.dumps(
         {"model": "upstream", "messages": [{"role": "user", "content": "hi"}], "stream": True}
     ).encode()
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/v1/chat/completions",
-        "raw_path": b"/v1/chat/completions",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/json")],
-        "http_version": "1.1",
-        "scheme": "http",
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 2),
-        "state": {},
-    }
-    delivered = False
+    scope, receive = post_once("/v1/chat/completions", body)
     said: list[bytes] = []
-
-    async def receive() -> dict[str, Any]:
-        nonlocal delivered
-        if not delivered:
-            delivered = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await asyncio.sleep(3600)  # the client never leaves
-        raise AssertionError("unreachable")
 
     async def send(message: dict[str, Any]) -> None:
         more = message.get("more_body")

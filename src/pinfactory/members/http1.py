@@ -127,32 +127,14 @@ class Http1Pool:
 
         The common case (a connection free and open) arms one plain timer for the
         exchange, not a cancel scope: the timer fails the exchange itself."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        if self._slots.locked():  # every connection busy: the wait counts too
-            async with asyncio.timeout_at(deadline):
-                await self._slots.acquire()
-        else:
-            await self._slots.acquire()
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        connection = await self._take(deadline)
+        done = False
         try:
-            connection = self._reused()
-            if connection is None:
-                async with asyncio.timeout_at(deadline):
-                    connection = await self._connect()
-            self._busy.add(connection)
-            done = False
-            try:
-                raw = b"".join((self._head, str(len(body)).encode(), b"\r\n\r\n", body))
-                reply = await connection.exchange(raw, cap, deadline)
-                done = True
-            finally:
-                self._busy.discard(connection)
-                if done and connection.reusable():
-                    self._idle.append(connection)
-                else:
-                    connection.close()
+            reply = await connection.exchange(self._request(body), cap, deadline)
+            done = True
         finally:
-            self._slots.release()
+            self._give_back(connection, reuse=done)
         return reply
 
     async def stream(self, body: bytes, cap: int, timeout_s: float | None = None) -> Streamed:
@@ -163,14 +145,15 @@ class Http1Pool:
         deadline = None if timeout_s is None else asyncio.get_running_loop().time() + timeout_s
         connection = await self._take(deadline)
         try:
-            raw = b"".join((self._head, str(len(body)).encode(), b"\r\n\r\n", body))
-            head = await connection.open_stream(raw, cap, deadline)
+            head = await connection.open_stream(self._request(body), cap, deadline)
         except BaseException:
-            self._busy.discard(connection)
-            connection.close()
-            self._slots.release()
+            self._give_back(connection, reuse=False)
             raise
         return Streamed(self, connection, head)
+
+    def _request(self, body: bytes) -> bytes:
+        """The request's bytes: the head made once per pool, the length, ``body``."""
+        return b"".join((self._head, str(len(body)).encode(), b"\r\n\r\n", body))
 
     async def _take(self, deadline: float | None) -> _Connection:
         """A free slot and an open connection for one exchange, marked busy, by
@@ -192,8 +175,8 @@ class Http1Pool:
         return connection
 
     def _give_back(self, connection: _Connection, *, reuse: bool) -> None:
-        """A streamed exchange is over: the connection back to the pool (``reuse``, when
-        its response ended on a keep-alive connection) or closed."""
+        """An exchange is over: the connection back to the pool (``reuse``, when its
+        response ended on a keep-alive connection) or closed; its slot released."""
         self._busy.discard(connection)
         if reuse and connection.reusable():
             connection.stream = None
