@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import gateway_overhead as bench  # bench/ is on the path when this script runs
+import run_record
 
 COMPONENTS = [  # (component, fragments of "file:function" it owns), first match wins
     (
@@ -279,12 +279,7 @@ def main() -> None:
         print(json.dumps(uvloop.run(measure(args.upstream_port, args))))
         return
     port = bench.free_port()
-    report: dict[str, Any] = {
-        "benchmark": "critical_path",
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {"cpus": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()]},
-        "command": "python bench/critical_path.py " + " ".join(sys.argv[1:]),
-    }
+    report = run_record.header("critical_path")
     with bench.process(bench.upstream_args(port), port, bench.python_env()):
         if args.baseline is not None:
             report["baseline"] = side(args, args.baseline, port)
@@ -292,9 +287,7 @@ def main() -> None:
     if "baseline" in report:
         show("baseline", report["baseline"])
     show("this checkout", report["now"])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    run_record.write(args.out, report)
 
 
 if __name__ == "__main__":

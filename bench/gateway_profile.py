@@ -14,8 +14,6 @@ Prints the table and writes ``bench/results/gateway_profile.json``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shutil
 import subprocess
 import sys
@@ -27,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import gateway_overhead as bench  # bench/ is on the path when this script runs
+import run_record
 
 COMPONENTS = [  # (component, a path fragment on the sample's stack), first match wins
     ("auth (gateway/auth.py)", "gateway/auth.py"),
@@ -106,18 +105,9 @@ def main() -> None:
     for name, share in shares.items():
         print(f"{share:6.1f}%  {name}")
     print(f"throughput meanwhile: {tput.get('requests_per_s')} req/s ({tput.get('tool')})")
-    report = {
-        "benchmark": "gateway_profile",
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {"cpus": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()]},
-        "durability": args.durability,
-        "throughput": tput,
-        "share_of_samples_pct": shares,
-        "command": "python bench/gateway_profile.py " + " ".join(sys.argv[1:]),
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    report = run_record.header("gateway_profile")
+    report.update(durability=args.durability, throughput=tput, share_of_samples_pct=shares)
+    run_record.write(args.out, report)
 
 
 if __name__ == "__main__":

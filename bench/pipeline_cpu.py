@@ -41,7 +41,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
+
+import run_record  # bench/ is on the path when this script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -304,21 +305,10 @@ def main() -> None:
             f"{row['python_lines_per_request']:.0f}",
         )  # fmt: skip
     Console().print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "benchmark": "pipeline_cpu",
-                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "machine": {"cpus": os.cpu_count(), "load_average": list(os.getloadavg())},
-                "command": " ".join(["python", "bench/pipeline_cpu.py", *sys.argv[1:]]),
-                "settings": vars(args) | {"baseline": str(args.baseline), "out": str(args.out)},
-                "rows": rows,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    report = run_record.header("pipeline_cpu")
+    report["settings"] = vars(args) | {"baseline": str(args.baseline), "out": str(args.out)}
+    report["rows"] = rows
+    run_record.write(args.out, report)
 
 
 if __name__ == "__main__":

@@ -25,11 +25,12 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+
+import run_record  # bench/ is on the path when this script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,22 +125,9 @@ def main() -> None:
                       f"{m['kib_written']:.1f}", f"{m['write_calls']:.2f}",
                       f"{m['requests_per_commit']:.0f}")  # fmt: skip
     console.print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "benchmark": "request_ids",
-                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "machine": {"cpus": os.cpu_count(), "load_average": list(os.getloadavg())},
-                "command": " ".join(["python", "bench/request_ids.py", *sys.argv[1:]]),
-                "settings": vars(args) | {"out": str(args.out)},
-                "median": medians,
-                "runs": found,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    report = run_record.header("request_ids")
+    report.update(settings=vars(args) | {"out": str(args.out)}, median=medians, runs=found)
+    run_record.write(args.out, report)
 
 
 if __name__ == "__main__":

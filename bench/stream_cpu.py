@@ -19,12 +19,9 @@ Writes ``bench/results/stream_cpu.json``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +29,7 @@ from rich.progress import Progress
 
 import gateway_overhead as bench  # bench/ is on the path when this script runs
 import overhead_bodies
+import run_record
 
 BODIES = ("plain", "tools", "stream", "tools+stream")
 
@@ -112,25 +110,15 @@ def main() -> None:
             for label, src in sources.items():
                 for name, values in measure(src, up_port, folder, args, progress).items():
                     spent[label][name].extend(values)
-    report = {
-        "benchmark": "stream_cpu",
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "load_average": [round(x, 2) for x in os.getloadavg()],
-        },
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "command": "python bench/stream_cpu.py " + " ".join(sys.argv[1:]),
-        "results": {label: summary(values) for label, values in spent.items()},
-    }
+    report = run_record.header("stream_cpu")
+    report["settings"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    report["results"] = {label: summary(values) for label, values in spent.items()}
     for label, result in report["results"].items():
         ratios = ", ".join(
             f"{name} {result[name]['cpu_vs_plain_median']:.3f}x" for name in BODIES[1:]
         )
         print(f"{label}: plain {result['plain_cpu_us_median']:.0f} us CPU/request; {ratios}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    run_record.write(args.out, report)
 
 
 if __name__ == "__main__":
