@@ -138,15 +138,7 @@ class Gateway:
             stream_options = request.params.get("stream_options") or {}
             usage = bool(stream_options.get("include_usage"))
             return await self.stream(taken, lambda member: ChunkWriter(request, member, usage))
-        deferred = Deferred()
-        answer = await self.answer(taken, deferred=deferred)
-        if isinstance(answer, Response):
-            return answer
-        try:
-            return AnswerResponse(answer, deferred)
-        except BaseException:
-            await deferred.run()  # never sent: what it left is done now
-            raise
+        return await self.respond(taken, AnswerResponse)
 
     async def completions(self, http: HTTPRequest) -> Response:
         """``POST /v1/completions`` (``gateway/completions.py``): the legacy text API,
@@ -203,19 +195,15 @@ class Gateway:
             return await self.stream(
                 taken, lambda member: ResponseEvents(call, member, ledger.store_response)
             )
-        deferred = Deferred()
-        answer = await self.answer(taken, deferred=deferred)
-        if isinstance(answer, Response):
-            return answer
-        try:
+
+        async def build(answer: Answer) -> Response:
             output = output_of(answer)
             body = response_json(response_of(call, answer, output), answer)
             if call.store:
                 await ledger.store_response(stored(call, output, body))
-            return after(json_response(body, answer), deferred)
-        except BaseException:
-            await deferred.run()
-            raise
+            return json_response(body, answer)
+
+        return await self.respond(taken, build)
 
     async def _parse_responses(self, body: bytes, **who: Any) -> ResponsesCall:
         data = check_body(body)
@@ -329,17 +317,23 @@ class Gateway:
     async def respond(
         self,
         taken: Intake[Any],
-        build: Callable[[Answer], Response],
+        build: Callable[[Answer], Response | Awaitable[Response]],
         shape: ErrorShape = openai_error,
     ) -> Response:
-        """The response ``build`` makes of the answer, with what the answer left for
-        later (:mod:`pinfactory.deferred`) as its background; or the error response."""
+        """The response ``build`` makes (or awaits) of the answer, with what the answer
+        left for later (:mod:`pinfactory.deferred`) as its background; or the error
+        response."""
         deferred = Deferred()
         answer = await self.answer(taken, shape, deferred)
         if isinstance(answer, Response):
             return answer
         try:
-            return after(build(answer), deferred)
+            response = build(answer)
+            if not isinstance(response, Response):
+                response = await response
+            if deferred:
+                response.background = BackgroundTask(deferred.run)
+            return response
         except BaseException:
             await deferred.run()  # never sent: what it left is done now
             raise
@@ -445,13 +439,6 @@ def json_response(body: dict[str, Any], answer: Answer | None = None) -> Respons
     return response
 
 
-def after(response: Response, deferred: Deferred) -> Response:
-    """``response``, doing what ``deferred`` holds once it is sent (its background)."""
-    if deferred:
-        response.background = BackgroundTask(deferred.run)
-    return response
-
-
 def answer_headers(answer: Answer) -> dict[str, str]:
     headers = {
         "x-pinfactory-member": answer.decision.member,
@@ -472,10 +459,9 @@ class AnswerResponse(Response):
 
     media_type = "application/json"
 
-    def __init__(self, answer: Answer, deferred: Deferred | None = None) -> None:
+    def __init__(self, answer: Answer) -> None:
         self.status_code = 200
         self.background = None
-        self.deferred = deferred
         self.body = orjson.dumps(completion_body(answer), option=orjson.OPT_NON_STR_KEYS)
         self.raw_headers = [
             (b"x-pinfactory-member", answer.decision.member.encode("latin-1")),
@@ -488,14 +474,14 @@ class AnswerResponse(Response):
             self.raw_headers.append((b"x-correlation-id", answer.correlation_id.encode("ascii")))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: ARG002
-        """Send the head and the body, then do what the answer left for later (even if
-        the send failed)."""
+        """Send the head and the body, then the background (what the answer left for
+        later), even if the send failed."""
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             await send({"type": "http.response.body", "body": self.body})
         finally:
-            if self.deferred is not None:
-                await self.deferred.run()
+            if self.background is not None:
+                await self.background()
 
 
 def header_dict(scope: Scope) -> dict[str, str]:
