@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import re
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,21 @@ def test_session_cookie_is_secure_http_only_and_a_tampered_one_logs_out(
     assert "session cookie is not valid" in page.locator("[role=alert]").inner_text()
 
 
+def server_spans(spans: InMemorySpanExporter, request_id: str) -> list[Any]:
+    """The request's finished server spans. Observers are told after the response has
+    left (``pinfactory.deferred``), so the client can hold its answer a moment before the
+    server's thread exports the span: wait for it (up to 30 s, then whatever is there)."""
+    deadline = time.monotonic() + 30
+    while True:
+        found = [
+            s for s in spans.get_finished_spans()
+            if (s.attributes or {}).get("pinfactory.request_id") == request_id
+        ]  # fmt: skip
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.01)
+
+
 def test_sdk_requests_appear_on_live_and_open_their_decision_chain(
     url: str, context: Any, screenshots: Path, spans: InMemorySpanExporter
 ) -> None:
@@ -154,10 +170,7 @@ def test_sdk_requests_appear_on_live_and_open_their_decision_chain(
     request_id, reply = raw.headers["x-request-id"], raw.parse()
     assert "84" in (reply.choices[0].message.content or "")
     block = (reply.model_extra or {})["pinfactory"]
-    (server_span,) = [  # the request's server span, as the exporter received it
-        s for s in spans.get_finished_spans()
-        if (s.attributes or {}).get("pinfactory.request_id") == request_id
-    ]  # fmt: skip
+    (server_span,) = server_spans(spans, request_id)  # as the exporter received it
     assert server_span.context is not None
     trace_id = format(server_span.context.trace_id, "032x")
     assert block["trace_id"] == trace_id
