@@ -21,6 +21,7 @@ from jsonschema.validators import validator_for
 from pinfactory.errors import RequestError
 
 MAX_CHOICES = 128
+_NO_LIMIT = float("inf")
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _RANGES: dict[str, tuple[float, float]] = {
     "temperature": (0, 2),
@@ -29,8 +30,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "frequency_penalty": (-2, 2),
     "n": (1, MAX_CHOICES),
     "top_logprobs": (0, 20),
-    "max_tokens": (1, float("inf")),
-    "max_completion_tokens": (1, float("inf")),
+    "max_tokens": (1, _NO_LIMIT),
+    "max_completion_tokens": (1, _NO_LIMIT),
 }
 
 
@@ -43,9 +44,8 @@ def check_values(body: Mapping[str, Any], tool_names: list[str] | None = None) -
     for name, (low, high) in _RANGES.items():
         value = body.get(name)
         if value is not None and not low <= value <= high:
-            raise RequestError(
-                f"'{name}' must be between {low:g} and {high:g} (got {value})", param=name
-            )
+            allowed = f"at least {low:g}" if high == _NO_LIMIT else f"between {low:g} and {high:g}"
+            raise RequestError(f"'{name}' must be {allowed} (got {value})", param=name)
     if body.get("top_logprobs") is not None and not body.get("logprobs"):
         raise RequestError("'top_logprobs' needs 'logprobs': true", param="top_logprobs")
     for token, bias in (body.get("logit_bias") or {}).items():
