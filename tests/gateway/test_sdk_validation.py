@@ -28,6 +28,10 @@ HELLO = [{"role": "user", "content": "Say hello."}]
 MODEL = "a member's name, or 'auto' to let the team route"
 
 
+def tool(name: str) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": name, "parameters": {"type": "object"}}}
+
+
 @dataclass(frozen=True)
 class Refused:
     id: str
@@ -59,6 +63,72 @@ REFUSED = [
         {"messages": [{"role": "user", "content": "a\x00b"}]},
         "messages.0.content",
         "'messages.0.content' contains a NUL byte (\\u0000), which cannot be stored",
+    ),
+    Refused(
+        "stop-five",
+        {"stop": ["a", "b", "c", "d", "e"]},
+        "stop",
+        "'stop' must hold 1 to 4 stop sequences (got 5)",
+    ),
+    Refused(
+        "stop-empty",
+        {"stop": []},
+        "stop",
+        "'stop' must hold 1 to 4 stop sequences (got 0); leave it out for none",
+    ),
+    Refused(
+        "logit-bias-word",
+        {"logit_bias": {"abc": 1}},
+        "logit_bias",
+        "'logit_bias' keys must be token ids, integers as strings like \"50256\" (got 'abc')",
+    ),
+    Refused(
+        "tools-empty",
+        {"tools": []},
+        "tools",
+        "'tools' must hold 1 to 128 tools (got 0); leave it out for none",
+    ),
+    Refused(
+        "tools-too-many",
+        {"tools": [tool(f"tool_{i}") for i in range(129)]},
+        "tools",
+        "'tools' must hold 1 to 128 tools (got 129)",
+    ),
+    Refused(
+        "functions-empty",
+        {"functions": []},
+        "functions",
+        "'functions' must hold 1 to 128 functions (got 0); leave it out for none",
+    ),
+    Refused(
+        "function-bad-name",
+        {"functions": [{"name": "get weather"}]},
+        "functions.0.name",
+        "'functions.0.name' must be 1-64 letters, digits, '_' or '-' (got 'get weather')",
+    ),
+    Refused(
+        "metadata-too-many",
+        {"metadata": {f"k{i}": "v" for i in range(17)}},
+        "metadata",
+        "'metadata' must hold at most 16 key-value pairs (got 17)",
+    ),
+    Refused(
+        "metadata-long-key",
+        {"metadata": {"k" * 65: "v"}},
+        "metadata",
+        f"'metadata' key {'k' * 20!r} is 65 characters long; the limit is 64",
+    ),
+    Refused(
+        "metadata-long-value",
+        {"metadata": {"team": "v" * 513}},
+        "metadata.team",
+        "'metadata.team' is 513 characters long; the limit is 512",
+    ),
+    Refused(
+        "safety-identifier-long",
+        {"safety_identifier": "h" * 129},
+        "safety_identifier",
+        "'safety_identifier' is 129 characters long; the limit is 128",
     ),
 ]
 

@@ -252,7 +252,7 @@ def _common_shape(data: dict[str, Any]) -> tuple[Message, ...] | None:
         if value is not None and (type(value) is not int or value <= 0):
             return None
     stop, user = data.get("stop"), data.get("user")
-    if stop is not None and type(stop) is not str and not _strings(stop):
+    if stop is not None and type(stop) is not str and not (_strings(stop) and 0 < len(stop) <= 4):
         return None
     if type(data.get("stream", False)) is not bool or (user is not None and type(user) is not str):
         return None
