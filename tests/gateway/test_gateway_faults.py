@@ -19,15 +19,23 @@ import pytest
 from pinfactory.gateway import create_app
 from pinfactory.gateway.server import serve_in_thread
 from pinfactory.team import parse_team
-from pinfactory.testing.faults import Fault, FaultPlan, FaultUpstream, echo_answer, fault_upstream
+from pinfactory.testing.faults import (
+    Fault,
+    FaultPlan,
+    FaultUpstream,
+    drip_answer,
+    echo_answer,
+    fault_upstream,
+)
 from tests.conftest import ledger_rows
 
 HI = [{"role": "user", "content": "say something true"}]
+PLAN = FaultPlan(retry_after_s=7, hold_s=3.0, drip_s=0.2)
 
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[FaultUpstream]:
-    with fault_upstream(FaultPlan(retry_after_s=7, hold_s=3.0)) as server:
+    with fault_upstream(PLAN) as server:
         yield server
 
 
@@ -35,13 +43,15 @@ def upstream() -> Iterator[FaultUpstream]:
 def gateway(
     tmp_path: Path, upstream: FaultUpstream, request: pytest.FixtureRequest
 ) -> Iterator[tuple[str, Path]]:
-    fault, extra = request.param
+    """``request.param``: (the fault, or None; team file lines to add; optionally fields
+    to add to the member, and to its settings, e.g. ``", timeout_s: 1"``)."""
+    fault, extra, member, settings = (*request.param, "", "")[:4]
     ledger = tmp_path / "ledger.db"
     base_url = upstream.url if fault is None else upstream.fault_url(fault)
     text = (
         "name: faulty\n"
         f"members: [{{name: remote, kind: openai_http, settings: {{base_url: '{base_url}', "
-        "model: m}, price: {per_call: 0.01}}]\n"
+        f"model: m{settings}}}, price: {{per_call: 0.01}}{member}}}]\n"
         "routing: {kind: rules, fallback: remote}\n"
         "upstream: {retries: 0, max_retry_after_s: 1, first_token_timeout_s: 0.5}\n" + extra
     )
@@ -100,8 +110,41 @@ def test_keepalives_only_time_out_as_504_before_the_stream_starts(
             "/v1/chat/completions", json={"model": "auto", "messages": HI, "stream": True}
         )
     assert response.status_code == 504
-    assert "no token within 0.5s" in response.json()["error"]["message"]
+    said = "member 'remote': no token within 0.5s (first_token_timeout_s)"
+    assert response.json()["error"]["message"] == said
     assert [r["status"] for r in ledger_rows(ledger)] == [504]
+
+
+@pytest.mark.parametrize("gateway", [(Fault.DRIP, "", ", timeout_s: 1")], indirect=True)
+def test_a_stream_that_keeps_sending_outlives_the_members_timeout(
+    gateway: tuple[str, Path],
+) -> None:
+    """``timeout_s`` bounds the wait for each chunk, not a stream that keeps sending: a
+    chunk every 0.2 s for 3 s gets through whole past a 1 s ``timeout_s``."""
+    url, ledger = gateway
+    with _client(url) as client:
+        stream = client.chat.completions.create(model="auto", messages=HI, stream=True)  # type: ignore[arg-type]
+        chunks = [chunk.choices[0] for chunk in stream if chunk.choices]
+    assert "".join(choice.delta.content or "" for choice in chunks) == drip_answer(PLAN)
+    assert chunks[-1].finish_reason == "stop"
+    assert [r["status"] for r in ledger_rows(ledger)] == [200]
+
+
+@pytest.mark.parametrize(
+    "gateway", [(Fault.DRIP, "", "", ", upstream: {total_timeout_s: 1}")], indirect=True
+)
+def test_a_total_timeout_cuts_a_stream_and_names_itself(gateway: tuple[str, Path]) -> None:
+    url, ledger = gateway
+    seen: list[str] = []
+    with _client(url) as client, pytest.raises(openai.APIError) as caught:
+        _read_stream(client, seen)
+    said = "member 'remote': stream still sending at 1s (total_timeout_s)"
+    assert caught.value.message == said
+    assert caught.value.code == "member_timeout"
+    assert seen and drip_answer(PLAN).startswith("".join(seen))
+    (row,) = ledger_rows(ledger)
+    assert row["status"] == 504
+    assert said in row["error"]
 
 
 @pytest.mark.parametrize("gateway", [(None, "rate_limits: [{per: unit, rpm: 2}]\n")], indirect=True)

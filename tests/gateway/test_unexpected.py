@@ -68,4 +68,6 @@ def test_every_member_kind_honours_its_timeout(tmp_path: Path) -> None:
             json={"model": "auto", "messages": [{"role": "user", "content": "hi"}]},
         )
     assert response.status_code == 504
-    assert response.json()["error"]["message"] == "member 'stuck': no answer within 0.2s"
+    assert response.json()["error"]["message"] == (
+        "member 'stuck': no answer within 0.2s (the member's timeout_s)"
+    )

@@ -145,7 +145,9 @@ async def call_member(
             async with asyncio.timeout(member.timeout_s):  # every other member, tools too
                 completion = await member.complete(request)
     except TimeoutError as exc:
-        failure = MemberTimeout(member.name, f"no answer within {member.timeout_s:g}s")
+        failure = MemberTimeout(
+            member.name, f"no answer within {member.timeout_s:g}s (the member's timeout_s)"
+        )
         _book_failed(tab, member, purpose, Usage(), started, failure)
         raise failure from exc
     except PinfactoryError as exc:
@@ -217,7 +219,9 @@ class MemberStream:
                 raise failure from None
             raise
         except TimeoutError as exc:
-            failure = MemberTimeout(member.name, "timed out while streaming")
+            failure = MemberTimeout(
+                member.name, f"no event within {member.timeout_s:g}s (the member's timeout_s)"
+            )
             self._book_partial(failure)
             raise failure from exc
         except PinfactoryError as exc:

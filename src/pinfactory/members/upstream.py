@@ -4,8 +4,12 @@ Members that call an OpenAI-compatible endpoint translate requests and responses
 themselves (pure functions) and send through an :class:`Upstream`, which only moves
 bytes and decides what a fault means:
 
-- timeouts: connecting, the first token (SSE comments do not count), the gap between
-  two chunks, and the whole call, retries included;
+- timeouts (:class:`Timeouts`): connecting, the first token (SSE comments do not count),
+  the gap between two chunks, and the whole call, retries included. The member's
+  ``timeout_s`` is the default of the first two and of the gap, and bounds a whole answer
+  (retries included) and a stream's opening; a stream that keeps sending is cut only by a
+  ``total_timeout_s`` set on purpose. Each timeout error names the limit that fired and
+  its value;
 - retries with exponential backoff and jitter (tenacity) on connection errors and HTTP
   408/409/429/5xx only, waiting out a ``Retry-After`` up to ``max_retry_after_s``; a
   stream is retried only until its first chunk, so nothing already sent to a client is
@@ -56,15 +60,25 @@ class UpstreamSpec(BaseModel):
     """How a member talks to its upstream. Team-wide defaults in the team file's
     ``upstream:``; a member's own ``settings.upstream`` overrides them field by field.
 
-    Times are seconds; ``None`` means the member's ``timeout_s``.
+    Times are seconds. ``None`` for the first-token and idle timeouts means the member's
+    ``timeout_s``; ``None`` for the total means the member's ``timeout_s`` for a whole
+    answer and a stream's opening (to its first chunk, retries included), and no limit
+    on a stream that keeps sending (like httpx's read timeout, the idle timeout judges it).
     """
 
     model_config = ConfigDict(extra="forbid")
 
     connect_timeout_s: float = Field(default=5.0, gt=0)
     first_token_timeout_s: float | None = Field(default=None, gt=0)
-    idle_timeout_s: float | None = Field(default=None, gt=0, description="gap between chunks")
-    total_timeout_s: float | None = Field(default=None, gt=0, description="retries included")
+    idle_timeout_s: float | None = Field(
+        default=None, gt=0, description="longest gap between two stream chunks; null: timeout_s"
+    )
+    total_timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="the whole call, retries included; null: timeout_s for a whole answer "
+        "and for a stream's opening, no limit on a stream that keeps sending",
+    )
     retries: int = Field(default=2, ge=0, le=10, description="extra attempts after the first")
     backoff_s: float = Field(default=0.05, ge=0, description="first backoff; doubles, jittered")
     backoff_max_s: float = Field(default=2.0, ge=0)
@@ -113,6 +127,67 @@ class UpstreamTimeout(MemberTimeout):
         self.retryable = retryable
 
 
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """One configured timeout: its field's ``name`` (``timeout_s``: the member's own),
+    ``seconds``, and ``inherited`` when the field was null and the member's ``timeout_s``
+    stands in."""
+
+    name: str
+    seconds: float
+    inherited: bool = False
+
+    def __str__(self) -> str:
+        """How an error names it: ``5s (idle_timeout_s, the member's timeout_s)``,
+        ``1s (total_timeout_s)``, ``30s (the member's timeout_s)``."""
+        if self.name == "timeout_s":
+            return f"{self.seconds:g}s (the member's timeout_s)"
+        source = ", the member's timeout_s" if self.inherited else ""
+        return f"{self.seconds:g}s ({self.name}{source})"
+
+
+class Timeouts(NamedTuple):
+    """A member's resolved time limits (:class:`UpstreamSpec`'s, ``timeout_s`` filling in)."""
+
+    first_token: Limit
+    idle: Limit
+    call: Limit  # a whole answer, or a stream to its first chunk, retries included:
+    # total_timeout_s, else the member's timeout_s
+    stream: Limit | None  # a stream from start to end; None: no limit while it sends
+
+    @classmethod
+    def of(cls, spec: UpstreamSpec, timeout_s: float) -> Timeouts:
+        def limit(name: str, value: float | None) -> Limit:
+            return Limit(name, timeout_s, True) if value is None else Limit(name, value)
+
+        total = spec.total_timeout_s
+        return cls(
+            limit("first_token_timeout_s", spec.first_token_timeout_s),
+            limit("idle_timeout_s", spec.idle_timeout_s),
+            Limit("timeout_s", timeout_s) if total is None else Limit("total_timeout_s", total),
+            None if total is None else Limit("total_timeout_s", total),
+        )
+
+
+class _Clock(NamedTuple):
+    """When a call must end (``time.monotonic()``) and the limit that says so."""
+
+    at: float
+    limit: Limit | None
+
+    @classmethod
+    def start(cls, limit: Limit | None) -> _Clock:
+        return cls(time.monotonic() + (limit.seconds if limit else float("inf")), limit)
+
+    def window(self, each: Limit) -> tuple[float, Limit]:
+        """The seconds one wait may take under ``each`` and this deadline, and the limit
+        that fires first (what a timeout error names)."""
+        left = self.at - time.monotonic()
+        if self.limit is not None and left < each.seconds:
+            return max(left, 0.0), self.limit
+        return each.seconds, each
+
+
 class Batch(NamedTuple):
     """The ``data:`` payloads one read of a stream completed; ``ended``: ``[DONE]``
     came with them (the stream has nothing more to wait for)."""
@@ -151,9 +226,8 @@ class Upstream:
         self.spec = spec
         self.headers = dict(headers)
         self.max_connections = max_connections
-        self.total_s = spec.total_timeout_s or timeout_s
-        self.first_token_s = spec.first_token_timeout_s or timeout_s
-        self.idle_s = spec.idle_timeout_s or timeout_s
+        self.timeouts = Timeouts.of(spec, timeout_s)
+        self.idle_s = self.timeouts.idle.seconds
         self.state = state or open_state(spec.state_url, namespace=spec.state_namespace)
         self.breaker = CircuitBreaker(member, spec.breaker, self.state)
         self._pool: Http1Pool | None = None
@@ -190,8 +264,8 @@ class Upstream:
 
     async def post(self, body: bytes) -> bytes:
         """The answer's body to ``body``, after retries; raises :class:`MemberError`."""
-        deadline = time.monotonic() + self.total_s
-        return await self._with_retries(lambda: self._post_once(body, deadline), deadline)
+        clock = _Clock.start(self.timeouts.call)
+        return await self._with_retries(lambda: self._post_once(body, clock), clock.at)
 
     async def stream(self, body: bytes) -> AsyncGenerator[Batch | WholeBody, None]:
         """The ``data:`` payloads until ``[DONE]``, in batches: each :class:`Batch` is
@@ -200,14 +274,20 @@ class Upstream:
         with it (nothing more to wait for); a :class:`WholeBody` when the answer was not
         a stream. Raises :class:`MemberError`.
 
-        The idle timeout is armed only while waiting for the socket (a plain timer on
+        The first chunk comes within the first-token timeout, and with retries within
+        the call's (:class:`Timeouts`); then each chunk within the idle timeout of the
+        last, and the whole stream within ``total_timeout_s`` only when one is set. The
+        idle timeout is armed only while waiting for the socket (a plain timer on
         the read, no cancel scope): payloads already read cost no timer of their own.
         After ``[DONE]`` the connection goes back to the pool once the body's end is
         read (at once when it came with ``[DONE]``, else in the background), so the next
         call need not open a new one.
         """
-        deadline = time.monotonic() + self.total_s
-        reader, held = await self._with_retries(lambda: self._open_stream(body, deadline), deadline)
+        whole = _Clock.start(self.timeouts.stream)
+        opening = whole if self.timeouts.stream else _Clock.start(self.timeouts.call)
+        reader, held = await self._with_retries(
+            lambda: self._open_stream(body, opening, whole), opening.at
+        )
         if isinstance(held, WholeBody):
             yield held
             return
@@ -221,9 +301,14 @@ class Upstream:
                 yield Batch(held, reader.done)
             loop = asyncio.get_running_loop()
             while not reader.done:
-                limit = min(self.idle_s, deadline - time.monotonic())
-                with self._faults("stream", stalled=f"no chunk for {limit:.3g}s"):
-                    batch = await reader.next_chunks(loop.time() + max(limit, 0.0))
+                wait, fires = whole.window(self.timeouts.idle)
+                stalled = (
+                    f"no chunk within {fires}"
+                    if fires is self.timeouts.idle
+                    else f"stream still sending at {fires}"
+                )
+                with self._faults("stream", stalled=stalled):
+                    batch = await reader.next_chunks(loop.time() + wait)
                 if batch:
                     yield Batch(batch, reader.done)
             ok = True
@@ -323,12 +408,12 @@ class Upstream:
             return False
         return time.monotonic() + wait < deadline
 
-    async def _post_once(self, body: bytes, deadline: float) -> bytes:
+    async def _post_once(self, body: bytes, clock: _Clock) -> bytes:
         await self.breaker.admit()
         try:
-            limit = min(self.first_token_s, deadline - time.monotonic())
-            with self._faults("body", stalled=f"no answer within {limit:.3g}s"):
-                reply = await self.pool.post(body, self.spec.max_response_bytes, max(limit, 0.0))
+            wait, fires = clock.window(self.timeouts.first_token)
+            with self._faults("body", stalled=f"no answer within {fires}{_retries(fires)}"):
+                reply = await self.pool.post(body, self.spec.max_response_bytes, wait)
             if reply.status >= 400:
                 self._check_status(reply.status, reply.body, reply.headers)
         except MemberError as exc:
@@ -338,7 +423,7 @@ class Upstream:
         return reply.body
 
     async def _open_stream(
-        self, body: bytes, deadline: float
+        self, body: bytes, opening: _Clock, whole: _Clock
     ) -> tuple[_SSEReader | None, list[bytes] | WholeBody]:
         """Send, check the status and read up to the first chunk (comments do not count);
         with ``hold_stream_s``, read on for that long or to the stream's end.
@@ -349,22 +434,22 @@ class Upstream:
         await self.breaker.admit()
         response: Streamed | None = None
         try:
-            limit = max(min(self.first_token_s, deadline - time.monotonic()), 0.0)
+            limit, fires = opening.window(self.timeouts.first_token)
             first = asyncio.get_running_loop().time() + limit  # one deadline, plain timers
-            with self._faults("stream", stalled=f"no token within {limit:.3g}s"):
+            with self._faults("stream", stalled=f"no token within {fires}{_retries(fires)}"):
                 response = await self.pool.stream(body, self.spec.max_response_bytes, limit)
                 if response.status >= 400:
                     raw = await self._read_whole(response, first)
                     self._check_status(response.status, raw, response.headers)
                 if response.media_type == "application/json":
-                    whole = WholeBody(await self._read_whole(response, first))
+                    plain = WholeBody(await self._read_whole(response, first))
                     response.release()
                     await self.breaker.succeeded()
-                    return None, whole
+                    return None, plain
                 reader = _SSEReader(self.member, response, self.spec.max_response_bytes)
                 held = await reader.next_chunks(first)
             if held and not reader.done and self.spec.hold_stream_s:
-                await self._hold(reader, held, deadline)
+                await self._hold(reader, held, whole.at)
             if reader.done:  # the whole stream is here
                 self._release(response)
                 await self.breaker.succeeded()
@@ -546,6 +631,11 @@ class _SSEReader:
         if self.size > self.cap:
             raise UpstreamFailed(self.member, f"upstream stream over the {self.cap}-byte limit")
         self.buffer += more
+
+
+def _retries(fires: Limit) -> str:
+    """What a timeout error adds when the whole call's limit fired."""
+    return "; retries included" if fires.name == "total_timeout_s" else ""
 
 
 def retry_after_seconds(value: str | None) -> float | None:

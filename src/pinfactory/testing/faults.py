@@ -45,6 +45,14 @@ class Fault(StrEnum):
     OVERSIZED = "oversize"  # a body (or stream) of ``oversize_bytes``
     JSON_ON_STREAM = "json-on-stream"  # a plain JSON completion answering a stream request
     BAD_USAGE = "bad-usage"  # usage.prompt_tokens is a list, not a number
+    DRIP = "drip"  # a healthy stream of a token every ``drip_s`` for ``hold_s``, then [DONE]
+    # client errors, each with an OpenAI-shaped error body (:data:`CLIENT_ERRORS`)
+    BAD_REQUEST = "400"  # context_length_exceeded, param messages
+    UNAUTHORIZED = "401"  # the gateway's key for the upstream is wrong
+    FORBIDDEN = "403"
+    NOT_FOUND = "404"  # model_not_found, param model
+    TOO_LARGE = "413"
+    UNPROCESSABLE = "422"
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,54 @@ class FaultPlan:
     def __post_init__(self) -> None:
         if sum(self.rates.values()) > 1.0 + 1e-9:
             raise ValueError("fault rates add up to more than 1")
+
+
+CLIENT_ERRORS: dict[Fault, dict[str, Any]] = {
+    Fault.BAD_REQUEST: {
+        "message": "This model's maximum context length is 8 tokens; your messages had 12.",
+        "type": "invalid_request_error",
+        "param": "messages",
+        "code": "context_length_exceeded",
+    },
+    Fault.UNAUTHORIZED: {
+        "message": "Incorrect API key provided.",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "invalid_api_key",
+    },
+    Fault.FORBIDDEN: {
+        "message": "This key may not use this model.",
+        "type": "permission_error",
+        "param": None,
+        "code": None,
+    },
+    Fault.NOT_FOUND: {
+        "message": "The model 'm' does not exist or you do not have access to it.",
+        "type": "invalid_request_error",
+        "param": "model",
+        "code": "model_not_found",
+    },
+    Fault.TOO_LARGE: {
+        "message": "Request too large.",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "request_too_large",
+    },
+    Fault.UNPROCESSABLE: {
+        "message": "'temperature' must be at most 2.",
+        "type": "invalid_request_error",
+        "param": "temperature",
+        "code": "invalid_value",
+    },
+}
+"""The ``error`` object the upstream answers each client-error fault with (its status
+is the fault's value)."""
+
+
+def drip_answer(plan: FaultPlan) -> str:
+    """What a :attr:`Fault.DRIP` stream says under ``plan``: ``"0 1 2 ... 14"``, one word a
+    chunk, ``hold_s / drip_s`` of them."""
+    return " ".join(str(i) for i in range(round(plan.hold_s / plan.drip_s)))
 
 
 def echo_answer(text: str) -> str:
@@ -178,6 +234,9 @@ class FaultUpstream:
             error = orjson.dumps({"error": {"message": "slow down", "type": "rate_limit"}})
             await _send(writer, 429, error, {"retry-after": str(plan.retry_after_s)})
             return True
+        if fault in CLIENT_ERRORS:
+            await _send(writer, int(fault), orjson.dumps({"error": CLIENT_ERRORS[fault]}))
+            return True
         if fault is Fault.SERVER_ERROR:
             await _send(writer, 500, orjson.dumps({"error": {"message": "upstream broke"}}))
             return True
@@ -218,6 +277,8 @@ class FaultUpstream:
             line = b"data: " + orjson.dumps(_chunk(model, "x" * 1000)) + b"\n\n"
             await _drip_bytes(writer, plan.oversize_bytes, line, chunked=True)
             return False
+        if fault is Fault.DRIP:
+            text = drip_answer(plan)
         words = [w + " " for w in text.split(" ")]
         words[-1] = words[-1].rstrip(" ")
         for index, word in enumerate(words):
@@ -228,6 +289,8 @@ class FaultUpstream:
                 break
             writer.write(_chunked(b"data: " + orjson.dumps(_chunk(model, word)) + b"\n\n"))
             await writer.drain()
+            if fault is Fault.DRIP:
+                await asyncio.sleep(plan.drip_s)
             if fault is Fault.STALL:
                 await _hold(writer, plan.hold_s, plan.hold_s)
                 return False
