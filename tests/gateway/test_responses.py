@@ -12,12 +12,13 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from langchain_openai import ChatOpenAI
 from openai import OpenAI
 from pydantic import BaseModel
 
 from pinfactory.testing.recording import RecordingUpstream, Scripted, chunk, completion
 from tests.conftest import ledger_rows
-from tests.gateway.conftest import CALL, gateway_for, tool_answer
+from tests.gateway.conftest import CALL, gateway_for, remote_team, tool_answer
 
 WEATHER = {
     "type": "function",
@@ -378,3 +379,122 @@ def test_ids_that_cannot_be_ours_are_404_without_a_lookup(
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve("resp_%00x")
     assert recorder.bodies == []
+
+
+LOOSE_WEATHER = {k: v for k, v in WEATHER.items() if k != "strict"}
+PIXEL = "data:image/png;base64,iVBORw0KGgo="
+
+
+def test_function_tools_without_strict_are_served_and_forwarded_as_sent(
+    client: OpenAI, recorder: RecordingUpstream, gateway: tuple[str, Path]
+) -> None:
+    """The SDK's types mark ``strict`` and ``parameters`` required (nullable); the API
+    does not: a tool without them reaches the upstream without them."""
+    recorder.answer(Scripted(tool_answer()))
+    bare = {"type": "function", "name": "ping"}
+    reply = client.responses.create(
+        model="auto",
+        input="Weather in Oslo?",
+        tools=[LOOSE_WEATHER, bare],  # type: ignore[list-item]
+    )
+    assert recorder.last["tools"] == [
+        {"type": "function", "function": {k: v for k, v in LOOSE_WEATHER.items() if k != "type"}},
+        {"type": "function", "function": {"name": "ping"}},
+    ]
+    assert [item.type for item in reply.output] == ["function_call"]
+
+    recorder.answer(Scripted(tool_answer()))
+    model = ChatOpenAI(
+        model="auto",
+        base_url=gateway[0] + "/v1",
+        api_key="sk-sales-0001",  # type: ignore[arg-type]
+        use_responses_api=True,
+        max_retries=0,
+    )
+    said = model.bind_tools([LOOSE_WEATHER]).invoke("Weather in Oslo?")
+    assert [call["name"] for call in said.tool_calls] == ["get_weather"]  # type: ignore[attr-defined]
+    assert "strict" not in recorder.last["tools"][0]["function"]
+
+
+def test_hand_written_items_need_only_what_the_api_needs(
+    client: OpenAI, recorder: RecordingUpstream
+) -> None:
+    """An assistant turn without ``id``/``status``/``annotations`` and an image without
+    ``detail`` are served; an image alone is content enough."""
+    client.responses.create(
+        model="auto",
+        input=[
+            {"role": "user", "content": "Hi."},
+            {"role": "assistant", "content": [{"type": "output_text", "text": "Hello."}]},  # type: ignore[list-item]
+            {"role": "user", "content": [{"type": "input_image", "image_url": PIXEL}]},  # type: ignore[list-item]
+        ],
+    )
+    assert recorder.last["messages"] == [
+        {"role": "user", "content": "Hi."},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": PIXEL}}]},
+    ]
+
+
+@pytest.fixture(scope="module")
+def text_only(
+    upstream: tuple[RecordingUpstream, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path]]:
+    """A team without vision, with a calculator that lacks JSON mode."""
+    team = remote_team("readers", upstream[1], "{name: calculator, kind: calculator}").replace(
+        "model: upstream-model}", "model: upstream-model}, capabilities: {vision: false}"
+    )
+    with gateway_for(team, tmp_path_factory.mktemp("text-only")) as served:
+        yield served
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "says"),
+    [
+        (
+            {
+                "model": "auto",
+                "input": [
+                    {"role": "user", "content": [{"type": "input_image", "image_url": PIXEL}]}
+                ],
+            },
+            "input",
+            "image input (vision)",
+        ),
+        (
+            {"model": "calculator", "input": "1+1", "text": {"format": {"type": "json_object"}}},
+            "text.format",
+            "'text.format' needs JSON mode",
+        ),
+        (
+            {"model": "calculator", "input": "1+1", "top_logprobs": 2},
+            "top_logprobs",
+            "'top_logprobs' needs log probabilities",
+        ),
+    ],
+)
+def test_capability_errors_name_the_responses_field(
+    recorder: RecordingUpstream,
+    text_only: tuple[str, Path],
+    body: dict[str, Any],
+    param: str,
+    says: str,
+) -> None:
+    with sdk(text_only) as client, pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(**body)
+    error = caught.value.body
+    assert isinstance(error, dict) and error["param"] == param, error
+    assert says in error["message"] and "response_format" not in error["message"], error
+    assert recorder.bodies == []
+    assert ledger_rows(text_only[1])[-1]["status"] == 400
+
+
+def test_an_unknown_stored_response_names_no_body_field(client: OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.responses.retrieve("resp_nothing_here")
+    error = caught.value.body
+    assert isinstance(error, dict) and error["param"] is None, error
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.responses.create(model="auto", input="Go on.", previous_response_id="resp_gone")
+    assert isinstance(caught.value.body, dict)
+    assert caught.value.body["param"] == "previous_response_id"

@@ -67,6 +67,7 @@ from pinfactory.gateway.responses import (
     output_of,
     response_json,
     response_of,
+    responses_error,
     stored,
     to_call,
     visible,
@@ -187,14 +188,16 @@ class Gateway:
     async def responses(self, http: HTTPRequest) -> Response:
         """``POST /v1/responses`` (``gateway/responses.py``): a translation onto the chat
         pipeline; the answer is stored for ``previous_response_id`` unless ``store: false``."""
-        taken = await self.intake(http, self._parse_responses)
+        taken = await self.intake(http, self._parse_responses, responses_error)
         if isinstance(taken, Response):
             return taken
         call: ResponsesCall = taken.parsed
         ledger = self.ready.ledger
         if call.request.stream:
             return await self.stream(
-                taken, lambda member: ResponseEvents(call, member, ledger.store_response)
+                taken,
+                lambda member: ResponseEvents(call, member, ledger.store_response),
+                responses_error,
             )
 
         async def build(answer: Answer) -> Response:
@@ -204,7 +207,7 @@ class Gateway:
                 await ledger.store_response(stored(call, output, body))
             return json_response(body, answer)
 
-        return await self.respond(taken, build)
+        return await self.respond(taken, build, responses_error)
 
     async def _parse_responses(self, body: bytes, **who: Any) -> ResponsesCall:
         data = check_body(body)
@@ -222,7 +225,7 @@ class Gateway:
         response_id = http.path_params["response_id"]
         ledger = self.ready.ledger
         found = await ledger.stored_response(response_id) if lookup_id(response_id) else None
-        kept = visible(found, caller.unit, response_id)
+        kept = visible(found, caller.unit, response_id, param=None)
         return json_response(orjson.loads(kept.body)["response"])
 
     async def _parse_chat(self, body: bytes, **who: Any) -> Request:

@@ -31,6 +31,7 @@ Streaming events are in :mod:`pinfactory.gateway.response_events`.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,8 +58,9 @@ from openai.types.responses.response_usage import InputTokensDetails, OutputToke
 from openai.types.responses.tool_choice_function_param import ToolChoiceFunctionParam
 from pydantic import ValidationError
 
-from pinfactory.errors import NotFound, RequestError
+from pinfactory.errors import NotFound, PinfactoryError, RequestError
 from pinfactory.gateway.checks import check_values
+from pinfactory.gateway.errors import openai_error
 from pinfactory.gateway.openai_types import params_adapter
 from pinfactory.gateway.schema import field_error, json_body, served_only
 from pinfactory.ledger.base import StoredResponse
@@ -147,13 +149,60 @@ def check_body(body: bytes) -> dict[str, Any]:
                 f"tools only (got {kind!r})",
                 param=f"tools.{index}.type",
             )
+    checked = _with_api_defaults(data)
     try:
-        params_adapter(ResponsesBody).validate_python(data, strict=True)
+        params_adapter(ResponsesBody).validate_python(checked, strict=True)
     except ValidationError as exc:
-        raise field_error(exc, data) from exc
+        raise field_error(exc, checked) from exc
     if "input" not in data:
         raise RequestError("'input' is required: a string or a list of items", param="input")
     return data
+
+
+def _with_api_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``data`` to validate, with the fields the ``openai`` types mark required
+    but the API treats as optional filled with the API's defaults: a function tool's
+    ``strict`` and ``parameters`` (``Required[Optional[...]]``: absent reads as null), an
+    ``input_image``'s ``detail`` (``auto``), and an assistant message sent back by hand:
+    its ``id``, ``status`` and its ``output_text`` parts' ``annotations``. What is
+    forwarded is the body as sent; the copy only decides what is valid."""
+    checked = dict(data)
+    tools = data.get("tools")
+    if isinstance(tools, list):
+        checked["tools"] = [
+            {"strict": None, "parameters": None, **t} if isinstance(t, dict) else t
+            for t in tools
+        ]
+    items = data.get("input")
+    if isinstance(items, list):
+        checked["input"] = [_item_with_defaults(item) for item in items]
+    return checked
+
+
+def _item_with_defaults(item: object) -> object:
+    if not isinstance(item, dict) or item.get("type", "message") != "message":
+        return item
+    content = item.get("content")
+    if not isinstance(content, list):
+        return item
+    parts = [
+        _part_with_defaults(part) if isinstance(part, dict) else part for part in content
+    ]
+    filled = {**item, "content": parts}
+    if item.get("role") == "assistant" and any(
+        isinstance(p, dict) and p.get("type") == "output_text" for p in parts
+    ):  # an output message: the SDK's type wants what the API would fill in
+        filled = {"id": "msg_given", "status": "completed", **filled, "type": "message"}
+    return filled
+
+
+def _part_with_defaults(part: dict[str, Any]) -> dict[str, Any]:
+    kind = part.get("type")
+    if kind == "input_image":
+        return {"detail": "auto", **part}
+    if kind == "output_text":
+        return {"annotations": [], **part}
+    return part
 
 
 def _without_nulls(item: object) -> object:
@@ -182,8 +231,11 @@ def to_call(
     if data.get("instructions"):
         wire.append({"role": "system", "content": data["instructions"]})
     wire += [*history, *given]
-    if not any(text_of(m.get("content")) or m.get("tool_calls") for m in wire):
-        raise RequestError("'input' needs at least one item with content", param="input")
+    if not any(_says_something(m) for m in wire):
+        raise RequestError(
+            "'input' needs at least one item with content (text, an image or a tool call)",
+            param="input",
+        )
     params = _chat_params(data)
     try:
         check_values(params)
@@ -208,6 +260,14 @@ def to_call(
     return ResponsesCall(
         request, data, "resp_" + request_id.removeprefix("req_"), tuple(history), given
     )
+
+
+def _says_something(message: Mapping[str, Any]) -> bool:
+    """Text, a content part that is not text (an image), or tool calls."""
+    content = message.get("content")
+    if isinstance(content, list) and any(p.get("type") != "text" for p in content):
+        return True
+    return bool(text_of(content) or message.get("tool_calls"))
 
 
 def _messages(given: str | list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -306,7 +366,9 @@ def _renamed(exc: RequestError) -> RequestError:
     ``tools.0.name``, ``response_format`` -> ``text.format``)."""
     param = exc.param or ""
     head, _, rest = param.partition(".")
-    if head in ("tools", "tool_choice"):
+    if head == "messages":  # instructions and history shift the index: the input as a whole
+        fixed = "input"
+    elif head in ("tools", "tool_choice"):
         fixed = param.replace(".function.", ".").replace(".function", "")
     elif head == "response_format":
         fixed = "text.format" + rest.removeprefix("json_schema").replace("..", ".")
@@ -315,7 +377,19 @@ def _renamed(exc: RequestError) -> RequestError:
     message = exc.message.replace(f"'{param}'", f"'{fixed}'")
     for chat, responses in _RENAMED.items():
         message = message.replace(f"'{chat}'", f"'{responses}'")
-    return RequestError(message, param=fixed or None)
+    renamed = copy.copy(exc)  # its class, so its status and code, kept
+    renamed.message, renamed.param = message, fixed or None
+    renamed.args = (message,)
+    return renamed
+
+
+def responses_error(error: PinfactoryError) -> dict[str, Any]:
+    """``/v1/responses``' error body: OpenAI's shape, a 400 naming the Responses field
+    (``text.format``, ``max_output_tokens``, ``input``), not the chat parameter the
+    pipeline checked (``response_format``...), wherever in the pipeline it was found."""
+    if isinstance(error, RequestError) and error.param:
+        error = _renamed(error)
+    return openai_error(error)
 
 
 # -- the answer --------------------------------------------------------------------------
@@ -479,14 +553,20 @@ def lookup_id(response_id: str) -> bool:
     return response_id.startswith("resp_") and response_id.isprintable() and len(response_id) < 256
 
 
-def visible(found: StoredResponse | None, unit: str, response_id: str) -> StoredResponse:
-    """The stored response if it is the unit's own; else a 404 (another unit's id reads
-    as unknown, so ids reveal nothing)."""
+def visible(
+    found: StoredResponse | None,
+    unit: str,
+    response_id: str,
+    param: str | None = "previous_response_id",
+) -> StoredResponse:
+    """The stored response if it is the unit's own; else a 404 naming ``param`` (the
+    body's ``previous_response_id``; none for ``GET /v1/responses/{id}``, whose id is in
+    the path). Another unit's id reads as unknown, so ids reveal nothing."""
     if found is None or found.unit != unit:
         raise NotFound(
             f"no response with id '{response_id}' (responses are kept only with store, "
             "for the unit that made them)",
-            param="previous_response_id",
+            param=param,
         )
     return found
 
