@@ -237,6 +237,33 @@ class Eligibility:
             f"('{need.param}'), so the eligible '{chosen.name}'",
         )
 
+    def unable(self, request: Request) -> RequestError:
+        """Why no member can serve ``request``: a 400 naming the first field whose need
+        no member meets together with those before it (``model`` when none serves the
+        endpoint at all; ``dimensions``, ``input``... when some serve it without that)."""
+        wanted, tokens = needs(request), request.prompt_tokens
+        for at, need in enumerate(wanted):
+            so_far = wanted[: at + 1]
+            if any(
+                all(n.met_by(m.capabilities, tokens) for n in so_far) for m in self.members.values()
+            ):
+                continue
+            lacking = [
+                m.name for m in self.members.values() if not need.met_by(m.capabilities, tokens)
+            ]
+            if at == 0:
+                return RequestError(
+                    f"no member of this team serves {_describe(need)} "
+                    f"(members: {', '.join(self.members)})",
+                    param=need.param,
+                )
+            return RequestError(
+                f"'{need.param}' needs {_describe(need)}; no member can serve this request "
+                f"(lacking it: {', '.join(lacking)})",
+                param=need.param,
+            )
+        return RequestError("no member of this team can serve this request", param="model")
+
     def able(self, request: Request) -> list[Member]:
         """The members that can serve ``request``, cheapest first."""
         wanted, tokens = needs(request), request.prompt_tokens

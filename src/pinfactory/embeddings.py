@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,6 +34,32 @@ class Encoder(Protocol):
     name: str
 
     def encode(self, texts: Sequence[str]) -> Vectors: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """How much of one text an encoder reads: ``tokens`` word-pieces (the model's own
+    ``[CLS]``/``[SEP]`` not counted) and, when it also cuts by length first,
+    ``characters``; the rest of a longer text is cut off without a word.
+    ``count(texts)`` gives each text's word-pieces, by the model's own tokenizer."""
+
+    tokens: int
+    characters: int | None
+    tokenizer: Any
+
+    def count(self, texts: Sequence[str]) -> list[int]:
+        encoded = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        return [len(e.ids) for e in encoded]
+
+
+def _window(tokenizer: Any, tokens: int, characters: int | None = None) -> Window:
+    """A private copy of ``tokenizer`` with no truncation or padding (to count all)."""
+    from tokenizers import Tokenizer
+
+    counting = Tokenizer.from_str(tokenizer.to_str())
+    counting.no_truncation()
+    counting.no_padding()
+    return Window(tokens, characters, counting)
 
 
 def cache_dir() -> Path:
@@ -84,6 +111,14 @@ class StaticEncoder:
             self._model = StaticModel.from_pretrained(str(path))
         return self._model
 
+    def window(self) -> Window:
+        """The model's ``max_length`` tokens, after its cut at ``max_length`` times its
+        median token length in characters."""
+        model = self._load()
+        tokens = model.max_length or 1_000_000
+        characters = model.max_length * model.median_token_length if model.max_length else None
+        return _window(model.tokenizer, tokens, characters)
+
     def encode(self, texts: Sequence[str]) -> Vectors:
         if not texts:
             return np.zeros((0, self.pca_dims), dtype=np.float32)
@@ -118,13 +153,22 @@ class MiniLMEncoder:
     def __init__(self) -> None:
         self._model: Any = None
 
-    def encode(self, texts: Sequence[str]) -> Vectors:
+    def _load(self) -> Any:
         if self._model is None:
             _offline()
             # sentence-transformers (torch, transformers: seconds) loads only for this encoder
             from sentence_transformers import SentenceTransformer
 
             self._model = SentenceTransformer(str(minilm_path()), device="cpu")
+        return self._model
+
+    def window(self) -> Window:
+        """The transformer's ``max_seq_length`` (256) less its ``[CLS]`` and ``[SEP]``."""
+        model = self._load()
+        return _window(model.tokenizer.backend_tokenizer, model.max_seq_length - 2)
+
+    def encode(self, texts: Sequence[str]) -> Vectors:
+        self._load()
         if not texts:
             return np.zeros((0, 384), dtype=np.float32)
         return _normalise(self._model.encode(list(texts), batch_size=64))

@@ -144,11 +144,7 @@ class Pipeline:
     def _cheapest(self, request: Request) -> Decision:
         able = self.eligibility.able(request)
         if not able:
-            raise RequestError(
-                f"no member of this team serves {request.endpoint} "
-                f"(members: {', '.join(self.members)})",
-                param="model",
-            )
+            raise self.eligibility.unable(request)
         member = able[0]
         return Decision(
             member=member.name,

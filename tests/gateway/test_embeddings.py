@@ -212,3 +212,69 @@ def test_langchain_openai_embeddings(gateway: tuple[str, Path]) -> None:
     assert len(documents) == 2 and len(documents[0]) == 384
     assert np.allclose(query, documents[0], atol=1e-6)
     assert not np.allclose(documents[0], documents[1])
+
+
+@pytest.mark.parametrize(
+    ("given", "param", "size"),
+    [
+        ("word " * 200_000, "input", "more than 254 tokens"),
+        (["The sky is blue.", "word " * 300], "input.1", "300 tokens"),
+    ],
+)
+def test_an_input_longer_than_minilm_reads_is_refused_not_cut(
+    client: OpenAI, gateway: tuple[str, Path], given: str | list[str], param: str, size: str
+) -> None:
+    """MiniLM reads 256 word-pieces ([CLS] and [SEP] among them): a longer input would be
+    embedded by its start alone, and billed whole."""
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.embeddings.create(model="minilm", input=given)
+    error = caught.value.body
+    assert isinstance(error, dict) and error["param"] == param, error
+    assert error["code"] == "context_length_exceeded", error
+    assert f"is {size}" in error["message"] and "at most 254 tokens" in error["message"]
+    row = ledger_rows(gateway[1])[-1]
+    assert (row["status"], row["input_tokens"], row["cost_nusd"]) == (400, 0, 0)
+
+
+def test_minilm_bills_the_word_pieces_it_embedded(client: OpenAI) -> None:
+    fits = "word " * 254
+    reply = client.embeddings.create(model="minilm", input=["The sky is blue.", fits])
+    assert reply.usage.prompt_tokens == 5 + 254  # the tokenizer's count, not an estimate
+
+
+@pytest.fixture(scope="module")
+def local_only(
+    upstream: tuple[RecordingUpstream, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path]]:
+    """Embeddings by MiniLM alone: no token arrays, no chosen dimensions."""
+    with gateway_for(
+        f"""\
+name: local-embedders
+members:
+  - {{name: chat, kind: openai_http,
+      settings: {{base_url: "{upstream[1]}/v1", model: upstream-model}}}}
+  - {{name: minilm, kind: embedding}}
+routing: {{kind: rules, fallback: chat}}
+""",
+        tmp_path_factory.mktemp("local-embeddings"),
+    ) as served:
+        yield served
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "says"),
+    [
+        ({"model": "auto", "input": "x", "dimensions": 64}, "dimensions", "dimensions"),
+        ({"model": "auto", "input": [1, 2]}, "input", "token-array input"),
+        ({"model": "auto", "input": [[1, 2]], "dimensions": 64}, "input", "token-array"),
+    ],
+)
+def test_auto_names_the_field_no_member_serves(
+    local_only: tuple[str, Path], body: dict[str, object], param: str, says: str
+) -> None:
+    response = post(local_only, body)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == param and says in error["message"], error
+    assert "minilm" in error["message"], error
+    assert ledger_rows(local_only[1])[-1]["status"] == 400

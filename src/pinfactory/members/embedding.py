@@ -29,12 +29,16 @@ import orjson
 from openai.types import CreateEmbeddingResponse, Embedding
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pinfactory.embeddings import get_encoder
-from pinfactory.errors import MemberError, RequestError
+from pinfactory.embeddings import Window, get_encoder
+from pinfactory.errors import ContextLengthExceeded, MemberError, RequestError
 from pinfactory.members.base import Capabilities, Completion, Member, Usage
 from pinfactory.members.registry import register
 from pinfactory.members.remote import RemoteMember, RemoteSettings
 from pinfactory.request import Request
+
+_MOST_CHARS_PER_TOKEN = 16
+"""A prefix this many characters per token long is counted first (a word-piece of
+English text is about 4)."""
 
 
 def inputs_of(request: Request) -> list[str] | list[list[int]]:
@@ -116,6 +120,7 @@ class LocalEmbeddingMember(_EmbeddingMember):
     capabilities = Capabilities(chat=False, embeddings=True, streaming=False)
 
     _encoder: Any = None
+    _window: Window | None = None
 
     @property
     def model_name(self) -> str:
@@ -126,11 +131,15 @@ class LocalEmbeddingMember(_EmbeddingMember):
         if self._encoder is None:
             encoder = get_encoder(self.settings.encoder)
             await asyncio.to_thread(encoder.encode, ["warm up"])
+            self._window = await asyncio.to_thread(encoder.window)
             self._encoder = encoder
 
     async def complete(self, request: Request) -> Completion:
-        """The vectors of the request's texts, L2-normalised float32; raises
-        :class:`MemberError` for token arrays (the eligibility check keeps them away)."""
+        """The vectors of the request's texts, L2-normalised float32, the tokens counted
+        by the model's tokenizer. Raises :class:`RequestError` for token arrays (the
+        eligibility check keeps them away) and :class:`ContextLengthExceeded` (400, naming
+        ``input`` or ``input.I``) for a text longer than the model reads: it would be cut
+        off without a word, as OpenAI refuses an input over its model's context."""
         await self.open()
         texts = inputs_of(request)
         if texts and not isinstance(texts[0], str):
@@ -138,8 +147,42 @@ class LocalEmbeddingMember(_EmbeddingMember):
                 f"member '{self.name}' embeds text only; 'input' holds token arrays",
                 param="input",
             )
-        vectors = await asyncio.to_thread(self._encoder.encode, texts)
-        return self.answer(vectors.tolist(), embedding_usage(request))
+        assert self._window is not None  # set by open()
+        strings = [str(text) for text in texts]
+        counts = await asyncio.to_thread(self._fits, strings, self._window, request)
+        vectors = await asyncio.to_thread(self._encoder.encode, strings)
+        return self.answer(vectors.tolist(), embedding_usage(request, sum(counts)))
+
+    def _fits(self, texts: list[str], window: Window, request: Request) -> list[int]:
+        """Each text's tokens; raises :class:`ContextLengthExceeded` for the first text
+        the model would cut. A long text is first counted by a prefix (cut at a space,
+        where word-pieces do not change), so a huge one is refused in milliseconds."""
+        counts: list[int] = []
+        for index, text in enumerate(texts):
+            where = "input" if isinstance(request.params.get("input"), str) else f"input.{index}"
+            if window.characters is not None and len(text) > window.characters:
+                raise self._too_long(where, f"{len(text):,} characters", window)
+            probe = (window.tokens + 1) * _MOST_CHARS_PER_TOKEN
+            if len(text) > probe:
+                head = text[:probe].rsplit(" ", 1)[0]
+                if window.count([head])[0] > window.tokens:
+                    raise self._too_long(where, f"more than {window.tokens:,} tokens", window)
+            [count] = window.count([text])
+            if count > window.tokens:
+                raise self._too_long(where, f"{count:,} tokens", window)
+            counts.append(count)
+        return counts
+
+    def _too_long(self, where: str, size: str, window: Window) -> ContextLengthExceeded:
+        limit = f"{window.tokens:,} tokens"
+        if window.characters is not None:
+            limit += f" and {window.characters:,} characters"
+        return ContextLengthExceeded(
+            f"'{where}' is {size}; member '{self.name}' ({self.model_name}) embeds at most "
+            f"{limit} of one input, and would cut the rest off: shorten it, or split it "
+            "into several inputs",
+            param=where,
+        )
 
 
 def to_embeddings_payload(request: Request, model: str) -> dict[str, Any]:
