@@ -159,6 +159,9 @@ def test_a_stream_ends_with_the_finish_then_the_usage_chunk(
             "not served by this gateway's /v1/completions",
         ),
         ({"prompt": "  "}, "prompt", "empty"),
+        ({"prompt": "x", "stop": ["a", "b", "c", "d", "e"]}, "stop", "1 to 4 stop sequences"),
+        ({"prompt": "x", "logit_bias": {"x": 1}}, "logit_bias", "token ids"),
+        ({"prompt": "x", "logit_bias": {"5": 101}}, "logit_bias", "between -100 and 100"),
     ],
 )
 def test_bad_input_is_a_400_naming_the_field_and_recorded(
@@ -193,3 +196,47 @@ def test_an_upstream_failure_is_an_openai_shaped_502(
         client.completions.create(model="auto", prompt="Say ok.")
     assert caught.value.status_code == 502
     assert "remote" in caught.value.message
+
+
+def test_the_local_models_text_tokens_and_offsets_line_up(gateway_url: str) -> None:
+    """Gemma's continuation starts with a blank its member strips, and its tokens
+    include the stop sequence it generated: with ``echo`` and ``logprobs`` the text, the
+    tokens and ``text_offset`` must still agree, streamed or not."""
+    prompt = "The sky is"
+    with OpenAI(base_url=gateway_url + "/v1", api_key="unused", max_retries=0) as client:
+        reply = client.completions.create(
+            model="local", prompt=prompt, echo=True, logprobs=2, max_tokens=5, temperature=0
+        )
+        streamed = list(
+            client.completions.create(
+                model="local",
+                prompt=prompt,
+                echo=True,
+                logprobs=2,
+                max_tokens=5,
+                temperature=0,
+                stream=True,
+            )
+        )
+    [choice] = reply.choices
+    assert choice.logprobs is not None and choice.logprobs.tokens
+    tokens, offsets = choice.logprobs.tokens, choice.logprobs.text_offset or []
+    text = choice.text
+    assert text.startswith(prompt) and offsets[0] == len(prompt)
+    for token, offset in zip(tokens, offsets, strict=True):
+        assert text[offset : offset + len(token)] == token, (text, tokens, offsets)
+    assert offsets[-1] + len(tokens[-1]) == len(text), (text, tokens, offsets)
+    assert len(choice.logprobs.top_logprobs or []) == len(tokens)
+
+    said = "".join(c.choices[0].text for c in streamed if c.choices)
+    assert said == text
+    at = 0
+    for part in (c.choices[0] for c in streamed if c.choices):
+        for token, offset in zip(
+            part.logprobs.tokens if part.logprobs else [],
+            part.logprobs.text_offset if part.logprobs else [],
+            strict=True,
+        ):
+            assert said[offset : offset + len(token)] == token, (said, part)
+        at += len(part.text)
+    assert at == len(said)

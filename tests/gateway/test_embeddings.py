@@ -146,6 +146,8 @@ def test_token_arrays_go_to_a_member_that_takes_them(
         ({"model": "minilm", "input": "hi", "encoding_format": "hex"}, "encoding_format", "base64"),
         ({"model": "remote-embed", "input": "hi", "dimensions": 0}, "dimensions", "at least 1"),
         ({"model": "minilm", "input": ["x"] * 2049}, "input", "limit is 2048"),
+        ({"model": "remote-embed", "input": [1, -5]}, "input.1", "at least 0 (got -5)"),
+        ({"model": "auto", "input": [[1, 2], [3, -5]]}, "input.1.1", "token id"),
     ],
 )
 def test_bad_input_is_a_400_naming_the_field_before_any_member_runs(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -205,3 +206,53 @@ def test_a_response_matches_the_documented_answer(
     assert answer.status_code == 200, answer.text
     validator(document, "Response").validate(answer.json())
     assert answer.json()["output"][0]["content"][0]["text"].endswith("5")
+
+
+def test_every_response_outside_the_pipeline_carries_the_ids(gateway_url: str) -> None:
+    """``GET /v1/models``, a model by id, and every 404/405: a server ``x-request-id``
+    and the client's own ``X-Request-Id`` back as ``x-correlation-id``, as a chat
+    response has them."""
+    with OpenAI(
+        base_url=gateway_url + "/v1",
+        api_key="unused",
+        max_retries=0,
+        default_headers={"X-Request-Id": "trace-42"},
+    ) as client:
+        listed = client.models.with_raw_response.list()
+        one = client.models.with_raw_response.retrieve("calculator")
+        with pytest.raises(openai.NotFoundError) as unknown:
+            client.models.retrieve("nobody")
+        with pytest.raises(openai.NotFoundError) as nowhere:
+            client.get("/nowhere", cast_to=object)
+        with pytest.raises(openai.APIStatusError) as wrong:
+            client.delete("/models", cast_to=object)
+    answers = [listed, one, unknown.value.response, nowhere.value.response, wrong.value.response]
+    assert [a.status_code for a in answers] == [200, 200, 404, 404, 405]
+    for answer in answers:
+        assert answer.headers["x-request-id"].startswith("req_"), answer.headers
+        assert answer.headers["x-correlation-id"] == "trace-42", answer.headers
+    assert len({a.headers["x-request-id"] for a in answers}) == len(answers)
+    assert {m.strip() for m in wrong.value.response.headers["allow"].split(",")} == {"GET", "HEAD"}
+
+
+def test_messages_routes_answer_anthropic_errors(gateway_url: str) -> None:
+    with anthropic.Anthropic(base_url=gateway_url, api_key="unused", max_retries=0) as client:
+        with pytest.raises(anthropic.NotFoundError) as missing:
+            client.messages.batches.retrieve("msgbatch_1")
+        with pytest.raises(anthropic.APIStatusError) as wrong:
+            client.get("/v1/messages", cast_to=object)
+    assert missing.value.body == {
+        "type": "error",
+        "error": {
+            "type": "not_found_error",
+            "message": "no such endpoint: GET /v1/messages/batches/msgbatch_1; see /openapi.json",
+            "code": "not_found",
+            "param": None,
+        },
+    }
+    assert wrong.value.status_code == 405
+    body = wrong.value.body
+    assert isinstance(body, dict) and body["type"] == "error", body
+    assert body["error"]["type"] == "invalid_request_error"
+    assert body["error"]["message"] == "method GET is not allowed on /v1/messages; allowed: POST"
+    assert missing.value.response.headers["x-request-id"].startswith("req_")

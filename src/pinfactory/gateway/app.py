@@ -50,7 +50,14 @@ from pinfactory.gateway.completions import (
 from pinfactory.gateway.content_encoding import decoded
 from pinfactory.gateway.departure import Departure, Hangup, hangup_of
 from pinfactory.gateway.embeddings import embeddings_body, parse_embeddings_request
-from pinfactory.gateway.errors import ErrorShape, error_response, http_error, openai_error
+from pinfactory.gateway.errors import (
+    ErrorShape,
+    error_response,
+    http_error,
+    openai_error,
+    raised_error,
+    request_ids,
+)
 from pinfactory.gateway.feedback import feedback_routes
 from pinfactory.gateway.health import health_routes, warm_up
 from pinfactory.gateway.heap import settle_heap
@@ -226,7 +233,9 @@ class Gateway:
         ledger = self.ready.ledger
         found = await ledger.stored_response(response_id) if lookup_id(response_id) else None
         kept = visible(found, caller.unit, response_id, param=None)
-        return json_response(orjson.loads(kept.body)["response"])
+        response = json_response(orjson.loads(kept.body)["response"])
+        response.headers.update(request_ids(http))
+        return response
 
     async def _parse_chat(self, body: bytes, **who: Any) -> Request:
         request, _ = parse_request(body, **who)
@@ -434,6 +443,11 @@ def authorization(headers: dict[str, str]) -> str | None:
     return given
 
 
+def _shape_at(path: str) -> ErrorShape:
+    """Anthropic's error shape under ``/v1/messages``, OpenAI's elsewhere."""
+    return anthropic_error if path.startswith("/v1/messages") else openai_error
+
+
 def json_response(body: dict[str, Any], answer: Answer | None = None) -> Response:
     """``body`` as JSON (orjson), with the answer's member, cost and ids as headers."""
     response = Response(
@@ -620,9 +634,12 @@ def create_app(
     async def openapi(_: HTTPRequest) -> Response:
         return JSONResponse(openapi_document(team.name))
 
-    async def on_error(_: HTTPRequest, exc: Exception) -> Response:
+    async def on_error(http: HTTPRequest, exc: Exception) -> Response:
         assert isinstance(exc, PinfactoryError)
-        return error_response(exc)
+        return raised_error(http, exc, _shape_at(http.url.path))
+
+    async def on_http_error(http: HTTPRequest, exc: Exception) -> Response:
+        return http_error(http, exc, _shape_at(http.url.path))
 
     routes = [
         Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
@@ -647,7 +664,7 @@ def create_app(
     app = GatewayApp(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={PinfactoryError: on_error, HTTPException: http_error},
+        exception_handlers={PinfactoryError: on_error, HTTPException: on_http_error},
     )
     app.state.gateway = app.gateway = gateway
     return app

@@ -187,6 +187,8 @@ def _choices(call: CompletionsCall, completion: Completion) -> list[dict[str, An
     for choice in completion.choices:
         text = completion.text if choice.index == 0 else (choice.message.content or "")
         tokens = choice.logprobs.content if choice.logprobs is not None else None
+        if tokens is not None:
+            text, tokens = aligned(text, tokens)
         choices.append(
             {
                 "text": head + text,
@@ -196,6 +198,32 @@ def _choices(call: CompletionsCall, completion: Completion) -> list[dict[str, An
             }
         )
     return choices
+
+
+def aligned(
+    text: str, tokens: Sequence[ChatCompletionTokenLogprob]
+) -> tuple[str, list[ChatCompletionTokenLogprob]]:
+    """The text and its tokens made to line up, so ``text_offset`` points into the text.
+
+    A member may trim what its tokens spell (the local model strips the blank a
+    continuation starts with, and the stop sequence it generated is a token but not
+    text): the text then takes back the leading whitespace its tokens have, and tokens
+    that start after the text ends are dropped. Text the tokens do not spell (with
+    anything but whitespace before it) is left as it is."""
+    spelled = "".join(t.token for t in tokens)
+    if spelled == text:
+        return text, list(tokens)
+    start = spelled.find(text)
+    if start < 0 or spelled[:start].strip():
+        return text, list(tokens)
+    end = start + len(text)
+    kept, at = [], 0
+    for token in tokens:
+        if at >= end and kept:
+            break
+        kept.append(token)
+        at += len(token.token)
+    return spelled[:end], kept
 
 
 def legacy_logprobs(
@@ -240,8 +268,11 @@ class CompletionChunks:
         frames = []
         for choice in event.chunk.choices:
             tokens = choice.logprobs.content if choice.logprobs is not None else None
-            if choice.delta.content or tokens:
-                frames.append(self._chunk(choice.index, choice.delta.content or "", tokens))
+            text = choice.delta.content or ""
+            if tokens:
+                text, tokens = aligned(text, tokens)
+            if text or tokens:
+                frames.append(self._chunk(choice.index, text, tokens))
             if choice.finish_reason is not None:
                 self._finished[choice.index] = choice.finish_reason
         return frames

@@ -54,10 +54,13 @@ def parse_embeddings_request(
         raise RequestError(
             f"'input' holds {len(inputs)} inputs; the limit is {MAX_INPUTS}", param="input"
         )
+    one = isinstance(given, str) or _tokens(given)
     for index, item in enumerate(inputs):
+        where = "input" if one else f"input.{index}"
         if len(item) == 0:
-            where = "input" if isinstance(given, str) else f"input.{index}"
             raise RequestError(f"'{where}' must not be empty", param=where)
+        if not isinstance(item, str):
+            _check_token_ids(item, where)
     dimensions = data.get("dimensions")
     if dimensions is not None and dimensions < 1:
         raise RequestError(
@@ -78,6 +81,16 @@ def parse_embeddings_request(
         correlation_id=correlation_id,
         endpoint="embeddings",
     )
+
+
+def _check_token_ids(tokens: list[int], where: str) -> None:
+    """Token ids are never negative (OpenAI refuses them): a 400 naming the one."""
+    for at, token in enumerate(tokens):
+        if token < 0:
+            raise RequestError(
+                f"'{where}.{at}' must be a token id, at least 0 (got {token})",
+                param=f"{where}.{at}",
+            )
 
 
 def _tokens(value: object) -> bool:

@@ -12,8 +12,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from pinfactory.errors import MemberError, PinfactoryError, unexpected
+from pinfactory.errors import MemberError, PinfactoryError, RequestError, unexpected
 from pinfactory.gateway.schema import error_body
+from pinfactory.request import correlation_id, new_request_id
 
 log = logging.getLogger("pinfactory.gateway")
 
@@ -55,29 +56,69 @@ def error_response(
     )
 
 
-async def http_error(http: Request, exc: Exception) -> Response:
-    """Starlette's own 404 (no such route) and 405 (wrong method), OpenAI-shaped."""
+class RouteError(PinfactoryError):
+    """Starlette's own 404 (no such route) or 405 (wrong method), as a pinfactory error."""
+
+    type = "invalid_request_error"
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+def request_ids(http: Request) -> dict[str, str]:
+    """The id headers of a response made outside the request pipeline (``GET
+    /v1/models``, a 404): a fresh ``x-request-id``, and the client's own ``X-Request-Id``
+    back as ``x-correlation-id`` (when it is one that could be kept), as every pipeline
+    response has them."""
+    headers = {"x-request-id": new_request_id()}
+    try:
+        given = correlation_id(http.headers.get("x-request-id"))
+    except RequestError:
+        given = None
+    if given is not None:
+        headers["x-correlation-id"] = given
+    return headers
+
+
+def raised_error(
+    http: Request, error: PinfactoryError, shape: ErrorShape = openai_error
+) -> Response:
+    """A pinfactory error raised outside the pipeline, with :func:`request_ids`."""
+    ids = request_ids(http)
+    return error_response(error, ids["x-request-id"], ids.get("x-correlation-id"), shape)
+
+
+def http_error(http: Request, exc: Exception, shape: ErrorShape = openai_error) -> Response:
+    """Starlette's own 404 (no such route) and 405 (wrong method), in ``shape`` (OpenAI's;
+    Anthropic's under ``/v1/messages``), with :func:`request_ids` and ``Allow``."""
     assert isinstance(exc, HTTPException)
     method, path = http.method, http.url.path
+    headers = dict(exc.headers or {})
     if exc.status_code == 405:
-        headers = exc.headers or {}
         allowed = sorted(
             m.strip() for m in (headers.get("allow") or headers.get("Allow", "")).split(",")
         )
         message = f"method {method} is not allowed on {path}; allowed: {', '.join(allowed)}"
-        code = "method_not_allowed"
+        error = RouteError(405, "method_not_allowed", message)
     elif exc.status_code == 404:
-        message = f"no such endpoint: {method} {path}; see /openapi.json"
-        code = "not_found"
+        error = RouteError(
+            404, "not_found", f"no such endpoint: {method} {path}; see /openapi.json"
+        )
     else:
-        message, code = str(exc.detail), "http_error"
-    body = error_body(message, type_="invalid_request_error", code=code, param=None)
-    return Response(
-        orjson.dumps(body),
-        status_code=exc.status_code,
-        headers=dict(exc.headers or {}),
-        media_type="application/json",
-    )
+        error = RouteError(exc.status_code, "http_error", str(exc.detail))
+    response = raised_error(http, error, shape)
+    response.headers.update(headers)
+    return response
 
 
-__all__ = ["ErrorShape", "error_response", "http_error", "openai_error", "unexpected"]
+__all__ = [
+    "ErrorShape",
+    "RouteError",
+    "error_response",
+    "http_error",
+    "openai_error",
+    "raised_error",
+    "request_ids",
+    "unexpected",
+]

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from pinfactory.errors import UnknownModel
+from pinfactory.gateway.errors import request_ids
 from pinfactory.members.base import Member
 
 if TYPE_CHECKING:
@@ -45,18 +46,19 @@ class Models:
     async def list(self, http: HTTPRequest) -> Response:
         self.gateway.keyring.identify(http.headers.get("authorization"))
         members = self.gateway.ready.members.values()
-        return JSONResponse({"object": "list", "data": [AUTO, *map(model_object, members)]})
+        listed = {"object": "list", "data": [AUTO, *map(model_object, members)]}
+        return JSONResponse(listed, headers=request_ids(http))
 
     async def retrieve(self, http: HTTPRequest) -> Response:
         self.gateway.keyring.identify(http.headers.get("authorization"))
         name = http.path_params["model"]
         members = self.gateway.ready.members
         if name == "auto":
-            return JSONResponse(AUTO)
+            return JSONResponse(AUTO, headers=request_ids(http))
         if name not in members:
             known = ", ".join(["auto", *members])
             raise UnknownModel(f"unknown model '{name}'; available: {known}", param="model")
-        return JSONResponse(model_object(members[name]))
+        return JSONResponse(model_object(members[name]), headers=request_ids(http))
 
 
 def model_routes(gateway: Gateway) -> list[Route]:
