@@ -303,3 +303,28 @@ def test_a_keyless_text_member_answers_through_messages(
     assert reply.model == "calculator" and reply.content[0].type == "text"
     assert "5" in reply.content[0].text
     assert recorder.bodies == []
+
+
+def test_a_stop_sequence_met_by_the_local_model_is_reported(gateway_url: str) -> None:
+    """The local member says which stop sequence ended its answer: Messages reports
+    ``stop_reason: stop_sequence`` and the sequence, streamed or not; text that only
+    began like one is sent."""
+    asked = {
+        "model": "local",
+        "max_tokens": 30,
+        "stop_sequences": ["zzz", "."],
+        "messages": [{"role": "user", "content": "What colour is the sky on a clear day?"}],
+    }
+    with anthropic.Anthropic(base_url=gateway_url, api_key="unused", max_retries=0) as client:
+        message = client.messages.create(**asked)  # type: ignore[call-overload]
+        with client.messages.stream(**asked) as stream:  # type: ignore[arg-type]
+            said = "".join(stream.text_stream)
+            final = stream.get_final_message()
+        free = client.messages.create(**{**asked, "stop_sequences": ["zzz"]})  # type: ignore[call-overload]
+    assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "."), message
+    [block] = message.content
+    assert block.type == "text" and block.text and "." not in block.text
+    assert (final.stop_reason, final.stop_sequence) == ("stop_sequence", ".")
+    assert said.strip() == block.text  # (a stream keeps the blank the model began with)
+    assert (free.stop_reason, free.stop_sequence) == ("end_turn", None), free
+    assert free.content[0].text.startswith(block.text + ".")  # type: ignore[union-attr]

@@ -15,7 +15,7 @@ from pinfactory.gateway import create_app
 from pinfactory.gateway.server import serve_in_thread
 from pinfactory.members import Completion
 from pinfactory.members.base import Delta
-from pinfactory.members.llamacpp import LlamaCppMember, LlamaCppSettings, to_prompt
+from pinfactory.members.llamacpp import LlamaCppMember, LlamaCppSettings, StopScan, to_prompt
 from pinfactory.request import Document, Message, Request
 from pinfactory.team import parse_team
 from tests.conftest import ledger_rows
@@ -247,3 +247,36 @@ def test_through_the_gateway_the_sdk_gets_a_400_and_the_ledger_a_row(tmp_path: P
     assert "logprobs_n_ctx" in error["message"]
     (row,) = ledger_rows(ledger)
     assert (row["status"], row["member"]) == (400, "local")
+
+
+@pytest.mark.parametrize(
+    ("pieces", "sent", "hit"),
+    [
+        ([" Blue", ".", "\n\n"], " Blue", "."),
+        ([" Blu", "e\n", "\nQ:"], " Blue", "\n\n"),  # a stop split across pieces
+        ([" a\n", "b"], " a\nb", None),  # began like "\n\n", then did not: all sent
+        ([" 2 ", "zz", "top"], " 2 ", "zztop"),
+        ([" Blue"], " Blue", None),
+    ],
+)
+def test_a_stop_scan_sends_no_part_of_a_stop_and_names_the_one_met(
+    pieces: list[str], sent: str, hit: str | None
+) -> None:
+    scan = StopScan(("\n\n", "zztop", "."))
+    said = [scan.feed(piece) for piece in pieces]
+    assert "".join(said) + scan.flush() == sent
+    assert scan.hit == hit
+    assert all(not part.endswith(("\n", "z")) for part in said)  # held until told apart
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_the_stop_sequence_met_is_on_the_completion(gemma: LlamaCppMember) -> None:
+    asked = Request.from_text("What colour is the sky on a clear day?", stop=(".",))
+    answer = await gemma.complete(asked)
+    events = [e async for e in gemma.stream(asked)]
+    assert isinstance(events[-1], Completion)
+    for said in (answer, events[-1]):
+        assert (said.finish_reason, said.stop_sequence) == ("stop", "."), said
+        assert said.text and "." not in said.text
+    plain = await gemma.complete(Request.from_text("What colour is the sky on a clear day?"))
+    assert plain.stop_sequence is None and "." in plain.text  # the transcript's own stops

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pinfactory.errors import PinfactoryError
-from pinfactory.gateway.messages import MessagesCall, anthropic_error, stop_reason, usage_of
+from pinfactory.gateway.messages import MessagesCall, anthropic_error, stop_fields, usage_of
 from pinfactory.gateway.sse import frame
 from pinfactory.members.base import Delta
 from pinfactory.outcome import Answer
@@ -76,7 +76,7 @@ class MessageEvents:
     async def close(self, answer: Answer) -> list[bytes]:
         frames = self._close_block()
         usage = usage_of(answer)
-        stop = {"stop_reason": stop_reason(answer.completion.finish_reason), "stop_sequence": None}
+        stop = stop_fields(self.call, answer.completion)
         frames.append(
             event("message_delta", {"delta": stop, "usage": usage, "pinfactory": answer.metadata()})
         )

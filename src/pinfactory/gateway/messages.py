@@ -24,7 +24,8 @@ none                            ``disable_parallel_tool_use``: ``parallel_tool_c
 ==============================  ====================================================
 
 The answer is a ``message`` (text and ``tool_use`` content blocks, ``stop_reason``
-``end_turn`` / ``max_tokens`` / ``tool_use``, usage in input and output tokens); errors
+``end_turn`` / ``max_tokens`` / ``tool_use`` / ``stop_sequence`` with the one met when the
+member can tell (the local model can), usage in input and output tokens); errors
 are Anthropic's ``{"type": "error", "error": {"type", "message"}}`` with the same
 status codes. Streaming events are in :mod:`pinfactory.gateway.message_events`.
 """
@@ -40,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, Valida
 
 from pinfactory.errors import PinfactoryError, RequestError
 from pinfactory.gateway.schema import field_error, json_body, request_of, served_only
+from pinfactory.members.base import Completion
 from pinfactory.outcome import Answer
 from pinfactory.request import Request
 
@@ -311,6 +313,16 @@ def stop_reason(finish: str) -> str:
     return STOP_REASONS.get(finish, "end_turn")
 
 
+def stop_fields(call: MessagesCall, completion: Completion) -> dict[str, Any]:
+    """``stop_reason`` and ``stop_sequence``: ``stop_sequence`` and the one met when the
+    member says one of the request's ``stop_sequences`` ended the answer (chat's finish
+    reason is ``stop`` either way)."""
+    met = completion.stop_sequence
+    if met is not None and completion.finish_reason == "stop" and met in call.request.stop:
+        return {"stop_reason": "stop_sequence", "stop_sequence": met}
+    return {"stop_reason": stop_reason(completion.finish_reason), "stop_sequence": None}
+
+
 def message_body(call: MessagesCall, answer: Answer) -> dict[str, Any]:
     """The ``message``: the answer's text as a text block, each tool call as a
     ``tool_use`` block (its arguments parsed to ``input``); the ``pinfactory`` block."""
@@ -337,8 +349,7 @@ def message_body(call: MessagesCall, answer: Answer) -> dict[str, Any]:
         "role": "assistant",
         "model": answer.decision.member,
         "content": content,
-        "stop_reason": stop_reason(completion.finish_reason),
-        "stop_sequence": None,
+        **stop_fields(call, completion),
         "usage": usage_of(answer),
         "pinfactory": answer.metadata(),
     }

@@ -170,8 +170,7 @@ def _with_api_defaults(data: dict[str, Any]) -> dict[str, Any]:
     tools = data.get("tools")
     if isinstance(tools, list):
         checked["tools"] = [
-            {"strict": None, "parameters": None, **t} if isinstance(t, dict) else t
-            for t in tools
+            {"strict": None, "parameters": None, **t} if isinstance(t, dict) else t for t in tools
         ]
     items = data.get("input")
     if isinstance(items, list):
@@ -185,9 +184,7 @@ def _item_with_defaults(item: object) -> object:
     content = item.get("content")
     if not isinstance(content, list):
         return item
-    parts = [
-        _part_with_defaults(part) if isinstance(part, dict) else part for part in content
-    ]
+    parts = [_part_with_defaults(part) if isinstance(part, dict) else part for part in content]
     filled = {**item, "content": parts}
     if item.get("role") == "assistant" and any(
         isinstance(p, dict) and p.get("type") == "output_text" for p in parts

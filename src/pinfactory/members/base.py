@@ -76,6 +76,9 @@ class Completion:
     system_fingerprint: str | None = None
     service_tier: str | None = None
     embeddings: tuple[Embedding, ...] = ()
+    stop_sequence: str | None = None
+    """The request's stop sequence that ended the answer, when the member can tell
+    (``finish_reason`` is then ``stop``; Anthropic's Messages reports it)."""
 
 
 @dataclass(slots=True)

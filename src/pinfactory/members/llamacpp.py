@@ -158,7 +158,6 @@ class LlamaCppMember(Member):
             "temperature": self.settings.temperature
             if request.temperature is None
             else request.temperature,
-            "stop": list(request.stop) if grammar is not None else list(STOPS + request.stop),
         }
         if grammar is not None:
             arguments["grammar"] = grammar
@@ -167,9 +166,18 @@ class LlamaCppMember(Member):
                 arguments[name] = request.params[name]
         return arguments
 
+    def _stops(self, request: Request) -> tuple[str, ...]:
+        """Where generation ends: the request's stop sequences, and for text (not JSON)
+        the transcript's. Found by :class:`StopScan` and :class:`StopWatch` rather than by
+        llama.cpp, which does not say which one it met."""
+        if json_grammar(request.params.get("response_format")) is not None:
+            return request.stop
+        return (*STOPS, *request.stop)
+
     async def complete(self, request: Request) -> Completion:
         llama, lock = self._ready()
         arguments = self._arguments(request)
+        stops = self._stops(request)
         count = int(request.params.get("n") or 1)
         wants_logprobs = bool(request.params.get("logprobs"))
         if wants_logprobs:
@@ -179,16 +187,27 @@ class LlamaCppMember(Member):
         await lock.acquire()
         # A thread cannot be stopped: a caller that gives up (timeout, disconnect) returns at
         # once, but the model stays locked until its thread has finished generating.
-        job = asyncio.ensure_future(asyncio.to_thread(_generate_n, llama, arguments, count, window))
+        job = asyncio.ensure_future(
+            asyncio.to_thread(_generate_n, llama, arguments, count, window, stops)
+        )
         job.add_done_callback(lambda _: lock.release())
         results = await asyncio.wait_for(asyncio.shield(job), self.timeout_s)
         usage = Usage(
             results[0]["usage"]["prompt_tokens"],
             sum(r["usage"]["completion_tokens"] for r in results),
         )
-        texts = [r["choices"][0]["text"].strip() for r in results]
-        finishes = [r["choices"][0].get("finish_reason") or "stop" for r in results]
-        completion = self._completion(texts[0], usage, finishes[0])
+        scans = [StopScan(stops) for _ in results]
+        texts = [
+            (scan.feed(r["choices"][0]["text"]) + scan.flush()).strip()
+            for scan, r in zip(scans, results, strict=True)
+        ]
+        finishes = [
+            "stop" if scan.hit is not None else r["choices"][0].get("finish_reason") or "stop"
+            for scan, r in zip(scans, results, strict=True)
+        ]
+        completion = self._completion(
+            texts[0], usage, finishes[0], _asked(scans[0].hit, request.stop)
+        )
         if count == 1 and not wants_logprobs:
             return completion
         top = int(request.params.get("top_logprobs") or 0)
@@ -214,20 +233,30 @@ class LlamaCppMember(Member):
             return
         llama, lock = self._ready()
         arguments = self._arguments(request)
+        stops = self._stops(request)
+        scan = StopScan(stops)  # text that may begin a stop sequence waits for the next
         parts: list[str] = []
         finish, usage = "stop", Usage()
         await lock.acquire()  # released by the worker thread when generation ends
         window = self._window(logprobs=False)
-        async for chunk in _iterate_in_thread(_generate(llama, arguments, window), lock.release):
+        generation = _generate(llama, arguments, window, stops)
+        async for chunk in _iterate_in_thread(generation, lock.release):
             if isinstance(chunk, Usage):
                 usage = chunk
                 continue
             choice = chunk["choices"][0]
             finish = choice.get("finish_reason") or finish
-            if choice["text"]:
-                parts.append(choice["text"])
-                yield choice["text"]
-        yield self._completion("".join(parts), usage, finish)
+            said = scan.feed(choice["text"])
+            if said:
+                parts.append(said)
+                yield said
+        rest = scan.flush()
+        if rest:
+            parts.append(rest)
+            yield rest
+        if scan.hit is not None:
+            finish = "stop"
+        yield self._completion("".join(parts), usage, finish, _asked(scan.hit, request.stop))
 
     def _window(self, logprobs: bool) -> Window:
         """The context of the instance that runs a request, named for the error."""
@@ -240,14 +269,79 @@ class LlamaCppMember(Member):
             raise MemberError(self.name, "member is not open")
         return self._llama, self._lock
 
-    def _completion(self, text: str, usage: Usage, finish: str) -> Completion:
+    def _completion(
+        self, text: str, usage: Usage, finish: str, stop_sequence: str | None = None
+    ) -> Completion:
         return Completion(
             text=text.strip(),
             usage=usage,
             cost_usd=self.price.cost(usage),
             model=Path(self.settings.model_path or "gemma-3-270m-q4_k_m.gguf").name,
             finish_reason=finish,
+            stop_sequence=stop_sequence,
         )
+
+
+def _asked(hit: str | None, asked: tuple[str, ...]) -> str | None:
+    """The stop sequence that ended the answer, when it is one the request gave."""
+    return hit if hit is not None and hit in asked else None
+
+
+@dataclass(slots=True)
+class StopScan:
+    """Finds the first of ``stops`` in text as it arrives: :meth:`feed` returns what may
+    be sent (never text that could still be the start of a stop sequence; nothing once
+    one was met), :meth:`flush` what was held at the end; ``hit`` is the one met."""
+
+    stops: tuple[str, ...]
+    hit: str | None = None
+    _held: str = ""
+
+    def feed(self, text: str) -> str:
+        if self.hit is not None:
+            return ""
+        held = self._held + text
+        found = [(held.index(stop), stop) for stop in self.stops if stop and stop in held]
+        if found:
+            at, self.hit = min(found, key=lambda pair: pair[0])
+            self._held = ""
+            return held[:at]
+        keep = max(
+            (k for stop in self.stops for k in range(1, len(stop)) if held.endswith(stop[:k])),
+            default=0,
+        )
+        self._held = held[len(held) - keep :]
+        return held[: len(held) - keep]
+
+    def flush(self) -> str:
+        rest, self._held = self._held, ""
+        return "" if self.hit is not None else rest
+
+
+class StopWatch:
+    """llama.cpp stopping criteria: true once the text generated so far holds one of
+    ``stops`` (llama.cpp then returns all of it, the stop included, for
+    :class:`StopScan` to cut). Its first call sees the prompt alone: what follows is
+    generated."""
+
+    def __init__(self, llama: Any, stops: tuple[str, ...]) -> None:
+        self.llama, self.stops = llama, tuple(s for s in stops if s)
+        self.prompt: int | None = None
+
+    def __call__(self, input_ids: Any, logits: Any) -> bool:
+        del logits  # the text decides
+        if self.prompt is None:
+            self.prompt = len(input_ids)
+            return False
+        generated = [int(token) for token in input_ids[self.prompt :]]
+        text = self.llama.detokenize(generated).decode("utf-8", errors="ignore")
+        return any(stop in text for stop in self.stops)
+
+
+def _criteria(llama: Any, stops: tuple[str, ...]) -> Any:
+    from llama_cpp import StoppingCriteriaList  # loaded with the model already
+
+    return StoppingCriteriaList([StopWatch(llama, stops)])
 
 
 _LOG_CALLBACK: list[Any] = []
@@ -292,14 +386,20 @@ class Window:
         )
 
 
-def _generate_n(llama: Any, arguments: dict[str, Any], count: int, window: Window) -> list[Any]:
-    """On the worker thread: ``count`` completions (seeds ``seed``, ``seed + 1``, ...)."""
+def _generate_n(
+    llama: Any, arguments: dict[str, Any], count: int, window: Window, stops: tuple[str, ...]
+) -> list[Any]:
+    """On the worker thread: ``count`` completions (seeds ``seed``, ``seed + 1``, ...),
+    each ending at the first of ``stops`` (included in its text)."""
     window.check(llama, arguments["prompt"])
     results = []
     for index in range(count):
         seed = arguments.get("seed")
         extra = {"seed": seed + index} if seed is not None and index else {}
-        results.append(llama.create_completion(**{**arguments, **extra}))
+        criteria = _criteria(llama, stops)
+        results.append(
+            llama.create_completion(**{**arguments, **extra}, stopping_criteria=criteria)
+        )
     return results
 
 
@@ -351,11 +451,15 @@ def json_grammar(response_format: Any) -> Any:
     return None
 
 
-def _generate(llama: Any, arguments: dict[str, Any], window: Window) -> Iterator[Any]:
-    """On the worker thread: the streamed chunks, then the token counts as a :class:`Usage`."""
+def _generate(
+    llama: Any, arguments: dict[str, Any], window: Window, stops: tuple[str, ...]
+) -> Iterator[Any]:
+    """On the worker thread: the streamed chunks (ending at the first of ``stops``,
+    included), then the token counts as a :class:`Usage`."""
     window.check(llama, arguments["prompt"])
     parts = []
-    for chunk in llama.create_completion(stream=True, **arguments):
+    criteria = _criteria(llama, stops)
+    for chunk in llama.create_completion(stream=True, stopping_criteria=criteria, **arguments):
         parts.append(chunk["choices"][0]["text"])
         yield chunk
     yield Usage(
