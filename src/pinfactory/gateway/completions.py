@@ -217,7 +217,8 @@ def aligned(
     if start < 0 or spelled[:start].strip():
         return text, list(tokens)
     end = start + len(text)
-    kept, at = [], 0
+    kept: list[ChatCompletionTokenLogprob] = []
+    at = 0
     for token in tokens:
         if at >= end and kept:
             break

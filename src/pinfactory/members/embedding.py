@@ -129,7 +129,7 @@ class LocalEmbeddingMember(_EmbeddingMember):
     async def open(self) -> None:
         """Load the encoder (a few seconds for the transformer) and warm it on one text."""
         if self._encoder is None:
-            encoder = get_encoder(self.settings.encoder)
+            encoder: Any = get_encoder(self.settings.encoder)  # both kinds have .window()
             await asyncio.to_thread(encoder.encode, ["warm up"])
             self._window = await asyncio.to_thread(encoder.window)
             self._encoder = encoder
