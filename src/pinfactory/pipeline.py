@@ -88,6 +88,7 @@ class Pipeline:
         self._tasks: set[asyncio.Task[None]] = set()
         spec = team.spec.verification
         self.verification = VerifyStage(spec) if spec is not None else None
+        self._may_cite = any(member.cites for member in self.members.values())  # parts too
         self.eligibility = Eligibility(self.members, team.spec.drop_unsupported)
         cache = team.spec.cache
         self.cache = ResponseCache(cache) if cache is not None else None
@@ -255,7 +256,8 @@ class Pipeline:
         then the recorded :class:`Answer`.
 
         On a team that verifies, an answer must be whole before it can be checked,
-        escalated or held for review: the stream then carries the verified answer
+        escalated or held for review: when verification may act on it
+        (:meth:`VerifyStage.holds_stream`) the stream carries the verified answer
         whole (its text as one delta, or its choices with their tool calls as one
         relayed chunk, ``members.base.replay``). A request a quota holds for
         approval streams its pending notice. A failure mid-stream is recorded
@@ -265,7 +267,8 @@ class Pipeline:
         in :meth:`complete`: the observers of a recorded answer are told there, for
         after the stream's last frame (the row is recorded before the answer is yielded).
         """
-        if self.verification is not None:
+        verification = self.verification
+        if verification is not None and verification.holds_stream(request, self._may_cite):
             answer = await self.complete(request, started, left, deferred)  # records all
             yield answer.decision
             for replayed in replay(answer.completion):  # tool calls stay tool-call deltas

@@ -223,6 +223,10 @@ class Member(ABC):
     Settings: ClassVar[type[BaseModel]] = NoSettings
     capabilities: Capabilities = Capabilities()
     """The kind's defaults; an instance built from a team file may override them."""
+    cites: ClassVar[bool] = False
+    """True when the member's completions carry the passages they cite (a
+    ``GroundedCompletion``): a verifying team checks an answer against them, so it
+    holds a stream whole when such a member may answer (``verify.stage``)."""
     books_itself: ClassVar[bool] = False
     """True for members made of members: their inner calls are booked, not the whole."""
     times_its_stream: ClassVar[bool] = False

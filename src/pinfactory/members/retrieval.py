@@ -61,6 +61,7 @@ def demo_documents() -> Path:
 @register
 class RetrievalMember(Member):
     kind = "retrieval"
+    cites = True
     Settings = RetrievalSettings
     settings: RetrievalSettings
 

@@ -71,6 +71,19 @@ class VerifyStage:
             request, _ = redact_request(request)
         return request
 
+    def holds_stream(self, request: Request, may_cite: bool) -> bool:
+        """Whether a streamed answer must be made whole before anything is sent: when
+        :meth:`review` may check, change or hold it. It may not when nothing could be
+        checked (``only_with_evidence``, no documents, and no member that may answer
+        cites passages: ``may_cite``), no second opinion is asked and the unit's
+        output is not redacted; such a stream is relayed as the member sends it."""
+        spec = self.spec
+        if request.endpoint != "chat":  # only chat answers are reviewed
+            return False
+        checked = not spec.only_with_evidence or bool(request.documents) or may_cite
+        second = spec.cross_check is not None or spec.self_consistency is not None
+        return checked or second or self.spec.guards_for(request.unit).redact_output_pii
+
     def assess(self, request: Request, completion: Completion) -> tuple[Verdict, float] | None:
         """The verdict and calibrated confidence; None when there is nothing to check."""
         evidence = evidence_of(request, completion)
