@@ -64,6 +64,13 @@ class PayloadTooLarge(RequestError):
     code = "payload_too_large"
 
 
+class UnsupportedMediaType(RequestError):
+    """A request body in an encoding the gateway does not read (``Content-Encoding``)."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
 class RequestTimeout(RequestError):
     """The client did not send its request (headers or body) in time."""
 

@@ -179,14 +179,14 @@ def check_storable(request: Request) -> None:
     ):  # fmt: skip
         for name, value in (("model", model), ("user", user), ("unit", unit)):
             _check_text(name, value, MAX_NAME)
-    for index, tag in enumerate(request.tags):
-        _check_text(f"metadata.tags[{index}]", tag, MAX_NAME)
+    for tag in request.tags:
+        _check_text("metadata.tags", tag, MAX_NAME)
     for index, message in enumerate(request.messages):
         if "\x00" in message.content:
-            _check_text(f"messages[{index}].content", message.content, None)
+            _check_text(f"messages.{index}.content", message.content, None)
     for index, document in enumerate(request.documents):
-        _check_text(f"documents[{index}].text", document.text, None)
-        _check_text(f"documents[{index}].title", document.title, None)
+        _check_text(f"documents.{index}.text", document.text, None)
+        _check_text(f"documents.{index}.title", document.title, None)
 
 
 def storable(text: str, limit: int = MAX_NAME) -> str:

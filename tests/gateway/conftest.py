@@ -62,3 +62,16 @@ def gateway_for(team: str, folder: Path) -> Iterator[tuple[str, Path]]:
         create_app(parse_team(team, "team.yaml", {"PINFACTORY_LEDGER": str(ledger)}))
     ) as url:
         yield url, ledger
+
+
+def remote_team(name: str, upstream_url: str, *more: str) -> str:
+    """A team file whose ``remote`` member (``openai_http``, the fallback) points at the
+    recording upstream at ``upstream_url``, with ``more`` members (flow-style YAML maps)."""
+    members = "".join(f"  - {member}\n" for member in more)
+    return f"""\
+name: {name}
+members:
+  - {{name: remote, kind: openai_http,
+      settings: {{base_url: "{upstream_url}/v1", model: upstream-model}}}}
+{members}routing: {{kind: rules, fallback: remote}}
+"""

@@ -62,7 +62,7 @@ HELLO = [{"role": "user", "content": "hello"}]
         (
             json.dumps({"model": "auto", "messages": HELLO, "max_tokens": -1}).encode(),
             400,
-            "between 1 and",
+            "at least 1",
             "max_tokens",
         ),
         (

@@ -294,7 +294,7 @@ REFUSED = [
     ),
     bad(
         "max-completion-tokens-zero",
-        "'max_completion_tokens' must be between 1 and inf (got 0)",
+        "'max_completion_tokens' must be at least 1 (got 0)",
         "max_completion_tokens",
         max_completion_tokens=0,
     ),

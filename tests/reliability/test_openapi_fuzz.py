@@ -99,7 +99,7 @@ def test_finding_schema_valid_but_contentless_messages_get_a_400_naming_messages
     """schemathesis's first finding (ST202): this body fits the document's schema, yet the
     gateway refuses it, since no message has content. The refusal is a documented 400 in
     the Error schema naming the field, never a 5xx; the document cannot state the rule."""
-    body = {"messages": [{"content": "", "role": "developer"}], "model": ""}
+    body = {"messages": [{"content": "", "role": "developer"}], "model": "auto"}
     reply = httpx.post(base_url + "/v1/chat/completions", json=body, timeout=10)
     assert reply.status_code == 400
     error = reply.json()["error"]

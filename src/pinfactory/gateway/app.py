@@ -47,6 +47,7 @@ from pinfactory.gateway.completions import (
     completions_body,
     parse_completions,
 )
+from pinfactory.gateway.content_encoding import decoded
 from pinfactory.gateway.departure import Departure, Hangup, hangup_of
 from pinfactory.gateway.embeddings import embeddings_body, parse_embeddings_request
 from pinfactory.gateway.errors import ErrorShape, error_response, http_error, openai_error
@@ -262,6 +263,7 @@ class Gateway:
             body = await read_body(
                 http, self.max_body, headers.get("content-length"), self.body_timeout_s, hangup
             )
+            body = decoded(body, headers.get("content-encoding"), self.max_body)
             parsed = await parse(
                 body,
                 unit=caller.unit,

@@ -21,7 +21,20 @@ from jsonschema.validators import validator_for
 from pinfactory.errors import RequestError
 
 MAX_CHOICES = 128
+_NO_LIMIT = float("inf")
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MAX_TOOLS = 128
+MAX_STOPS = 4
+MAX_METADATA = 16
+MAX_METADATA_KEY = 64
+MAX_METADATA_VALUE = 512
+MAX_SAFETY_IDENTIFIER = 128
+SIZES: dict[str, tuple[int, int, str]] = {  # a list (or object) field: its sizes, of what
+    "stop": (1, MAX_STOPS, "stop sequences"),
+    "tools": (1, MAX_TOOLS, "tools"),
+    "functions": (1, MAX_TOOLS, "functions"),
+    "metadata": (0, MAX_METADATA, "key-value pairs"),
+}
 _RANGES: dict[str, tuple[float, float]] = {
     "temperature": (0, 2),
     "top_p": (0, 1),
@@ -29,8 +42,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "frequency_penalty": (-2, 2),
     "n": (1, MAX_CHOICES),
     "top_logprobs": (0, 20),
-    "max_tokens": (1, float("inf")),
-    "max_completion_tokens": (1, float("inf")),
+    "max_tokens": (1, _NO_LIMIT),
+    "max_completion_tokens": (1, _NO_LIMIT),
 }
 
 
@@ -43,12 +56,18 @@ def check_values(body: Mapping[str, Any], tool_names: list[str] | None = None) -
     for name, (low, high) in _RANGES.items():
         value = body.get(name)
         if value is not None and not low <= value <= high:
-            raise RequestError(
-                f"'{name}' must be between {low:g} and {high:g} (got {value})", param=name
-            )
+            allowed = f"at least {low:g}" if high == _NO_LIMIT else f"between {low:g} and {high:g}"
+            raise RequestError(f"'{name}' must be {allowed} (got {value})", param=name)
     if body.get("top_logprobs") is not None and not body.get("logprobs"):
         raise RequestError("'top_logprobs' needs 'logprobs': true", param="top_logprobs")
+    _check_sizes(body)
     for token, bias in (body.get("logit_bias") or {}).items():
+        if not (token.isascii() and token.isdigit()):
+            raise RequestError(
+                f"'logit_bias' keys must be token ids, integers as strings like \"50256\" "
+                f"(got {token!r})",
+                param="logit_bias",
+            )
         if not -100 <= bias <= 100:
             raise RequestError(
                 f"'logit_bias.{token}' must be between -100 and 100 (got {bias})",
@@ -64,21 +83,60 @@ def check_values(body: Mapping[str, Any], tool_names: list[str] | None = None) -
     return names
 
 
+def _check_sizes(body: Mapping[str, Any]) -> None:
+    """The list and text sizes OpenAI documents (``openai.types.chat``'s docstrings)."""
+    for name, (low, high, what) in SIZES.items():
+        value = body.get(name)
+        if isinstance(value, list | dict) and not low <= len(value) <= high:
+            size = f"at most {high}" if low == 0 else f"{low} to {high}"
+            extra = "; leave it out for none" if not value else ""
+            raise RequestError(
+                f"'{name}' must hold {size} {what} (got {len(value)}){extra}", param=name
+            )
+    for key, text in (body.get("metadata") or {}).items():
+        _check_length(f"'metadata' key {key[:20]!r}", key, MAX_METADATA_KEY, "metadata")
+        _check_length(f"'metadata.{key}'", text, MAX_METADATA_VALUE, f"metadata.{key}")
+    identifier = body.get("safety_identifier")
+    if identifier is not None:
+        _check_length("'safety_identifier'", identifier, MAX_SAFETY_IDENTIFIER, "safety_identifier")
+    _check_specs(
+        [(f"functions.{index}", spec) for index, spec in enumerate(body.get("functions") or [])]
+    )
+
+
+def _check_length(what: str, text: str, limit: int, param: str) -> None:
+    if len(text) > limit:
+        raise RequestError(
+            f"{what} is {len(text)} characters long; the limit is {limit}", param=param
+        )
+
+
 def _check_tools(tools: list[Mapping[str, Any]]) -> list[str]:
+    return _check_specs(
+        [
+            (f"tools.{index}.{tool.get('type')}", tool.get("function") or tool.get("custom") or {})
+            for index, tool in enumerate(tools)
+        ],
+        "tool",
+    )
+
+
+def _check_specs(specs: list[tuple[str, Mapping[str, Any]]], noun: str = "function") -> list[str]:
+    """The names of tools or (deprecated) ``functions``, each ``(field, spec)``: names
+    that OpenAI allows, each offered once, parameters that are JSON Schemas."""
     names: list[str] = []
-    for index, tool in enumerate(tools):
-        spec = tool.get("function") or tool.get("custom") or {}
+    for where, spec in specs:
         name = spec.get("name", "")
-        field = f"tools.{index}.{tool.get('type')}.name"
+        field = f"{where}.name"
         if not _NAME.match(name):
             raise RequestError(
                 f"'{field}' must be 1-64 letters, digits, '_' or '-' (got {name!r})", param=field
             )
         if name in names:
-            raise RequestError(f"'{field}': tool '{name}' is offered twice", param=field)
+            raise RequestError(f"'{field}': {noun} '{name}' is offered twice", param=field)
         names.append(name)
-        if "parameters" in spec:
-            check_json_schema(spec["parameters"], f"tools.{index}.function.parameters")
+        if "parameters" in spec:  # a custom tool has a 'format' instead
+            check_json_schema(spec["parameters"], f"{where}.parameters")
     return names
 
 

@@ -4,9 +4,11 @@ The ``openai`` package describes request bodies as TypedDicts, which is exactly
 the wire model we want, kept current by whoever bumps the pin; but they use
 ``Iterable[...]`` for lists (pydantic validates those lazily, so a bad message
 would pass) and plain unions where a tag (``role``, ``type``) decides the
-variant (so one bad message yields a dozen errors). :func:`request_adapter` rebuilds the
-TypedDicts with lists for iterables and tagged unions where every variant has a
-distinct literal tag, and nothing else changed.
+variant (so one bad message yields a dozen errors); and where a field takes any string,
+they add a Literal of well-known values (``model``: every OpenAI model name), which a
+value of the wrong type is refused with, all listed. :func:`request_adapter` rebuilds the
+TypedDicts with lists for iterables, tagged unions where every variant has a distinct
+literal tag, and plain ``str`` where a union takes any string, and nothing else changed.
 """
 
 from __future__ import annotations
@@ -70,9 +72,10 @@ def _eager(tp: Any, seen: dict[Any, Any]) -> Any:
     if origin in _LISTS or tp is SequenceNotStr:
         return list.__class_getitem__(_eager(get_args(tp)[0], seen))
     if origin is Union or origin is te.Union:
-        variants = tuple(_eager(arg, seen) for arg in get_args(tp))
+        args = _open_string(get_args(tp))
+        variants = tuple(_eager(arg, seen) for arg in args)
         union = _union[variants]
-        tag = _tag(get_args(tp))
+        tag = _tag(args)
         return _annotated[union, Field(discriminator=tag)] if tag else union
     if origin is Annotated:
         return _annotated[(_eager(get_args(tp)[0], seen), *tp.__metadata__)]
@@ -80,6 +83,20 @@ def _eager(tp: Any, seen: dict[Any, Any]) -> Any:
         key, value = get_args(tp)
         return dict.__class_getitem__((key, _eager(value, seen)))
     return tp
+
+
+def _open_string(variants: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A union's variants less its string Literals when it also takes any ``str``
+    (``model: str | ChatModel``, ``voice: str | Literal['alloy', ...]``): they only name
+    well-known values, and kept, a value of the wrong type was refused with all of them
+    listed (a ``model`` of ``5``: the openai package's 92 model names)."""
+    if str not in variants:
+        return variants
+    return tuple(
+        v
+        for v in variants
+        if not (get_origin(v) is Literal and all(type(a) is str for a in get_args(v)))
+    )
 
 
 def _name(tp: Any) -> str:

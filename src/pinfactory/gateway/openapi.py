@@ -22,7 +22,13 @@ from openai.types.embedding_create_params import EmbeddingCreateParams
 from openai.types.responses import Response
 from pydantic import BaseModel
 
-from pinfactory.gateway.checks import MAX_CHOICES
+from pinfactory.gateway.checks import (
+    MAX_CHOICES,
+    MAX_METADATA_KEY,
+    MAX_METADATA_VALUE,
+    MAX_SAFETY_IDENTIFIER,
+    SIZES,
+)
 from pinfactory.gateway.messages import MessagesBody
 from pinfactory.gateway.openai_types import params_adapter, request_adapter
 from pinfactory.gateway.responses import ResponsesBody
@@ -185,6 +191,7 @@ def _completions(schemas: dict[str, Any]) -> dict[str, Any]:
     properties = body["properties"]
     properties["model"] = {
         "type": "string",
+        "minLength": 1,
         "description": "a member's name, or 'auto' to let the team route",
     }
     properties["stream"] = {"type": ["boolean", "null"]}
@@ -262,6 +269,7 @@ def _responses(schemas: dict[str, Any]) -> dict[str, Any]:
     properties = body["properties"]
     properties["model"] = {
         "type": "string",
+        "minLength": 1,
         "description": "a member's name, or 'auto' to let the team route",
     }
     properties["previous_response_id"]["description"] = (
@@ -327,6 +335,25 @@ def _split(schema: dict[str, Any], into: dict[str, Any], prefix: str = "") -> di
     return schema
 
 
+def _write_sizes(properties: dict[str, Any]) -> None:
+    """OpenAI's documented sizes (``checks.SIZES``, metadata, logit_bias, safety_identifier)."""
+    for name, (low, high, _) in SIZES.items():
+        for variant in properties[name].get("anyOf", [properties[name]]):
+            if variant.get("type") == "array":
+                variant.update(minItems=low, maxItems=high)
+            elif variant.get("type") == "object":
+                variant.update(maxProperties=high)
+    for variant in properties["metadata"]["anyOf"]:
+        if variant.get("type") == "object":
+            variant["propertyNames"] = {"maxLength": MAX_METADATA_KEY}
+            variant["additionalProperties"]["maxLength"] = MAX_METADATA_VALUE
+    for variant in properties["logit_bias"]["anyOf"]:
+        if variant.get("type") == "object":
+            variant["propertyNames"] = {"pattern": "^[0-9]+$"}  # token ids
+            variant["additionalProperties"].update(minimum=-100, maximum=100)
+    properties["safety_identifier"]["anyOf"][0]["maxLength"] = MAX_SAFETY_IDENTIFIER
+
+
 def _write_rules(request: dict[str, Any]) -> None:
     properties = request["properties"]
     for name, bounds in _RANGES.items():
@@ -335,9 +362,11 @@ def _write_rules(request: dict[str, Any]) -> None:
                 variant.update(bounds)
     properties["model"] = {
         "type": "string",
+        "minLength": 1,
         "description": "a member's name, or 'auto' to let the team route",
     }
     properties["messages"]["minItems"] = 1
+    _write_sizes(properties)
     properties["messages"]["description"] = "at least one message must have content"
     properties["documents"] = {
         "type": "array",

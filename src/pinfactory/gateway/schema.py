@@ -112,19 +112,43 @@ def request_of(
     return request, bool(request.stream and stream_options.get("include_usage"))
 
 
+_MODEL = "a member's name, or 'auto' to let the team route"
+
+
 def json_body(body: bytes) -> dict[str, Any]:
-    """A request body as a JSON object that names a ``model``; else a 400 saying so."""
+    """A request body as a JSON object whose ``model`` is a non-empty string; else a 400
+    saying so (invalid UTF-8 named by its first bad byte and where it is)."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise RequestError(f"request body is not valid JSON: {exc}") from exc
+        raise RequestError(_json_problem(body, exc)) from exc
     if not isinstance(data, dict):
         raise RequestError("request body must be a JSON object")
-    if "model" not in data:
-        raise RequestError(
-            "'model' is required: a member's name, or 'auto' to let the team route", param="model"
-        )
+    model = data.get("model", ...)
+    if type(model) is not str or not model:
+        if model is ...:
+            problem = "is required"
+        elif type(model) is str:
+            problem = "must not be empty"
+        else:
+            problem = "must be a string"
+        got = "" if model is ... or type(model) is str else f" (got {model!r})"
+        raise RequestError(f"'model' {problem}: {_MODEL}{got}", param="model")
     return data
+
+
+def _json_problem(body: bytes, exc: orjson.JSONDecodeError) -> str:
+    """What is wrong with a body orjson refused: bytes that are not UTF-8 said as such
+    (orjson reports them through its codec's internals), else orjson's own message."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return (
+            f"request body is not valid UTF-8 (byte 0x{body[bad.start]:02x} at offset "
+            f"{bad.start}): send JSON as UTF-8 text, as is or gzipped with "
+            "'Content-Encoding: gzip'"
+        )
+    return f"request body is not valid JSON: {exc}"
 
 
 def served_only(data: Mapping[str, Any], served: frozenset[str], endpoint: str) -> None:
@@ -228,7 +252,7 @@ def _common_shape(data: dict[str, Any]) -> tuple[Message, ...] | None:
         if value is not None and (type(value) is not int or value <= 0):
             return None
     stop, user = data.get("stop"), data.get("user")
-    if stop is not None and type(stop) is not str and not _strings(stop):
+    if stop is not None and type(stop) is not str and not (_strings(stop) and 0 < len(stop) <= 4):
         return None
     if type(data.get("stream", False)) is not bool or (user is not None and type(user) is not str):
         return None
@@ -273,7 +297,8 @@ def field_error(exc: ValidationError, data: object, prefix: tuple[str, ...] = ()
     elif kind in ("too_short", "list_type") and field == "messages":
         message = "'messages' must be a non-empty list of {role, content} objects"
     else:
-        message = f"'{field}': {error['msg']}"
+        said = error["msg"]  # pydantic lists a Literal's every value: a long one is cut
+        message = f"'{field}': {said if len(said) <= 200 else said[:197] + '...'}"
         if "input" in error and not isinstance(error["input"], dict | list):
             message += f" (got {error['input']!r})"
     return RequestError(message, param=field or None)
