@@ -37,6 +37,7 @@ Capability = Literal[
     "embeddings",
     "token_input",
     "dimensions",
+    "extra_params",
 ]
 Droppable = Literal["tools", "response_format", "n", "logprobs", "images"]
 
@@ -59,6 +60,7 @@ _PARAM_OF: dict[str, str] = {
     "embeddings": "model",
     "token_input": "input",
     "dimensions": "dimensions",
+    "extra_params": "extra_params",
 }
 
 
@@ -81,6 +83,7 @@ def needs(request: Request) -> tuple[Need, ...]:
     if request.endpoint == "embeddings":
         return _embedding_needs(request)
     found: list[Need] = [Need("chat", "model")]
+    found += [Need("extra_params", name) for name in request.extra_params]
     params = request.params
     if request.tools or params.get("tools"):
         found.append(Need("tools", "tools"))
@@ -218,12 +221,11 @@ class Eligibility:
             )
             if decision.router == "pinned":
                 raise RequestError(
-                    f"'{need.param}' needs {_describe(need)}, which member '{decision.member}' "
-                    f"does not support; {detail}",
+                    f"{_wants(need)}, which member '{decision.member}' does not support; {detail}",
                     param=need.param,
                 )
             raise RequestError(
-                f"'{need.param}' needs {_describe(need)}; no member can serve this request "
+                f"{_wants(need)}; no member can serve this request "
                 f"(lacking it: {', '.join(lacking)})",
                 param=need.param,
             )
@@ -293,6 +295,15 @@ def _plain(request: Request, streaming: bool = False) -> bool:
 _STREAM_ONLY = frozenset({"stream_options"})
 
 
+def _wants(need: Need) -> str:
+    """What the request asks for, as an error opens: "'tools' needs tool calling"."""
+    if need.capability == "extra_params":
+        return (
+            f"'{need.param}' is not an OpenAI parameter: it needs {_describe(need)} to its upstream"
+        )
+    return f"'{need.param}' needs {_describe(need)}"
+
+
 def _describe(need: Need) -> str:
     if need.capability == "max_context":
         return "a longer context"
@@ -308,6 +319,7 @@ def _describe(need: Need) -> str:
         "embeddings": "embeddings",
         "token_input": "token-array input",
         "dimensions": "a chosen number of dimensions",
+        "extra_params": "a member that passes such fields on",
     }[need.capability]
 
 

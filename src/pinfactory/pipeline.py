@@ -120,12 +120,13 @@ class Pipeline:
         return total + sum((m.worst_case_usd(request) for m in extra if m is not None), Decimal(0))
 
     def decide(self, request: Request) -> Decision:
-        """Which member answers: the router for ``auto``, else the pinned member."""
-        if request.model in ("auto", "", self.team.name):
+        """Which member answers: the pinned member, else the router for ``auto`` (or the
+        team's name, when no member has it)."""
+        member = self.members.get(request.model)
+        if member is None and request.model in ("auto", "", self.team.name):
             if request.endpoint != "chat":  # the routers route answers: the cheapest able
                 return self._cheapest(request)
             return self.eligibility.choose(request, self.router.decide(request))
-        member = self.members.get(request.model)
         if member is None:
             available = ", ".join(["auto", *self.members])
             raise UnknownModel(

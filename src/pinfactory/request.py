@@ -60,6 +60,11 @@ class Request:
     ``response_format``, ``n``, ``seed``, ``top_p``, ``max_completion_tokens``,
     ``stream_options`` ...), validated against ``openai.types.chat`` and forwarded unchanged;
     ``model``, ``messages``, ``stream`` and pinfactory's own ``documents`` are not in it."""
+    extra_params: tuple[str, ...] = ()
+    """The names of the ``params`` that OpenAI's API does not define (a provider's own,
+    like ``top_k``, as the SDK's ``extra_body`` sends them): only a member that passes
+    them on to its upstream may answer (``Capabilities.extra_params``); any other is a
+    400 naming the field, never a silent drop."""
     unit: str = "default"
     user: str = ""
     tags: tuple[str, ...] = ()

@@ -142,7 +142,8 @@ def gateway(
         f'settings: {{base_url: "{upstream[1]}/v1", model: upstream-embedder}}}}'
     )
     with gateway_for(
-        remote_team("validation", upstream[1], embedder), tmp_path_factory.mktemp("validation")
+        remote_team("validation", upstream[1], embedder, "{name: calculator, kind: calculator}"),
+        tmp_path_factory.mktemp("validation"),
     ) as served:
         yield served
 
@@ -277,3 +278,76 @@ def test_invalid_utf8_says_so_without_the_codec_internals(
     )
     assert recorder.bodies == []
     assert refused_row(gateway[1], "req_latin1")["status"] == 400
+
+
+UNKNOWN = (
+    "'top_k' is not an OpenAI parameter: "
+    "it needs a member that passes such fields on to its upstream"
+)
+
+
+def test_a_field_openai_does_not_define_goes_to_a_member_that_passes_it_on(
+    client: OpenAI, recorder: RecordingUpstream
+) -> None:
+    """The documented policy: a provider's own field (the SDK's ``extra_body``) is
+    forwarded as sent by a member with an upstream, as LiteLLM does."""
+    reply = client.chat.completions.create(
+        model="remote",
+        messages=[{"role": "user", "content": "Say hello."}],
+        extra_body={"top_k": 40},
+    )
+    assert reply.choices[0].message.content == "ok"
+    assert recorder.bodies == [{"model": "upstream-model", "messages": HELLO, "top_k": 40}]
+
+
+def test_a_tool_member_refuses_a_field_it_cannot_honour(
+    client: OpenAI, gateway: tuple[str, Path], recorder: RecordingUpstream
+) -> None:
+    with pytest.raises(BadRequestError) as caught:
+        client.chat.completions.create(
+            model="calculator",
+            messages=[{"role": "user", "content": "2 + 2"}],
+            extra_body={"top_k": 40},
+            extra_headers={"x-request-id": "req_sdk_calculator_top_k"},
+        )
+    message = (
+        f"{UNKNOWN}, which member 'calculator' does not support; members that support it: remote"
+    )
+    assert caught.value.body == {
+        "message": message,
+        "type": "invalid_request_error",
+        "param": "top_k",
+        "code": "invalid_request",
+    }
+    assert recorder.bodies == []
+    row = refused_row(gateway[1], "req_sdk_calculator_top_k")
+    assert row["status"] == 400 and message in row["error"]
+
+
+@pytest.mark.parametrize(
+    ("model", "after"),
+    [
+        ("local", ", which member 'local' does not support; no member supports it"),
+        ("auto", "; no member can serve this request (lacking it: local, calculator, orders)"),
+    ],
+    ids=["local", "auto"],
+)
+def test_the_local_model_refuses_a_field_it_cannot_honour(
+    gateway_url: str, gateway_ledger: Path, model: str, after: str
+) -> None:
+    """The default team (Gemma through llama.cpp, two tools) has no member that could
+    pass ``top_k`` on: it is refused, naming the field, not dropped."""
+    request_id = f"req_sdk_{model}_top_k"
+    with (
+        OpenAI(base_url=gateway_url + "/v1", api_key="unused", max_retries=0) as sdk,
+        pytest.raises(BadRequestError) as caught,
+    ):
+        sdk.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": "Name a colour."}],
+            extra_body={"top_k": 40},
+            extra_headers={"x-request-id": request_id},
+        )
+    assert caught.value.body["param"] == "top_k"  # type: ignore[index]
+    assert caught.value.body["message"] == UNKNOWN + after  # type: ignore[index]
+    assert refused_row(gateway_ledger, request_id)["status"] == 400

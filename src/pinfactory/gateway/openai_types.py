@@ -50,6 +50,13 @@ def request_adapter() -> TypeAdapter[Any]:
 
 
 @cache
+def field_names(params: Any) -> frozenset[str]:
+    """The fields one of ``openai``'s request TypedDicts defines (every key of
+    ``CompletionCreateParamsNonStreaming``...): what a body may send under OpenAI's API."""
+    return frozenset(typing.get_type_hints(params))
+
+
+@cache
 def params_adapter(params: Any) -> TypeAdapter[Any]:
     """A validator for any of ``openai``'s request TypedDicts (``EmbeddingCreateParams``,
     ``ResponseCreateParamsBase``...), made eager the same way. Built once per type."""

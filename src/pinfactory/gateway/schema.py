@@ -13,11 +13,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
+from openai.types.chat.completion_create_params import CompletionCreateParamsNonStreaming
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, TypeAdapter, ValidationError
 
 from pinfactory.errors import PinfactoryError, RequestError
 from pinfactory.gateway.checks import check_values
-from pinfactory.gateway.openai_types import request_adapter
+from pinfactory.gateway.openai_types import field_names, request_adapter
 from pinfactory.gateway.sse import frame
 from pinfactory.members.base import Completion, Delta
 from pinfactory.outcome import Answer
@@ -101,6 +102,7 @@ def request_of(
         documents=_documents(data["documents"]) if "documents" in data else (),
         tools=tuple(data.get("tools") or ()),
         params={k: v for k, v in data.items() if k not in _OWN},
+        extra_params=() if common is not None else _extra_params(data),
         unit=unit,
         user=user or (data.get("user") or ""),
         tags=tuple(tags),
@@ -113,6 +115,13 @@ def request_of(
 
 
 _MODEL = "a member's name, or 'auto' to let the team route"
+
+
+def _extra_params(data: Mapping[str, Any]) -> tuple[str, ...]:
+    """The body's fields that OpenAI's Chat Completions does not define and pinfactory
+    does not consume (a provider's own, like ``top_k``), in the order sent."""
+    known = field_names(CompletionCreateParamsNonStreaming)
+    return tuple(k for k in data if k not in known and k not in _OWN)
 
 
 def json_body(body: bytes) -> dict[str, Any]:

@@ -196,6 +196,11 @@ class Capabilities(BaseModel):
     embeddings: bool = Field(default=False, description="/v1/embeddings")
     token_input: bool = Field(default=False, description="embeddings input as token arrays")
     dimensions: bool = Field(default=False, description="embeddings 'dimensions' (shortened)")
+    extra_params: bool = Field(
+        default=False,
+        description="passes body fields OpenAI does not define (a provider's own, like "
+        "top_k) on to its upstream",
+    )
 
     @classmethod
     def common(cls, each: Iterable[Capabilities]) -> Capabilities:

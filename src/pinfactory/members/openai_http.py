@@ -148,7 +148,13 @@ class OpenAIHTTPMember(RemoteMember):
     Settings = OpenAIHTTPSettings
     settings: OpenAIHTTPSettings
     capabilities = Capabilities(
-        tools=True, json_mode=True, json_schema=True, vision=True, n=True, logprobs=True
+        tools=True,
+        json_mode=True,
+        json_schema=True,
+        vision=True,
+        n=True,
+        logprobs=True,
+        extra_params=True,  # a provider's own fields (extra_body) go to the upstream as sent
     )
     times_its_stream = True  # the upstream's first-token, idle and total timeouts
     times_its_calls = True  # each attempt within the first-token timeout, all within the total
