@@ -146,6 +146,32 @@ class MemberError(PinfactoryError):
         self.retry_after_s = retry_after_s
 
 
+class MemberRejected(MemberError):
+    """The member's upstream refused the request as the caller's fault (HTTP 400, 413,
+    422: a prompt too long for the model, a bad parameter value): answered with the
+    upstream's status, its error's ``type``, ``code`` and ``param``, and its message after
+    the member's name. Retrying the same request cannot help (``x-should-retry: false``),
+    and the member is not at fault (no breaker count, no fallback except for
+    ``context_length_exceeded``, which a member with a longer context may answer)."""
+
+    should_retry = False
+
+    def __init__(
+        self,
+        member: str,
+        message: str,
+        *,
+        status: int,
+        type_: str,
+        code: str,
+        param: str | None,
+    ) -> None:
+        super().__init__(member, message, status=status)
+        self.type = type_
+        self.code = code
+        self.param = param
+
+
 class MemberTimeout(MemberError):
     code = "member_timeout"
 

@@ -635,22 +635,25 @@ def test_streamed_tool_call_deltas_are_relayed_chunk_for_chunk(
     assert chunks == [relayed(rid, c, system_fingerprint="fp_1") for c in upstream_choices]
 
 
-def test_an_upstream_400_is_a_502_naming_the_member(
+def test_an_upstream_400_is_relayed_as_a_400_naming_the_member(
     gateway: tuple[str, Path], recorder: RecordingUpstream
 ) -> None:
+    """The caller's fault as the upstream judged it: its status and error, the member
+    named, no retry (``docs/reliability.md``)."""
     recorder.answer(Scripted({"error": {"message": "max_tokens is not supported"}}, status=400))
     response = post(gateway[0], {"model": "remote", "messages": HELLO}, "conf-up400")
-    assert response.status_code == 502
+    assert response.status_code == 400
     assert response.json() == {
         "error": {
-            "message": "member 'remote': upstream answered HTTP 400: "
-            '{"error":{"message":"max_tokens is not supported"}}',
-            "type": "upstream_error",
+            "message": "member 'remote': upstream refused the request (HTTP 400): "
+            "max_tokens is not supported",
+            "type": "invalid_request_error",
             "param": None,
-            "code": "member_failed",
+            "code": "invalid_request",
         }
     }
     assert response.headers["x-pinfactory-member"] == "remote"
+    assert response.headers["x-should-retry"] == "false"
 
 
 def test_the_table_is_wide_enough() -> None:

@@ -20,6 +20,7 @@ from pinfactory.gateway import create_app
 from pinfactory.gateway.server import serve_in_thread
 from pinfactory.team import parse_team
 from pinfactory.testing.faults import (
+    CLIENT_ERRORS,
     Fault,
     FaultPlan,
     FaultUpstream,
@@ -145,6 +146,92 @@ def test_a_total_timeout_cuts_a_stream_and_names_itself(gateway: tuple[str, Path
     (row,) = ledger_rows(ledger)
     assert row["status"] == 504
     assert said in row["error"]
+
+
+CALLER_FAULTS = [
+    (Fault.BAD_REQUEST, openai.BadRequestError),
+    (Fault.TOO_LARGE, openai.APIStatusError),
+    (Fault.UNPROCESSABLE, openai.UnprocessableEntityError),
+]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(
+    ("gateway", "fault", "error"),
+    [((f, "", "", ", upstream: {retries: 2}"), f, error) for f, error in CALLER_FAULTS],
+    indirect=["gateway"],
+)
+def test_an_upstream_refusal_that_is_the_callers_fault_reaches_it_as_such(
+    gateway: tuple[str, Path],
+    upstream: FaultUpstream,
+    fault: Fault,
+    error: type[openai.APIStatusError],
+    stream: bool,
+) -> None:
+    """The upstream's 400/413/422 reaches the client with its status and its error's type,
+    code and param, the member named; not retried (by the gateway or, told so, by the SDK),
+    not counted by the breaker, one row with that status. A stream refused before its
+    first chunk is the same."""
+    url, ledger = gateway
+    said = CLIENT_ERRORS[fault]
+    hits = upstream.hits(fault)
+    with _client(url, retries=2) as client, pytest.raises(error) as caught:
+        client.chat.completions.create(model="auto", messages=HI, stream=stream)  # type: ignore[call-overload]
+    refused = caught.value
+    assert refused.status_code == int(fault)
+    assert refused.body == {
+        "message": f"member 'remote': upstream refused the request (HTTP {fault}): "
+        + said["message"],
+        "type": said["type"],
+        "param": said["param"],
+        "code": said["code"],
+    }
+    assert refused.response.headers["x-should-retry"] == "false"
+    assert refused.response.headers["x-pinfactory-member"] == "remote"
+    assert upstream.hits(fault) == hits + 1  # asked once: no retry
+    assert [r["status"] for r in ledger_rows(ledger)] == [int(fault)]
+
+
+@pytest.mark.parametrize(
+    ("gateway", "cause"),
+    [
+        ((Fault.UNAUTHORIZED, ""), "the gateway's credentials"),
+        ((Fault.FORBIDDEN, ""), "the gateway's credentials"),
+        ((Fault.NOT_FOUND, ""), "no such model or endpoint"),
+    ],
+    indirect=["gateway"],
+)
+def test_an_upstream_refusal_that_is_the_gateways_fault_is_a_502_saying_why(
+    gateway: tuple[str, Path], cause: str
+) -> None:
+    """401/403 (the gateway's key for the upstream) and 404 (the member's model or URL, set
+    in the team file) are not the caller's doing: a 502 naming the member, the upstream's
+    status, code and message, and not to be retried."""
+    url, ledger = gateway
+    with _client(url, retries=2) as client, pytest.raises(openai.InternalServerError) as caught:
+        client.chat.completions.create(model="auto", messages=HI)  # type: ignore[arg-type]
+    message = caught.value.body["message"]  # type: ignore[index]
+    assert message.startswith("member 'remote': ") and cause in message
+    fault = next(f for f in CLIENT_ERRORS if f"HTTP {f}" in message)
+    assert CLIENT_ERRORS[fault]["message"] in message
+    assert caught.value.response.headers["x-should-retry"] == "false"
+    assert [r["status"] for r in ledger_rows(ledger)] == [502]
+
+
+@pytest.mark.parametrize(
+    "gateway", [(None, "rate_limits: [{per: user, name: limited, tpm: 1}]\n")], indirect=True
+)
+def test_a_user_limit_counts_the_user_the_ledger_records(gateway: tuple[str, Path]) -> None:
+    """On a team without keys the body's ``user`` is the request's user: the ledger
+    records it and ``per: user`` limits count it (a one-token ``tpm`` refuses any request
+    of that user at once, whatever the minute)."""
+    url, ledger = gateway
+    with _client(url) as client:
+        with pytest.raises(openai.RateLimitError, match="user 'limited''s limit of 1 token"):
+            client.chat.completions.create(model="auto", messages=HI, user="limited")  # type: ignore[arg-type]
+        client.chat.completions.create(model="auto", messages=HI, user="someone")  # type: ignore[arg-type]
+    rows = ledger_rows(ledger)
+    assert [(r["user"], r["status"]) for r in rows] == [("limited", 429), ("someone", 200)]
 
 
 @pytest.mark.parametrize("gateway", [(None, "rate_limits: [{per: unit, rpm: 2}]\n")], indirect=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pinfactory.errors import MemberError, MemberTimeout
+from pinfactory.errors import MemberError, MemberRejected, MemberTimeout
 from pinfactory.members import Completion
 from pinfactory.members.base import Delta, each
 from pinfactory.members.openai_http import OpenAIHTTPMember, OpenAIHTTPSettings
@@ -253,3 +253,17 @@ async def test_breaker_opens_refuses_without_calling_then_closes_after_a_good_pr
 )
 def test_retry_after_reads_seconds_and_dates(header: str | None, seconds: float | None) -> None:
     assert retry_after_seconds(header) == seconds
+
+
+async def test_a_refusal_that_is_the_callers_fault_is_neither_retried_nor_counted(
+    upstream: FaultUpstream,
+) -> None:
+    breaker = {"failures": 2, "window_s": 60, "cooldown_s": 60}
+    url = upstream.fault_url(Fault.BAD_REQUEST, label="not-counted")
+    async with _member(url, retries=2, breaker=breaker) as member:
+        for _ in range(3):
+            with pytest.raises(MemberRejected) as caught:
+                await member.complete(Request.from_text(QUESTION))
+            assert (caught.value.status, caught.value.code) == (400, "context_length_exceeded")
+        assert (await member.upstream.breaker.current())[0] is BreakerState.CLOSED
+    assert upstream.hits(Fault.BAD_REQUEST, label="not-counted") == 3  # one each

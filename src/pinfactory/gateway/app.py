@@ -83,7 +83,7 @@ from pinfactory.pipeline import Answer, Pipeline, open_pipeline
 from pinfactory.reliability.breaker import BreakerCollector, breakers_of
 from pinfactory.reliability.limits import Admission, RateLimiter, Who
 from pinfactory.reliability.state import open_state
-from pinfactory.request import Request, correlation_id, new_request_id
+from pinfactory.request import Request, correlation_id, new_request_id, storable
 from pinfactory.routing import Decision
 from pinfactory.team import Team
 
@@ -254,6 +254,7 @@ class Gateway:
         request_id = new_request_id()  # always ours: a client's X-Request-Id only correlates
         pipeline = self.ready
         caller: Caller | None = None
+        user = ""  # the request's user once known: the key's, else the body's
         admission: Admission | None = None
         correlation: str | None = None
         try:
@@ -272,13 +273,15 @@ class Gateway:
                 correlation_id=correlation,
             )
             request: Request = parsed if isinstance(parsed, Request) else parsed.request  # type: ignore[attr-defined]
-            if self.limits.active:
-                who = Who(caller.key_id, caller.user, caller.unit)
+            user = request.user
+            if self.limits.active:  # per: user counts the user the ledger records
+                who = Who(caller.key_id, request.user, caller.unit)
                 admission = await self.limits.admit(who, request.prompt_tokens)
         except PinfactoryError as exc:
             unit = caller.unit if caller else "-"
+            user = user or (caller.user if caller else "")
             await pipeline.record_failure(
-                None, exc, started, request_id=request_id, unit=unit,
+                None, exc, started, request_id=request_id, unit=unit, user=storable(user),
                 correlation_id=correlation or "",
             )  # fmt: skip
             return error_response(exc, request_id, correlation, shape)

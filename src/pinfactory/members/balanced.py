@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from pinfactory.errors import MemberError, TeamFileError
+from pinfactory.errors import MemberError, MemberRejected, TeamFileError
 from pinfactory.members.base import Completion, Member, StreamEvent
 from pinfactory.members.composite import Composite, CompositeSettings
 from pinfactory.members.registry import register
@@ -143,6 +143,8 @@ class BalancedMember(Composite):
             async with self._measure(part):
                 try:
                     return await self.call(part, request, "answer" if index == 0 else "fallback")
+                except MemberRejected:  # the caller's fault: every deployment would refuse
+                    raise
                 except MemberError as exc:
                     failures.append(exc)
         raise self._all_failed(failures)
@@ -154,6 +156,8 @@ class BalancedMember(Composite):
                 events = self.stream_call(part, request, "answer" if index == 0 else "fallback")
                 try:
                     first = await anext(events)
+                except MemberRejected:
+                    raise
                 except MemberError as exc:
                     failures.append(exc)
                     continue

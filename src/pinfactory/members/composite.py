@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pinfactory.errors import MemberError, PinfactoryError, TeamFileError
+from pinfactory.errors import MemberError, MemberRejected, PinfactoryError, TeamFileError
 from pinfactory.members.base import Capabilities, Completion, Delta, Member, each
 from pinfactory.members.calls import MemberStream, Purpose, call_member, current_tab
 from pinfactory.members.registry import register
@@ -115,7 +115,11 @@ class FallbackMember(Composite):
     kind = "fallback"
 
     def falls_back(self, error: PinfactoryError) -> bool:
-        """Whether ``error`` moves the request on to the next part."""
+        """Whether ``error`` moves the request on to the next part: a member's failure,
+        not the caller's (:class:`MemberRejected`), except a prompt too long for the
+        member, which a next part with a longer context may take."""
+        if isinstance(error, MemberRejected):
+            return error.code == "context_length_exceeded"
         return isinstance(error, MemberError)
 
     async def complete(self, request: Request) -> Completion:

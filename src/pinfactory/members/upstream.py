@@ -34,7 +34,7 @@ from email.utils import parsedate_to_datetime
 from typing import NamedTuple, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -43,13 +43,18 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from pinfactory.errors import MemberError, MemberTimeout
+from pinfactory.errors import MemberError, MemberRejected, MemberTimeout
 from pinfactory.members.http1 import BodyCut, ConnectTimeout, Http1Pool, Streamed, TooLarge
 from pinfactory.reliability.breaker import BreakerSpec, CircuitBreaker, MemberUnavailable
 from pinfactory.reliability.state import SharedState, open_state
 
 T = TypeVar("T")
 RETRYABLE_STATUS = frozenset({408, 409, 429})
+CALLERS_FAULT = {400: "invalid_request", 413: "payload_too_large", 422: "invalid_request"}
+"""Upstream statuses that are the caller's fault (relayed as they are, as
+:class:`MemberRejected`), each with the code said when the upstream gives none. A 401 or
+403 is the gateway's key for the upstream, a 404 the member's model or URL (both set in
+the team file, not by the caller): those are 502s."""
 MiB = 1024 * 1024
 BURST_TURNS = 2
 """Turns of the event loop a stream's chunks wait for the rest of their burst
@@ -186,6 +191,36 @@ class _Clock(NamedTuple):
         if self.limit is not None and left < each.seconds:
             return max(left, 0.0), self.limit
         return each.seconds, each
+
+
+class UpstreamErrorBody(BaseModel):
+    """The error object an OpenAI-compatible upstream answers a failure with:
+    ``{"error": {"message", "type", "param", "code"}}``, or the object alone (vLLM),
+    ``code`` a string or a number, every field optional."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    message: str = ""
+    type: str | None = None
+    code: str | int | None = None
+    param: str | None = None
+
+    @classmethod
+    def of(cls, body: bytes) -> UpstreamErrorBody | None:
+        """The body's error object; None when the body is not one."""
+        try:
+            data = orjson.loads(body)
+            if isinstance(data, dict) and "error" in data:
+                data = data["error"]
+            if isinstance(data, str):
+                return cls(message=data)
+            return cls.model_validate(data)
+        except (ValueError, ValidationError):  # not JSON, not an error object
+            return None
+
+    def __str__(self) -> str:
+        """``code: message`` (or as much of it as there is)."""
+        return ": ".join(str(part) for part in (self.code, self.message) if part)
 
 
 class Batch(NamedTuple):
@@ -480,6 +515,9 @@ class Upstream:
                 held.extend(batch)
 
     async def _failed(self, exc: MemberError) -> None:
+        """Count ``exc`` on the breaker when it is the member's fault."""
+        if isinstance(exc, MemberRejected):  # the caller's fault
+            return
         if getattr(exc, "counts", True) and exc.status not in (429, 503):
             await self.breaker.failed()
 
@@ -535,9 +573,29 @@ class Upstream:
         return b"".join(parts)
 
     def _check_status(self, status: int, body: bytes, headers: Mapping[str, str]) -> None:
+        """Raise the :class:`MemberError` an HTTP error status means (:data:`CALLERS_FAULT`
+        for what is relayed as it is); nothing below 400."""
         if status < 400:
             return
-        detail = body[:200].decode(errors="replace").strip().replace("\n", " ")
+        said = UpstreamErrorBody.of(body)
+        text = body[:200].decode(errors="replace").strip().replace("\n", " ")
+        if status in CALLERS_FAULT:
+            said = said or UpstreamErrorBody(message=text)
+            raise MemberRejected(
+                self.member,
+                f"upstream refused the request (HTTP {status}): {said.message or text}",
+                status=status,
+                type_=said.type or "invalid_request_error",
+                code=CALLERS_FAULT[status] if said.code is None else str(said.code),
+                param=said.param,
+            )
+        detail = str(said) if said is not None and said.message else text
+        if status in (401, 403):
+            cause = "upstream refused the gateway's credentials for this member"
+        elif status == 404:
+            cause = "upstream has no such model or endpoint (the member's model, base_url)"
+        else:
+            cause = "upstream answered"
         retry_after = retry_after_seconds(headers.get("retry-after"))
         if status == 429:
             answer = 429
@@ -547,7 +605,7 @@ class Upstream:
             answer = 502
         raise UpstreamFailed(
             self.member,
-            f"upstream answered HTTP {status}: {detail}",
+            f"{cause}: HTTP {status}: {detail}",
             status=answer,
             retryable=status in RETRYABLE_STATUS or status >= 500,
             retry_after_s=retry_after,

@@ -57,9 +57,9 @@ class RateLimitSpec(BaseModel):
 class Who:
     """The caller a limit is counted against."""
 
-    key: str  # an opaque id of the API key (a digest prefix), never the key
-    user: str
-    unit: str
+    key: str  # an opaque id of the API key (a digest prefix), never the key; "" without keys
+    user: str  # the request's user, as the ledger records it: the key's, else the body's
+    unit: str  # the key's business unit
 
     def of(self, per: Literal["key", "user", "unit"]) -> str:
         """The caller's key id, user or unit (a limit's ``per`` names the field)."""
