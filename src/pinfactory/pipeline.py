@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from pinfactory.cache import Hit, ResponseCache
 from pinfactory.capabilities import Eligibility
@@ -175,15 +175,21 @@ class Pipeline:
         self,
         request: Request,
         started: float | None = None,
-        left: Callable[[], bool] | None = None,
+        left: Leaving | None = None,
         deferred: Deferred | None = None,
     ) -> Answer:
         """Answer one request and record it; every failure is recorded, then raised.
 
-        ``left()`` tells whether the client has hung up: once the answer is made
-        it is then booked as :class:`ClientGone` (499) with every call's usage and
-        cost, and raised as such. Raises the :class:`PinfactoryError` the request
-        failed with (anything else is reported as a 500 :class:`PinfactoryError`).
+        ``left`` tells whether the client has hung up (the gateway's
+        :class:`~pinfactory.gateway.departure.Departure`). Nothing uses an answer whose
+        client left (not the cache, not a stored response), so when it leaves while the
+        answer is made (its member's call, its verification) that work is cancelled:
+        each cancelled call is booked with the prompt's tokens, counted, at its member's
+        price (:func:`~pinfactory.members.calls.call_member`), and the request as
+        :class:`ClientGone` (499) with every call's usage and cost, raised as such; so
+        is a request that failed (a member's timeout...) after its client left. Raises
+        the :class:`PinfactoryError` the request failed with (anything else is reported
+        as a 500 :class:`PinfactoryError`).
         ``deferred``: what the answer's observers (metrics, traces, the access log) are
         told goes there, for after the response (:mod:`pinfactory.deferred`); the row is
         recorded before this returns either way.
@@ -199,7 +205,7 @@ class Pipeline:
         try:
             with stage("route"):  # no spend limits: nothing to await
                 decision = await self.route(request) if self.spend.active else self.decide(request)
-            with stage("call"):
+            with stage("call"), _cancelled_on_leave(left, decision.member):
                 hit = await self._cached(request, decision, tab) if self.cache is not None else None
                 if hit is not None:
                     decision, completion = hit.decision, hit.completion
@@ -208,18 +214,20 @@ class Pipeline:
             answer = self._answer_of(request, decision, completion, started, tab)
             answer.cache = hit.record if hit is not None else None
             if self.verification is not None and request.endpoint == "chat":
-                with stage("verify"):
+                with stage("verify"), _cancelled_on_leave(left, decision.member):
                     answer = await self.verification.review(answer, self.members)
                 answer.latency_ms = _ms_since(started)
-            if left is not None and left():  # nobody to answer: booked with what it cost
+            if left is not None and left.left:  # nobody to answer: booked with what it cost
                 raise ClientGone(decision.member, "client hung up before its answer was sent")
             if answer.escalation is not None:  # held for a person, if it asks for review
                 answer = await self.reviews.hold(answer)
         except QuotaQueued as queued:  # the queue policy: a person approves the spend
             return await queue_request(self, request, queued, started)
         except PinfactoryError as exc:
+            if left is not None and left.left and decision is not None:  # the client left
+                exc = _left_meanwhile(decision.member, exc)
             await self.record_failure(request, exc, started, tab=tab, decision=decision)
-            raise
+            raise exc from None
         except Exception as exc:  # a plug-in's bug anywhere in the stages: still one row
             error = unexpected(exc, request.request_id)
             await self.record_failure(request, error, started, tab=tab, decision=decision)
@@ -245,7 +253,7 @@ class Pipeline:
         self,
         request: Request,
         started: float | None = None,
-        left: Callable[[], bool] | None = None,
+        left: Leaving | None = None,
         deferred: Deferred | None = None,
     ) -> AsyncGenerator[Decision | str | Delta | Deltas | Answer, None]:
         """Yield the :class:`Decision`, text deltas (or chunks the member relays,
@@ -452,6 +460,45 @@ class Pipeline:
         (callers skip it when no limit is configured)."""
         if outcome.request is not None:
             await self.spend.settle(outcome.request, outcome.calls)
+
+
+class Leaving(Protocol):
+    """A client that may hang up (``gateway.departure.Departure``): ``left`` once it did;
+    ``cancel_on_leave(task)`` names the task to cancel then (``None``: none)."""
+
+    left: bool
+
+    def cancel_on_leave(self, task: asyncio.Task[Any] | None) -> None: ...
+
+
+@contextmanager
+def _cancelled_on_leave(left: Leaving | None, member: str) -> Iterator[None]:
+    """Cancel the work inside when the client leaves, and raise :class:`ClientGone` for
+    ``member`` instead; a cancellation from anything else goes on as one."""
+    task = asyncio.current_task() if left is not None else None
+    if left is None or task is None:
+        yield
+        return
+    if left.left:  # gone already: nothing to start
+        raise ClientGone(member, "client hung up before its answer was made")
+    left.cancel_on_leave(task)
+    try:
+        yield
+    except asyncio.CancelledError:
+        if not left.left or task.uncancel() > 0:
+            raise
+        raise ClientGone(
+            member, "client hung up before its answer was made; its calls were cancelled"
+        ) from None
+    finally:
+        left.cancel_on_leave(None)
+
+
+def _left_meanwhile(member: str, error: PinfactoryError) -> PinfactoryError:
+    """What a request that failed after its client left is recorded as: 499."""
+    if isinstance(error, ClientGone):
+        return error
+    return ClientGone(member, f"client hung up before its answer was made; then {error.message}")
 
 
 def _failure_of(

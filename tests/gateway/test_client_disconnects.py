@@ -1,9 +1,9 @@
 """A client that hangs up at any stage of a request: exactly one ledger row for every request
 whose head arrived (none for one that never finished its head), a chain that verifies, and
 a gateway that goes on serving. A client that left before its answer is booked 499 with the
-usage produced (the member's reported usage for a plain answer, which runs to its end; the
-tokens counted so far for a stream), on SQLite and PostgreSQL. Raw sockets, since the SDK
-cannot hang up on purpose."""
+usage produced (a plain answer's member call is cancelled and booked with the prompt's
+tokens, counted; a stream's tokens counted so far), on SQLite and PostgreSQL. Raw sockets,
+since the SDK cannot hang up on purpose."""
 
 from __future__ import annotations
 
@@ -162,12 +162,20 @@ PRICED = (
 )
 
 
+HUNG = (
+    "{{name: hung, kind: openai_http, timeout_s: 0.8, "
+    "price: {{input_per_mtok: 1000, output_per_mtok: 2000}}, "
+    "settings: {{base_url: '{}', model: m}}}}"
+)
+
+
 @pytest.fixture
 def priced(upstream: FaultUpstream, location: str) -> Iterator[str]:  # noqa: F811
     text = (
         "name: priced-hangups\n"
         "members:\n"
         f"  - {PRICED.format('slow', upstream.fault_url(Fault.SLOW, label='priced'))}\n"
+        f"  - {HUNG.format(upstream.fault_url(Fault.SLOW, label='hung'))}\n"
         "routing: {kind: rules, fallback: slow}\n"
         "upstream: {retries: 0}\n"
         f"ledger: {{{ledger_where(location)}}}\n"
@@ -191,9 +199,28 @@ def test_a_client_that_leaves_before_its_answer_is_booked_499_with_the_usage(
     assert "client" in row["error"]
     if stream:  # closed on its first event: the prompt, and what that event carried
         assert row["input_tokens"] > 0
-    else:  # the member ran to its end: the upstream's own usage ("echo: hi" is 2 words)
-        assert (row["input_tokens"], row["output_tokens"]) == (5, 2)
+    else:  # the call was cancelled: the prompt's tokens, counted; nothing came back
+        assert row["input_tokens"] > 0 and row["output_tokens"] == 0
+        assert "cancelled" in row["error"]
     expected_nusd = (row["input_tokens"] * 1000 + row["output_tokens"] * 2000) * 1000  # n$
     assert row["cost_nusd"] == expected_nusd > 0
     time.sleep(0.5)
     assert len(rows_at(location)) == 1  # and nothing else
+
+
+def test_a_client_that_leaves_while_its_member_hangs_is_booked_499_not_the_timeout(
+    priced: str,
+    location: str,  # noqa: F811
+) -> None:
+    """The member would time out (0.8 s) before its upstream answers (1 s); its client
+    left first (0.2 s): the request is the client's 499, its call cancelled then, not
+    the member's 504 later, and the prompt it sent is paid."""
+    host, port = priced.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(b"".join(request_bytes("hung", False)))
+        time.sleep(0.2)
+    (row,) = wait_for_rows(location, 1)
+    assert row["status"] == 499 and row["member"] == "hung"
+    assert "client hung up" in row["error"] and "timeout" not in row["error"]
+    assert row["output_tokens"] == 0
+    assert row["cost_nusd"] == row["input_tokens"] * 1000 * 1000

@@ -76,6 +76,18 @@ REFUSED = [
         "stop",
         "'stop' must hold 1 to 4 stop sequences (got 0); leave it out for none",
     ),
+    Refused(  # an empty stop sequence matches at once: the local model answered ""
+        "stop-empty-string",
+        {"stop": ""},
+        "stop",
+        "'stop' must not be empty: a stop sequence needs at least one character",
+    ),
+    Refused(
+        "stop-empty-in-list",
+        {"stop": ["END", ""]},
+        "stop.1",
+        "'stop.1' must not be empty: a stop sequence needs at least one character",
+    ),
     Refused(
         "logit-bias-word",
         {"logit_bias": {"abc": 1}},

@@ -307,17 +307,16 @@ class Gateway:
     ) -> Answer | Response:
         """The pipeline's recorded answer, or the error response for its recorded failure.
 
-        A client that hangs up meanwhile does not stop the member (its call is paid
-        whole): the request is booked 499 with the member's usage and cost. With
+        A client that hangs up meanwhile cancels the member's call (nothing would use
+        its answer): the request is booked 499 with the calls' usage and cost, a
+        cancelled call's prompt counted (:meth:`Pipeline.complete`). With
         ``deferred``, an answer's observers and its rate-limit release wait there for
         the response to be sent (the caller runs it); a failure's are done at once."""
         request = taken.request
         answer: Answer | None = None
         departure = Departure(taken.receive, taken.hangup)
         try:
-            answer = await self.ready.complete(
-                request, taken.started, lambda: departure.left, deferred
-            )
+            answer = await self.ready.complete(request, taken.started, departure, deferred)
         except PinfactoryError as exc:  # recorded by the pipeline, a client that left too
             return error_response(exc, request.request_id, request.correlation_id, shape)
         finally:
@@ -374,7 +373,7 @@ class Gateway:
         request, admission = taken.request, taken.admission
         departure = Departure(taken.receive, taken.hangup)
         deferred = Deferred()  # the answer's observers: after the last frame, as for a body
-        events = self.ready.stream(request, taken.started, lambda: departure.left, deferred)
+        events = self.ready.stream(request, taken.started, departure, deferred)
         correlation = request.correlation_id
         try:
             decision = await anext(events)

@@ -93,6 +93,14 @@ def _check_sizes(body: Mapping[str, Any]) -> None:
             raise RequestError(
                 f"'{name}' must hold {size} {what} (got {len(value)}){extra}", param=name
             )
+    stop = body.get("stop")
+    for index, sequence in enumerate([stop] if isinstance(stop, str) else stop or ()):
+        if not sequence:  # it would match at once: an empty answer
+            field = "stop" if isinstance(stop, str) else f"stop.{index}"
+            raise RequestError(
+                f"'{field}' must not be empty: a stop sequence needs at least one character",
+                param=field,
+            )
     for key, text in (body.get("metadata") or {}).items():
         _check_length(f"'metadata' key {key[:20]!r}", key, MAX_METADATA_KEY, "metadata")
         _check_length(f"'metadata.{key}'", text, MAX_METADATA_VALUE, f"metadata.{key}")

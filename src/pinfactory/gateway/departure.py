@@ -10,10 +10,9 @@ connection is lost), which costs no task per request.
 
 What each path does with it:
 
-- a plain answer lets its member finish and is booked 499 with the member's
-  reported usage and cost (:meth:`Pipeline.complete`'s ``left``): a non-streamed
-  upstream call is paid whole whether or not anyone reads it, and its usage
-  arrives only with its body, so cancelling it would lose the true spend;
+- a plain answer's work (its member's call, its verification) is cancelled at once,
+  since nothing would use its answer, and booked 499 with a cancelled call's prompt
+  tokens, counted (:meth:`Pipeline.complete`'s ``left``);
 - a stream whose client left before the first byte is closed as soon as its
   first event arrives, booked 499 with the tokens counted so far;
 - a stream under way is cancelled at once (:class:`~pinfactory.gateway.sse.EventStream`

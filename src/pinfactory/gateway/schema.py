@@ -261,7 +261,7 @@ def _common_shape(data: dict[str, Any]) -> tuple[Message, ...] | None:
         if value is not None and (type(value) is not int or value <= 0):
             return None
     stop, user = data.get("stop"), data.get("user")
-    if stop is not None and type(stop) is not str and not (_strings(stop) and 0 < len(stop) <= 4):
+    if stop is not None and not (stop if type(stop) is str else _stops(stop)):
         return None
     if type(data.get("stream", False)) is not bool or (user is not None and type(user) is not str):
         return None
@@ -276,8 +276,9 @@ def _common_shape(data: dict[str, Any]) -> tuple[Message, ...] | None:
     return tuple(parsed)
 
 
-def _strings(value: object) -> bool:
-    return type(value) is list and all(type(item) is str for item in value)
+def _stops(value: object) -> bool:
+    """1 to 4 non-empty strings, as ``checks`` wants a ``stop`` list."""
+    return type(value) is list and 0 < len(value) <= 4 and all(type(s) is str and s for s in value)
 
 
 def field_error(exc: ValidationError, data: object, prefix: tuple[str, ...] = ()) -> RequestError:

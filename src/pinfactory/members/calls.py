@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Literal
 
-from pinfactory.errors import MemberError, MemberTimeout, PinfactoryError, unexpected
+from pinfactory.errors import ClientGone, MemberError, MemberTimeout, PinfactoryError, unexpected
 from pinfactory.members.base import Completion, Delta, Deltas, Member, StreamEvent, Usage
 from pinfactory.request import Request, estimate_tokens
 from pinfactory.verify.events import Event
@@ -152,6 +152,10 @@ async def call_member(
         raise failure from exc
     except PinfactoryError as exc:
         _book_failed(tab, member, purpose, Usage(), started, exc)
+        raise
+    except asyncio.CancelledError:  # the client left: the prompt was sent, so it is paid
+        cancelled = ClientGone(member.name, "call cancelled")
+        _book_failed(tab, member, purpose, Usage(request.prompt_tokens, 0), started, cancelled)
         raise
     except Exception:  # a plug-in's own bug: booked, then the pipeline reports it (500)
         _book_failed(tab, member, purpose, Usage(), started, PinfactoryError("plug-in error"))
