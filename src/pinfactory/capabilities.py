@@ -109,6 +109,7 @@ def needs(request: Request) -> tuple[Need, ...]:
 
 def _embedding_needs(request: Request) -> tuple[Need, ...]:
     found = [Need("embeddings", "model")]
+    found += [Need("extra_params", name) for name in request.extra_params]
     given = request.params.get("input")
     if isinstance(given, list) and given and not isinstance(given[0], str):
         found.append(Need("token_input", "input"))

@@ -111,6 +111,13 @@ def test_remote_member_relays_the_body_and_its_answer(
     assert row["cost_nusd"] == 5 * 100 * 1000  # 5 tokens at $100 per million, in nano-USD
 
 
+def test_a_field_openai_does_not_define_reaches_the_upstream_as_sent(
+    client: OpenAI, recorder: RecordingUpstream
+) -> None:
+    client.embeddings.create(model="auto", input="ab", extra_body={"input_type": "query"})
+    assert recorder.last["input_type"] == "query"  # auto chose the member that passes it on
+
+
 def test_base64_from_the_upstream_reaches_the_client_bit_for_bit(
     recorder: RecordingUpstream, gateway: tuple[str, Path]
 ) -> None:
@@ -269,6 +276,8 @@ routing: {{kind: rules, fallback: chat}}
         ({"model": "auto", "input": "x", "dimensions": 64}, "dimensions", "dimensions"),
         ({"model": "auto", "input": [1, 2]}, "input", "token-array input"),
         ({"model": "auto", "input": [[1, 2]], "dimensions": 64}, "input", "token-array"),
+        ({"model": "auto", "input": "x", "top_k": 3}, "top_k", "passes such fields on"),
+        ({"model": "minilm", "input": "x", "top_k": 3}, "top_k", "not an OpenAI parameter"),
     ],
 )
 def test_auto_names_the_field_no_member_serves(

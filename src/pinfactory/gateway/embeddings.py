@@ -19,7 +19,7 @@ from openai.types.embedding_create_params import EmbeddingCreateParams
 from pydantic import ValidationError
 
 from pinfactory.errors import RequestError
-from pinfactory.gateway.openai_types import params_adapter
+from pinfactory.gateway.openai_types import field_names, params_adapter
 from pinfactory.gateway.schema import field_error, json_body
 from pinfactory.members.embedding import encode_base64
 from pinfactory.outcome import Answer
@@ -27,6 +27,9 @@ from pinfactory.request import Message, Request
 
 MAX_INPUTS = 2048
 """Inputs one request may hold (OpenAI's limit)."""
+
+
+_DEFINED = field_names(EmbeddingCreateParams)  # what OpenAI's embeddings body may hold
 
 
 def parse_embeddings_request(
@@ -40,7 +43,9 @@ def parse_embeddings_request(
 ) -> Request:
     """An embeddings request; a 400 naming the field for anything OpenAI refuses
     (an empty input, an empty string or token array in it, more than
-    :data:`MAX_INPUTS` inputs, ``dimensions`` below 1, an unknown ``encoding_format``)."""
+    :data:`MAX_INPUTS` inputs, ``dimensions`` below 1, an unknown ``encoding_format``).
+    Fields OpenAI does not define are kept and named in ``extra_params``: only a member
+    that passes them on answers (``openai_embeddings``), as on chat."""
     data = json_body(body)
     try:
         params_adapter(EmbeddingCreateParams).validate_python(data, strict=True)
@@ -80,6 +85,7 @@ def parse_embeddings_request(
         request_id=request_id,
         correlation_id=correlation_id,
         endpoint="embeddings",
+        extra_params=tuple(k for k in data if k not in _DEFINED),
     )
 
 

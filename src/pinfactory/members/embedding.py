@@ -226,7 +226,12 @@ class OpenAIEmbeddingsMember(RemoteMember, _EmbeddingMember):
     Settings = RemoteSettings
     settings: RemoteSettings
     capabilities = Capabilities(
-        chat=False, embeddings=True, token_input=True, dimensions=True, streaming=False
+        chat=False,
+        embeddings=True,
+        token_input=True,
+        dimensions=True,
+        streaming=False,
+        extra_params=True,  # a provider's own fields go to the upstream as sent
     )
 
     @property
