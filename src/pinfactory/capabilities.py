@@ -79,7 +79,8 @@ class Need:
 
 
 def needs(request: Request) -> tuple[Need, ...]:
-    """Every capability ``request`` needs: ``chat`` and a context for a plain text request."""
+    """Every capability ``request`` needs, its endpoint's first (``chat`` or ``embeddings``, as
+    ``model``): ``chat`` and a context for a plain text request."""
     if request.endpoint == "embeddings":
         return _embedding_needs(request)
     found: list[Need] = [Need("chat", "model")]
@@ -212,8 +213,11 @@ class Eligibility:
             if all(n.met_by(m.capabilities, tokens) for n in wanted)
         ]
         if decision.router == "pinned" or not able:
+            serves = wanted[0]  # the endpoint's need (chat or embeddings) comes first
             able_names = [
-                m.name for m in self.members.values() if need.met_by(m.capabilities, tokens)
+                m.name
+                for m in self.members.values()
+                if need.met_by(m.capabilities, tokens) and serves.met_by(m.capabilities, tokens)
             ]
             detail = (
                 f"members that support it: {', '.join(able_names)}"
