@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Mapping
+from contextlib import AbstractContextManager, AsyncExitStack, asynccontextmanager, nullcontext
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any, Protocol
@@ -471,27 +471,41 @@ class Leaving(Protocol):
     def cancel_on_leave(self, task: asyncio.Task[Any] | None) -> None: ...
 
 
-@contextmanager
-def _cancelled_on_leave(left: Leaving | None, member: str) -> Iterator[None]:
+class _CancelledOnLeave:
     """Cancel the work inside when the client leaves, and raise :class:`ClientGone` for
-    ``member`` instead; a cancellation from anything else goes on as one."""
-    task = asyncio.current_task() if left is not None else None
-    if left is None or task is None:
-        yield
-        return
-    if left.left:  # gone already: nothing to start
-        raise ClientGone(member, "client hung up before its answer was made")
-    left.cancel_on_leave(task)
-    try:
-        yield
-    except asyncio.CancelledError:
-        if not left.left or task.uncancel() > 0:
-            raise
-        raise ClientGone(
-            member, "client hung up before its answer was made; its calls were cancelled"
-        ) from None
-    finally:
-        left.cancel_on_leave(None)
+    ``member`` instead; a cancellation from anything else goes on as one. A class, not a
+    generator-based context manager: it runs on every request's path."""
+
+    __slots__ = ("left", "member", "task")
+
+    def __init__(self, left: Leaving, member: str) -> None:
+        self.left, self.member = left, member
+        self.task: asyncio.Task[Any] | None = None
+
+    def __enter__(self) -> None:
+        if self.left.left:  # gone already: nothing to start
+            raise ClientGone(self.member, "client hung up before its answer was made")
+        self.task = asyncio.current_task()
+        self.left.cancel_on_leave(self.task)
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self.left.cancel_on_leave(None)
+        task = self.task
+        if task is None or kind is not asyncio.CancelledError or not self.left.left:
+            return
+        if task.uncancel() == 0:  # cancelled for the leaving, by nothing else
+            raise ClientGone(
+                self.member,
+                "client hung up before its answer was made; its calls were cancelled",
+            ) from None
+
+
+def _cancelled_on_leave(left: Leaving | None, member: str) -> AbstractContextManager[None]:
+    """:class:`_CancelledOnLeave`, or nothing to do when no client can leave (``None``)."""
+    return _NOTHING if left is None else _CancelledOnLeave(left, member)
+
+
+_NOTHING = nullcontext()
 
 
 def _left_meanwhile(member: str, error: PinfactoryError) -> PinfactoryError:

@@ -337,11 +337,8 @@ class Upstream:
             loop = asyncio.get_running_loop()
             while not reader.done:
                 wait, fires = whole.window(self.timeouts.idle)
-                stalled = (
-                    f"no chunk within {fires}"
-                    if fires is self.timeouts.idle
-                    else f"stream still sending at {fires}"
-                )
+                idle = fires is self.timeouts.idle
+                stalled = Stall("no chunk within" if idle else "stream still sending at", fires)
                 with self._faults("stream", stalled=stalled):
                     batch = await reader.next_chunks(loop.time() + wait)
                 if batch:
@@ -447,7 +444,7 @@ class Upstream:
         await self.breaker.admit()
         try:
             wait, fires = clock.window(self.timeouts.first_token)
-            with self._faults("body", stalled=f"no answer within {fires}{_retries(fires)}"):
+            with self._faults("body", stalled=Stall("no answer within", fires, retries=True)):
                 reply = await self.pool.post(body, self.spec.max_response_bytes, wait)
             if reply.status >= 400:
                 self._check_status(reply.status, reply.body, reply.headers)
@@ -471,7 +468,7 @@ class Upstream:
         try:
             limit, fires = opening.window(self.timeouts.first_token)
             first = asyncio.get_running_loop().time() + limit  # one deadline, plain timers
-            with self._faults("stream", stalled=f"no token within {fires}{_retries(fires)}"):
+            with self._faults("stream", stalled=Stall("no token within", fires, retries=True)):
                 response = await self.pool.stream(body, self.spec.max_response_bytes, limit)
                 if response.status >= 400:
                     raw = await self._read_whole(response, first)
@@ -522,7 +519,7 @@ class Upstream:
             await self.breaker.failed()
 
     @contextmanager
-    def _faults(self, what: str, *, stalled: str) -> Iterator[None]:
+    def _faults(self, what: str, *, stalled: str | Stall) -> Iterator[None]:
         """The one place the client's (:mod:`.http1`) and the wire's faults become
         :class:`MemberError`."""
         try:
@@ -536,7 +533,7 @@ class Upstream:
                 retryable=True,
             ) from exc
         except TimeoutError as exc:
-            raise UpstreamTimeout(self.member, stalled) from exc
+            raise UpstreamTimeout(self.member, str(stalled)) from exc
         except TooLarge as exc:
             size = f" of {exc.declared} bytes" if exc.declared is not None else ""
             raise UpstreamFailed(
@@ -691,9 +688,18 @@ class _SSEReader:
         self.buffer += more
 
 
-def _retries(fires: Limit) -> str:
-    """What a timeout error adds when the whole call's limit fired."""
-    return "; retries included" if fires.name == "total_timeout_s" else ""
+class Stall(NamedTuple):
+    """What a timeout means, worded only when one fires (not on every call): ``words``,
+    the :class:`Limit` that fired, and with ``retries`` a note when it was the whole
+    call's (its retries included)."""
+
+    words: str
+    limit: Limit
+    retries: bool = False
+
+    def __str__(self) -> str:
+        whole = self.retries and self.limit.name == "total_timeout_s"
+        return f"{self.words} {self.limit}{'; retries included' if whole else ''}"
 
 
 def retry_after_seconds(value: str | None) -> float | None:
